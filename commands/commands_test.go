@@ -1,0 +1,363 @@
+package commands
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+
+	"github.com/jonboulle/clockwork"
+
+	"poolbot"
+	"poolbot/bot"
+	"poolbot/store"
+)
+
+type replies struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *replies) Reply(_ context.Context, text string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, text)
+	return nil
+}
+
+func (r *replies) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.lines
+	r.lines = nil
+	return l
+}
+
+type notifier struct{ services []string }
+
+func (n *notifier) Notify(s string) { n.services = append(n.services, s) }
+
+type fixture struct {
+	t      *testing.T
+	router *Router
+	store  *store.Store
+	clock  *clockwork.FakeClock
+	notes  *notifier
+	out    *replies
+}
+
+func newFixture(t *testing.T, confirm bool) *fixture {
+	t.Helper()
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 22, 14, 0, 0, 0, time.UTC))
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ops, err := NewOperators([]Operator{
+		{Name: "alice", IRCAccounts: []string{"alice"}, SlackUserIDs: []string{"U0ALICE"}},
+		{Name: "bob", IRCAccounts: []string{"bob", "bob-alt"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifier{}
+	r := NewRouter(Options{Prefix: "!", Nick: func() string { return "poolbot" },
+		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: confirm},
+		ops, st, Backends{Notifier: n}, clock, nil)
+	return &fixture{t: t, router: r, store: st, clock: clock, notes: n, out: &replies{}}
+}
+
+// say sends text as account on IRC (account "" = not logged in) and
+// returns the replies.
+func (f *fixture) say(account, text string) []string {
+	f.t.Helper()
+	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#ops",
+		Nick: "somenick", Account: account, AccountKnown: true, Text: text, Time: f.clock.Now()}, f.out)
+	return f.out.take()
+}
+
+func one(t *testing.T, lines []string) string {
+	t.Helper()
+	if len(lines) != 1 {
+		t.Fatalf("want one reply, got %q", lines)
+	}
+	return lines[0]
+}
+
+func TestDepoolQueuedAndStored(t *testing.T) {
+	f := newFixture(t, true)
+	got := one(t, f.say("alice", "!depool apus codfw T422166 switchover \x02test\x02"))
+	if got != "#1 queued: depool apus in codfw (T422166), position 1 in the apus queue" {
+		t.Fatalf("reply %q", got)
+	}
+	req, err := f.store.Request(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Operator != "alice" || req.Reason != "T422166 switchover test" || req.State != poolbot.StateQueued ||
+		req.Origin.Account != "alice" || req.Origin.Channel != "#ops" {
+		t.Fatalf("stored %+v", req)
+	}
+	if len(f.notes.services) != 1 || f.notes.services[0] != "apus" {
+		t.Fatalf("notified %v", f.notes.services)
+	}
+	// Same request again is refused with the open one's id.
+	if got := one(t, f.say("alice", "poolbot: depool apus codfw again")); !strings.Contains(got, "already open as #1") {
+		t.Fatalf("duplicate: %q", got)
+	}
+	// Addressed by nick, and restart has no datacenter.
+	if got := one(t, f.say("bob-alt", "poolbot, restart apus stale S3 connections")); !strings.HasPrefix(got, "#2 queued: restart apus") {
+		t.Fatalf("restart: %q", got)
+	}
+	r2, _ := f.store.Request(context.Background(), 2)
+	if r2.Operator != "bob" {
+		t.Fatalf("bob-alt maps to %q", r2.Operator)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	f := newFixture(t, true)
+	cases := map[string]string{
+		"!depool":                                      "missing service (usage: !depool <service> <dc> <reason>)",
+		"!depool nope codfw x":                         `unknown service "nope" (known: apus)`,
+		"!depool apus":                                 "missing datacenter",
+		"!depool apus ulsfo because":                   `unknown datacenter "ulsfo" for apus (known: eqiad, codfw)`,
+		"!depool apus codfw":                           "a reason is required",
+		"!depool apus codfw \x03\r\n":                  "a reason is required",
+		"!pool apus codfw " + strings.Repeat("x", 300): "reason too long",
+		"!restart apus":                                "a reason is required (usage: !restart <service> <reason>)",
+		"!cancel":                                      "missing request id",
+		"!cancel abc":                                  `"abc" is not a request id`,
+		"!cancel 99":                                   "no request #99",
+		"!history 500":                                 "n must be a number from 1 to 20",
+		"poolbot: frobnik":                             `unknown command "frobnik"`,
+	}
+	for in, want := range cases {
+		got := one(t, f.say("alice", in))
+		if !strings.Contains(got, want) {
+			t.Errorf("%q → %q, want it to contain %q", in, got, want)
+		}
+	}
+	if reqs, _ := f.store.List(context.Background(), store.Filter{}); len(reqs) != 0 {
+		t.Fatalf("bad input stored %d requests", len(reqs))
+	}
+	// Other bots' commands in the channel are not ours to answer.
+	for _, l := range []string{"!log alice@cumin1003 restarted something", "!frobnik", "hello poolbot"} {
+		if got := f.say("alice", l); len(got) != 0 {
+			t.Errorf("%q got replies %q", l, got)
+		}
+	}
+}
+
+func TestAuthorization(t *testing.T) {
+	f := newFixture(t, true)
+	// Not logged in: the nick does not matter.
+	if got := one(t, f.say("", "!depool apus codfw x")); !strings.Contains(got, "not logged in") {
+		t.Fatalf("anonymous: %q", got)
+	}
+	if got := one(t, f.say("mallory", "!depool apus codfw x")); !strings.Contains(got, `"mallory" is not a poolbot operator`) {
+		t.Fatalf("non-operator: %q", got)
+	}
+	// account-tag not acknowledged: identity unknown, fail closed, even
+	// with what looks like an operator's account.
+	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#ops", Nick: "alice",
+		Account: "alice", AccountKnown: false, Text: "!depool apus codfw x"}, f.out)
+	if got := one(t, f.out.take()); !strings.Contains(got, "did not confirm who you are") {
+		t.Fatalf("unknown identity: %q", got)
+	}
+	// A Slack user ID is not an IRC account.
+	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#ops", Nick: "x",
+		Account: "U0ALICE", AccountKnown: true, Text: "!depool apus codfw x"}, f.out)
+	if got := one(t, f.out.take()); !strings.Contains(got, "not a poolbot operator") {
+		t.Fatalf("cross-network account: %q", got)
+	}
+	// Read-only commands work for anyone.
+	if got := f.say("", "!status"); len(got) != 1 || !strings.Contains(got[0], "no active or queued requests") {
+		t.Fatalf("status: %q", got)
+	}
+	if reqs, _ := f.store.List(context.Background(), store.Filter{}); len(reqs) != 0 {
+		t.Fatalf("refused commands stored %d requests", len(reqs))
+	}
+	// Refusals are in the audit trail, with the account that tried.
+	ev, err := f.store.RecentEvents(context.Background(), 10)
+	if err != nil || len(ev) != 4 || ev[3].Kind != "refused" || ev[3].Origin.Account != "" || ev[2].Origin.Account != "mallory" {
+		t.Fatalf("audit trail %+v, %v", ev, err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	f := newFixture(t, true)
+	f.say("alice", "!depool apus codfw maint")
+	if got := one(t, f.say("bob", "!cancel #1 changed my mind")); got != "#1 cancelled: depool apus in codfw" {
+		t.Fatalf("cancel: %q", got)
+	}
+	r, _ := f.store.Request(context.Background(), 1)
+	if r.State != poolbot.StateCancelled || r.CancelledBy != "bob" || r.FinishedAt.IsZero() {
+		t.Fatalf("cancelled request %+v", r)
+	}
+	if got := one(t, f.say("bob", "!cancel 1")); !strings.Contains(got, "already cancelled") {
+		t.Fatalf("second cancel: %q", got)
+	}
+	// A running request gets a cancel flag instead.
+	f.say("alice", "!pool apus codfw back")
+	_ = f.store.Tx(context.Background(), func(tx *store.Tx) error {
+		r, _ := tx.Request(2)
+		r.State = poolbot.StateRestarting
+		_, err := tx.UpdateRequest(r, poolbot.StateQueued)
+		return err
+	})
+	if got := one(t, f.say("alice", "!cancel 2")); !strings.Contains(got, "stops before the next host") {
+		t.Fatalf("running cancel: %q", got)
+	}
+	r2, _ := f.store.Request(context.Background(), 2)
+	if r2.State != poolbot.StateRestarting || !r2.CancelRequested {
+		t.Fatalf("running request after cancel %+v", r2)
+	}
+	ev, _ := f.store.Events(context.Background(), 1)
+	if len(ev) != 2 || ev[1].Kind != "cancel" || ev[1].Actor != "bob" || ev[1].Detail != "cancelled: changed my mind" {
+		t.Fatalf("events %+v", ev)
+	}
+}
+
+func TestForceNeedsSecondOperator(t *testing.T) {
+	f := newFixture(t, true)
+	f.say("alice", "!depool apus codfw maint")
+	if got := one(t, f.say("alice", "!force 1")); !strings.Contains(got, "a reason is required") {
+		t.Fatalf("force without reason: %q", got)
+	}
+	if got := one(t, f.say("alice", "!force 1 registry broken, T1")); !strings.Contains(got, "needs !confirm 1 from another operator") {
+		t.Fatalf("force: %q", got)
+	}
+	if got := one(t, f.say("alice", "!confirm 1")); !strings.Contains(got, "different operator") {
+		t.Fatalf("self-confirm: %q", got)
+	}
+	// bob's other account is still bob, but alice on another network is alice:
+	// one person across networks.
+	f.router.HandleMessage(context.Background(), bot.Message{Network: "slack", Nick: "Alice",
+		Account: "U0ALICE", AccountKnown: true, Text: "!confirm 1"}, f.out)
+	if got := one(t, f.out.take()); !strings.Contains(got, "different operator") {
+		t.Fatalf("alice via slack confirming: %q", got)
+	}
+	if got := one(t, f.say("bob", "!confirm 1")); !strings.Contains(got, "FORCE confirmed by bob") {
+		t.Fatalf("confirm: %q", got)
+	}
+	r, _ := f.store.Request(context.Background(), 1)
+	if !r.Forced || r.ForcedBy != "alice" || r.ConfirmedBy != "bob" {
+		t.Fatalf("forced request %+v", r)
+	}
+	if n, _ := f.store.SALBacklog(context.Background()); n != 2 {
+		t.Fatalf("SAL backlog %d, want force + confirm", n)
+	}
+	// An expired force request cannot be confirmed.
+	f.say("alice", "!pool apus codfw back")
+	f.say("alice", "!force 2 hurry")
+	f.clock.Advance(11 * time.Minute)
+	if got := one(t, f.say("bob", "!confirm 2")); !strings.Contains(got, "expired") {
+		t.Fatalf("late confirm: %q", got)
+	}
+}
+
+func TestHelpAndUnavailable(t *testing.T) {
+	f := newFixture(t, true)
+	got := one(t, f.say("", "!help"))
+	for _, c := range []string{"!depool", "!windows*", "!check*", "!resume*", "!status "} {
+		if !strings.Contains(got, c) {
+			t.Errorf("help %q lacks %q", got, c)
+		}
+	}
+	if got := one(t, f.say("", "!help depool")); got != "!depool <service> <dc> <reason> — queue a depool of <service> in <dc> plus its follow-up restarts (operators only)" {
+		t.Fatalf("help depool: %q", got)
+	}
+	if got := one(t, f.say("", "!windows")); got != "!windows is not available: no deployment calendar is configured" {
+		t.Fatalf("windows: %q", got)
+	}
+}
+
+func TestStatusAndHistory(t *testing.T) {
+	f := newFixture(t, true)
+	f.say("alice", "!depool apus codfw T422166 maint")
+	f.say("bob", "!restart apus stale")
+	got := f.say("", "!status")
+	if len(got) != 3 || !strings.HasPrefix(got[1], "#1 depool apus in codfw by alice: queued") {
+		t.Fatalf("status %q", got)
+	}
+	got = f.say("", "!status #1")
+	if len(got) != 2 || !strings.Contains(got[1], "task T422166") {
+		t.Fatalf("status #1 %q", got)
+	}
+	got = f.say("", "!history 1")
+	if len(got) != 1 || !strings.HasPrefix(got[0], "#2 restart apus by bob: queued") {
+		t.Fatalf("history %q", got)
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		text    string
+		private bool
+		name    string
+		rest    string
+		ok      bool
+	}{
+		{"!status", false, "status", "", true},
+		{"  !Depool apus codfw  why  not ", false, "depool", "apus codfw  why  not", true},
+		{"PoolBot: help depool", false, "help", "depool", true},
+		{"poolbot,status", false, "status", "", true},
+		{"poolbotx: status", false, "", "", false},
+		{"status", true, "status", "", true},
+		{"status", false, "", "", false},
+		{"!", false, "", "", false},
+		{"!!!", false, "", "", false},
+		{"!ünïcode", false, "", "", false},
+	} {
+		inv, ok := Parse(tc.text, "!", "poolbot", tc.private)
+		if ok != tc.ok || inv.Name != tc.name || inv.Rest != tc.rest {
+			t.Errorf("Parse(%q) = %+v %v", tc.text, inv, ok)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"!depool apus codfw x", "poolbot: status", "!", "poolbot:", "\x00!x", "!a\r\nb"} {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, text string, private bool) {
+		inv, ok := Parse(text, "!", "poolbot", private)
+		if !ok {
+			return
+		}
+		if inv.Name == "" || !isWord(inv.Name) {
+			t.Fatalf("name %q", inv.Name)
+		}
+		if strings.TrimSpace(inv.Rest) != inv.Rest {
+			t.Fatalf("rest %q not trimmed", inv.Rest)
+		}
+		if _, ok := ParseID(inv.Rest); ok && strings.ContainsAny(inv.Rest, " \t") {
+			t.Fatalf("id with space %q", inv.Rest)
+		}
+	})
+}
+
+func FuzzCleanReason(f *testing.F) {
+	for _, s := range []string{"T1 ok", "a\r\nPRIVMSG #x :y", "\x02bold\x0f \x0304red", "\u202eevil", "\xff\xfe"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := CleanReason(s)
+		for _, r := range c {
+			if unicode.IsControl(r) || isBidiControl(r) || r == '\uFFFD' && !strings.ContainsRune(s, '\uFFFD') {
+				t.Fatalf("CleanReason(%q) = %q keeps %U", s, c, r)
+			}
+		}
+		if strings.TrimSpace(c) != c || strings.Contains(c, "  ") {
+			t.Fatalf("CleanReason(%q) = %q has stray spaces", s, c)
+		}
+		if CleanReason(c) != c {
+			t.Fatalf("not idempotent: %q → %q → %q", s, c, CleanReason(c))
+		}
+	})
+}

@@ -1,0 +1,566 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"poolbot"
+	"poolbot/sal"
+	"poolbot/store"
+)
+
+// command is one row of the table that both dispatches and documents.
+type command struct {
+	name    string
+	aliases []string
+	// args is the usage after the command name, e.g. "<service> <dc> <reason>".
+	args    string
+	summary string
+	// operator commands change state: only operators may run them.
+	operator bool
+	// unavailable, when it returns a non-empty reason, makes the command
+	// say so instead of running (its backend is not configured).
+	unavailable func() string
+	run         func(c *call) error
+}
+
+func (r *Router) commands() []*command {
+	return []*command{
+		{name: "depool", args: "<service> <dc> <reason>", operator: true,
+			summary: "queue a depool of <service> in <dc> plus its follow-up restarts",
+			run:     func(c *call) error { return r.enqueue(c, poolbot.ActionDepool) }},
+		{name: "pool", args: "<service> <dc> <reason>", operator: true,
+			summary: "queue a pool of <service> in <dc> plus its follow-up restarts",
+			run:     func(c *call) error { return r.enqueue(c, poolbot.ActionPool) }},
+		{name: "restart", args: "<service> <reason>", operator: true,
+			summary: "queue only the paced restarts of <service>'s registry hosts",
+			run:     func(c *call) error { return r.enqueue(c, poolbot.ActionRestart) }},
+		{name: "cancel", args: "<id> [reason]", operator: true,
+			summary: "cancel a queued or waiting request; a running one stops before the next host",
+			run:     r.cancel},
+		{name: "force", args: "<id> <reason>", operator: true,
+			summary: "break-glass: skip the calendar and scap gates (never the last-datacenter guard)",
+			run:     r.force},
+		{name: "confirm", args: "<id>", operator: true,
+			summary: "second operator's confirmation of a !force",
+			run:     r.confirm},
+		{name: "resume", args: "<id>", operator: true,
+			summary:     "continue a request parked after a crash or a failed host, from its stored step",
+			unavailable: func() string { return r.missing(r.backends.Resumer == nil, "the procedure is not running") },
+			run:         r.resume},
+		{name: "status", args: "[<id>]",
+			summary: "pooled state, the active operation and its step, the queue with blockers",
+			run:     r.status},
+		{name: "windows",
+			summary:     "current and next deployment windows, and the next clear slot",
+			unavailable: func() string { return r.missing(r.backends.Windows == nil, "no deployment calendar is configured") },
+			run:         r.windows},
+		{name: "history", args: "[n]",
+			summary: "recent operations with outcome and duration",
+			run:     r.history},
+		{name: "check", args: "<service>",
+			summary:     "read-only: health and write-then-read probe of every registry instance now",
+			unavailable: func() string { return r.missing(r.backends.Checker == nil, "no registry checks are configured") },
+			run:         r.check},
+		{name: "help", args: "[command]",
+			summary: "usage",
+			run:     r.help},
+	}
+}
+
+func (r *Router) missing(isMissing bool, why string) string {
+	if isMissing {
+		return why
+	}
+	return ""
+}
+
+func (r *Router) usage(cmd *command) string {
+	u := r.opts.Prefix + cmd.name
+	if cmd.args != "" {
+		u += " " + cmd.args
+	}
+	return u
+}
+
+// errUsage is a bad-argument error: the reply shows the usage with it.
+type errUsage struct {
+	cmd *command
+	msg string
+}
+
+func (e errUsage) Error() string { return e.msg }
+
+func (r *Router) usageError(name, format string, args ...any) error {
+	return errUsage{cmd: r.lookup(name), msg: fmt.Sprintf(format, args...)}
+}
+
+// replyError turns a handler error into the one-line reply.
+func (r *Router) replyError(c *call, err error) {
+	var u errUsage
+	if errors.As(err, &u) {
+		c.say("%s (usage: %s)", u.msg, r.usage(u.cmd))
+		return
+	}
+	c.say("%s failed: %v", c.inv.Name, err)
+}
+
+func (r *Router) enqueue(c *call, action poolbot.Action) error {
+	name := string(action)
+	svc, rest := nextField(c.inv.Rest)
+	if svc == "" {
+		return r.usageError(name, "missing service")
+	}
+	if err := r.checkService(svc); err != nil {
+		return r.usageError(name, "%v", err)
+	}
+	var dc string
+	if action != poolbot.ActionRestart {
+		dc, rest = nextField(rest)
+		if dc == "" {
+			return r.usageError(name, "missing datacenter")
+		}
+		if err := r.checkDatacenter(svc, dc); err != nil {
+			return r.usageError(name, "%v", err)
+		}
+	}
+	reason := CleanReason(rest)
+	if reason == "" {
+		return r.usageError(name, "a reason is required")
+	}
+	if len(reason) > MaxReasonBytes {
+		return r.usageError(name, "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
+	}
+	req := poolbot.Request{
+		Action: action, Service: svc, Datacenter: dc, Reason: reason,
+		Task: poolbot.TaskFromReason(reason), Operator: c.operator, Origin: c.origin(),
+		State: poolbot.StateQueued,
+	}
+	var position int
+	err := r.store.Tx(c.ctx, func(tx *store.Tx) error {
+		open, err := tx.OpenRequests(svc)
+		if err != nil {
+			return err
+		}
+		for _, o := range open {
+			if o.Action == action && o.Datacenter == dc {
+				return fmt.Errorf("%s is already open as %s (%s, requested by %s)", req.Summary(), o.ID, o.State, o.Operator)
+			}
+		}
+		position = len(open) + 1
+		req, err = tx.InsertRequest(req)
+		if err != nil {
+			return err
+		}
+		return tx.AddEvent(poolbot.Event{RequestID: req.ID, Actor: c.operator, Origin: c.origin(),
+			Kind: "created", ToState: poolbot.StateQueued, Detail: req.Summary() + ": " + reason})
+	})
+	if err != nil {
+		return err
+	}
+	task := ""
+	if req.Task != "" {
+		task = " (" + req.Task + ")"
+	}
+	c.say("%s queued: %s%s, position %d in the %s queue", req.ID, req.Summary(), task, position, svc)
+	r.notify(svc)
+	return nil
+}
+
+// requestArg parses the <id> argument and loads the request.
+func (r *Router) requestArg(c *call, name string) (poolbot.Request, string, error) {
+	idStr, rest := nextField(c.inv.Rest)
+	if idStr == "" {
+		return poolbot.Request{}, "", r.usageError(name, "missing request id")
+	}
+	id, ok := ParseID(idStr)
+	if !ok {
+		return poolbot.Request{}, "", r.usageError(name, "%q is not a request id", idStr)
+	}
+	req, err := r.store.Request(c.ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return req, "", fmt.Errorf("no request %s", id)
+	}
+	return req, rest, err
+}
+
+func (r *Router) cancel(c *call) error {
+	req, rest, err := r.requestArg(c, "cancel")
+	if err != nil {
+		return err
+	}
+	reason := CleanReason(rest)
+	if len(reason) > MaxReasonBytes {
+		return r.usageError("cancel", "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
+	}
+	var reply string
+	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
+		cur, err := tx.Request(req.ID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur.State.Terminal():
+			reply = fmt.Sprintf("%s is already %s; nothing to cancel", cur.ID, cur.State)
+			return nil
+		case cur.CancelRequested:
+			reply = fmt.Sprintf("%s: cancel already requested by %s; it stops before the next host", cur.ID, cur.CancelledBy)
+			return nil
+		}
+		from := cur.State
+		cur.CancelledBy = c.operator
+		detail := "cancelled"
+		if reason != "" {
+			detail += ": " + reason
+		}
+		if cur.State.Pending() {
+			cur.State = poolbot.StateCancelled
+			cur.Error = detail + " by " + c.operator
+			reply = fmt.Sprintf("%s cancelled: %s", cur.ID, cur.Summary())
+		} else {
+			cur.CancelRequested = true
+			reply = fmt.Sprintf("%s: cancel requested; %s stops before the next host", cur.ID, cur.Summary())
+		}
+		if _, err := tx.UpdateRequest(cur, from); err != nil {
+			return err
+		}
+		return tx.AddEvent(poolbot.Event{RequestID: cur.ID, Actor: c.operator, Origin: c.origin(),
+			Kind: "cancel", FromState: from, ToState: cur.State, Detail: detail})
+	})
+	if err != nil {
+		return err
+	}
+	c.say("%s", reply)
+	r.notify(req.Service)
+	return nil
+}
+
+func (r *Router) force(c *call) error {
+	req, rest, err := r.requestArg(c, "force")
+	if err != nil {
+		return err
+	}
+	reason := CleanReason(rest)
+	if reason == "" {
+		return r.usageError("force", "a reason is required")
+	}
+	if len(reason) > MaxReasonBytes {
+		return r.usageError("force", "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
+	}
+	var reply string
+	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
+		cur, err := tx.Request(req.ID)
+		if err != nil {
+			return err
+		}
+		if !cur.State.Pending() {
+			reply = fmt.Sprintf("%s is %s; only a queued or waiting request can be forced", cur.ID, cur.State)
+			return nil
+		}
+		from := cur.State
+		cur.Forced, cur.ForcedBy, cur.ForceReason, cur.ConfirmedBy = true, c.operator, reason, ""
+		if _, err := tx.UpdateRequest(cur, from); err != nil {
+			return err
+		}
+		if err := tx.AddEvent(poolbot.Event{RequestID: cur.ID, Actor: c.operator, Origin: c.origin(),
+			Kind: "force", FromState: from, ToState: from, Detail: reason}); err != nil {
+			return err
+		}
+		if r.opts.ForceNeedsConfirm {
+			reply = fmt.Sprintf("%s FORCE requested by %s for %s: needs %sconfirm %d from another operator within %s",
+				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow)
+			return tx.QueueSAL(cur.ID, sal.Line(cur.ID, c.operator, "FORCE requested (skip calendar and scap gates) - "+cur.Summary()+": "+reason))
+		}
+		reply = fmt.Sprintf("%s FORCED by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
+			cur.ID, c.operator, cur.Summary())
+		return tx.QueueSAL(cur.ID, sal.Line(cur.ID, c.operator, "FORCE (calendar and scap gates skipped) - "+cur.Summary()+": "+reason))
+	})
+	if err != nil {
+		return err
+	}
+	c.say("%s", reply)
+	r.notify(req.Service)
+	return nil
+}
+
+func (r *Router) confirm(c *call) error {
+	req, _, err := r.requestArg(c, "confirm")
+	if err != nil {
+		return err
+	}
+	if !r.opts.ForceNeedsConfirm {
+		c.say("%s: confirmation is not required in this poolbot; !force takes effect at once", req.ID)
+		return nil
+	}
+	// The force request's age comes from the audit trail.
+	events, err := r.store.Events(c.ctx, req.ID)
+	if err != nil {
+		return err
+	}
+	var forcedAt time.Time
+	for _, e := range events {
+		if e.Kind == "force" {
+			forcedAt = e.At
+		}
+	}
+	var reply string
+	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
+		cur, err := tx.Request(req.ID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !cur.Forced:
+			reply = fmt.Sprintf("%s has no force request to confirm", cur.ID)
+			return nil
+		case cur.ConfirmedBy != "":
+			reply = fmt.Sprintf("%s was already confirmed by %s", cur.ID, cur.ConfirmedBy)
+			return nil
+		case !cur.State.Pending():
+			reply = fmt.Sprintf("%s is %s; nothing to confirm", cur.ID, cur.State)
+			return nil
+		case cur.ForcedBy == c.operator:
+			reply = fmt.Sprintf("refused: %s was forced by %s; the confirmation must come from a different operator", cur.ID, cur.ForcedBy)
+			return nil
+		case !forcedAt.IsZero() && tx.Now().Sub(forcedAt) > r.opts.ConfirmWindow:
+			reply = fmt.Sprintf("%s: the force request of %s expired (older than %s); %sforce again",
+				cur.ID, forcedAt.UTC().Format("15:04 UTC"), r.opts.ConfirmWindow, r.opts.Prefix)
+			return nil
+		}
+		from := cur.State
+		cur.ConfirmedBy = c.operator
+		if _, err := tx.UpdateRequest(cur, from); err != nil {
+			return err
+		}
+		if err := tx.AddEvent(poolbot.Event{RequestID: cur.ID, Actor: c.operator, Origin: c.origin(),
+			Kind: "confirm", FromState: from, ToState: from, Detail: "force by " + cur.ForcedBy}); err != nil {
+			return err
+		}
+		reply = fmt.Sprintf("%s FORCE confirmed by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
+			cur.ID, c.operator, cur.Summary())
+		return tx.QueueSAL(cur.ID, sal.Line(cur.ID, cur.ForcedBy, "FORCE confirmed by "+c.operator+" - "+cur.Summary()))
+	})
+	if err != nil {
+		return err
+	}
+	c.say("%s", reply)
+	r.notify(req.Service)
+	return nil
+}
+
+func (r *Router) resume(c *call) error {
+	req, _, err := r.requestArg(c, "resume")
+	if err != nil {
+		return err
+	}
+	msg, err := r.backends.Resumer.Resume(c.ctx, req.ID, c.operator, c.origin())
+	if err != nil {
+		return err
+	}
+	c.say("%s", msg)
+	return nil
+}
+
+// maxStatusQueue bounds how many queued requests !status lists.
+const maxStatusQueue = 5
+
+func (r *Router) status(c *call) error {
+	if c.inv.Rest != "" {
+		return r.statusOne(c)
+	}
+	for _, svc := range r.serviceNames() {
+		line := svc + ":"
+		if r.backends.Reporter != nil {
+			ps, err := r.backends.Reporter.PoolState(c.ctx, svc)
+			if err != nil {
+				ps = "pooled state unknown (" + err.Error() + ")"
+			}
+			line += " " + ps
+		}
+		open, err := r.store.Unfinished(c.ctx, svc)
+		if err != nil {
+			return err
+		}
+		if len(open) == 0 {
+			c.say("%s no active or queued requests", line)
+			continue
+		}
+		c.say("%s %d open request(s)", line, len(open))
+		for i, req := range open {
+			if i == maxStatusQueue {
+				c.say("…and %d more; %sstatus <id> for one", len(open)-i, r.opts.Prefix)
+				break
+			}
+			c.say("%s", r.describe(c, req))
+		}
+	}
+	return nil
+}
+
+// describe is a request's status line: what, who, state, and why it waits.
+func (r *Router) describe(c *call, req poolbot.Request) string {
+	s := fmt.Sprintf("%s %s by %s: %s", req.ID, req.Summary(), req.Operator, req.State)
+	if req.Step != "" {
+		s += " (" + req.Step + ")"
+	}
+	if req.Forced {
+		if req.ConfirmedBy != "" || !r.opts.ForceNeedsConfirm {
+			s += ", FORCED by " + req.ForcedBy
+		} else {
+			s += ", force by " + req.ForcedBy + " awaiting confirmation"
+		}
+	}
+	if req.CancelRequested {
+		s += ", cancel requested by " + req.CancelledBy
+	}
+	if req.State.Pending() {
+		if r.backends.Reporter == nil {
+			s += "; not evaluated: the procedure is not running"
+		} else if why, err := r.backends.Reporter.Blockers(c.ctx, req); err != nil {
+			s += "; blockers unknown: " + err.Error()
+		} else if why != "" {
+			s += "; " + why
+		}
+	}
+	return s
+}
+
+func (r *Router) statusOne(c *call) error {
+	req, _, err := r.requestArg(c, "status")
+	if err != nil {
+		return err
+	}
+	c.say("%s", r.describe(c, req))
+	extra := fmt.Sprintf("%s requested %s via %s", req.ID, req.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"), req.Origin.Network)
+	if req.Task != "" {
+		extra += ", task " + req.Task
+	}
+	extra += ", reason: " + req.Reason
+	if req.Error != "" {
+		extra += "; " + req.Error
+	}
+	c.say("%s", extra)
+	return nil
+}
+
+func (r *Router) windows(c *call) error {
+	var lines []string
+	for _, svc := range r.serviceNames() {
+		l, err := r.backends.Windows.Windows(c.ctx, svc)
+		if err != nil {
+			return err
+		}
+		lines = append(lines, l...)
+	}
+	for _, l := range lines {
+		c.say("%s", l)
+	}
+	return nil
+}
+
+// Bounds for !history.
+const (
+	defaultHistory = 5
+	maxHistory     = 20
+)
+
+func (r *Router) history(c *call) error {
+	n := defaultHistory
+	if c.inv.Rest != "" {
+		v, err := strconv.Atoi(c.inv.Rest)
+		if err != nil || v < 1 || v > maxHistory {
+			return r.usageError("history", "n must be a number from 1 to %d", maxHistory)
+		}
+		n = v
+	}
+	reqs, err := r.store.List(c.ctx, store.Filter{Newest: true, Limit: n})
+	if err != nil {
+		return err
+	}
+	if len(reqs) == 0 {
+		c.say("no requests yet")
+		return nil
+	}
+	for _, req := range reqs {
+		line := fmt.Sprintf("%s %s by %s: %s", req.ID, req.Summary(), req.Operator, req.State)
+		switch {
+		case req.State.Terminal() && !req.StartedAt.IsZero():
+			line += fmt.Sprintf(" after %s, %s", Duration(req.FinishedAt.Sub(req.StartedAt)), req.FinishedAt.UTC().Format("2006-01-02 15:04 UTC"))
+		case req.State.Terminal():
+			line += ", " + req.FinishedAt.UTC().Format("2006-01-02 15:04 UTC")
+		default:
+			line += ", requested " + req.CreatedAt.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		if req.Error != "" {
+			line += " (" + req.Error + ")"
+		}
+		c.say("%s", line)
+	}
+	return nil
+}
+
+func (r *Router) check(c *call) error {
+	svc, _ := nextField(c.inv.Rest)
+	if svc == "" {
+		return r.usageError("check", "missing service")
+	}
+	if err := r.checkService(svc); err != nil {
+		return r.usageError("check", "%v", err)
+	}
+	lines, err := r.backends.Checker.Check(c.ctx, svc)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		c.say("%s", l)
+	}
+	return nil
+}
+
+func (r *Router) help(c *call) error {
+	if c.inv.Rest != "" {
+		name := strings.TrimPrefix(strings.ToLower(c.inv.Rest), r.opts.Prefix)
+		cmd := r.lookup(name)
+		if cmd == nil {
+			return r.usageError("help", "unknown command %q", name)
+		}
+		line := r.usage(cmd) + " — " + cmd.summary
+		if cmd.operator {
+			line += " (operators only)"
+		}
+		if cmd.unavailable != nil {
+			if why := cmd.unavailable(); why != "" {
+				line += " [not available: " + why + "]"
+			}
+		}
+		c.say("%s", line)
+		return nil
+	}
+	names := make([]string, 0, len(r.table))
+	for _, cmd := range r.table {
+		n := r.opts.Prefix + cmd.name
+		if cmd.unavailable != nil && cmd.unavailable() != "" {
+			n += "*"
+		}
+		names = append(names, n)
+	}
+	c.say("commands: %s — %shelp <command> for usage; * = not available in this poolbot. Services: %s",
+		strings.Join(names, " "), r.opts.Prefix, strings.Join(r.serviceNames(), ", "))
+	return nil
+}
+
+// Duration formats like scap's SAL lines: "02m 15s", or "1h 02m 15s".
+func Duration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	h, m, s := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
+	if h > 0 {
+		return fmt.Sprintf("%dh %02dm %02ds", h, m, s)
+	}
+	return fmt.Sprintf("%02dm %02ds", m, s)
+}

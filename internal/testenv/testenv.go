@@ -1,0 +1,88 @@
+// Package testenv holds what the tests need to run real servers (ircd, etcd,
+// sshd, docker registries) on loopback: finding their binaries, free ports,
+// waiting for them to listen, and stopping them with the test.
+//
+// A test that needs a server calls Need(t, "etcd"): when the binary is missing
+// the test is skipped on a developer's machine but fails in CI (CI=true), so
+// a CI run can never go green by silently skipping the real-server tests.
+// .ci/run installs every binary these tests need.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run under CI, where a missing test server
+// is a failure rather than a skip.
+func InCI() bool { return os.Getenv("CI") != "" }
+
+// Need returns the absolute path of binary, looked up in PATH and in the
+// sbin directories Debian installs daemons into. When it is missing the test
+// is skipped, or failed under CI.
+func Need(t testing.TB, binary string) string {
+	t.Helper()
+	path, err := Lookup(binary)
+	if err != nil {
+		if InCI() {
+			t.Fatalf("test server %q is not installed (CI must install it; see .ci/run): %v", binary, err)
+		}
+		t.Skipf("test server %q is not installed (run .ci/run or see README): %v", binary, err)
+	}
+	return path
+}
+
+// Lookup finds binary in PATH, then in /usr/sbin and /sbin.
+func Lookup(binary string) (string, error) {
+	if p, err := exec.LookPath(binary); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := dir + "/" + binary
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH or sbin directories", binary)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. There
+// is a small window in which another process may take it; callers that start
+// a daemon on it should retry on "address in use".
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitListening waits until addr accepts TCP connections or the timeout passes.
+func WaitListening(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var d net.Dialer
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		c, err := d.DialContext(cctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening after %s: %w", addr, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

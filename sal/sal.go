@@ -1,0 +1,228 @@
+// Package sal delivers Server Admin Log lines from the store's outbox.
+//
+// Wikimedia's SAL is written by stashbot, which records every channel line
+// that starts with "!log ". A line sent by poolbot's own nick is attributed
+// to that nick; a line relayed by logmsgbot (tcpircbot, a TCP-to-IRC relay
+// that accepts one message per connection from allow-listed hosts) may
+// carry a "user@host" attribution as its first word. Both sinks are here.
+//
+// Delivery is at least once and strictly in order: the Sender takes the
+// oldest undelivered line, sends it, and only then marks it sent. A crash
+// between the two repeats that one line after restart; nothing is lost.
+package sal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/ergochat/irc-go/ircutils"
+	"github.com/jonboulle/clockwork"
+
+	"poolbot/bot"
+	"poolbot/store"
+)
+
+// Sink delivers one SAL message (without the "!log " prefix).
+type Sink interface {
+	Send(ctx context.Context, message string) error
+}
+
+// ChannelSink says "!log <message>" in the SAL channel through a chat
+// adapter; stashbot attributes it to the bot's nick.
+type ChannelSink struct {
+	Chat    bot.Sayer
+	Channel string
+}
+
+// Send implements Sink.
+func (c ChannelSink) Send(ctx context.Context, message string) error {
+	if err := c.Chat.Say(ctx, c.Channel, "!log "+message); err != nil {
+		return fmt.Errorf("sal: say in %s: %w", c.Channel, err)
+	}
+	return nil
+}
+
+// TCPIRCBotSink sends "!log <attribution> <message>" to a tcpircbot relay
+// (logmsgbot), one TCP connection per message, as scap, conftool and
+// spicerack do. Attribution is "user@host"; stashbot trusts it only from
+// logmsgbot.
+type TCPIRCBotSink struct {
+	Addr        string
+	Attribution string
+	Timeout     time.Duration
+}
+
+// tcpircbotChunk is the relay's read size: it sends each 460-byte chunk as
+// its own IRC line, so a longer message would be cut in two SAL entries.
+const tcpircbotChunk = 460
+
+// Send implements Sink.
+func (t TCPIRCBotSink) Send(ctx context.Context, message string) error {
+	// SanitizeText turns CR/LF/NUL into spaces and truncates on a UTF-8
+	// boundary: the relay must get exactly one line.
+	line := ircutils.SanitizeText("!log "+t.Attribution+" "+message, tcpircbotChunk)
+	timeout := t.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return fmt.Errorf("sal: tcpircbot %s: %w", t.Addr, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write([]byte(line)); err != nil {
+		return fmt.Errorf("sal: tcpircbot %s: write: %w", t.Addr, err)
+	}
+	// A clean close is how tcpircbot knows the message is complete.
+	if err := conn.Close(); err != nil {
+		return fmt.Errorf("sal: tcpircbot %s: close: %w", t.Addr, err)
+	}
+	return nil
+}
+
+// Outbox is the part of the store the Sender needs.
+type Outbox interface {
+	NextSAL(ctx context.Context) (store.OutboxLine, bool, error)
+	MarkSALSent(ctx context.Context, id int64) error
+	MarkSALFailed(ctx context.Context, id int64, cause error) error
+}
+
+// Sender delivers the outbox through a Sink.
+type Sender struct {
+	outbox Outbox
+	sink   Sink
+	clock  clockwork.Clock
+	log    *slog.Logger
+	wake   chan struct{}
+	// Poll is how often the sender looks at the outbox when nobody woke
+	// it; Wake makes new lines go out at once.
+	Poll time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failed send.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// NewSender returns a Sender; call Run to start it.
+func NewSender(outbox Outbox, sink Sink, clock clockwork.Clock, log *slog.Logger) *Sender {
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sender{
+		outbox: outbox, sink: sink, clock: clock, log: log,
+		wake:       make(chan struct{}, 1),
+		Poll:       5 * time.Second,
+		MinBackoff: time.Second,
+		MaxBackoff: time.Minute,
+	}
+}
+
+// Wake tells the sender that a new line was queued. It never blocks.
+func (s *Sender) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers lines until ctx is done.
+func (s *Sender) Run(ctx context.Context) error {
+	backoff := s.MinBackoff
+	for {
+		delivered, err := s.deliverOne(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			s.log.Warn("SAL line not delivered; will retry", "err", err, "retry_in", backoff)
+			if !s.sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, s.MaxBackoff)
+		case delivered:
+			backoff = s.MinBackoff
+		default:
+			backoff = s.MinBackoff
+			if !s.sleep(ctx, s.Poll) {
+				return nil
+			}
+		}
+	}
+}
+
+// Flush delivers every queued line, giving up at the first failure or
+// when ctx ends. It is used at shutdown.
+func (s *Sender) Flush(ctx context.Context) error {
+	for {
+		delivered, err := s.deliverOne(ctx)
+		if err != nil {
+			return err
+		}
+		if !delivered {
+			return nil
+		}
+	}
+}
+
+// deliverOne sends the oldest line. delivered is false when the outbox was
+// empty.
+func (s *Sender) deliverOne(ctx context.Context) (delivered bool, err error) {
+	line, ok, err := s.outbox.NextSAL(ctx)
+	if err != nil || !ok {
+		return false, err
+	}
+	if sendErr := s.sink.Send(ctx, line.Line); sendErr != nil {
+		// Record the attempt with a fresh context: the caller's may be the
+		// reason the send failed.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.outbox.MarkSALFailed(mctx, line.ID, sendErr); err != nil {
+			return false, errors.Join(sendErr, err)
+		}
+		return false, sendErr
+	}
+	// The line is out; mark it even if ctx was cancelled meanwhile, so a
+	// shutdown right now does not repeat it.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.outbox.MarkSALSent(mctx, line.ID); err != nil {
+		return false, err
+	}
+	s.log.Info("SAL line delivered", "id", line.ID, "request", int64(line.RequestID))
+	return true, nil
+}
+
+func (s *Sender) sleep(ctx context.Context, d time.Duration) bool {
+	t := s.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.wake:
+		return true
+	case <-t.Chan():
+		return true
+	}
+}
+
+// Prefix of every line poolbot logs, so SAL readers can search for it.
+const Prefix = "poolbot"
+
+// Line formats a SAL message about a request the way spicerack's cookbook
+// lines look ("START - …", "END (PASS) - …"), naming the request and the
+// operator: "poolbot #12 alice: START - depool apus in codfw: T422166 maint".
+func Line(id fmt.Stringer, operator, text string) string {
+	return strings.Join([]string{Prefix, id.String(), operator + ":", text}, " ")
+}

@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"poolbot"
+)
+
+// OutboxLine is one Server Admin Log line waiting to be delivered.
+type OutboxLine struct {
+	ID        int64
+	RequestID poolbot.RequestID // 0 for lines not about a request
+	Line      string            // the message, without "!log "
+	Attempts  int
+}
+
+// QueueSAL adds a SAL line to the outbox in this transaction, so it is
+// stored if and only if the change it reports is. requestID may be 0.
+func (tx *Tx) QueueSAL(requestID poolbot.RequestID, line string) error {
+	if line == "" {
+		return fmt.Errorf("store: queue SAL line: empty line")
+	}
+	var reqID any
+	if requestID != 0 {
+		reqID = int64(requestID)
+	}
+	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO sal_outbox (request_id, created_at, line) VALUES (?,?,?)`,
+		reqID, formatTime(tx.now), line)
+	if err != nil {
+		return fmt.Errorf("store: queue SAL line: %w", err)
+	}
+	return nil
+}
+
+// NextSAL returns the oldest undelivered SAL line; ok is false when the
+// outbox is empty. Lines are delivered strictly in order: the sender does
+// not move past a line until it is marked sent.
+func (s *Store) NextSAL(ctx context.Context) (line OutboxLine, ok bool, err error) {
+	var reqID sql.NullInt64
+	err = s.db.QueryRowContext(ctx, `SELECT id, request_id, line, attempts FROM sal_outbox
+		WHERE sent_at = '' ORDER BY id LIMIT 1`).Scan(&line.ID, &reqID, &line.Line, &line.Attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return line, false, nil
+	}
+	if err != nil {
+		return line, false, fmt.Errorf("store: next SAL line: %w", err)
+	}
+	line.RequestID = poolbot.RequestID(reqID.Int64)
+	return line, true, nil
+}
+
+// MarkSALSent records that line id was delivered.
+func (s *Store) MarkSALSent(ctx context.Context, id int64) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE sal_outbox SET sent_at = ?, attempts = attempts + 1, last_error = ''
+		WHERE id = ?`, formatTime(s.clock.Now()), id)
+	if err != nil {
+		return fmt.Errorf("store: mark SAL line %d sent: %w", id, err)
+	}
+	return nil
+}
+
+// MarkSALFailed records a failed delivery attempt; the line stays first in
+// the outbox.
+func (s *Store) MarkSALFailed(ctx context.Context, id int64, cause error) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE sal_outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`,
+		cause.Error(), id)
+	if err != nil {
+		return fmt.Errorf("store: mark SAL line %d failed: %w", id, err)
+	}
+	return nil
+}
+
+// SALBacklog returns how many SAL lines wait to be delivered.
+func (s *Store) SALBacklog(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sal_outbox WHERE sent_at = ''`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: SAL backlog: %w", err)
+	}
+	return n, nil
+}
+
+// SentSAL returns delivered SAL lines, oldest first, for tests and
+// !history-style inspection.
+func (s *Store) SentSAL(ctx context.Context, requestID poolbot.RequestID) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT line FROM sal_outbox WHERE request_id = ? AND sent_at != '' ORDER BY id`,
+		int64(requestID))
+	if err != nil {
+		return nil, fmt.Errorf("store: SAL lines of %s: %w", requestID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return nil, fmt.Errorf("store: SAL lines of %s: %w", requestID, err)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
