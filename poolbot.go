@@ -158,6 +158,9 @@ type Request struct {
 	// before the next host.
 	CancelRequested bool
 	CancelledBy     string
+	// Parked is set on a request interrupted by a crash when poolbot is
+	// configured to wait for an operator's !resume.
+	Parked bool
 	// Error is why a request failed or expired.
 	Error      string
 	CreatedAt  time.Time
@@ -189,6 +192,28 @@ type Event struct {
 	FromState State
 	ToState   State
 	Detail    string
+}
+
+// HostState is where one host of a restart plan is.
+type HostState string
+
+// The states of a host step.
+const (
+	HostPending    HostState = "pending"
+	HostRestarting HostState = "restarting"
+	HostDone       HostState = "done"
+	HostFailed     HostState = "failed"
+)
+
+// HostStep is one host of a request's restart plan.
+type HostStep struct {
+	RequestID  RequestID
+	Position   int // 1-based
+	Host       string
+	State      HostState
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Detail     string
 }
 
 // ActorPoolbot is the Actor of events the bot records on its own behalf.

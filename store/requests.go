@@ -27,7 +27,7 @@ func (tx *Tx) Now() time.Time { return tx.now }
 const requestColumns = `id, action, service, datacenter, reason, task, operator,
 	origin_network, origin_account, origin_nick, origin_channel, state, step,
 	forced, forced_by, force_reason, confirmed_by, cancel_requested, cancelled_by,
-	error, created_at, updated_at, started_at, finished_at`
+	error, created_at, updated_at, started_at, finished_at, parked`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -35,17 +35,17 @@ func scanRequest(row rowScanner) (poolbot.Request, error) {
 	var (
 		r                                   poolbot.Request
 		action, state                       string
-		forced, cancelReq                   bool
+		forced, cancelReq, parked           bool
 		created, updated, started, finished string
 	)
 	err := row.Scan(&r.ID, &action, &r.Service, &r.Datacenter, &r.Reason, &r.Task, &r.Operator,
 		&r.Origin.Network, &r.Origin.Account, &r.Origin.Nick, &r.Origin.Channel, &state, &r.Step,
 		&forced, &r.ForcedBy, &r.ForceReason, &r.ConfirmedBy, &cancelReq, &r.CancelledBy,
-		&r.Error, &created, &updated, &started, &finished)
+		&r.Error, &created, &updated, &started, &finished, &parked)
 	if err != nil {
 		return r, err
 	}
-	r.Action, r.State, r.Forced, r.CancelRequested = poolbot.Action(action), poolbot.State(state), forced, cancelReq
+	r.Action, r.State, r.Forced, r.CancelRequested, r.Parked = poolbot.Action(action), poolbot.State(state), forced, cancelReq, parked
 	for _, f := range []struct {
 		dst *time.Time
 		src string
@@ -121,11 +121,11 @@ func (tx *Tx) UpdateRequest(r poolbot.Request, expect poolbot.State) (poolbot.Re
 	}
 	res, err := tx.tx.ExecContext(tx.ctx, `UPDATE requests SET state = ?, step = ?, forced = ?,
 		forced_by = ?, force_reason = ?, confirmed_by = ?, cancel_requested = ?, cancelled_by = ?,
-		error = ?, updated_at = ?, started_at = ?, finished_at = ?
+		error = ?, updated_at = ?, started_at = ?, finished_at = ?, parked = ?
 		WHERE id = ? AND state = ?`,
 		string(r.State), r.Step, r.Forced, r.ForcedBy, r.ForceReason, r.ConfirmedBy,
 		r.CancelRequested, r.CancelledBy, r.Error, formatTime(r.UpdatedAt),
-		formatTime(r.StartedAt), formatTime(r.FinishedAt), int64(r.ID), string(expect))
+		formatTime(r.StartedAt), formatTime(r.FinishedAt), r.Parked, int64(r.ID), string(expect))
 	if err != nil {
 		return r, fmt.Errorf("store: update request %s: %w", r.ID, err)
 	}

@@ -1,0 +1,109 @@
+// Command poolbot is the chat-ops bot that pools and depools a discovery
+// service in a datacenter and restarts the registry instances that depend
+// on it, one host at a time, when no deployment is running or scheduled.
+//
+//	poolbot run -config /etc/poolbot/config.yaml
+//	poolbot console -config config.yaml -as alice
+//	poolbot check-config config.yaml
+//	poolbot version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"poolbot/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; without
+// it the module version from the build info is used.
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage: poolbot <command> [flags]
+
+commands:
+  run -config FILE                 run the bot on the chat networks in FILE
+  console -config FILE -as NAME    run the bot with a local console as operator NAME
+  check-config FILE                print every problem in FILE, exit 1 if any
+  version                          print the version
+`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "run", "console":
+		fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		cfgPath := fs.String("config", "/etc/poolbot/config.yaml", "configuration file")
+		as := fs.String("as", "", "console: the operator you are")
+		if err := fs.Parse(args[1:]); err != nil {
+			return 2
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		opts := daemonOptions{console: args[0] == "console", operator: *as, stdin: stdin, stdout: stdout, stderr: stderr}
+		if opts.console && *as == "" {
+			fmt.Fprintln(stderr, "console: -as NAME is required (one of the operators in the config)")
+			return 2
+		}
+		if err := runDaemon(ctx, cfg, opts); err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(stderr, "poolbot:", err)
+			return 1
+		}
+		return 0
+	case "check-config":
+		if len(args) != 2 {
+			fmt.Fprintln(stderr, "usage: poolbot check-config FILE")
+			return 2
+		}
+		if _, err := config.Load(args[1]); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: OK\n", args[1])
+		return 0
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "poolbot", buildVersion())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+		return v
+	}
+	return "unknown"
+}

@@ -1,0 +1,433 @@
+// Package config reads poolbot's YAML configuration.
+//
+// Decoding is strict: a key the program does not know is an error naming
+// the key and its line, because a misspelt safety setting that is silently
+// ignored is worse than a bot that refuses to start. Every problem is
+// reported at once (Load returns a *Problems). Secrets never live in the
+// YAML: a Secret names a file or an environment variable to read.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"poolbot/bot"
+	"poolbot/commands"
+	"poolbot/integrations/calendar"
+	"poolbot/integrations/conftool"
+	"poolbot/integrations/registry"
+	"poolbot/integrations/restart"
+	"poolbot/integrations/scap"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Chat      Chat                `yaml:"chat"`
+	Operators []commands.Operator `yaml:"operators"`
+	Services  map[string]Service  `yaml:"services"`
+	Force     Force               `yaml:"force"`
+	Store     Store               `yaml:"store"`
+	SAL       SAL                 `yaml:"sal"`
+	Log       Log                 `yaml:"log"`
+	Procedure Procedure           `yaml:"procedure"`
+	Calendar  calendar.Config     `yaml:"calendar"`
+	Scap      scap.Config         `yaml:"scap"`
+	Conftool  conftool.Config     `yaml:"conftool"`
+}
+
+// Procedure tunes the request lifecycle.
+type Procedure struct {
+	// DryRun runs read-only steps for real and only announces mutating ones.
+	DryRun bool `yaml:"dry_run"`
+	// MaxWait: a request waiting longer expires.
+	MaxWait time.Duration `yaml:"max_wait"`
+	// PerHostEstimate is the expected time per host until history exists.
+	PerHostEstimate time.Duration `yaml:"per_host_estimate"`
+	// ScapPoll is how often a request blocked by scap re-probes it.
+	ScapPoll time.Duration `yaml:"scap_poll"`
+	// ResumeAfterCrash is "auto" or "ask".
+	ResumeAfterCrash string `yaml:"resume_after_crash"`
+}
+
+// Chat configures the chat side.
+type Chat struct {
+	// CommandPrefix starts a command in a channel.
+	CommandPrefix string `yaml:"command_prefix"`
+	// NoticeChannel gets blocking and proceeding notices; default
+	// sal.channel.
+	NoticeChannel string `yaml:"notice_channel"`
+	// IRC is the IRC connection; absent means no IRC.
+	IRC *bot.IRCConfig `yaml:"irc"`
+	// IRCPassword is the SASL password of the bot's IRC account.
+	IRCPassword Secret `yaml:"irc_sasl_password"`
+}
+
+// Service is one service poolbot manages.
+type Service struct {
+	// Datacenters the service can be pooled in, in display order.
+	Datacenters []string `yaml:"datacenters"`
+	// Restart is how the service's dependent hosts are restarted.
+	Restart restart.Config `yaml:"restart"`
+	// Registry is the registry instances on each of those hosts and how
+	// they are checked.
+	Registry registry.Config `yaml:"registry"`
+}
+
+// Force configures the break-glass !force.
+type Force struct {
+	// RequireConfirm makes !force wait for a second operator's !confirm.
+	RequireConfirm *bool `yaml:"require_confirm"`
+	// ConfirmWindow is how long a !force waits for !confirm.
+	ConfirmWindow time.Duration `yaml:"confirm_window"`
+}
+
+// NeedsConfirm is RequireConfirm with its default (true).
+func (f Force) NeedsConfirm() bool { return f.RequireConfirm == nil || *f.RequireConfirm }
+
+// Store configures the SQLite file.
+type Store struct {
+	Path string `yaml:"path"`
+}
+
+// SAL configures where Server Admin Log lines go.
+type SAL struct {
+	// Sink is "channel" (say "!log …" in Channel) or "tcpircbot" (send to
+	// a logmsgbot relay, which keeps a user@host attribution).
+	Sink    string `yaml:"sink"`
+	Channel string `yaml:"channel"`
+	// TCPIRCBot is the relay, for Sink "tcpircbot".
+	TCPIRCBot TCPIRCBot `yaml:"tcpircbot"`
+}
+
+// TCPIRCBot is a logmsgbot relay.
+type TCPIRCBot struct {
+	Addr        string        `yaml:"addr"`
+	Attribution string        `yaml:"attribution"`
+	Timeout     time.Duration `yaml:"timeout"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Format string `yaml:"format"` // "text" or "json"
+	Level  string `yaml:"level"`  // "debug", "info", "warn", "error"
+}
+
+// Secret is read from a file or an environment variable, never written in
+// the YAML itself.
+type Secret struct {
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
+}
+
+// IsSet reports whether a source is configured.
+func (s Secret) IsSet() bool { return s.File != "" || s.Env != "" }
+
+// Read returns the secret, trimmed of surrounding white space (files
+// usually end in a newline).
+func (s Secret) Read() (string, error) {
+	switch {
+	case s.File != "" && s.Env != "":
+		return "", errors.New("set either file or env, not both")
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("read secret file: %w", err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("secret file %s is empty", s.File)
+		}
+		return v, nil
+	case s.Env != "":
+		v := strings.TrimSpace(os.Getenv(s.Env))
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is empty or unset", s.Env)
+		}
+		return v, nil
+	}
+	return "", errors.New("no secret source configured")
+}
+
+// String never shows the secret, only where it comes from.
+func (s Secret) String() string {
+	switch {
+	case s.File != "":
+		return "file:" + s.File
+	case s.Env != "":
+		return "env:" + s.Env
+	}
+	return "unset"
+}
+
+// Problems is every problem found in a configuration.
+type Problems struct {
+	File string
+	List []string
+}
+
+func (p *Problems) Error() string {
+	return fmt.Sprintf("%s: %d configuration problem(s):\n  %s", p.File, len(p.List), strings.Join(p.List, "\n  "))
+}
+
+// add records a problem; an error that joins several (one per line)
+// becomes several problems with the same prefix.
+func (p *Problems) add(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	prefix, rest, found := strings.Cut(msg, ": ")
+	if !found || !strings.Contains(rest, "\n") || strings.Contains(prefix, "\n") {
+		p.List = append(p.List, msg)
+		return
+	}
+	for _, l := range strings.Split(rest, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			p.List = append(p.List, prefix+": "+l)
+		}
+	}
+}
+
+// Load reads, decodes and validates the file at path. Any problem makes
+// it return a *Problems listing all of them.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data; name is used in messages.
+func Parse(name string, data []byte) (*Config, error) {
+	probs := &Problems{File: name}
+	unknown, err := unknownKeys(data, reflect.TypeFor[Config]())
+	if err != nil {
+		probs.add("%s", yaml.FormatError(err, false, true))
+		return nil, probs
+	}
+	if len(unknown) > 0 {
+		probs.List = append(probs.List, unknown...)
+		return nil, probs
+	}
+	cfg := &Config{Scap: scap.DefaultConfig()}
+	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict()); err != nil {
+		probs.add("%s", yaml.FormatError(err, false, true))
+		return nil, probs
+	}
+	cfg.applyDefaults()
+	cfg.validate(probs)
+	if len(probs.List) > 0 {
+		return nil, probs
+	}
+	return cfg, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Chat.CommandPrefix == "" {
+		c.Chat.CommandPrefix = "!"
+	}
+	if c.Force.ConfirmWindow == 0 {
+		c.Force.ConfirmWindow = 10 * time.Minute
+	}
+	if c.SAL.Sink == "" {
+		c.SAL.Sink = "channel"
+	}
+	if c.Chat.NoticeChannel == "" {
+		c.Chat.NoticeChannel = c.SAL.Channel
+	}
+	if c.Chat.IRC != nil && c.Chat.IRC.SALChannel == "" && c.SAL.Sink == "channel" {
+		c.Chat.IRC.SALChannel = c.SAL.Channel
+	}
+	if c.SAL.TCPIRCBot.Timeout == 0 {
+		c.SAL.TCPIRCBot.Timeout = 5 * time.Second
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Procedure.MaxWait == 0 {
+		c.Procedure.MaxWait = 12 * time.Hour
+	}
+	if c.Procedure.PerHostEstimate == 0 {
+		c.Procedure.PerHostEstimate = 2 * time.Minute
+	}
+	if c.Procedure.ScapPoll == 0 {
+		c.Procedure.ScapPoll = time.Second
+	}
+	if c.Procedure.ResumeAfterCrash == "" {
+		c.Procedure.ResumeAfterCrash = "auto"
+	}
+	if c.Calendar.Source != CalendarNone {
+		c.Calendar = c.Calendar.WithDefaults()
+	}
+	c.Scap = c.Scap.WithDefaults()
+	for name, svc := range c.Services {
+		svc.Registry = registryDefaults(svc.Registry)
+		c.Services[name] = svc
+	}
+}
+
+// CalendarNone turns the calendar gate off. It must be said explicitly:
+// a missing calendar section means wikitech.
+const CalendarNone = "none"
+
+// registryDefaults fills a service's registry section from WMF's layout
+// where it was left empty.
+func registryDefaults(r registry.Config) registry.Config {
+	d := registry.DefaultConfig()
+	if len(r.Instances) == 0 {
+		r.Instances = d.Instances
+	}
+	if r.Scheme == "" {
+		r.Scheme = d.Scheme
+	}
+	if r.Probe.Repository == "" {
+		r.Probe.Repository = d.Probe.Repository
+	}
+	return r
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	channelRE = regexp.MustCompile(`^[#&][^\s,\x00-\x1f]{1,49}$`)
+	attribRE  = regexp.MustCompile(`^[^@\s]+@\S+$`)
+)
+
+func (c *Config) validate(p *Problems) {
+	if strings.ContainsAny(c.Chat.CommandPrefix, " \t\r\n\x00") || len(c.Chat.CommandPrefix) > 3 {
+		p.add("chat.command_prefix: %q must be 1-3 characters without spaces", c.Chat.CommandPrefix)
+	}
+	if c.Chat.IRC != nil {
+		// Reading the password here makes check-config catch a missing
+		// or empty secret file before the bot is started with it.
+		if c.Chat.IRCPassword.IsSet() {
+			pw, err := c.Chat.IRCPassword.Read()
+			if err != nil {
+				p.add("chat.irc_sasl_password (%s): %v", c.Chat.IRCPassword, err)
+			}
+			c.Chat.IRC.Password = pw
+		}
+		if err := c.Chat.IRC.Validate(); err != nil {
+			p.add("chat.irc: %v", err)
+		}
+		if !c.Chat.IRCPassword.IsSet() && c.Chat.IRC.SASLAccount != "" {
+			p.add("chat.irc_sasl_password: chat.irc.sasl_account is set, so a file or env for its password is required")
+		}
+	}
+	if c.Chat.IRCPassword.File != "" && c.Chat.IRCPassword.Env != "" {
+		p.add("chat.irc_sasl_password: set either file or env, not both")
+	}
+	if len(c.Operators) == 0 {
+		p.add("operators: at least one operator is required (nobody could change anything)")
+	}
+	if _, err := commands.NewOperators(c.Operators); err != nil {
+		p.add("operators: %v", err)
+	}
+	for i, op := range c.Operators {
+		if !nameRE.MatchString(op.Name) {
+			p.add("operators[%d].name: %q must match %s", i, op.Name, nameRE)
+		}
+		if len(op.IRCAccounts)+len(op.SlackUserIDs) == 0 {
+			p.add("operators[%d] (%s): no irc_accounts or slack_user_ids", i, op.Name)
+		}
+	}
+	if len(c.Services) == 0 {
+		p.add("services: at least one service is required")
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		svc := c.Services[name]
+		if !nameRE.MatchString(name) {
+			p.add("services.%s: service name must match %s", name, nameRE)
+		}
+		if len(svc.Datacenters) == 0 {
+			p.add("services.%s.datacenters: at least one datacenter is required", name)
+		}
+		seen := map[string]bool{}
+		for _, dc := range svc.Datacenters {
+			if !nameRE.MatchString(dc) {
+				p.add("services.%s.datacenters: %q must match %s", name, dc, nameRE)
+			}
+			if seen[dc] {
+				p.add("services.%s.datacenters: %q is listed twice", name, dc)
+			}
+			seen[dc] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		svc := c.Services[name]
+		if err := svc.Restart.Validate(); err != nil {
+			p.add("services.%s: %v", name, err)
+		}
+		if err := svc.Registry.Validate(); err != nil {
+			p.add("services.%s: %v", name, err)
+		}
+	}
+	if c.Calendar.Source != CalendarNone {
+		if err := c.Calendar.Validate(); err != nil {
+			p.add("%v", err)
+		}
+	}
+	if err := c.Scap.Validate(); err != nil {
+		p.add("%v", err)
+	}
+	if err := c.Conftool.Validate(); err != nil {
+		p.add("%v", err)
+	}
+	if c.Procedure.MaxWait < 0 || c.Procedure.PerHostEstimate < 0 || c.Procedure.ScapPoll < 0 {
+		p.add("procedure: durations must be positive")
+	}
+	switch c.Procedure.ResumeAfterCrash {
+	case "auto", "ask":
+	default:
+		p.add("procedure.resume_after_crash: %q must be auto or ask", c.Procedure.ResumeAfterCrash)
+	}
+	if c.Force.ConfirmWindow < 0 {
+		p.add("force.confirm_window: must be positive")
+	}
+	if c.Store.Path == "" {
+		p.add("store.path: the SQLite file is required")
+	}
+	switch c.SAL.Sink {
+	case "channel":
+		if !channelRE.MatchString(c.SAL.Channel) {
+			p.add("sal.channel: %q is not a channel name", c.SAL.Channel)
+		}
+	case "tcpircbot":
+		if c.SAL.TCPIRCBot.Addr == "" {
+			p.add("sal.tcpircbot.addr: required with sal.sink: tcpircbot")
+		}
+		if !attribRE.MatchString(c.SAL.TCPIRCBot.Attribution) {
+			p.add("sal.tcpircbot.attribution: %q must look like user@host", c.SAL.TCPIRCBot.Attribution)
+		}
+	default:
+		p.add("sal.sink: %q must be channel or tcpircbot", c.SAL.Sink)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		p.add("log.format: %q must be text or json", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level: %q must be debug, info, warn or error", c.Log.Level)
+	}
+}
+
+// ServiceDatacenters is the services map the command layer wants.
+func (c *Config) ServiceDatacenters() map[string][]string {
+	out := make(map[string][]string, len(c.Services))
+	for name, s := range c.Services {
+		out[name] = slices.Clone(s.Datacenters)
+	}
+	return out
+}

@@ -1,0 +1,103 @@
+package procedure
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/calendar"
+	"poolbot/integrations/conftool"
+	"poolbot/integrations/registry"
+	"poolbot/integrations/restart"
+	"poolbot/integrations/scap"
+	"poolbot/store"
+)
+
+// Calendar is the deployment calendar as last fetched. An error means the
+// calendar cannot be read (not fetched yet, or stale): the gate is closed.
+type Calendar interface {
+	Schedule() (calendar.Schedule, time.Time, error)
+}
+
+// ScapActivity tells whether a deployment is running. Sources that could
+// not be read are in Activity.Failed (the error joins them).
+type ScapActivity interface {
+	Check(ctx context.Context) (scap.Activity, error)
+}
+
+// Registry checks registry instances after a restart.
+type Registry interface {
+	WaitHealthy(ctx context.Context, inst registry.Instance, opts registry.WaitOptions) error
+	Probe(ctx context.Context, inst registry.Instance, repo string) registry.ProbeResult
+	Health(ctx context.Context, inst registry.Instance) error
+}
+
+// Announcer says notices in the operations channel (and mirrors them to
+// Slack). Notices are not durable: SAL lines are, through the outbox.
+type Announcer interface {
+	Announce(ctx context.Context, text string)
+}
+
+// Service is one service the procedure manages.
+type Service struct {
+	Name        string
+	Datacenters []string
+	// Plan is the restart plan: hosts in order, units, pace, timeouts.
+	Plan restart.Plan
+	// Instances returns the registry instances that run on a host and must
+	// be healthy after it is restarted.
+	Instances func(host string) []registry.Instance
+}
+
+// Config tunes the procedure.
+type Config struct {
+	// DryRun runs every read-only step for real and announces each
+	// mutating step as DRY-RUN instead of doing it. No SAL lines are sent.
+	DryRun bool
+	// MaxWait is how long a request may wait for its gates before it
+	// expires.
+	MaxWait time.Duration
+	// LeadMargin and TailMargin widen the operation's estimated span when
+	// it is compared with deployment windows: no window may start within
+	// TailMargin after the estimated end, nor have ended less than
+	// LeadMargin before the start.
+	LeadMargin, TailMargin time.Duration
+	// PerHostEstimate is the time one host is expected to take (restart,
+	// health, probe) until history says otherwise.
+	PerHostEstimate time.Duration
+	// ScapPoll is how often a request blocked only by scap re-probes it.
+	// F_GETLK costs microseconds, so this can be short; it bounds how late
+	// a lock release is noticed.
+	ScapPoll time.Duration
+	// ResumeAfterCrash is "auto" (an interrupted request continues from
+	// its stored step) or "ask" (it is parked until !resume or !cancel).
+	ResumeAfterCrash string
+	// Health tunes the wait for registry health after each host.
+	Health registry.WaitOptions
+	// Probe runs the write-then-read blob probe on each instance after
+	// its host is restarted.
+	Probe bool
+	// ForceNeedsConfirm: a !force counts only after !confirm.
+	ForceNeedsConfirm bool
+}
+
+// Deps are the outside systems and local parts the procedure uses.
+type Deps struct {
+	Store *store.Store
+	// Calendar may be nil only when the config says so explicitly
+	// (calendar.source: none); the gate is then reported as disabled.
+	Calendar Calendar
+	Scap     ScapActivity
+	Blocker  scap.Blocker
+	Conftool conftool.Client
+	Executor restart.Executor
+	Registry Registry
+	Announce Announcer
+	// SALWritten is called after SAL lines were queued, so the sender
+	// delivers them at once.
+	SALWritten func()
+	Clock      clockwork.Clock
+	Log        *slog.Logger
+}

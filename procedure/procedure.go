@@ -1,0 +1,851 @@
+// Package procedure is the request lifecycle, in one place:
+//
+//	queued → waiting → blocking-deploys → switching → restarting → done
+//	                                                          ↘ failed, cancelled, expired
+//
+// For each service one worker takes the oldest unfinished request (FIFO,
+// one operation at a time) and:
+//
+//  1. evaluates the gates (calendar, scap, the last-datacenter guard) and,
+//     while any is closed, waits: one notice with every blocker and the
+//     estimated start, a new one only when the blockers change;
+//  2. when the last gate opens, takes the deploy block (scap's global
+//     lock); if a scap run slipped in first, goes back to waiting;
+//  3. sets the discovery record's pooled state through conftool and reads
+//     it back;
+//  4. restarts the registry hosts in order: restart the units, wait for
+//     every instance to be healthy, probe it, pace; the first failure
+//     stops the sequence;
+//  5. releases the deploy block, always, and logs the end.
+//
+// Every transition and every host step is stored, with the SAL lines that
+// report it, before it is acted on, so a restart of poolbot continues
+// from the stored step (or parks the request for an operator) and never
+// repeats a completed one.
+//
+// Waiting is event-driven: gocron one-time jobs fire at the exact moment a
+// blocking window ends, a short periodic job probes scap's locks while a
+// request waits on them, and the chat side wakes the worker on a
+// "Finished scap" line, a cancel or a force.
+package procedure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/jonboulle/clockwork"
+
+	"poolbot"
+	"poolbot/integrations/restart"
+	"poolbot/integrations/scap"
+	"poolbot/sal"
+	"poolbot/store"
+)
+
+// Engine runs the lifecycle of every request.
+type Engine struct {
+	cfg      Config
+	deps     Deps
+	services map[string]*Service
+	clock    clockwork.Clock
+	log      *slog.Logger
+	sched    gocron.Scheduler
+
+	wake map[string]chan struct{} // per service, buffered 1
+
+	mu sync.Mutex
+	// noticed is the blocker signature last announced per request.
+	noticed map[poolbot.RequestID]string
+	// scapWaiters are the services whose head request waits on scap.
+	scapWaiters map[string]bool
+}
+
+// New returns an Engine for services.
+func New(cfg Config, deps Deps, services []*Service) (*Engine, error) {
+	if deps.Clock == nil {
+		deps.Clock = clockwork.NewRealClock()
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.SALWritten == nil {
+		deps.SALWritten = func() {}
+	}
+	if cfg.ScapPoll <= 0 {
+		cfg.ScapPoll = time.Second
+	}
+	if cfg.PerHostEstimate <= 0 {
+		cfg.PerHostEstimate = 2 * time.Minute
+	}
+	if cfg.ResumeAfterCrash == "" {
+		cfg.ResumeAfterCrash = "auto"
+	}
+	sched, err := gocron.NewScheduler(gocron.WithClock(deps.Clock), gocron.WithLocation(time.UTC),
+		gocron.WithLogger(gocronLogger{deps.Log}))
+	if err != nil {
+		return nil, fmt.Errorf("procedure: scheduler: %w", err)
+	}
+	e := &Engine{cfg: cfg, deps: deps, clock: deps.Clock, log: deps.Log, sched: sched,
+		services: map[string]*Service{}, wake: map[string]chan struct{}{},
+		noticed: map[poolbot.RequestID]string{}, scapWaiters: map[string]bool{}}
+	for _, s := range services {
+		e.services[s.Name] = s
+		e.wake[s.Name] = make(chan struct{}, 1)
+	}
+	return e, nil
+}
+
+// Notify wakes the worker of a service: its queue or the world changed.
+// It never blocks.
+func (e *Engine) Notify(service string) {
+	if ch, ok := e.wake[service]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// NotifyAll wakes every worker (a scap run finished, the calendar
+// changed).
+func (e *Engine) NotifyAll() {
+	for s := range e.wake {
+		e.Notify(s)
+	}
+}
+
+// Run starts the scheduler and one worker per service, and returns when
+// ctx ends and every worker has stopped (each finishes or parks its
+// current host step and releases the deploy block first).
+func (e *Engine) Run(ctx context.Context) error {
+	// While some request waits on scap, probe it every ScapPoll and wake
+	// that service when scap is clear.
+	if _, err := e.sched.NewJob(gocron.DurationJob(e.cfg.ScapPoll),
+		gocron.NewTask(e.pollScap, ctx), gocron.WithName("scap-poll"),
+		gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+		return fmt.Errorf("procedure: scap poll job: %w", err)
+	}
+	e.sched.Start()
+	defer func() { _ = e.sched.Shutdown() }()
+
+	if err := e.recoverInterrupted(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for name, svc := range e.services {
+		wg.Go(func() { e.worker(ctx, svc) })
+		e.Notify(name)
+	}
+	wg.Wait()
+	return nil
+}
+
+// worker advances the service's queue whenever it is woken.
+func (e *Engine) worker(ctx context.Context, svc *Service) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake[svc.Name]:
+		}
+		e.advance(ctx, svc)
+	}
+}
+
+// advance does everything that can be done for a service now: expire
+// requests that waited too long, then either run the head of the queue
+// or record why it waits.
+func (e *Engine) advance(ctx context.Context, svc *Service) {
+	for ctx.Err() == nil {
+		queue, err := e.deps.Store.Unfinished(ctx, svc.Name)
+		if err != nil {
+			e.log.Error("reading the queue", "service", svc.Name, "err", err)
+			e.wakeAt(svc.Name, "retry", e.clock.Now().Add(10*time.Second))
+			return
+		}
+		queue = e.expire(ctx, queue)
+		if len(queue) == 0 {
+			e.setScapWaiter(svc.Name, false)
+			return
+		}
+		head := queue[0]
+		if head.Parked {
+			return // waits for !resume or !cancel
+		}
+		if head.State.Running() {
+			// Interrupted by a restart of poolbot: continue from the
+			// stored step.
+			e.execute(ctx, svc, head)
+			continue
+		}
+		now := e.clock.Now()
+		v := e.evaluate(ctx, svc, head, now)
+		e.markBehind(ctx, queue[1:], head)
+		if !v.clear() {
+			e.wait(ctx, svc, head, v)
+			return
+		}
+		e.setScapWaiter(svc.Name, false)
+		if !e.proceed(ctx, head) {
+			continue
+		}
+		head, err = e.deps.Store.Request(ctx, head.ID)
+		if err != nil {
+			e.log.Error("re-reading request", "request", head.ID, "err", err)
+			return
+		}
+		e.execute(ctx, svc, head)
+	}
+}
+
+// expire ends pending requests that waited longer than MaxWait and
+// returns the rest of the queue.
+func (e *Engine) expire(ctx context.Context, queue []poolbot.Request) []poolbot.Request {
+	if e.cfg.MaxWait <= 0 {
+		return queue
+	}
+	now := e.clock.Now()
+	kept := queue[:0:0]
+	for _, r := range queue {
+		deadline := r.CreatedAt.Add(e.cfg.MaxWait)
+		if !r.State.Pending() || now.Before(deadline) {
+			kept = append(kept, r)
+			e.wakeAt(r.Service, fmt.Sprintf("expire-%d", r.ID), deadline)
+			continue
+		}
+		why := fmt.Sprintf("expired after waiting %s", duration(now.Sub(r.CreatedAt)))
+		if r.Step != "" {
+			why += "; last blockers: " + r.Step
+		}
+		err := e.transition(ctx, r, r.State, poolbot.StateExpired, func(n *poolbot.Request) { n.Error = why }, "expired", why)
+		if err != nil {
+			e.log.Error("expiring request", "request", r.ID, "err", err)
+			kept = append(kept, r)
+			continue
+		}
+		e.announce(ctx, fmt.Sprintf("%s: %s %s (%s) %s", r.Operator, r.ID, r.Summary(), r.Operator, why))
+	}
+	return kept
+}
+
+// markBehind records, once, that queued requests wait for the one ahead.
+func (e *Engine) markBehind(ctx context.Context, rest []poolbot.Request, head poolbot.Request) {
+	for _, r := range rest {
+		if r.Parked || r.State.Running() {
+			continue
+		}
+		step := fmt.Sprintf("behind %s in the %s queue", head.ID, r.Service)
+		if r.Step == step {
+			continue
+		}
+		err := e.transition(ctx, r, r.State, poolbot.StateWaiting, func(n *poolbot.Request) { n.Step = step }, "waiting", step)
+		if err != nil {
+			e.log.Error("recording queue position", "request", r.ID, "err", err)
+		}
+	}
+}
+
+// wait records that the head request waits, announces its blockers when
+// they changed, and arranges to be woken when they may have cleared.
+func (e *Engine) wait(ctx context.Context, svc *Service, r poolbot.Request, v verdict) {
+	summary := v.summary()
+	if r.State != poolbot.StateWaiting || r.Step != summary {
+		err := e.transition(ctx, r, r.State, poolbot.StateWaiting, func(n *poolbot.Request) { n.Step = summary }, "waiting", summary)
+		if err != nil {
+			e.log.Error("recording wait", "request", r.ID, "err", err)
+		}
+	}
+	sig := v.signature()
+	e.mu.Lock()
+	changed := e.noticed[r.ID] != sig
+	e.noticed[r.ID] = sig
+	e.mu.Unlock()
+	if changed {
+		e.announce(ctx, fmt.Sprintf("%s %s (%s) waiting: %s", r.ID, r.Summary(), r.Operator, summary))
+	}
+	if !v.nextCheck.IsZero() {
+		e.wakeAt(svc.Name, "calendar", v.nextCheck)
+	}
+	e.setScapWaiter(svc.Name, v.scapBlocked)
+}
+
+// proceed moves a request whose gates are open into blocking-deploys.
+// It returns false if someone changed the request first.
+func (e *Engine) proceed(ctx context.Context, r poolbot.Request) bool {
+	how := "all gates open"
+	if e.forceEffective(r) {
+		how = "FORCED by " + r.ForcedBy + ", calendar and scap gates skipped"
+	}
+	err := e.transition(ctx, r, r.State, poolbot.StateBlockingDeploys,
+		func(n *poolbot.Request) { n.Step = "taking the deploy block" }, "proceed", how)
+	if err != nil {
+		if !errors.Is(err, store.ErrConflict) {
+			e.log.Error("proceeding", "request", r.ID, "err", err)
+		}
+		return false
+	}
+	e.mu.Lock()
+	delete(e.noticed, r.ID)
+	e.mu.Unlock()
+	e.announce(ctx, fmt.Sprintf("%s %s (%s) proceeding: %s", r.ID, r.Summary(), r.Operator, how))
+	return true
+}
+
+// execute runs a request from its stored state to the end. It is entered
+// in blocking-deploys (fresh, or after a crash), switching or restarting
+// (after a crash).
+func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
+	log := e.log.With("request", int64(r.ID), "service", r.Service)
+	started := e.clock.Now()
+	if !r.StartedAt.IsZero() {
+		started = r.StartedAt
+	}
+
+	// 1. Block deploys. A request resumed after a crash takes the block
+	// again: the kernel dropped poolbot's lock when it died.
+	release, ok := e.takeDeployBlock(ctx, svc, r)
+	if !ok {
+		return
+	}
+	end := func(state poolbot.State, outcome, detail string) {
+		e.finish(ctx, r.ID, release, started, state, outcome, detail)
+	}
+	r, err := e.deps.Store.Request(ctx, r.ID)
+	if err != nil {
+		log.Error("re-reading request", "err", err)
+		e.releaseOnly(ctx, r, release)
+		return
+	}
+
+	// 2. Switch the discovery record.
+	if r.State == poolbot.StateSwitching {
+		if ctx.Err() != nil {
+			e.releaseOnly(ctx, r, release)
+			return
+		}
+		if err := e.switchPooled(ctx, r); err != nil {
+			end(poolbot.StateFailed, "FAIL", "conftool: "+err.Error())
+			return
+		}
+		if r, err = e.deps.Store.Request(ctx, r.ID); err != nil {
+			log.Error("re-reading request", "err", err)
+			e.releaseOnly(ctx, r, release)
+			return
+		}
+	}
+
+	// 3. Restart the hosts, one at a time.
+	state, outcome, detail := e.restartHosts(ctx, svc, r)
+	if state == "" {
+		// Shutting down between hosts: the request stays where it is and
+		// continues after the restart.
+		e.releaseOnly(ctx, r, release)
+		return
+	}
+	end(state, outcome, detail)
+}
+
+// takeDeployBlock takes scap's global lock for r and records it (with the
+// SAL START line for a fresh request) in the same transaction that moves
+// the request on. ok is false when the request went back to waiting or
+// failed.
+func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Request) (release scap.Release, ok bool) {
+	reason := fmt.Sprintf("poolbot %s: %s (%s): %s", r.ID, r.Summary(), r.Operator, r.Reason)
+	said := "" // the last problem announced, so a retry loop is not a flood
+	sayOnce := func(text string) {
+		if text != said {
+			said = text
+			e.announce(ctx, text)
+		}
+	}
+	for {
+		if e.cfg.DryRun {
+			e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would take the deploy block (%s)", r.ID, reason))
+			release = func(context.Context) error { return nil }
+			break
+		}
+		var err error
+		release, err = e.deps.Blocker.Block(ctx, reason)
+		if err == nil {
+			break
+		}
+		var held *scap.HeldError
+		heldErr := errors.Is(err, scap.ErrLockHeld) || errors.As(err, &held)
+		switch {
+		case heldErr && r.State == poolbot.StateBlockingDeploys:
+			// A scap run slipped in between the gate check and the lock:
+			// back to waiting, nothing was done.
+			why := "a scap run started first (" + err.Error() + ")"
+			if terr := e.transition(ctx, r, r.State, poolbot.StateWaiting,
+				func(n *poolbot.Request) { n.Step = why }, "waiting", why); terr != nil {
+				e.log.Error("back to waiting", "request", r.ID, "err", terr)
+			}
+			e.announce(ctx, fmt.Sprintf("%s %s back to waiting: %s", r.ID, r.Summary(), why))
+			e.setScapWaiter(svc.Name, true)
+			return nil, false
+		case heldErr:
+			// Resuming mid-operation (conftool may already be changed):
+			// wait for the scap run to finish, then take the block.
+			sayOnce(fmt.Sprintf("%s %s is interrupted mid-operation and waits for a scap run to end before it continues: %v",
+				r.ID, r.Summary(), err))
+			if !e.sleep(ctx, svc.Name, e.cfg.ScapPoll) {
+				return nil, false
+			}
+			continue
+		case ctx.Err() != nil:
+			return nil, false
+		default:
+			why := "could not take the deploy block: " + err.Error()
+			if r.State == poolbot.StateBlockingDeploys {
+				if terr := e.transition(ctx, r, r.State, poolbot.StateFailed,
+					func(n *poolbot.Request) { n.Error = why }, "failed", why); terr != nil {
+					e.log.Error("failing request", "request", r.ID, "err", terr)
+				}
+				e.announce(ctx, fmt.Sprintf("%s: %s %s FAILED: %s", r.Operator, r.ID, r.Summary(), why))
+				return nil, false
+			}
+			sayOnce(fmt.Sprintf("%s %s cannot continue: %s; retrying", r.ID, r.Summary(), why))
+			if !e.sleep(ctx, svc.Name, 10*e.cfg.ScapPoll) {
+				return nil, false
+			}
+			continue
+		}
+	}
+
+	// Record the block; a fresh request moves on and logs its START.
+	next := r.State
+	var lines []string
+	if r.State == poolbot.StateBlockingDeploys {
+		if _, switches := r.Action.Pooled(); switches {
+			next = poolbot.StateSwitching
+		} else {
+			next = poolbot.StateRestarting
+		}
+		lines = append(lines, "START - "+r.Summary()+": "+r.Reason)
+		lines = append(lines, "deploy block taken (scap locked for all deployments)")
+	} else {
+		lines = append(lines, "deploy block re-taken after a poolbot restart, continuing at "+string(r.State))
+	}
+	err := e.transitionSAL(ctx, r, r.State, next, func(n *poolbot.Request) { n.Step = "" }, "deploy-block", "taken", lines...)
+	if err != nil {
+		e.log.Error("recording deploy block", "request", r.ID, "err", err)
+		e.releaseOnly(ctx, r, release)
+		return nil, false
+	}
+	e.announce(ctx, fmt.Sprintf("%s deploys are blocked while %s runs (estimated %s)", r.ID, r.Summary(), duration(e.estimate(ctx, svc))))
+	e.watchWindowsWhileBlocked(ctx, svc, r)
+	return release, true
+}
+
+// switchPooled sets pooled through conftool, reads it back, and records
+// the change with its SAL line as the request moves to restarting.
+func (e *Engine) switchPooled(ctx context.Context, r poolbot.Request) error {
+	want, _ := r.Action.Pooled()
+	before, err := e.deps.Conftool.Get(ctx, r.Service, r.Datacenter)
+	if err != nil {
+		return err
+	}
+	var line string
+	switch {
+	case e.cfg.DryRun:
+		e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would set %s/%s pooled=%t (now %t)", r.ID, r.Service, r.Datacenter, want, before.Pooled))
+		line = fmt.Sprintf("DRY-RUN conftool %s/%s pooled=%t", r.Service, r.Datacenter, want)
+	default:
+		after, err := e.deps.Conftool.SetPooled(ctx, r.Service, r.Datacenter, want)
+		if err != nil {
+			return err
+		}
+		if after.Pooled != want {
+			return fmt.Errorf("read back pooled=%t after setting %t", after.Pooled, want)
+		}
+		line = fmt.Sprintf("conftool: set %s/%s pooled=%t (was %t)", r.Service, r.Datacenter, want, before.Pooled)
+		if before.Pooled == want {
+			line = fmt.Sprintf("conftool: %s/%s already pooled=%t, restarting anyway", r.Service, r.Datacenter, want)
+		}
+	}
+	return e.transitionSAL(ctx, r, poolbot.StateSwitching, poolbot.StateRestarting, nil, "conftool", line, line)
+}
+
+// restartHosts walks the stored restart plan. It returns the final state
+// with the SAL outcome and detail, or state "" when ctx ended between
+// hosts (the request stays in restarting).
+func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Request) (poolbot.State, string, string) {
+	steps, err := e.hostSteps(ctx, svc, r)
+	if err != nil {
+		return poolbot.StateFailed, "FAIL", "storing the restart plan: " + err.Error()
+	}
+	n := len(steps)
+	var done []string
+	for _, s := range steps {
+		if s.State == poolbot.HostDone {
+			done = append(done, s.Host)
+		}
+	}
+	for i, s := range steps {
+		if s.State == poolbot.HostDone {
+			continue
+		}
+		left := func(from int) []string {
+			var hs []string
+			for _, t := range steps[from:] {
+				hs = append(hs, t.Host)
+			}
+			return hs
+		}
+		cur, err := e.deps.Store.Request(ctx, r.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", "", ""
+			}
+			return poolbot.StateFailed, "FAIL", "reading the request: " + err.Error()
+		}
+		if cur.CancelRequested {
+			return poolbot.StateCancelled, "CANCELLED", fmt.Sprintf("cancelled by %s after %d/%d hosts; done: %s; not touched: %s",
+				cur.CancelledBy, len(done), n, hostList(done), hostList(left(i)))
+		}
+		if ctx.Err() != nil {
+			return "", "", ""
+		}
+		// Store the step before touching the host.
+		if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+			return tx.UpdateHostStep(r.ID, s.Position, poolbot.HostRestarting, "")
+		}); err != nil {
+			return poolbot.StateFailed, "FAIL", "storing host step: " + err.Error()
+		}
+		// A host in progress is finished even if poolbot is asked to stop:
+		// leaving units half-restarted is worse than a slower shutdown.
+		hostCtx := context.WithoutCancel(ctx)
+		detail, herr := e.restartOneHost(hostCtx, svc, r, s.Host)
+		if herr != nil {
+			why := fmt.Sprintf("host %d/%d %s: %v", s.Position, n, s.Host, herr)
+			if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+				return tx.UpdateHostStep(r.ID, s.Position, poolbot.HostFailed, herr.Error())
+			}); err != nil {
+				e.log.Error("storing host failure", "request", r.ID, "err", err)
+			}
+			return poolbot.StateFailed, "FAIL", fmt.Sprintf("%s; done: %s; not touched: %s",
+				why, hostList(done), hostList(left(i+1)))
+		}
+		done = append(done, s.Host)
+		line := fmt.Sprintf("restarted %s on %s (%d/%d): %s", strings.Join(svc.Plan.Units, " "), s.Host, s.Position, n, detail)
+		if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.UpdateHostStep(r.ID, s.Position, poolbot.HostDone, detail); err != nil {
+				return err
+			}
+			if err := tx.AddEvent(poolbot.Event{RequestID: r.ID, Actor: poolbot.ActorPoolbot, Kind: "host",
+				FromState: poolbot.StateRestarting, ToState: poolbot.StateRestarting, Detail: line}); err != nil {
+				return err
+			}
+			return e.queueSAL(tx, r, line)
+		}); err != nil {
+			return poolbot.StateFailed, "FAIL", "storing host step: " + err.Error()
+		}
+		e.deps.SALWritten()
+		if i < n-1 && svc.Plan.Pace > 0 {
+			e.sleep(ctx, svc.Name, svc.Plan.Pace)
+		}
+	}
+	return poolbot.StateDone, "PASS", fmt.Sprintf("%d/%d hosts restarted", n, n)
+}
+
+// hostSteps returns the stored restart plan, writing it from the
+// service's plan the first time.
+func (e *Engine) hostSteps(ctx context.Context, svc *Service, r poolbot.Request) ([]poolbot.HostStep, error) {
+	var steps []poolbot.HostStep
+	err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		if steps, err = tx.HostSteps(r.ID); err != nil || len(steps) > 0 {
+			return err
+		}
+		if err := tx.InsertHostSteps(r.ID, svc.Plan.Hosts); err != nil {
+			return err
+		}
+		steps, err = tx.HostSteps(r.ID)
+		return err
+	})
+	return steps, err
+}
+
+// restartOneHost restarts the units on host, then waits until every
+// registry instance on it is healthy and, if configured, passes the
+// write-then-read probe.
+func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Request, host string) (string, error) {
+	if e.cfg.DryRun {
+		e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host))
+	} else {
+		res, err := restart.RestartHost(ctx, e.deps.Executor, svc.Plan, host)
+		if err != nil {
+			if tail := res.Tail(200); tail != "" {
+				return "", fmt.Errorf("%w: %s", err, tail)
+			}
+			return "", err
+		}
+	}
+	var checks []string
+	for _, inst := range svc.Instances(host) {
+		if err := e.deps.Registry.WaitHealthy(ctx, inst, e.cfg.Health); err != nil {
+			return "", fmt.Errorf("%s not healthy: %w", inst.Name, err)
+		}
+		c := inst.Name + " healthy"
+		if e.cfg.Probe && !e.cfg.DryRun {
+			res := e.deps.Registry.Probe(ctx, inst, "")
+			if !res.OK {
+				return "", fmt.Errorf("%s write-then-read probe failed: %s", inst.Name, res)
+			}
+			c += ", probe ok"
+		}
+		checks = append(checks, c)
+	}
+	if len(checks) == 0 {
+		return "no registry instances to check", nil
+	}
+	return strings.Join(checks, "; "), nil
+}
+
+// finish releases the deploy block and records the end of a request with
+// its SAL lines: the release, then END (PASS|FAIL|CANCELLED).
+func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.Release, started time.Time,
+	state poolbot.State, outcome, detail string) {
+	// Recording the end must happen even while poolbot shuts down.
+	ctx = context.WithoutCancel(ctx)
+	r, err := e.deps.Store.Request(ctx, id)
+	if err != nil {
+		e.log.Error("finishing request", "request", id, "err", err)
+		_ = release(ctx)
+		return
+	}
+	releaseLine := "deploy block released"
+	if err := release(ctx); err != nil {
+		releaseLine = "deploy block release FAILED (" + err.Error() + "): unlock scap by hand (scap lock --unlock-all)"
+		e.announce(ctx, fmt.Sprintf("%s: %s could not release the deploy block: %v — deploys stay blocked until it is released by hand",
+			r.Operator, r.ID, err))
+	}
+	end := fmt.Sprintf("END (%s) - %s: %s (duration: %s)", outcome, r.Summary(), detail, duration(e.clock.Now().Sub(started)))
+	err = e.transitionSAL(ctx, r, r.State, state, func(n *poolbot.Request) {
+		n.Step = ""
+		if state != poolbot.StateDone {
+			n.Error = detail
+		}
+	}, "end", outcome+": "+detail, releaseLine, end)
+	if err != nil {
+		e.log.Error("recording end", "request", id, "err", err)
+	}
+	e.announce(ctx, fmt.Sprintf("%s: %s %s %s: %s", r.Operator, r.ID, r.Summary(), strings.ToUpper(string(state)), detail))
+	e.stopWindowWatch(r.ID)
+}
+
+// releaseOnly releases the deploy block without ending the request
+// (shutdown between steps). The request continues after the restart.
+func (e *Engine) releaseOnly(ctx context.Context, r poolbot.Request, release scap.Release) {
+	ctx = context.WithoutCancel(ctx)
+	if err := release(ctx); err != nil {
+		e.log.Error("releasing deploy block at shutdown", "request", r.ID, "err", err)
+		return
+	}
+	line := "deploy block released: poolbot is stopping; the request continues after it restarts"
+	if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error { return e.queueSAL(tx, r, line) }); err != nil {
+		e.log.Error("recording release", "request", r.ID, "err", err)
+	}
+	e.deps.SALWritten()
+	e.stopWindowWatch(r.ID)
+}
+
+// recoverInterrupted deals with requests a previous run left mid-way: with
+// ResumeAfterCrash "auto" the workers simply continue them; with "ask"
+// they are parked and announced.
+func (e *Engine) recoverInterrupted(ctx context.Context) error {
+	for name := range e.services {
+		open, err := e.deps.Store.Unfinished(ctx, name)
+		if err != nil {
+			return fmt.Errorf("procedure: recovery: %w", err)
+		}
+		for _, r := range open {
+			if !r.State.Running() {
+				continue
+			}
+			if e.cfg.ResumeAfterCrash == "auto" {
+				e.announce(ctx, fmt.Sprintf("%s %s was interrupted at %s by a poolbot restart; continuing", r.ID, r.Summary(), r.State))
+				continue
+			}
+			if r.Parked {
+				continue
+			}
+			why := fmt.Sprintf("interrupted at %s by a poolbot restart; deploys are NOT blocked; %sresume %d to continue or %scancel %d",
+				r.State, "!", int64(r.ID), "!", int64(r.ID))
+			err := e.transition(ctx, r, r.State, r.State, func(n *poolbot.Request) { n.Parked = true; n.Step = why }, "parked", why)
+			if err != nil {
+				return fmt.Errorf("procedure: parking %s: %w", r.ID, err)
+			}
+			e.announce(ctx, fmt.Sprintf("%s: %s %s %s", r.Operator, r.ID, r.Summary(), why))
+		}
+	}
+	return nil
+}
+
+// transition moves r from state from to state to in one transaction with
+// its audit event; mutate may change other fields.
+func (e *Engine) transition(ctx context.Context, r poolbot.Request, from, to poolbot.State,
+	mutate func(*poolbot.Request), kind, detail string) error {
+	return e.transitionSAL(ctx, r, from, to, mutate, kind, detail)
+}
+
+// transitionSAL is transition plus SAL lines in the same transaction.
+func (e *Engine) transitionSAL(ctx context.Context, r poolbot.Request, from, to poolbot.State,
+	mutate func(*poolbot.Request), kind, detail string, lines ...string) error {
+	err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+		cur, err := tx.Request(r.ID)
+		if err != nil {
+			return err
+		}
+		cur.State = to
+		if mutate != nil {
+			mutate(&cur)
+		}
+		if _, err := tx.UpdateRequest(cur, from); err != nil {
+			return err
+		}
+		if err := tx.AddEvent(poolbot.Event{RequestID: r.ID, Actor: poolbot.ActorPoolbot, Kind: kind,
+			FromState: from, ToState: to, Detail: detail}); err != nil {
+			return err
+		}
+		for _, l := range lines {
+			if err := e.queueSAL(tx, cur, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && len(lines) > 0 {
+		e.deps.SALWritten()
+	}
+	return err
+}
+
+// queueSAL adds a SAL line about r; nothing goes to SAL in dry-run mode.
+func (e *Engine) queueSAL(tx *store.Tx, r poolbot.Request, text string) error {
+	if e.cfg.DryRun {
+		return nil
+	}
+	return tx.QueueSAL(r.ID, sal.Line(r.ID, r.Operator, text))
+}
+
+func (e *Engine) announce(ctx context.Context, text string) {
+	if e.cfg.DryRun && !strings.HasPrefix(text, "DRY-RUN") {
+		text = "DRY-RUN " + text
+	}
+	e.log.Info("notice", "text", text)
+	if e.deps.Announce != nil {
+		e.deps.Announce.Announce(ctx, text)
+	}
+}
+
+// sleep waits d on the engine's clock, or until the service is woken (a
+// cancel arrived) or ctx ends; false means ctx ended.
+func (e *Engine) sleep(ctx context.Context, service string, d time.Duration) bool {
+	t := e.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.Chan():
+		return true
+	case <-e.wake[service]:
+		// Put the wake-up back for the worker loop once we return.
+		defer e.Notify(service)
+		return true
+	}
+}
+
+// wakeAt schedules a one-time wake-up of a service at t (replacing an
+// earlier one with the same name).
+func (e *Engine) wakeAt(service, name string, t time.Time) {
+	if !t.After(e.clock.Now()) {
+		e.Notify(service)
+		return
+	}
+	tag := service + "/" + name
+	e.sched.RemoveByTags(tag)
+	_, err := e.sched.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartDateTime(t)),
+		gocron.NewTask(func() { e.Notify(service) }),
+		gocron.WithName("wake "+tag), gocron.WithTags(tag, service))
+	if err != nil {
+		e.log.Error("scheduling wake-up", "service", service, "at", t, "err", err)
+	}
+}
+
+func (e *Engine) setScapWaiter(service string, waiting bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.scapWaiters[service] = waiting
+}
+
+// pollScap runs every ScapPoll: when a request waits on scap and scap is
+// now clear, wake its service.
+func (e *Engine) pollScap(ctx context.Context) {
+	e.mu.Lock()
+	var waiting []string
+	for s, w := range e.scapWaiters {
+		if w {
+			waiting = append(waiting, s)
+		}
+	}
+	e.mu.Unlock()
+	if len(waiting) == 0 || e.deps.Scap == nil {
+		return
+	}
+	act, _ := e.deps.Scap.Check(ctx)
+	if act.Clear() {
+		for _, s := range waiting {
+			e.Notify(s)
+		}
+	}
+}
+
+// watchWindowsWhileBlocked schedules a notice to the deployers of the
+// next window if it starts while poolbot still holds the deploy block.
+func (e *Engine) watchWindowsWhileBlocked(ctx context.Context, svc *Service, r poolbot.Request) {
+	if e.deps.Calendar == nil {
+		return
+	}
+	sched, _, err := e.deps.Calendar.Schedule()
+	if err != nil {
+		return
+	}
+	now := e.clock.Now()
+	w, ok := sched.Next(now)
+	if !ok {
+		return
+	}
+	tag := fmt.Sprintf("window-notice-%d", r.ID)
+	e.sched.RemoveByTags(tag)
+	_, err = e.sched.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartDateTime(w.Start)),
+		gocron.NewTask(func() {
+			who := strings.Join(w.Deployers, ", ")
+			if who == "" {
+				who = "deployers"
+			}
+			e.announce(ctx, fmt.Sprintf("%s: %s starts now, but poolbot holds the scap lock for %s %s (%s); deploys resume when it ends",
+				who, describeWindow(w, w.Start), r.ID, r.Summary(), r.Operator))
+		}), gocron.WithName(tag), gocron.WithTags(tag))
+	if err != nil {
+		e.log.Error("scheduling window notice", "request", r.ID, "err", err)
+	}
+}
+
+func (e *Engine) stopWindowWatch(id poolbot.RequestID) {
+	e.sched.RemoveByTags(fmt.Sprintf("window-notice-%d", id))
+}
+
+// gocronLogger adapts slog to gocron's logger.
+type gocronLogger struct{ l *slog.Logger }
+
+func (g gocronLogger) Debug(msg string, args ...any) { g.l.Debug("scheduler: "+msg, args...) }
+func (g gocronLogger) Info(msg string, args ...any)  { g.l.Debug("scheduler: "+msg, args...) }
+func (g gocronLogger) Warn(msg string, args ...any)  { g.l.Warn("scheduler: "+msg, args...) }
+func (g gocronLogger) Error(msg string, args ...any) { g.l.Error("scheduler: "+msg, args...) }

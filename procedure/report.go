@@ -1,0 +1,186 @@
+package procedure
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"poolbot"
+	"poolbot/integrations/conftool"
+	"poolbot/store"
+)
+
+// The Engine is the command layer's Notifier, Reporter, WindowLister,
+// Checker and Resumer: it answers !status, !windows, !check and !resume
+// from the same gate evaluation it acts on, so what operators are told is
+// what the procedure sees.
+
+// PoolState is the live pooled state of every datacenter of a service.
+func (e *Engine) PoolState(ctx context.Context, service string) (string, error) {
+	states, err := e.deps.Conftool.List(ctx, service)
+	if err != nil {
+		return "", err
+	}
+	dcs := make([]string, 0, len(states))
+	for dc := range states {
+		dcs = append(dcs, dc)
+	}
+	slices.Sort(dcs)
+	parts := make([]string, len(dcs))
+	for i, dc := range dcs {
+		word := "depooled"
+		if states[dc].Pooled {
+			word = "pooled"
+		}
+		parts[i] = dc + " " + word
+	}
+	return strings.Join(parts, ", ") + " (" + strings.Join(conftool.PooledDatacenters(states), ",") + " serving)", nil
+}
+
+// Blockers says why a pending request waits, evaluated now.
+func (e *Engine) Blockers(ctx context.Context, r poolbot.Request) (string, error) {
+	svc, ok := e.services[r.Service]
+	if !ok {
+		return "", fmt.Errorf("service %s is not managed", r.Service)
+	}
+	queue, err := e.deps.Store.Unfinished(ctx, r.Service)
+	if err != nil {
+		return "", err
+	}
+	if len(queue) > 0 && queue[0].ID != r.ID {
+		return fmt.Sprintf("behind %s in the queue", queue[0].ID), nil
+	}
+	v := e.evaluate(ctx, svc, r, e.clock.Now())
+	if v.clear() {
+		return "no blockers: starting now", nil
+	}
+	return "blocked by " + v.summary(), nil
+}
+
+// Windows answers !windows for a service: the active and next windows,
+// and the next slot long enough for its operation.
+func (e *Engine) Windows(ctx context.Context, service string) ([]string, error) {
+	svc, ok := e.services[service]
+	if !ok {
+		return nil, fmt.Errorf("service %s is not managed", service)
+	}
+	if e.deps.Calendar == nil {
+		return []string{"the calendar gate is disabled in this poolbot (calendar.source: none)"}, nil
+	}
+	sched, fetched, err := e.deps.Calendar.Schedule()
+	if err != nil {
+		return nil, fmt.Errorf("deployment calendar unreadable: %w", err)
+	}
+	now := e.clock.Now()
+	var lines []string
+	active := sched.Active(now)
+	for _, w := range active {
+		lines = append(lines, "now: "+describeWindow(w, now))
+	}
+	if len(active) == 0 {
+		lines = append(lines, "no deployment window is active")
+	}
+	if w, ok := sched.Next(now); ok {
+		lines = append(lines, "next: "+describeWindow(w, now))
+	}
+	est := e.estimate(ctx, svc)
+	if gap, ok := sched.FirstGap(now, est, e.cfg.LeadMargin, e.cfg.TailMargin); ok {
+		when := "now"
+		if gap.After(now) {
+			when = gap.UTC().Format("Mon 15:04 UTC")
+		}
+		lines = append(lines, fmt.Sprintf("next clear slot for %s (%s, margins %s/%s): %s; calendar fetched %s",
+			service, duration(est), duration(e.cfg.LeadMargin), duration(e.cfg.TailMargin), when, fetched.UTC().Format("15:04 UTC")))
+	} else {
+		lines = append(lines, fmt.Sprintf("no clear slot of %s for %s within the calendar's horizon", duration(est), service))
+	}
+	return lines, nil
+}
+
+// Check answers !check: health and write-then-read probe of every
+// registry instance of the service, now. It changes nothing but the
+// probe repository.
+func (e *Engine) Check(ctx context.Context, service string) ([]string, error) {
+	svc, ok := e.services[service]
+	if !ok {
+		return nil, fmt.Errorf("service %s is not managed", service)
+	}
+	var lines []string
+	for _, host := range svc.Plan.Hosts {
+		var parts []string
+		for _, inst := range svc.Instances(host) {
+			status := inst.Name + ": "
+			if err := e.deps.Registry.Health(ctx, inst); err != nil {
+				status += "UNHEALTHY (" + err.Error() + ")"
+			} else {
+				status += "healthy"
+				if e.cfg.Probe {
+					res := e.deps.Registry.Probe(ctx, inst, "")
+					if res.OK {
+						status += ", probe ok"
+					} else {
+						status += ", probe FAILED " + res.Code + " at " + res.Step
+					}
+				}
+			}
+			parts = append(parts, status)
+		}
+		lines = append(lines, host+": "+strings.Join(parts, "; "))
+	}
+	return lines, nil
+}
+
+// Resume continues a request parked after a crash, or a request that
+// failed on a host, from its stored step.
+func (e *Engine) Resume(ctx context.Context, id poolbot.RequestID, operator string, origin poolbot.Origin) (string, error) {
+	var reply string
+	var service string
+	err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+		r, err := tx.Request(id)
+		if err != nil {
+			return err
+		}
+		service = r.Service
+		from := r.State
+		switch {
+		case r.Parked:
+			r.Parked, r.Step = false, ""
+			reply = fmt.Sprintf("%s resuming %s at %s", r.ID, r.Summary(), r.State)
+		case r.State == poolbot.StateFailed:
+			steps, err := tx.HostSteps(r.ID)
+			if err != nil {
+				return err
+			}
+			failed := slices.IndexFunc(steps, func(s poolbot.HostStep) bool { return s.State == poolbot.HostFailed })
+			if failed < 0 {
+				reply = fmt.Sprintf("%s failed before its restarts (%s); queue a new request instead", r.ID, r.Error)
+				return nil
+			}
+			if err := tx.UpdateHostStep(r.ID, steps[failed].Position, poolbot.HostPending, "resumed by "+operator); err != nil {
+				return err
+			}
+			r.State, r.Error, r.FinishedAt = poolbot.StateRestarting, "", time.Time{}
+			reply = fmt.Sprintf("%s resuming %s at host %d/%d %s", r.ID, r.Summary(), steps[failed].Position, len(steps), steps[failed].Host)
+			if err := e.queueSAL(tx, r, fmt.Sprintf("RESUME by %s - %s from host %d/%d %s",
+				operator, r.Summary(), steps[failed].Position, len(steps), steps[failed].Host)); err != nil {
+				return err
+			}
+		default:
+			reply = fmt.Sprintf("%s is %s; only a parked request or one that failed on a host can be resumed", r.ID, r.State)
+			return nil
+		}
+		if _, err := tx.UpdateRequest(r, from); err != nil {
+			return err
+		}
+		return tx.AddEvent(poolbot.Event{RequestID: r.ID, Actor: operator, Origin: origin, Kind: "resume",
+			FromState: from, ToState: r.State, Detail: reply})
+	})
+	if err != nil {
+		return "", err
+	}
+	e.deps.SALWritten()
+	e.Notify(service)
+	return reply, nil
+}

@@ -1,0 +1,52 @@
+package procedure
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"poolbot/integrations/calendar"
+)
+
+// describeWindow names a deployment window for a notice:
+// "deployment window "UTC late backport window" 20:00–21:00 UTC (deployers: a, b)".
+func describeWindow(w calendar.Window, now time.Time) string {
+	s := fmt.Sprintf("deployment window %q %s–%s UTC", w.Name, w.Start.UTC().Format("15:04"), w.End.UTC().Format("15:04"))
+	if !sameDay(w.Start, now) {
+		s = fmt.Sprintf("deployment window %q %s–%s UTC", w.Name, w.Start.UTC().Format("Mon 15:04"), w.End.UTC().Format("15:04"))
+	}
+	if w.ActiveAt(now) {
+		s += " (active)"
+	}
+	if len(w.Deployers) > 0 {
+		s += " (deployers: " + strings.Join(w.Deployers, ", ") + ")"
+	}
+	return s
+}
+
+func sameDay(a, b time.Time) bool {
+	ay, am, ad := a.UTC().Date()
+	by, bm, bd := b.UTC().Date()
+	return ay == by && am == bm && ad == bd
+}
+
+// duration formats like scap's SAL lines: "02m 15s", or "1h 02m 15s".
+func duration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	h, m, s := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
+	if h > 0 {
+		return fmt.Sprintf("%dh %02dm %02ds", h, m, s)
+	}
+	return fmt.Sprintf("%02dm %02ds", m, s)
+}
+
+// hostList joins host names, or says "none".
+func hostList(hosts []string) string {
+	if len(hosts) == 0 {
+		return "none"
+	}
+	return strings.Join(hosts, ", ")
+}

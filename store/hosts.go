@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"poolbot"
+)
+
+// InsertHostSteps writes the restart plan of a request, all hosts pending.
+func (tx *Tx) InsertHostSteps(id poolbot.RequestID, hosts []string) error {
+	for i, h := range hosts {
+		_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO host_steps (request_id, position, host, state)
+			VALUES (?,?,?,?)`, int64(id), i+1, h, string(poolbot.HostPending))
+		if err != nil {
+			return fmt.Errorf("store: host steps of %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// UpdateHostStep records a host's new state; StartedAt is set when it
+// starts restarting, FinishedAt when it is done or failed.
+func (tx *Tx) UpdateHostStep(id poolbot.RequestID, position int, state poolbot.HostState, detail string) error {
+	var set string
+	switch state {
+	case poolbot.HostRestarting:
+		set = "started_at = ?, finished_at = ''"
+	case poolbot.HostDone, poolbot.HostFailed:
+		set = "finished_at = ?"
+	default:
+		set = "started_at = ?, finished_at = ''" // back to pending on resume
+	}
+	res, err := tx.tx.ExecContext(tx.ctx, `UPDATE host_steps SET state = ?, detail = ?, `+set+`
+		WHERE request_id = ? AND position = ?`, string(state), detail, formatTime(tx.now), int64(id), position)
+	if err != nil {
+		return fmt.Errorf("store: host %d of %s: %w", position, id, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("store: host %d of %s: %w", position, id, ErrNotFound)
+	}
+	return nil
+}
+
+// HostSteps returns a request's restart plan in order.
+func (tx *Tx) HostSteps(id poolbot.RequestID) ([]poolbot.HostStep, error) {
+	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT position, host, state, started_at, finished_at, detail
+		FROM host_steps WHERE request_id = ? ORDER BY position`, int64(id))
+	if err != nil {
+		return nil, fmt.Errorf("store: host steps of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []poolbot.HostStep
+	for rows.Next() {
+		h := poolbot.HostStep{RequestID: id}
+		var state, started, finished string
+		if err := rows.Scan(&h.Position, &h.Host, &state, &started, &finished, &h.Detail); err != nil {
+			return nil, fmt.Errorf("store: host steps of %s: %w", id, err)
+		}
+		h.State = poolbot.HostState(state)
+		if h.StartedAt, err = parseTime(started); err != nil {
+			return nil, err
+		}
+		if h.FinishedAt, err = parseTime(finished); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// HostSteps returns a request's restart plan in order.
+func (s *Store) HostSteps(ctx context.Context, id poolbot.RequestID) ([]poolbot.HostStep, error) {
+	var out []poolbot.HostStep
+	err := s.Tx(ctx, func(tx *Tx) error {
+		var err error
+		out, err = tx.HostSteps(id)
+		return err
+	})
+	return out, err
+}
+
+// RecentHostDurations returns how long the last n successful host
+// restarts of a service took, newest first: the history the procedure's
+// time estimate learns from.
+func (s *Store) RecentHostDurations(ctx context.Context, service string, n int) ([]float64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT (julianday(h.finished_at) - julianday(h.started_at)) * 86400.0
+		FROM host_steps h JOIN requests r ON r.id = h.request_id
+		WHERE r.service = ? AND h.state = 'done' AND h.started_at != '' AND h.finished_at != ''
+		ORDER BY h.finished_at DESC LIMIT ?`, service, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: host durations of %s: %w", service, err)
+	}
+	defer rows.Close()
+	var out []float64
+	for rows.Next() {
+		var secs float64
+		if err := rows.Scan(&secs); err != nil {
+			return nil, fmt.Errorf("store: host durations of %s: %w", service, err)
+		}
+		out = append(out, secs)
+	}
+	return out, rows.Err()
+}
