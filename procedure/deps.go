@@ -46,9 +46,16 @@ type Service struct {
 	Datacenters []string
 	// Plan is the restart plan: hosts in order, units, pace, timeouts.
 	Plan restart.Plan
+	// Executor runs the restart commands on the hosts.
+	Executor restart.Executor
+	// Registry checks the instances after each host.
+	Registry Registry
 	// Instances returns the registry instances that run on a host and must
 	// be healthy after it is restarted.
 	Instances func(host string) []registry.Instance
+	// Probe runs the write-then-read blob probe on each instance after its
+	// host is restarted.
+	Probe bool
 }
 
 // Config tunes the procedure.
@@ -74,11 +81,9 @@ type Config struct {
 	// ResumeAfterCrash is "auto" (an interrupted request continues from
 	// its stored step) or "ask" (it is parked until !resume or !cancel).
 	ResumeAfterCrash string
-	// Health tunes the wait for registry health after each host.
+	// Health tunes the wait for registry health after each host; zero
+	// values take the registry section's health settings.
 	Health registry.WaitOptions
-	// Probe runs the write-then-read blob probe on each instance after
-	// its host is restarted.
-	Probe bool
 	// ForceNeedsConfirm: a !force counts only after !confirm.
 	ForceNeedsConfirm bool
 }
@@ -92,8 +97,6 @@ type Deps struct {
 	Scap     ScapActivity
 	Blocker  scap.Blocker
 	Conftool conftool.Client
-	Executor restart.Executor
-	Registry Registry
 	Announce Announcer
 	// SALWritten is called after SAL lines were queued, so the sender
 	// delivers them at once.

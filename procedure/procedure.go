@@ -579,7 +579,7 @@ func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Req
 	if e.cfg.DryRun {
 		e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host))
 	} else {
-		res, err := restart.RestartHost(ctx, e.deps.Executor, svc.Plan, host)
+		res, err := restart.RestartHost(ctx, svc.Executor, svc.Plan, host)
 		if err != nil {
 			if tail := res.Tail(200); tail != "" {
 				return "", fmt.Errorf("%w: %s", err, tail)
@@ -589,12 +589,12 @@ func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Req
 	}
 	var checks []string
 	for _, inst := range svc.Instances(host) {
-		if err := e.deps.Registry.WaitHealthy(ctx, inst, e.cfg.Health); err != nil {
+		if err := svc.Registry.WaitHealthy(ctx, inst, e.cfg.Health); err != nil {
 			return "", fmt.Errorf("%s not healthy: %w", inst.Name, err)
 		}
 		c := inst.Name + " healthy"
-		if e.cfg.Probe && !e.cfg.DryRun {
-			res := e.deps.Registry.Probe(ctx, inst, "")
+		if svc.Probe && !e.cfg.DryRun {
+			res := svc.Registry.Probe(ctx, inst, "")
 			if !res.OK {
 				return "", fmt.Errorf("%s write-then-read probe failed: %s", inst.Name, res)
 			}

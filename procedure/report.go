@@ -112,12 +112,12 @@ func (e *Engine) Check(ctx context.Context, service string) ([]string, error) {
 		var parts []string
 		for _, inst := range svc.Instances(host) {
 			status := inst.Name + ": "
-			if err := e.deps.Registry.Health(ctx, inst); err != nil {
+			if err := svc.Registry.Health(ctx, inst); err != nil {
 				status += "UNHEALTHY (" + err.Error() + ")"
 			} else {
 				status += "healthy"
-				if e.cfg.Probe {
-					res := e.deps.Registry.Probe(ctx, inst, "")
+				if svc.Probe {
+					res := svc.Registry.Probe(ctx, inst, "")
 					if res.OK {
 						status += ", probe ok"
 					} else {

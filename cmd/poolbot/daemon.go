@@ -86,20 +86,32 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		return fmt.Errorf("no chat network configured: set chat.irc, or use poolbot console")
 	}
 
-	router = commands.NewRouter(commands.Options{
-		Prefix:            cfg.Chat.CommandPrefix,
-		Nick:              nick,
-		Services:          cfg.ServiceDatacenters(),
-		ForceNeedsConfirm: cfg.Force.NeedsConfirm(),
-		ConfirmWindow:     cfg.Force.ConfirmWindow,
-	}, ops, st, commands.Backends{}, clock, log.With("component", "commands"))
-
 	var sink sal.Sink = sal.ChannelSink{Chat: chat, Channel: cfg.SAL.Channel}
 	if cfg.SAL.Sink == "tcpircbot" {
 		sink = sal.TCPIRCBotSink{Addr: cfg.SAL.TCPIRCBot.Addr, Attribution: cfg.SAL.TCPIRCBot.Attribution,
 			Timeout: cfg.SAL.TCPIRCBot.Timeout}
 	}
 	sender := sal.NewSender(st, sink, clock, log.With("component", "sal"))
+
+	announce := channelAnnouncer{chat: chat, channel: cfg.Chat.NoticeChannel, log: log}
+	proc, err := buildProcedure(ctx, cfg, st, clock, log, announce, sender.Wake)
+	if err != nil {
+		return err
+	}
+	var observers []bot.Handler
+	if proc.observer != nil {
+		observers = append(observers, proc.observer)
+	}
+	router = commands.NewRouter(commands.Options{
+		Prefix:            cfg.Chat.CommandPrefix,
+		Nick:              nick,
+		Services:          cfg.ServiceDatacenters(),
+		ForceNeedsConfirm: cfg.Force.NeedsConfirm(),
+		ConfirmWindow:     cfg.Force.ConfirmWindow,
+	}, ops, st, commands.Backends{
+		Notifier: proc.engine, Reporter: proc.engine, Windows: proc.engine,
+		Checker: proc.engine, Resumer: proc.engine,
+	}, clock, log.With("component", "commands"), observers...)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -111,6 +123,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		return err
 	})
 	g.Go(func() error { return sender.Run(ctx) })
+	g.Go(func() error { return proc.engine.Run(ctx) })
+	for _, run := range proc.runners {
+		g.Go(func() error { return run(ctx) })
+	}
 	log.Info("poolbot started", "version", buildVersion(), "store", st.Path())
 	err = g.Wait()
 	log.Info("poolbot stopped")

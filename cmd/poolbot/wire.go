@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+
+	"github.com/jonboulle/clockwork"
+
+	"poolbot/bot"
+	"poolbot/config"
+	"poolbot/integrations/calendar"
+	"poolbot/integrations/conftool"
+	"poolbot/integrations/registry"
+	"poolbot/integrations/restart"
+	"poolbot/integrations/scap"
+	"poolbot/procedure"
+	"poolbot/store"
+)
+
+// procedureParts is the procedure engine with what must run beside it.
+type procedureParts struct {
+	engine *procedure.Engine
+	// runners run until ctx ends (calendar refresh, change fan-out).
+	runners []func(ctx context.Context) error
+	// observer sees every chat message (scap's lines from logmsgbot).
+	observer bot.Handler
+}
+
+// channelAnnouncer says notices in one channel through a chat adapter.
+type channelAnnouncer struct {
+	chat    bot.Sayer
+	channel string
+	log     *slog.Logger
+}
+
+func (a channelAnnouncer) Announce(ctx context.Context, text string) {
+	if err := a.chat.Say(ctx, a.channel, text); err != nil {
+		a.log.Warn("notice not delivered", "channel", a.channel, "err", err)
+	}
+}
+
+// buildProcedure builds every integration from the config and the engine
+// that uses them.
+func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, clock clockwork.Clock,
+	log *slog.Logger, announce procedure.Announcer, salWritten func()) (*procedureParts, error) {
+	parts := &procedureParts{}
+	deps := procedure.Deps{Store: st, Announce: announce, SALWritten: salWritten, Clock: clock,
+		Log: log.With("component", "procedure")}
+
+	var cached *calendar.Cached
+	if cfg.Calendar.Source != config.CalendarNone {
+		opts := calendar.Options{Clock: clock, Logger: log.With("component", "calendar")}
+		src, err := calendar.NewSource(cfg.Calendar, opts)
+		if err != nil {
+			return nil, err
+		}
+		cached, err = calendar.NewCached(src, cfg.Calendar.RefreshInterval, cfg.Calendar.MaxAge, opts)
+		if err != nil {
+			return nil, err
+		}
+		deps.Calendar = cached
+		parts.runners = append(parts.runners, cached.Run)
+	} else {
+		log.Warn("calendar gate disabled by configuration (calendar.source: none)")
+	}
+
+	sc, err := scap.New(cfg.Scap, scap.Options{Clock: clock, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	deps.Scap, deps.Blocker = sc.Monitor, sc.Blocker
+
+	deps.Conftool, err = conftool.New(cfg.Conftool, conftool.Options{Clock: clock, Logger: log.With("component", "conftool")})
+	if err != nil {
+		return nil, err
+	}
+
+	var services []*procedure.Service
+	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
+		sc := cfg.Services[name]
+		ropts := restart.Options{Clock: clock, Logger: log.With("component", "restart", "service", name)}
+		exec, err := restart.NewExecutor(sc.Restart, ropts)
+		if err != nil {
+			return nil, fmt.Errorf("services.%s.restart: %w", name, err)
+		}
+		lister, err := restart.NewHostLister(sc.Restart, ropts)
+		if err != nil {
+			return nil, fmt.Errorf("services.%s.restart: %w", name, err)
+		}
+		plan, err := restart.NewPlan(ctx, sc.Restart, lister)
+		if err != nil {
+			return nil, fmt.Errorf("services.%s.restart: %w", name, err)
+		}
+		reg, err := registry.New(sc.Registry, registry.Options{Clock: clock, Logger: log.With("component", "registry", "service", name)})
+		if err != nil {
+			return nil, fmt.Errorf("services.%s.registry: %w", name, err)
+		}
+		services = append(services, &procedure.Service{Name: name, Datacenters: sc.Datacenters, Plan: plan,
+			Executor: exec, Registry: reg, Instances: sc.Registry.InstancesOn, Probe: sc.Registry.Probe.Enabled})
+	}
+
+	engine, err := procedure.New(procedure.Config{
+		DryRun:            cfg.Procedure.DryRun,
+		MaxWait:           cfg.Procedure.MaxWait,
+		LeadMargin:        cfg.Calendar.LeadMargin,
+		TailMargin:        cfg.Calendar.TailMargin,
+		PerHostEstimate:   cfg.Procedure.PerHostEstimate,
+		ScapPoll:          cfg.Procedure.ScapPoll,
+		ResumeAfterCrash:  cfg.Procedure.ResumeAfterCrash,
+		ForceNeedsConfirm: cfg.Force.NeedsConfirm(),
+	}, deps, services)
+	if err != nil {
+		return nil, err
+	}
+	parts.engine = engine
+
+	// A changed calendar can open or close a gate: re-evaluate.
+	if cached != nil {
+		parts.runners = append(parts.runners, func(ctx context.Context) error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-cached.Changed():
+					engine.NotifyAll()
+				}
+			}
+		})
+	}
+	// A "Finished scap …" line relayed by logmsgbot clears the scap gate
+	// at once, without waiting for the next probe.
+	if sc.Tracker != nil {
+		parts.observer = bot.HandlerFunc(func(_ context.Context, m bot.Message, _ bot.Replier) {
+			if m.Private() {
+				return
+			}
+			if ev, ok := sc.Tracker.Observe(scap.Sender{Nick: m.Nick, Account: m.Account}, m.Text); ok && ev.Ends() {
+				engine.NotifyAll()
+			}
+		})
+	}
+	return parts, nil
+}

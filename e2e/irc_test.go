@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/bot"
+	"poolbot/commands"
+	"poolbot/internal/testenv/ircnet"
+	"poolbot/sal"
+	"poolbot/store"
+)
+
+const channel = "#wikimedia-operations"
+
+// world is poolbot wired as `poolbot run` wires it, minus the procedure:
+// IRC adapter → command router → SQLite store, and the SAL sender back
+// through the adapter.
+type world struct {
+	net    *ircnet.Net
+	store  *store.Store
+	irc    *bot.IRC
+	sender *sal.Sender
+	sink   *gatedSink
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	n := ircnet.Start(t, ircnet.Options{})
+	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
+		ircnet.Account{Name: "alice", Password: "alicepw-1234"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "poolbot.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ops, err := commands.NewOperators([]commands.Operator{{Name: "alice", IRCAccounts: []string{"alice"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{net: n, store: st, done: make(chan struct{})}
+	var router *commands.Router
+	// The bot connects to the strict, Libera-like connect class: if it
+	// flooded, the server would kill it.
+	w.irc = bot.New(bot.IRCConfig{
+		Server: n.FloodAddr(), Nick: "poolbot", SASLAccount: "poolbot", Password: "botpw-1234",
+		Channels: []string{channel}, ReconnectMin: 200 * time.Millisecond, ReconnectMax: time.Second,
+		ConnectTimeout: 10 * time.Second,
+	}, bot.HandlerFunc(func(ctx context.Context, m bot.Message, r bot.Replier) { router.HandleMessage(ctx, m, r) }), nil)
+	router = commands.NewRouter(commands.Options{Nick: w.irc.Nick,
+		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: true},
+		ops, st, commands.Backends{}, nil, nil)
+	w.sink = &gatedSink{Sink: sal.ChannelSink{Chat: w.irc, Channel: channel}, open: true}
+	w.sender = sal.NewSender(st, w.sink, nil, nil)
+	w.sender.MinBackoff, w.sender.MaxBackoff, w.sender.Poll = 100*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
+	runCtx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	go func() {
+		defer close(w.done)
+		go w.sender.Run(runCtx)
+		_ = w.irc.Run(runCtx)
+	}()
+	t.Cleanup(w.stop)
+	waitFor(t, 30*time.Second, "bot connected", w.irc.Connected)
+	return w
+}
+
+// gatedSink fails while closed, as a disconnected network does, so a
+// test can hold SAL delivery until its observer is in the channel.
+type gatedSink struct {
+	sal.Sink
+	mu   sync.Mutex
+	open bool
+}
+
+func (g *gatedSink) Send(ctx context.Context, m string) error {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	if !open {
+		return errors.New("gate closed")
+	}
+	return g.Sink.Send(ctx, m)
+}
+
+func (g *gatedSink) set(open bool) { g.mu.Lock(); g.open = open; g.mu.Unlock() }
+
+func (w *world) stop() {
+	w.cancel()
+	<-w.done
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// user joins the channel as a client; account "" means not logged in.
+func user(t *testing.T, n *ircnet.Net, nick, account, password string) *ircnet.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := n.Dial(ctx, ircnet.ClientOptions{Nick: nick, SASLAccount: account, SASLPassword: password,
+		Caps: []string{"account-tag", "message-tags", "server-time"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Join(ctx, channel); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// reply waits for the bot's next channel PRIVMSG that contains want.
+func reply(t *testing.T, c *ircnet.Client, want string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := c.WaitFor(ctx, func(l ircnet.Line) bool {
+		return l.Msg.Command == "PRIVMSG" && l.Msg.Nick() == "poolbot" && len(l.Msg.Params) == 2 &&
+			strings.Contains(l.Msg.Params[1], want)
+	})
+	if err != nil {
+		t.Fatalf("no reply containing %q: %v\nlines:\n%s", want, err, dump(c))
+	}
+	return l.Msg.Params[1]
+}
+
+func dump(c *ircnet.Client) string {
+	var b strings.Builder
+	for _, l := range c.Lines() {
+		b.WriteString(l.Raw + "\n")
+	}
+	return b.String()
+}
+
+// An operator logged in with SASL is accepted and the request stored; the
+// same command from a client that merely took the operator's nick is
+// refused and stores nothing.
+func TestOperatorByAccountNotNick(t *testing.T) {
+	w := startWorld(t)
+	// Both clients in parallel: each takes about a second to register.
+	var alice, impostor *ircnet.Client
+	done := make(chan struct{})
+	go func() { defer close(done); alice = user(t, w.net, "alice_laptop", "alice", "alicepw-1234") }()
+	impostor = user(t, w.net, "alice", "", "")
+	<-done
+
+	if err := alice.Privmsg(channel, "!depool apus codfw T422166 \x02switchover\x02 test"); err != nil {
+		t.Fatal(err)
+	}
+	got := reply(t, alice, "#1 queued")
+	if got != "alice_laptop: #1 queued: depool apus in codfw (T422166), position 1 in the apus queue" {
+		t.Fatalf("reply %q", got)
+	}
+	req, err := w.store.Request(context.Background(), 1)
+	if err != nil || req.Operator != "alice" || req.Origin.Account != "alice" || req.Origin.Nick != "alice_laptop" ||
+		req.Reason != "T422166 switchover test" {
+		t.Fatalf("stored %+v, %v", req, err)
+	}
+
+	if err := impostor.Privmsg(channel, "!pool apus codfw trust me"); err != nil {
+		t.Fatal(err)
+	}
+	if got := reply(t, impostor, "refused"); !strings.Contains(got, "not logged in") {
+		t.Fatalf("impostor reply %q", got)
+	}
+	reqs, _ := w.store.List(context.Background(), store.Filter{})
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests stored, want 1", len(reqs))
+	}
+	// Read-only commands work for anyone, addressed by nick too.
+	if err := impostor.Privmsg(channel, "poolbot: status"); err != nil {
+		t.Fatal(err)
+	}
+	reply(t, impostor, "#1 depool apus in codfw by alice: queued")
+}
+
+// A reason with CR/LF cannot reach the server from IRC (the protocol ends
+// the line there), but a reply echoing user text is sanitised and the
+// bot's own lines never carry an injected command.
+func TestRepliesCannotInject(t *testing.T) {
+	w := startWorld(t)
+	alice := user(t, w.net, "alice_laptop", "alice", "alicepw-1234")
+	// \x01 and colour codes are stripped from the echoed reason; the
+	// literal "\r\n" text stays harmless text.
+	if err := alice.Privmsg(channel, "!depool apus codfw \x0304red\x03 \x01ACTION\x01 x"); err != nil {
+		t.Fatal(err)
+	}
+	reply(t, alice, "#1 queued")
+	if err := alice.Privmsg(channel, "!status 1"); err != nil {
+		t.Fatal(err)
+	}
+	got := reply(t, alice, "reason:")
+	if !strings.HasSuffix(got, "reason: red ACTION x") {
+		t.Fatalf("status echoes %q", got)
+	}
+	// A SAL line with CR/LF inside (text a handler built from user input)
+	// arrives as one line.
+	if err := w.store.Tx(context.Background(), func(tx *store.Tx) error {
+		return tx.QueueSAL(1, "poolbot #1 alice: hello\r\nPRIVMSG #wikimedia-operations :injected\x00")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.sender.Wake()
+	reply(t, alice, "!log poolbot #1 alice: hello")
+	time.Sleep(300 * time.Millisecond)
+	for _, l := range alice.Lines() {
+		if l.Msg.Command == "PRIVMSG" && len(l.Msg.Params) == 2 && strings.HasPrefix(l.Msg.Params[1], "injected") {
+			t.Fatalf("injected line arrived: %q", l.Raw)
+		}
+	}
+}
+
+// SAL lines queued while the ircd is down are delivered after the bot
+// reconnects and rejoins, complete and in order.
+func TestSALSurvivesIRCdRestart(t *testing.T) {
+	w := startWorld(t)
+	ctx := context.Background()
+	if err := w.net.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "bot disconnected", func() bool { return !w.irc.Connected() })
+	// Say fails while the network is down; before the restart the gate is
+	// closed too, so that nothing is delivered before the observer joins.
+	direct := sal.ChannelSink{Chat: w.irc, Channel: channel}
+	if err := direct.Send(ctx, "probe while down"); err == nil {
+		t.Fatal("Say succeeded while the ircd was down")
+	}
+	var want []string
+	for i := 1; i <= 5; i++ {
+		line := sal.Line(poolbot.RequestID(7), "alice", fmt.Sprintf("host %d/5 restarted", i))
+		want = append(want, "!log "+line)
+		if err := w.store.Tx(ctx, func(tx *store.Tx) error { return tx.QueueSAL(0, line) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.sender.Wake()
+	time.Sleep(500 * time.Millisecond) // the sender tries, fails, backs off
+	if n, _ := w.store.SALBacklog(ctx); n != 5 {
+		t.Fatalf("backlog while down = %d, want 5", n)
+	}
+	w.sink.set(false)
+	if err := w.net.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	obs := user(t, w.net, "observer", "", "")
+	w.sink.set(true)
+	w.sender.Wake()
+	for _, l := range want {
+		reply(t, obs, l[len("!log "):])
+	}
+	var got []string
+	for _, l := range obs.Lines() {
+		if l.Msg.Command == "PRIVMSG" && l.Msg.Nick() == "poolbot" && strings.HasPrefix(l.Msg.Params[1], "!log ") {
+			got = append(got, l.Msg.Params[1])
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("SAL lines after restart:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	waitFor(t, 10*time.Second, "backlog drained", func() bool { n, _ := w.store.SALBacklog(ctx); return n == 0 })
+}

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs what poolbot's tests need on a fresh Debian bookworm machine:
+# the real servers the tests start (InspIRCd + Atheme for IRC, etcd with the
+# v2 API for conftool, OpenSSH's sshd for the SSH executor) and a prebuilt
+# CNCF distribution registry from tools/go.mod. Needs root for apt-get.
+set -eu
+cd "$(dirname "$0")/.."
+
+pkgs="inspircd atheme-services etcd-server openssh-server"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	# Packages must not start their system services (sshd on :22, inspircd
+	# on :6667): the tests start their own on random loopback ports.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
+# sshd refuses to start without its privilege-separation directory.
+mkdir -p /run/sshd
+
+# The registry binary is built once from the tools module, so that its
+# hundred dependencies stay out of poolbot's go.mod.
+bin="${POOLBOT_REGISTRY_BIN:-$HOME/.cache/poolbot-testbin/registry-v3.1.2}"
+if [ ! -x "$bin" ]; then
+	mkdir -p "$(dirname "$bin")"
+	(cd tools && go build -buildvcs=false -o "$bin" github.com/distribution/distribution/v3/cmd/registry)
+fi
+echo "POOLBOT_REGISTRY_BIN=$bin"
