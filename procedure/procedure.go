@@ -579,11 +579,9 @@ func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Req
 	if e.cfg.DryRun {
 		e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host))
 	} else {
-		res, err := restart.RestartHost(ctx, svc.Executor, svc.Plan, host)
-		if err != nil {
-			if tail := res.Tail(200); tail != "" {
-				return "", fmt.Errorf("%w: %s", err, tail)
-			}
+		// The step error names the failing step and, when the command ran,
+		// its exit code and output tail.
+		if _, err := restart.RestartHost(ctx, svc.Executor, svc.Plan, host); err != nil {
 			return "", err
 		}
 	}

@@ -101,3 +101,22 @@ func (s *Store) SentSAL(ctx context.Context, requestID poolbot.RequestID) ([]str
 	}
 	return out, rows.Err()
 }
+
+// SALLines returns every SAL line queued about a request, sent or not,
+// oldest first.
+func (s *Store) SALLines(ctx context.Context, requestID poolbot.RequestID) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT line FROM sal_outbox WHERE request_id = ? ORDER BY id`, int64(requestID))
+	if err != nil {
+		return nil, fmt.Errorf("store: SAL lines of %s: %w", requestID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return nil, fmt.Errorf("store: SAL lines of %s: %w", requestID, err)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}

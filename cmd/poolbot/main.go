@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	_ "time/tzdata" // calendar time zones even without /usr/share/zoneinfo
 
 	"poolbot/config"
 )

@@ -1,0 +1,102 @@
+package calendar
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// cleanText collapses every run of whitespace (including CR, LF, tabs and
+// non-breaking spaces) to one space, drops other control and format
+// characters, and trims the result. Names and nicks go into IRC lines, so no
+// CR, LF or NUL may survive.
+func cleanText(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			continue
+		case unicode.IsSpace(r):
+			space = b.Len() > 0
+			continue
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// appendUnique appends s to list unless it is empty or already present
+// (case-insensitively: IRC nicks are case-insensitive).
+func appendUnique(list []string, s string) []string {
+	if s == "" {
+		return list
+	}
+	for _, have := range list {
+		if strings.EqualFold(have, s) {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// utcLayouts are the forms of data-utcstart/data-utcend accepted, after
+// normalisation: a space between date and time becomes "T", and the string
+// is upper-cased. Fractional seconds are accepted wherever seconds are.
+// A time without a zone is UTC, as the attribute names promise.
+var utcLayouts = [...]struct {
+	layout string
+	zoned  bool
+}{
+	{"2006-01-02T15:04:05Z07:00", true}, // RFC 3339: ...Z, ...+00:00
+	{"2006-01-02T15:04:05Z0700", true},  // ...+0000
+	{"2006-01-02T15:04:05Z07", true},    // ...+00
+	{"2006-01-02T15:04Z07:00", true},    // no seconds
+	{"2006-01-02T15:04Z0700", true},
+	{"2006-01-02T15:04:05", false},
+	{"2006-01-02T15:04", false},
+	{"20060102T150405Z07:00", true}, // basic form, as in the item ids
+	{"20060102T150405", false},
+	{"20060102T1504Z07:00", true},
+	{"20060102T1504", false},
+}
+
+// parseUTCAttr parses a data-utcstart/data-utcend value. Accepted: RFC 3339
+// ("2026-11-02T08:00:00Z", "2026-11-02T08:00:00+00:00", with fractional
+// seconds), the same with a space instead of "T" ("2026-11-02 08:00:00Z",
+// "2026-11-02 08:00:00+00:00"), offsets written +0000 or +00, minutes
+// precision ("2026-11-02T08:00Z"), no zone at all (read as UTC), and the
+// basic form "20261102T080000Z". A non-UTC offset is honoured. Years outside
+// 2000..2200 are rejected as garbage.
+func parseUTCAttr(v string) (time.Time, error) {
+	s := strings.ToUpper(strings.TrimSpace(v))
+	if len(s) > 10 && s[10] == ' ' {
+		s = s[:10] + "T" + strings.TrimLeft(s[10:], " ")
+	}
+	// "2026-11-02T08:00:00 +00:00" and "... UTC" are seen from hand edits.
+	s = strings.TrimSuffix(s, " UTC")
+	s = strings.Replace(s, " ", "", 1)
+	if s == "" {
+		return time.Time{}, fmt.Errorf("empty time")
+	}
+	for _, l := range utcLayouts {
+		t, err := time.Parse(l.layout, s)
+		if err != nil {
+			continue
+		}
+		if y := t.Year(); y < 2000 || y > 2200 {
+			return time.Time{}, fmt.Errorf("time %q: year %d out of range", v, y)
+		}
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("time %q: not RFC 3339 or a known variant", v)
+}

@@ -1,0 +1,348 @@
+package procedure
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/integrations/calendar"
+	"poolbot/store"
+)
+
+func window(id, name string, start, end time.Time, deployers ...string) calendar.Window {
+	return calendar.Window{ID: id, Name: name, Start: start, End: end, Deployers: deployers}
+}
+
+func hasLine(lines []string, sub string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// Story 1: a depool requested during a deployment window waits with one
+// notice naming the window, proceeds when the window (plus margin) ends,
+// switches conftool, restarts every host with health and probe, and logs
+// START … END (PASS) with the deploy block taken and released.
+func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
+	l := newLab(t, 3, Config{})
+	w := window("deploycal-item-20261123T1400", "UTC afternoon backport window",
+		t0.Add(-10*time.Minute), t0.Add(50*time.Minute), "Amir1", "Urbanecm")
+	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
+	pids := map[string]int{}
+	for h, r := range l.regs {
+		pids[h] = r.PID()
+	}
+
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	r := l.waitState(id, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, "UTC afternoon backport window") || !strings.Contains(r.Step, "estimated start 15:05 UTC") {
+		t.Fatalf("waiting step %q", r.Step)
+	}
+	// Re-evaluating with the same blockers says nothing new.
+	l.engine.Notify("apus")
+	time.Sleep(100 * time.Millisecond)
+	if got := l.notices.matching("waiting"); len(got) != 1 || !strings.Contains(got[0], "deployers: Amir1, Urbanecm") {
+		t.Fatalf("waiting notices %q", got)
+	}
+	if !l.pooled("codfw") || len(l.restarted()) != 0 {
+		t.Fatal("acted while the window was open")
+	}
+	// The window ends at 15:00; with the 5m lead margin the gate opens at
+	// 15:05. One second before, nothing happens.
+	l.clock.Advance(t0.Add(55*time.Minute - time.Second).Sub(l.clock.Now()))
+	time.Sleep(100 * time.Millisecond)
+	if r := l.request(id); r.State != poolbot.StateWaiting {
+		t.Fatalf("state %s before the gate opened", r.State)
+	}
+	r = l.waitState(id, time.Second, poolbot.StateDone, poolbot.StateFailed)
+	if r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+	if l.pooled("codfw") || !l.pooled("eqiad") {
+		t.Fatal("conftool not switched")
+	}
+	if got := l.restarted(); strings.Join(got, ",") != "registry1,registry2,registry3" {
+		t.Fatalf("restart order %v", got)
+	}
+	for h, r := range l.regs {
+		if r.PID() == pids[h] {
+			t.Errorf("%s was not restarted", h)
+		}
+	}
+	sal := l.sal(id)
+	want := []string{"START - depool apus in codfw: T422166 test", "deploy block taken",
+		"conftool: set apus/codfw pooled=false (was true)",
+		"on registry1 (1/3): restricted healthy, probe ok", "(2/3)", "(3/3)",
+		"deploy block released", "END (PASS) - depool apus in codfw: 3/3 hosts restarted"}
+	if len(sal) != len(want) {
+		t.Fatalf("SAL lines:\n%s", strings.Join(sal, "\n"))
+	}
+	for i, w := range want {
+		if !strings.Contains(sal[i], w) || !strings.HasPrefix(sal[i], "poolbot #1 alice: ") {
+			t.Errorf("SAL line %d = %q, want it to contain %q", i, sal[i], w)
+		}
+	}
+	if got := l.globalLock(); got != "none" {
+		t.Fatalf("global lock after the end: %s", got)
+	}
+	if len(l.notices.matching("proceeding")) != 1 {
+		t.Fatalf("notices: %q", l.notices.all())
+	}
+}
+
+// Story 2: a running scap (a shared holder of the global lock) holds the
+// request; the periodic lock probe notices the release.
+func TestWaitsForScapLock(t *testing.T) {
+	l := newLab(t, 1, Config{ScapPoll: time.Second})
+	release := l.holdScapLock("scap-global-lock", "shared")
+	id := l.queue(poolbot.ActionRestart, "")
+	r := l.waitState(id, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, "scap:") {
+		t.Fatalf("step %q", r.Step)
+	}
+	l.clock.Advance(3 * time.Second) // the probe still sees the holder
+	time.Sleep(100 * time.Millisecond)
+	if l.request(id).State != poolbot.StateWaiting {
+		t.Fatal("proceeded while scap ran")
+	}
+	release()
+	r = l.waitState(id, time.Second, poolbot.StateDone, poolbot.StateFailed)
+	if r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+}
+
+// Story 2b: an unreadable gate counts as closed, and the notice says why;
+// once it can be read again the request proceeds.
+func TestCalendarDownWaitsThenProceeds(t *testing.T) {
+	l := newLab(t, 1, Config{})
+	l.cal.set(calendar.Schedule{}, errors.New("calendar: schedule is stale: wikitech answered 503"))
+	id := l.queue(poolbot.ActionRestart, "")
+	r := l.waitState(id, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, "deployment calendar unreadable (calendar: schedule is stale: wikitech answered 503)") {
+		t.Fatalf("step %q", r.Step)
+	}
+	if !hasLine(l.notices.all(), "deployment calendar unreadable") {
+		t.Fatalf("notices %q", l.notices.all())
+	}
+	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), nil), nil)
+	l.engine.NotifyAll() // what the calendar cache's Changed does
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+}
+
+// Story 3: the registry on host 2 of 4 does not come back: hosts 3 and 4
+// are not touched, the deploy block is released, END (FAIL) names them.
+func TestFirstHostFailureStops(t *testing.T) {
+	l := newLab(t, 4, Config{})
+	l.failRestart["registry2"] = true
+	id := l.queue(poolbot.ActionRestart, "")
+	r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
+	if r.State != poolbot.StateFailed {
+		t.Fatalf("ended %s", r.State)
+	}
+	if got := l.restarted(); strings.Join(got, ",") != "registry1,registry2" {
+		t.Fatalf("restarted %v: hosts after the failure were touched", got)
+	}
+	sal := l.sal(id)
+	end := sal[len(sal)-1]
+	for _, want := range []string{"END (FAIL) - restart apus: host 2/4 registry2:", "done: registry1", "not touched: registry3, registry4"} {
+		if !strings.Contains(end, want) {
+			t.Errorf("END line %q lacks %q", end, want)
+		}
+	}
+	if !strings.Contains(sal[len(sal)-2], "deploy block released") {
+		t.Fatalf("SAL %q", sal)
+	}
+	if got := l.globalLock(); got != "none" {
+		t.Fatalf("global lock after failure: %s", got)
+	}
+	steps, _ := l.store.HostSteps(context.Background(), id)
+	if steps[1].State != poolbot.HostFailed || steps[2].State != poolbot.HostPending {
+		t.Fatalf("host steps %+v", steps)
+	}
+
+	// Fixed by hand, !resume continues from host 2.
+	l.failRestart["registry2"] = false
+	if err := l.regs["registry2"].Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := l.engine.Resume(context.Background(), id, "bob", poolbot.Origin{Network: "irc", Account: "bob"})
+	if err != nil || !strings.Contains(msg, "at host 2/4 registry2") {
+		t.Fatalf("resume: %q %v", msg, err)
+	}
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("after resume: %s %s", r.State, r.Error)
+	}
+	if got := l.restarted(); strings.Join(got, ",") != "registry1,registry2,registry2,registry3,registry4" {
+		t.Fatalf("restarted %v", got)
+	}
+}
+
+// A stop of poolbot between steps leaves the request where it is; the
+// next run continues without repeating a completed step or SAL line.
+func TestRestartOfPoolbotResumes(t *testing.T) {
+	l := newLab(t, 3, Config{})
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	// Stop right after the first host is done.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		steps, _ := l.store.HostSteps(context.Background(), id)
+		if len(steps) > 0 && steps[0].State == poolbot.HostDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first host never finished")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.stop()
+	r := l.request(id)
+	if r.State.Terminal() {
+		t.Skipf("finished before the stop (%s)", r.State)
+	}
+	if got := l.globalLock(); got != "none" {
+		t.Fatalf("deploy block kept across the stop: %s", got)
+	}
+	l.start()
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("after restart: %s %s", r.State, r.Error)
+	}
+	counts := map[string]int{}
+	for _, h := range l.restarted() {
+		counts[h]++
+	}
+	if counts["registry1"] != 1 {
+		t.Fatalf("a completed host was restarted again: %v", l.restarted())
+	}
+	sal := l.sal(id)
+	seen := map[string]bool{}
+	for _, s := range sal {
+		if seen[s] {
+			t.Fatalf("SAL line repeated: %q", s)
+		}
+		seen[s] = true
+	}
+	if !hasLine(sal, "START -") || !hasLine(sal, "END (PASS)") || !hasLine(sal, "conftool: set apus/codfw") {
+		t.Fatalf("SAL %q", sal)
+	}
+}
+
+// With resume_after_crash: ask an interrupted request is parked, deploys
+// are not blocked, and !resume continues it.
+func TestInterruptedRequestParked(t *testing.T) {
+	l := newLab(t, 1, Config{ResumeAfterCrash: "ask"})
+	l.stop()
+	id := l.queue(poolbot.ActionRestart, "")
+	// A request a previous run left mid-way.
+	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
+		r, _ := tx.Request(id)
+		r.State = poolbot.StateRestarting
+		_, err := tx.UpdateRequest(r, poolbot.StateQueued)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for !l.request(id).Parked {
+		if time.Now().After(deadline) {
+			t.Fatal("not parked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !hasLine(l.notices.all(), "deploys are NOT blocked") || len(l.restarted()) != 0 {
+		t.Fatalf("notices %q, restarts %v", l.notices.all(), l.restarted())
+	}
+	if _, err := l.engine.Resume(context.Background(), id, "alice", poolbot.Origin{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("after resume: %s %s", r.State, r.Error)
+	}
+}
+
+// !force skips the calendar and scap gates only once confirmed; the
+// last-datacenter guard is never skipped.
+func TestForceAndLastDatacenterGuard(t *testing.T) {
+	l := newLab(t, 1, Config{ForceNeedsConfirm: true})
+	w := window("w1", "train", t0.Add(-time.Hour), t0.Add(time.Hour))
+	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
+	id := l.queue(poolbot.ActionRestart, "")
+	l.waitState(id, 0, poolbot.StateWaiting)
+	setForce := func(confirmedBy string) {
+		err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
+			r, _ := tx.Request(id)
+			r.Forced, r.ForcedBy, r.ConfirmedBy = true, "alice", confirmedBy
+			_, err := tx.UpdateRequest(r, r.State)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.engine.Notify("apus")
+	}
+	setForce("")
+	time.Sleep(200 * time.Millisecond)
+	if r := l.request(id); r.State != poolbot.StateWaiting || !strings.Contains(r.Step, "awaits !confirm") {
+		t.Fatalf("unconfirmed force: %s %q", r.State, r.Step)
+	}
+	setForce("bob")
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("forced: %s %s", r.State, r.Error)
+	}
+	if !hasLine(l.notices.all(), "FORCED by alice") {
+		t.Fatalf("notices %q", l.notices.all())
+	}
+
+	// eqiad depooled by hand: depooling codfw would leave apus nowhere.
+	l.etcd.PutDiscovery(t, "apus", "eqiad", false)
+	id2 := l.queue(poolbot.ActionDepool, "codfw")
+	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
+		r, _ := tx.Request(id2)
+		r.Forced, r.ForcedBy, r.ConfirmedBy = true, "alice", "bob"
+		_, err := tx.UpdateRequest(r, r.State)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.engine.Notify("apus")
+	r := l.waitState(id2, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, "cannot be depooled as they are only active in codfw") {
+		t.Fatalf("guard step %q", r.Step)
+	}
+	if !l.pooled("codfw") {
+		t.Fatal("last pooled datacenter depooled")
+	}
+}
+
+// Requests wait their turn, and one that waits too long expires.
+func TestQueueOrderAndExpiry(t *testing.T) {
+	l := newLab(t, 1, Config{MaxWait: time.Hour})
+	w := window("w1", "train", t0.Add(-time.Hour), t0.Add(3*time.Hour))
+	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
+	a := l.queue(poolbot.ActionRestart, "")
+	b := l.queue(poolbot.ActionDepool, "codfw")
+	l.waitState(a, 0, poolbot.StateWaiting)
+	rb := l.waitState(b, 0, poolbot.StateWaiting)
+	if !strings.Contains(rb.Step, "behind #1") {
+		t.Fatalf("second request step %q", rb.Step)
+	}
+	ra := l.waitState(a, time.Minute, poolbot.StateExpired)
+	if !strings.Contains(ra.Error, "expired after waiting 1h 00m") {
+		t.Fatalf("expiry %q", ra.Error)
+	}
+	l.waitState(b, time.Minute, poolbot.StateExpired)
+	if len(l.restarted()) != 0 || !l.pooled("codfw") {
+		t.Fatal("expired requests acted")
+	}
+}
