@@ -1,25 +1,17 @@
 package procedure
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"golang.org/x/sys/unix"
 
 	"poolbot"
 	"poolbot/integrations/calendar"
@@ -28,111 +20,22 @@ import (
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
 	etcdenv "poolbot/internal/testenv/etcd"
+	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
 	"poolbot/store"
 )
 
-// The test binary doubles as two small programs, chosen by environment:
-//
-//   - POOLBOT_TEST_CTL=<url>: the "systemctl" the local executor runs on
-//     each "host". It forwards its argv to the test's control server,
-//     which restarts the real registry process standing for that host.
-//   - POOLBOT_TEST_HOLD_LOCK=<path>:<shared|exclusive>: holds an fcntl
-//     lock on path, as a running scap does, until its stdin closes.
+// The test binary doubles as the "systemctl" the local executor runs and
+// as scap lock holders (see internal/testenv/lab).
 func TestMain(m *testing.M) {
-	if url := os.Getenv("POOLBOT_TEST_CTL"); url != "" {
-		os.Exit(ctlClient(url, os.Args[1:]))
-	}
-	if spec := os.Getenv("POOLBOT_TEST_HOLD_LOCK"); spec != "" {
-		os.Exit(holdLock(spec))
-	}
-	if path := os.Getenv("POOLBOT_TEST_PROBE_LOCK"); path != "" {
-		os.Exit(probeLock(path))
-	}
+	lab.Main()
 	os.Exit(m.Run())
 }
 
-type ctlRequest struct {
-	Host string   `json:"host"`
-	Argv []string `json:"argv"`
-}
-
-type ctlResponse struct {
-	Exit   int    `json:"exit"`
-	Output string `json:"output"`
-}
-
-func ctlClient(url string, args []string) int {
-	if len(args) < 1 {
-		fmt.Fprintln(os.Stderr, "usage: ctl <host> <argv>...")
-		return 2
-	}
-	body, _ := json.Marshal(ctlRequest{Host: args[0], Argv: args[1:]})
-	resp, err := http.Post(url, "application/json", strings.NewReader(string(body)))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer resp.Body.Close()
-	var r ctlResponse
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Print(r.Output)
-	return r.Exit
-}
-
-func holdLock(spec string) int {
-	path, mode, _ := strings.Cut(spec, ":")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	typ := int16(unix.F_RDLCK)
-	if mode == "exclusive" {
-		typ = unix.F_WRLCK
-	}
-	lk := unix.Flock_t{Type: typ, Whence: 0, Start: 0, Len: 0}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLKW, &lk); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Println("locked")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return 0
-}
-
-// probeLock prints who holds an fcntl lock on path: "none", "shared" or
-// "exclusive".
-func probeLock(path string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		fmt.Println("none")
-		return 0
-	}
-	defer f.Close()
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	switch lk.Type {
-	case unix.F_UNLCK:
-		fmt.Println("none")
-	case unix.F_RDLCK:
-		fmt.Println("shared")
-	default:
-		fmt.Println("exclusive")
-	}
-	return 0
-}
-
-// lab is a small world of real parts: etcd holding apus' discovery
+// world is a small world of real parts: etcd holding apus' discovery
 // objects, one real registry per "host", scap lock files, a store, and an
 // engine on a fake clock.
-type lab struct {
+type world struct {
 	t        *testing.T
 	clock    *clockwork.FakeClock
 	store    *store.Store
@@ -148,9 +51,7 @@ type lab struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 
-	mu          sync.Mutex
-	failRestart map[string]bool // hosts whose restart fails
-	restarts    []string        // hosts restarted, in order
+	systemctl *lab.Systemctl
 }
 
 type notices struct {
@@ -203,11 +104,11 @@ func (c *fakeCalendar) set(s calendar.Schedule, err error) {
 
 var t0 = time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
 
-func newLab(t *testing.T, nHosts int, cfg Config) *lab {
+func newLab(t *testing.T, nHosts int, cfg Config) *world {
 	t.Helper()
 	ctx := context.Background()
-	l := &lab{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
-		regs: map[string]*regenv.Instance{}, failRestart: map[string]bool{}, notices: &notices{}}
+	l := &world{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
+		regs: map[string]*regenv.Instance{}, notices: &notices{}}
 
 	// Real registries, started in parallel.
 	for i := 1; i <= nHosts; i++ {
@@ -259,8 +160,8 @@ func newLab(t *testing.T, nHosts int, cfg Config) *lab {
 	}
 
 	// The local executor runs this test binary as "systemctl" per host.
-	ctl := l.startControl()
-	t.Setenv("POOLBOT_TEST_CTL", ctl)
+	l.systemctl = lab.StartSystemctl(t, l.regs)
+	t.Setenv(lab.EnvCtl, l.systemctl.URL)
 	exec, err := restart.NewLocal(restart.LocalConfig{Command: []string{os.Args[0], "{host}", "{argv}"}}, restart.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -304,14 +205,14 @@ func newLab(t *testing.T, nHosts int, cfg Config) *lab {
 func boolPtr(b bool) *bool { return &b }
 
 // start runs the engine; stop ends it as a shutdown would.
-func (l *lab) start() {
+func (l *world) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan struct{})
 	go func() { defer close(l.done); _ = l.engine.Run(ctx) }()
 	l.t.Cleanup(l.stop)
 }
 
-func (l *lab) stop() {
+func (l *world) stop() {
 	if l.cancel != nil {
 		l.cancel()
 		<-l.done
@@ -319,64 +220,10 @@ func (l *lab) stop() {
 	}
 }
 
-// startControl serves the "systemctl" of every host: restart stops and
-// starts the host's registry process on the same ports and storage.
-func (l *lab) startControl() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req ctlRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(l.systemctl(r.Context(), req))
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	l.t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
-}
-
-func (l *lab) systemctl(ctx context.Context, req ctlRequest) ctlResponse {
-	inst := l.regs[req.Host]
-	if inst == nil || len(req.Argv) < 2 || req.Argv[0] != "systemctl" {
-		return ctlResponse{Exit: 2, Output: fmt.Sprintf("unknown host or command %q %q\n", req.Host, req.Argv)}
-	}
-	switch req.Argv[1] {
-	case "restart":
-		l.mu.Lock()
-		fail := l.failRestart[req.Host]
-		l.restarts = append(l.restarts, req.Host)
-		l.mu.Unlock()
-		if fail {
-			// The unit stops and does not come back, as when its start job
-			// fails.
-			_ = inst.Kill()
-			return ctlResponse{Exit: 1, Output: "Job for docker-registry-restricted.service failed because the control process exited with error code.\n"}
-		}
-		if err := inst.Restart(ctx); err != nil {
-			return ctlResponse{Exit: 1, Output: err.Error() + "\n"}
-		}
-		return ctlResponse{}
-	case "is-active":
-		if inst.PID() != 0 && syscall.Kill(inst.PID(), 0) == nil {
-			return ctlResponse{}
-		}
-		return ctlResponse{Exit: 3}
-	}
-	return ctlResponse{Exit: 2, Output: "unsupported\n"}
-}
-
-func (l *lab) restarted() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.restarts)
-}
+func (l *world) restarted() []string { return l.systemctl.Restarts() }
 
 // queue stores a request as the command layer does and wakes the engine.
-func (l *lab) queue(action poolbot.Action, dc string) poolbot.RequestID {
+func (l *world) queue(action poolbot.Action, dc string) poolbot.RequestID {
 	l.t.Helper()
 	var r poolbot.Request
 	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
@@ -393,7 +240,7 @@ func (l *lab) queue(action poolbot.Action, dc string) poolbot.RequestID {
 	return r.ID
 }
 
-func (l *lab) request(id poolbot.RequestID) poolbot.Request {
+func (l *world) request(id poolbot.RequestID) poolbot.Request {
 	l.t.Helper()
 	r, err := l.store.Request(context.Background(), id)
 	if err != nil {
@@ -404,7 +251,7 @@ func (l *lab) request(id poolbot.RequestID) poolbot.Request {
 
 // waitState waits (real time) until the request is in one of states,
 // advancing the fake clock by tick each round when tick > 0.
-func (l *lab) waitState(id poolbot.RequestID, tick time.Duration, states ...poolbot.State) poolbot.Request {
+func (l *world) waitState(id poolbot.RequestID, tick time.Duration, states ...poolbot.State) poolbot.Request {
 	l.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -422,7 +269,7 @@ func (l *lab) waitState(id poolbot.RequestID, tick time.Duration, states ...pool
 	}
 }
 
-func (l *lab) sal(id poolbot.RequestID) []string {
+func (l *world) sal(id poolbot.RequestID) []string {
 	l.t.Helper()
 	lines, err := l.store.SALLines(context.Background(), id)
 	if err != nil {
@@ -431,7 +278,7 @@ func (l *lab) sal(id poolbot.RequestID) []string {
 	return lines
 }
 
-func (l *lab) pooled(dc string) bool {
+func (l *world) pooled(dc string) bool {
 	l.t.Helper()
 	st, err := l.conftool.Get(context.Background(), "apus", dc)
 	if err != nil {
@@ -441,47 +288,15 @@ func (l *lab) pooled(dc string) bool {
 }
 
 // globalLock says who holds scap's global lock, probed from another
-// process: F_GETLK does not report the caller's own locks, and opening and
-// closing the file in the engine's process would drop its deploy block.
-func (l *lab) globalLock() string {
+// process.
+func (l *world) globalLock() string {
 	l.t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "POOLBOT_TEST_PROBE_LOCK="+filepath.Join(l.lockDir, "scap-global-lock"), "POOLBOT_TEST_CTL=")
-	out, err := cmd.Output()
-	if err != nil {
-		l.t.Fatalf("probe: %v", err)
-	}
-	return strings.TrimSpace(string(out))
+	return lab.ProbeLock(l.t, filepath.Join(l.lockDir, "scap-global-lock"))
 }
 
 // holdScapLock makes a child process hold a lock on a scap lock file, as
 // a running scap command does; release ends it.
-func (l *lab) holdScapLock(name, mode string) (release func()) {
+func (l *world) holdScapLock(name, mode string) (release func()) {
 	l.t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "POOLBOT_TEST_HOLD_LOCK="+filepath.Join(l.lockDir, name)+":"+mode, "POOLBOT_TEST_CTL=")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "locked\n" {
-		l.t.Fatalf("lock holder: %q %v", line, err)
-	}
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			stdin.Close()
-			_ = cmd.Wait()
-		})
-	}
-	l.t.Cleanup(release)
-	return release
+	return lab.HoldLock(l.t, filepath.Join(l.lockDir, name), mode)
 }

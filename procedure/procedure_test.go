@@ -142,7 +142,7 @@ func TestCalendarDownWaitsThenProceeds(t *testing.T) {
 // are not touched, the deploy block is released, END (FAIL) names them.
 func TestFirstHostFailureStops(t *testing.T) {
 	l := newLab(t, 4, Config{})
-	l.failRestart["registry2"] = true
+	l.systemctl.Fail("registry2", true)
 	id := l.queue(poolbot.ActionRestart, "")
 	r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
 	if r.State != poolbot.StateFailed {
@@ -170,7 +170,7 @@ func TestFirstHostFailureStops(t *testing.T) {
 	}
 
 	// Fixed by hand, !resume continues from host 2.
-	l.failRestart["registry2"] = false
+	l.systemctl.Fail("registry2", false)
 	if err := l.regs["registry2"].Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

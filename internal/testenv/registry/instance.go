@@ -62,6 +62,10 @@ type Options struct {
 	StorageDir string
 	// Secret is http.secret; default DefaultSecret.
 	Secret string
+	// Host is the loopback address to listen on (default 127.0.0.1). Other
+	// 127.0.0.0/8 addresses let several "hosts" use the same ports, as
+	// registry hosts do in production.
+	Host string
 	// Port and DebugPort are the loopback ports; 0 picks free ones.
 	Port, DebugPort int
 	// HealthInterval and HealthThreshold configure the storagedriver health
@@ -212,8 +216,12 @@ func Launch(ctx context.Context, opts Options) (*Instance, error) {
 			continue
 		}
 		inst.Port, inst.DebugPort = o.Port, o.DebugPort
-		inst.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))
-		inst.DebugAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.DebugPort))
+		host := o.Host
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		inst.Addr = net.JoinHostPort(host, strconv.Itoa(o.Port))
+		inst.DebugAddr = net.JoinHostPort(host, strconv.Itoa(o.DebugPort))
 		if err := inst.writeConfig(o); err != nil {
 			inst.cleanupDir()
 			return nil, err

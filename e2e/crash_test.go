@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/internal/testenv"
+	etcdenv "poolbot/internal/testenv/etcd"
+	"poolbot/internal/testenv/lab"
+	regenv "poolbot/internal/testenv/registry"
+	"poolbot/store"
+)
+
+// buildPoolbot builds the poolbot binary once per test.
+func buildPoolbot(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "poolbot")
+	out, err := exec.Command("go", "build", "-o", bin, "poolbot/cmd/poolbot").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// crashWorld is poolbot as a real process (console adapter) with real
+// etcd, real registries on three loopback "hosts", and scap lock files.
+type crashWorld struct {
+	t         *testing.T
+	bin, cfg  string
+	dbPath    string
+	lockDir   string
+	hosts     []string
+	systemctl *lab.Systemctl
+	etcd      *etcdenv.Server
+}
+
+func newCrashWorld(t *testing.T) *crashWorld {
+	t.Helper()
+	w := &crashWorld{t: t, bin: buildPoolbot(t), lockDir: t.TempDir()}
+	dir := t.TempDir()
+	w.dbPath = filepath.Join(dir, "poolbot.db")
+	// Three hosts on three loopback addresses, same ports, as registry
+	// hosts have in production.
+	port, debug := testenv.FreePort(t), testenv.FreePort(t)
+	regs := map[string]*regenv.Instance{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 2; i <= 4; i++ {
+		host := fmt.Sprintf("127.0.0.%d", i)
+		w.hosts = append(w.hosts, host)
+		wg.Go(func() {
+			inst := regenv.Start(t, regenv.Options{Host: host, Port: port, DebugPort: debug})
+			mu.Lock()
+			regs[host] = inst
+			mu.Unlock()
+		})
+	}
+	w.etcd = etcdenv.Start(t)
+	wg.Wait()
+	w.etcd.PutDiscovery(t, "apus", "eqiad", true)
+	w.etcd.PutDiscovery(t, "apus", "codfw", true)
+	w.systemctl = lab.StartSystemctl(t, regs)
+	for _, f := range []string{"scap-global-lock", "scap.srv_mediawiki-staging.lock"} {
+		if err := os.WriteFile(filepath.Join(w.lockDir, f), []byte("{}"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf(`
+operators: [{name: alice, irc_accounts: [alice]}]
+services:
+  apus:
+    datacenters: [eqiad, codfw]
+    restart:
+      executor: local
+      local: {command: [%q, "{host}", "{argv}"]}
+      hosts: [%s]
+      units: [docker-registry-restricted.service]
+      pace: 0s
+      per_host_timeout: 60s
+    registry:
+      instances: [{name: restricted, port: %d, debug_port: %d}]
+      health: {interval: 100ms, wait_timeout: 20s, consecutive: 1}
+      probe: {enabled: true}
+store: {path: %q}
+sal: {sink: channel, channel: "#wikimedia-operations"}
+log: {format: text, level: info}
+procedure: {resume_after_crash: auto, scap_poll: 200ms, per_host_estimate: 10s}
+calendar: {source: none}
+scap:
+  locks: {files: [%q, %q]}
+  deploy_block: {global_lock: %q}
+  channel: {enabled: false}
+conftool: {backend: etcd, etcd: {endpoints: [%q]}}
+`, os.Args[0], strings.Join(w.hosts, ", "), port, debug, w.dbPath,
+		filepath.Join(w.lockDir, "scap-global-lock"), filepath.Join(w.lockDir, "scap.srv_mediawiki-staging.lock"),
+		filepath.Join(w.lockDir, "scap-global-lock"), w.etcd.ClientURL)
+	w.cfg = filepath.Join(dir, "poolbot.yaml")
+	if err := os.WriteFile(w.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(w.bin, "check-config", w.cfg).CombinedOutput(); err != nil {
+		t.Fatalf("check-config: %v\n%s", err, out)
+	}
+	return w
+}
+
+// poolbotProc is one run of the poolbot binary.
+type poolbotProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *strings.Builder
+	done  chan struct{}
+}
+
+func (w *crashWorld) start() *poolbotProc {
+	w.t.Helper()
+	cmd := exec.Command(w.bin, "console", "-config", w.cfg, "-as", "alice")
+	cmd.Env = append(os.Environ(), lab.EnvCtl+"="+w.systemctl.URL)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	p := &poolbotProc{cmd: cmd, stdin: stdin, out: &strings.Builder{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = syncWriter{b: p.out}, syncWriter{b: p.out}
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	w.t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+	return p
+}
+
+type syncWriter struct{ b *strings.Builder }
+
+var outMu sync.Mutex
+
+func (s syncWriter) Write(p []byte) (int, error) {
+	outMu.Lock()
+	defer outMu.Unlock()
+	return s.b.Write(p)
+}
+
+func (p *poolbotProc) kill9() {
+	_ = p.cmd.Process.Kill() // SIGKILL: no cleanup of any kind
+	<-p.done
+}
+
+func (p *poolbotProc) stop(t *testing.T) {
+	p.stdin.Close() // the console ends with its input; poolbot shuts down
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("poolbot did not stop")
+	}
+}
+
+func (w *crashWorld) request(id poolbot.RequestID) (poolbot.Request, []string, []poolbot.HostStep) {
+	w.t.Helper()
+	st, err := store.Open(context.Background(), w.dbPath, nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := st.Request(context.Background(), id)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	sal, _ := st.SALLines(context.Background(), id)
+	steps, _ := st.HostSteps(context.Background(), id)
+	return r, sal, steps
+}
+
+func (w *crashWorld) waitFor(what string, cond func() bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// poolbot is killed with SIGKILL while each host in turn is being
+// restarted; a new poolbot finishes the request: no completed host is
+// restarted again, no SAL line is lost or repeated, the deploy block is
+// consistent.
+func TestKill9AtEachHostResumes(t *testing.T) {
+	w := newCrashWorld(t)
+	actions := []string{"depool apus codfw", "pool apus codfw", "depool apus codfw"}
+	for i, host := range w.hosts {
+		id := poolbot.RequestID(i + 1)
+		t.Run(fmt.Sprintf("kill at host %d", i+1), func(t *testing.T) {
+			w.t = t
+			before := len(w.systemctl.Restarts())
+			proceed := w.systemctl.Hold(host)
+			p := w.start()
+			fmt.Fprintf(p.stdin, "!%s T%d crash test %d\n", actions[i], 1000+i, i)
+			w.waitFor("restart of "+host+" in progress", func() bool {
+				return slices.Contains(w.systemctl.Restarts()[before:], host)
+			})
+			p.kill9()
+			r, _, _ := w.request(id)
+			if r.State != poolbot.StateRestarting {
+				t.Fatalf("killed in state %s", r.State)
+			}
+			// The kernel dropped poolbot's deploy block with the process.
+			if got := lab.ProbeLock(t, filepath.Join(w.lockDir, "scap-global-lock")); got != "none" {
+				t.Fatalf("global lock after kill -9: %s", got)
+			}
+			proceed() // the orphaned restart finishes
+
+			p2 := w.start()
+			w.waitFor("request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
+			p2.stop(t)
+			r, sal, steps := w.request(id)
+			if r.State != poolbot.StateDone {
+				t.Fatalf("ended %s: %s\n%s", r.State, r.Error, p2.out.String())
+			}
+			for _, s := range steps {
+				if s.State != poolbot.HostDone {
+					t.Fatalf("host steps %+v", steps)
+				}
+			}
+			// Hosts before the killed one were restarted once, the killed
+			// one at most twice (its restart was interrupted), later ones
+			// once.
+			counts := map[string]int{}
+			for _, h := range w.systemctl.Restarts()[before:] {
+				counts[h]++
+			}
+			for j, h := range w.hosts {
+				want := 1
+				if j == i {
+					want = 2
+				}
+				if counts[h] != want {
+					t.Errorf("%s restarted %d times, want %d (%v)", h, counts[h], want, w.systemctl.Restarts()[before:])
+				}
+			}
+			seen := map[string]bool{}
+			for _, l := range sal {
+				if seen[l] {
+					t.Errorf("SAL line repeated: %q", l)
+				}
+				seen[l] = true
+			}
+			for _, want := range []string{"START - ", "deploy block taken", "conftool: set apus/codfw",
+				"deploy block re-taken after a poolbot restart", "(1/3)", "(2/3)", "(3/3)", "deploy block released", "END (PASS)"} {
+				if !hasSAL(sal, want) {
+					t.Errorf("SAL lacks %q:\n%s", want, strings.Join(sal, "\n"))
+				}
+			}
+			if got := lab.ProbeLock(t, filepath.Join(w.lockDir, "scap-global-lock")); got != "none" {
+				t.Fatalf("global lock after the end: %s", got)
+			}
+			// Every SAL line was delivered (the console is the chat here).
+			st, _ := store.Open(context.Background(), w.dbPath, nil)
+			n, _ := st.SALBacklog(context.Background())
+			st.Close()
+			if n != 0 {
+				t.Fatalf("%d SAL lines undelivered", n)
+			}
+		})
+	}
+}
+
+func hasSAL(lines []string, sub string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, sub) {
+			return true
+		}
+	}
+	return false
+}

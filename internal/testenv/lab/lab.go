@@ -1,0 +1,275 @@
+// Package lab provides the small stand-ins a test world needs around real
+// servers: a "systemctl" that restarts real registry processes (run by
+// poolbot's local executor as a separate program), and processes that
+// hold or probe scap's fcntl locks from outside the process under test.
+//
+// A test binary doubles as those programs: its TestMain calls Main first,
+// which runs the requested helper and exits, or returns to run the tests.
+package lab
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	regenv "poolbot/internal/testenv/registry"
+)
+
+// Environment variables that select a helper program.
+const (
+	EnvCtl       = "POOLBOT_TEST_CTL"        // URL of the systemctl control server
+	EnvHoldLock  = "POOLBOT_TEST_HOLD_LOCK"  // path:shared|exclusive
+	EnvProbeLock = "POOLBOT_TEST_PROBE_LOCK" // path
+)
+
+// Main runs a helper program when the environment asks for one (and
+// exits); otherwise it returns. Call it first in TestMain.
+func Main() {
+	if url := os.Getenv(EnvCtl); url != "" && len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-test.") {
+		os.Exit(ctlClient(url, os.Args[1:]))
+	}
+	if spec := os.Getenv(EnvHoldLock); spec != "" {
+		os.Exit(holdLock(spec))
+	}
+	if path := os.Getenv(EnvProbeLock); path != "" {
+		os.Exit(probeLock(path))
+	}
+}
+
+type ctlRequest struct {
+	Host string   `json:"host"`
+	Argv []string `json:"argv"`
+}
+
+type ctlResponse struct {
+	Exit   int    `json:"exit"`
+	Output string `json:"output"`
+}
+
+// ctlClient is the "systemctl" the local executor runs:
+// <binary> <host> systemctl restart|is-active ... It forwards to the
+// control server and exits with its answer.
+func ctlClient(url string, args []string) int {
+	body, _ := json.Marshal(ctlRequest{Host: args[0], Argv: args[1:]})
+	resp, err := http.Post(url, "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	var r ctlResponse
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Print(r.Output)
+	return r.Exit
+}
+
+func holdLock(spec string) int {
+	path, mode, _ := strings.Cut(spec, ":")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	typ := int16(unix.F_RDLCK)
+	if mode == "exclusive" {
+		typ = unix.F_WRLCK
+	}
+	lk := unix.Flock_t{Type: typ}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLKW, &lk); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("locked")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+func probeLock(path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Println("none")
+		return 0
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	switch lk.Type {
+	case unix.F_UNLCK:
+		fmt.Println("none")
+	case unix.F_RDLCK:
+		fmt.Println("shared")
+	default:
+		fmt.Println("exclusive")
+	}
+	return 0
+}
+
+// helperEnv is the environment of a helper child: the test's, with only
+// the one helper selected.
+func helperEnv(key, value string) []string {
+	return append(os.Environ(), EnvCtl+"=", EnvHoldLock+"=", EnvProbeLock+"=", key+"="+value)
+}
+
+// HoldLock makes a child process hold an fcntl lock on path ("shared" as
+// a running scap command, "exclusive" as scap lock --all) until release.
+func HoldLock(t testing.TB, path, mode string) (release func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = helperEnv(EnvHoldLock, path+":"+mode)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "locked\n" {
+		t.Fatalf("lock holder: %q %v", line, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			stdin.Close()
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// ProbeLock says who holds an fcntl lock on path, seen from another
+// process: "none", "shared" or "exclusive". (F_GETLK does not report the
+// caller's own locks, and opening and closing the file in a process that
+// holds a lock on it drops the lock.)
+func ProbeLock(t testing.TB, path string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = helperEnv(EnvProbeLock, path)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("probe %s: %v", path, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Systemctl stands in for systemd on a set of registry "hosts", each a
+// real registry process: restart stops and starts it on the same ports
+// and storage; is-active reports whether it runs.
+type Systemctl struct {
+	// URL is what EnvCtl must be set to for the local executor's children.
+	URL string
+
+	mu       sync.Mutex
+	regs     map[string]*regenv.Instance
+	fail     map[string]bool
+	hold     map[string]chan struct{}
+	restarts []string
+}
+
+// StartSystemctl serves systemctl for regs (host → instance) until the
+// test ends.
+func StartSystemctl(t testing.TB, regs map[string]*regenv.Instance) *Systemctl {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Systemctl{URL: "http://" + ln.Addr().String(), regs: regs,
+		fail: map[string]bool{}, hold: map[string]chan struct{}{}}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req ctlRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(s.run(r.Context(), req))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+// Fail makes restarts of host fail (the unit stops and stays down).
+func (s *Systemctl) Fail(host string, fail bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail[host] = fail
+}
+
+// Hold makes the next restart of host wait until the returned function is
+// called: a restart in progress, for tests that interrupt one.
+func (s *Systemctl) Hold(host string) (proceed func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.hold[host] = ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// Restarts lists the hosts whose restart was asked for, in order.
+func (s *Systemctl) Restarts() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.restarts...)
+}
+
+func (s *Systemctl) run(ctx context.Context, req ctlRequest) ctlResponse {
+	s.mu.Lock()
+	inst := s.regs[req.Host]
+	s.mu.Unlock()
+	if inst == nil || len(req.Argv) < 2 || req.Argv[0] != "systemctl" {
+		return ctlResponse{Exit: 2, Output: fmt.Sprintf("unknown host or command %q %q\n", req.Host, req.Argv)}
+	}
+	switch req.Argv[1] {
+	case "restart":
+		s.mu.Lock()
+		fail, hold := s.fail[req.Host], s.hold[req.Host]
+		delete(s.hold, req.Host)
+		s.restarts = append(s.restarts, req.Host)
+		s.mu.Unlock()
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+				return ctlResponse{Exit: 1, Output: "interrupted\n"}
+			}
+		}
+		if fail {
+			_ = inst.Kill()
+			return ctlResponse{Exit: 1, Output: "Job for docker-registry-restricted.service failed because the control process exited with error code.\n"}
+		}
+		if err := inst.Restart(context.WithoutCancel(ctx)); err != nil {
+			return ctlResponse{Exit: 1, Output: err.Error() + "\n"}
+		}
+		return ctlResponse{}
+	case "is-active":
+		if pid := inst.PID(); pid != 0 && syscall.Kill(pid, 0) == nil {
+			return ctlResponse{}
+		}
+		return ctlResponse{Exit: 3}
+	}
+	return ctlResponse{Exit: 2, Output: "unsupported\n"}
+}
