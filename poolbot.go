@@ -224,3 +224,17 @@ var taskRE = regexp.MustCompile(`\bT[1-9][0-9]{0,7}\b`)
 // TaskFromReason returns the first Phabricator task (T123…) mentioned in a
 // reason, or "".
 func TaskFromReason(reason string) string { return taskRE.FindString(reason) }
+
+// FormatDuration formats like scap's SAL lines: "02m 15s", or
+// "1h 02m 15s" from an hour on.
+func FormatDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	h, m, s := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
+	if h > 0 {
+		return fmt.Sprintf("%dh %02dm %02ds", h, m, s)
+	}
+	return fmt.Sprintf("%02dm %02ds", m, s)
+}

@@ -63,7 +63,8 @@ type HandlerFunc func(ctx context.Context, m Message, r Replier)
 func (f HandlerFunc) HandleMessage(ctx context.Context, m Message, r Replier) { f(ctx, m, r) }
 
 // Sayer sends lines to a channel (or a nick). Say returns nil only once the
-// line was handed to the network connection (for IRC: written to the
+// line is known to be delivered (on IRC: the server echoed it back with
+// echo-message, or, without that capability, it was written to the
 // server's socket while registered); an error means it may not have been
 // delivered and the caller (the SAL outbox) must try again later.
 type Sayer interface {

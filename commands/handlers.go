@@ -488,7 +488,7 @@ func (r *Router) history(c *call) error {
 		line := fmt.Sprintf("%s %s by %s: %s", req.ID, req.Summary(), req.Operator, req.State)
 		switch {
 		case req.State.Terminal() && !req.StartedAt.IsZero():
-			line += fmt.Sprintf(" after %s, %s", Duration(req.FinishedAt.Sub(req.StartedAt)), req.FinishedAt.UTC().Format("2006-01-02 15:04 UTC"))
+			line += fmt.Sprintf(" after %s, %s", poolbot.FormatDuration(req.FinishedAt.Sub(req.StartedAt)), req.FinishedAt.UTC().Format("2006-01-02 15:04 UTC"))
 		case req.State.Terminal():
 			line += ", " + req.FinishedAt.UTC().Format("2006-01-02 15:04 UTC")
 		default:
@@ -550,17 +550,4 @@ func (r *Router) help(c *call) error {
 	c.say("commands: %s — %shelp <command> for usage; * = not available in this poolbot. Services: %s",
 		strings.Join(names, " "), r.opts.Prefix, strings.Join(r.serviceNames(), ", "))
 	return nil
-}
-
-// Duration formats like scap's SAL lines: "02m 15s", or "1h 02m 15s".
-func Duration(d time.Duration) string {
-	d = d.Round(time.Second)
-	if d < 0 {
-		d = 0
-	}
-	h, m, s := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
-	if h > 0 {
-		return fmt.Sprintf("%dh %02dm %02ds", h, m, s)
-	}
-	return fmt.Sprintf("%02dm %02ds", m, s)
 }

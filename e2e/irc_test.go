@@ -33,7 +33,11 @@ type world struct {
 	done   chan struct{}
 }
 
-func startWorld(t *testing.T) *world {
+func startWorld(t testing.TB) *world { return startWorldPaced(t, false) }
+
+// startWorldPaced with fast set connects the bot to the relaxed port with
+// a fast pacer: for measuring latency rather than flood protection.
+func startWorldPaced(t testing.TB, fast bool) *world {
 	t.Helper()
 	ctx := context.Background()
 	n := ircnet.Start(t, ircnet.Options{})
@@ -54,11 +58,15 @@ func startWorld(t *testing.T) *world {
 	var router *commands.Router
 	// The bot connects to the strict, Libera-like connect class: if it
 	// flooded, the server would kill it.
-	w.irc = bot.New(bot.IRCConfig{
+	cfg := bot.IRCConfig{
 		Server: n.FloodAddr(), Nick: "poolbot", SASLAccount: "poolbot", Password: "botpw-1234",
 		Channels: []string{channel}, ReconnectMin: 200 * time.Millisecond, ReconnectMax: time.Second,
 		ConnectTimeout: 10 * time.Second,
-	}, bot.HandlerFunc(func(ctx context.Context, m bot.Message, r bot.Replier) { router.HandleMessage(ctx, m, r) }), nil)
+	}
+	if fast {
+		cfg.Server, cfg.Rate, cfg.Burst = n.Addr(), 1000, 100
+	}
+	w.irc = bot.New(cfg, bot.HandlerFunc(func(ctx context.Context, m bot.Message, r bot.Replier) { router.HandleMessage(ctx, m, r) }), nil)
 	router = commands.NewRouter(commands.Options{Nick: w.irc.Nick,
 		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: true},
 		ops, st, commands.Backends{}, nil, nil)
@@ -102,7 +110,7 @@ func (w *world) stop() {
 	<-w.done
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -114,7 +122,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // user joins the channel as a client; account "" means not logged in.
-func user(t *testing.T, n *ircnet.Net, nick, account, password string) *ircnet.Client {
+func user(t testing.TB, n *ircnet.Net, nick, account, password string) *ircnet.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -131,7 +139,7 @@ func user(t *testing.T, n *ircnet.Net, nick, account, password string) *ircnet.C
 }
 
 // reply waits for the bot's next channel PRIVMSG that contains want.
-func reply(t *testing.T, c *ircnet.Client, want string) string {
+func reply(t testing.TB, c *ircnet.Client, want string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

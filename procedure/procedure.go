@@ -219,7 +219,7 @@ func (e *Engine) expire(ctx context.Context, queue []poolbot.Request) []poolbot.
 			e.wakeAt(r.Service, fmt.Sprintf("expire-%d", r.ID), deadline)
 			continue
 		}
-		why := fmt.Sprintf("expired after waiting %s", duration(now.Sub(r.CreatedAt)))
+		why := fmt.Sprintf("expired after waiting %s", poolbot.FormatDuration(now.Sub(r.CreatedAt)))
 		if r.Step != "" {
 			why += "; last blockers: " + r.Step
 		}
@@ -438,7 +438,7 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 		e.releaseOnly(ctx, r, release)
 		return nil, false
 	}
-	e.announce(ctx, fmt.Sprintf("%s deploys are blocked while %s runs (estimated %s)", r.ID, r.Summary(), duration(e.estimate(ctx, svc))))
+	e.announce(ctx, fmt.Sprintf("%s deploys are blocked while %s runs (estimated %s)", r.ID, r.Summary(), poolbot.FormatDuration(e.estimate(ctx, svc))))
 	e.watchWindowsWhileBlocked(ctx, svc, r)
 	return release, true
 }
@@ -624,7 +624,7 @@ func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.
 		e.announce(ctx, fmt.Sprintf("%s: %s could not release the deploy block: %v — deploys stay blocked until it is released by hand",
 			r.Operator, r.ID, err))
 	}
-	end := fmt.Sprintf("END (%s) - %s: %s (duration: %s)", outcome, r.Summary(), detail, duration(e.clock.Now().Sub(started)))
+	end := fmt.Sprintf("END (%s) - %s: %s (duration: %s)", outcome, r.Summary(), detail, poolbot.FormatDuration(e.clock.Now().Sub(started)))
 	err = e.transitionSAL(ctx, r, r.State, state, func(n *poolbot.Request) {
 		n.Step = ""
 		if state != poolbot.StateDone {

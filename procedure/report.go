@@ -92,9 +92,9 @@ func (e *Engine) Windows(ctx context.Context, service string) ([]string, error) 
 			when = gap.UTC().Format("Mon 15:04 UTC")
 		}
 		lines = append(lines, fmt.Sprintf("next clear slot for %s (%s, margins %s/%s): %s; calendar fetched %s",
-			service, duration(est), duration(e.cfg.LeadMargin), duration(e.cfg.TailMargin), when, fetched.UTC().Format("15:04 UTC")))
+			service, poolbot.FormatDuration(est), poolbot.FormatDuration(e.cfg.LeadMargin), poolbot.FormatDuration(e.cfg.TailMargin), when, fetched.UTC().Format("15:04 UTC")))
 	} else {
-		lines = append(lines, fmt.Sprintf("no clear slot of %s for %s within the calendar's horizon", duration(est), service))
+		lines = append(lines, fmt.Sprintf("no clear slot of %s for %s within the calendar's horizon", poolbot.FormatDuration(est), service))
 	}
 	return lines, nil
 }

@@ -30,19 +30,6 @@ func sameDay(a, b time.Time) bool {
 	return ay == by && am == bm && ad == bd
 }
 
-// duration formats like scap's SAL lines: "02m 15s", or "1h 02m 15s".
-func duration(d time.Duration) string {
-	d = d.Round(time.Second)
-	if d < 0 {
-		d = 0
-	}
-	h, m, s := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
-	if h > 0 {
-		return fmt.Sprintf("%dh %02dm %02ds", h, m, s)
-	}
-	return fmt.Sprintf("%02dm %02ds", m, s)
-}
-
 // hostList joins host names, or says "none".
 func hostList(hosts []string) string {
 	if len(hosts) == 0 {
