@@ -104,7 +104,15 @@ func (c *fakeCalendar) set(s calendar.Schedule, err error) {
 
 var t0 = time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
 
-func newLab(t *testing.T, nHosts int, cfg Config) *world {
+// labOption changes the world before the engine starts.
+type labOption func(*scap.Config)
+
+// withoutLockProbe turns off the lock-file gate source while keeping the
+// lockfile deploy block: a scap run the gate cannot see can then "slip
+// in" between the gate check and the block.
+func withoutLockProbe(c *scap.Config) { c.Locks.Enabled = boolPtr(false) }
+
+func newLab(t *testing.T, nHosts int, cfg Config, opts ...labOption) *world {
 	t.Helper()
 	ctx := context.Background()
 	l := &world{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
@@ -153,8 +161,10 @@ func newLab(t *testing.T, nHosts int, cfg Config) *world {
 	scfg := scap.DefaultConfig()
 	scfg.Locks.Files = []string{global, staging}
 	scfg.DeployBlock.GlobalLock = global
-	scfg.Channel.Enabled = boolPtr(false)
-	l.scap, err = scap.New(scfg, scap.Options{})
+	for _, o := range opts {
+		o(&scfg)
+	}
+	l.scap, err = scap.New(scfg, scap.Options{Clock: l.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,14 @@ package procedure
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"poolbot"
 	"poolbot/integrations/calendar"
+	"poolbot/integrations/scap"
 	"poolbot/store"
 )
 
@@ -344,5 +346,150 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 	l.waitState(b, time.Minute, poolbot.StateExpired)
 	if len(l.restarted()) != 0 || !l.pooled("codfw") {
 		t.Fatal("expired requests acted")
+	}
+}
+
+// !cancel during restarts stops before the next host and logs END
+// (CANCELLED), releasing the deploy block.
+func TestCancelDuringRestarts(t *testing.T) {
+	l := newLab(t, 3, Config{})
+	proceed := l.systemctl.Hold("registry2")
+	id := l.queue(poolbot.ActionRestart, "")
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Contains(l.restarted(), "registry2") {
+		if time.Now().After(deadline) {
+			t.Fatal("host 2 never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
+		r, _ := tx.Request(id)
+		r.CancelRequested, r.CancelledBy = true, "bob"
+		_, err := tx.UpdateRequest(r, r.State)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.engine.Notify("apus")
+	proceed() // host 2, already started, is finished
+	r := l.waitState(id, 0, poolbot.StateCancelled, poolbot.StateDone, poolbot.StateFailed)
+	if r.State != poolbot.StateCancelled {
+		t.Fatalf("ended %s", r.State)
+	}
+	if got := l.restarted(); strings.Join(got, ",") != "registry1,registry2" {
+		t.Fatalf("restarted %v", got)
+	}
+	sal := l.sal(id)
+	if end := sal[len(sal)-1]; !strings.Contains(end, "END (CANCELLED) - restart apus: cancelled by bob after 2/3 hosts; done: registry1, registry2; not touched: registry3") {
+		t.Fatalf("END %q", end)
+	}
+	if got := l.globalLock(); got != "none" {
+		t.Fatalf("global lock: %s", got)
+	}
+}
+
+// Dry-run: every read-only step is real (gates, health), every mutating
+// one is announced and skipped, and nothing goes to SAL.
+func TestDryRun(t *testing.T) {
+	l := newLab(t, 2, Config{DryRun: true})
+	pid := l.regs["registry1"].PID()
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
+	if r.State != poolbot.StateDone {
+		t.Fatalf("dry run ended %s: %s", r.State, r.Error)
+	}
+	if !l.pooled("codfw") || len(l.restarted()) != 0 || l.regs["registry1"].PID() != pid {
+		t.Fatal("dry run changed something")
+	}
+	if n := len(l.sal(id)); n != 0 {
+		t.Fatalf("dry run queued %d SAL lines", n)
+	}
+	for _, want := range []string{"DRY-RUN #1: would take the deploy block", "DRY-RUN #1: would set apus/codfw pooled=false (now true)",
+		"DRY-RUN #1: would restart docker-registry-restricted.service on registry1"} {
+		if !hasLine(l.notices.all(), want) {
+			t.Errorf("no notice %q in %q", want, l.notices.all())
+		}
+	}
+	for _, n := range l.notices.all() {
+		if !strings.HasPrefix(n, "DRY-RUN") {
+			t.Errorf("notice without DRY-RUN: %q", n)
+		}
+	}
+}
+
+// A scap run that starts between the gate check and poolbot's lock makes
+// the request go back to waiting, having changed nothing.
+func TestScapSlipsInBeforeTheBlock(t *testing.T) {
+	l := newLab(t, 1, Config{}, withoutLockProbe)
+	release := l.holdScapLock("scap-global-lock", "shared")
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	r := l.waitState(id, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, "a scap run started first") {
+		t.Fatalf("step %q", r.Step)
+	}
+	if !l.pooled("codfw") || len(l.restarted()) != 0 || len(l.sal(id)) != 0 {
+		t.Fatal("acted although the block was not taken")
+	}
+	release()
+	l.engine.Notify("apus")
+	if r := l.waitState(id, time.Second, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+}
+
+// A "Finished scap" line relayed by logmsgbot clears the channel gate at
+// once; the Started line alone holds the request.
+func TestFinishedScapLineClears(t *testing.T) {
+	l := newLab(t, 1, Config{})
+	tr := l.scap.Tracker
+	from := scap.Sender{Nick: "logmsgbot"}
+	if _, ok := tr.Observe(from, "!log jdoe@deploy1003 Started scap sync-world: Backport for [[gerrit:42|x (T1)]]"); !ok {
+		t.Fatal("Started line not recognised")
+	}
+	id := l.queue(poolbot.ActionRestart, "")
+	r := l.waitState(id, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, "jdoe@deploy1003") {
+		t.Fatalf("step %q", r.Step)
+	}
+	ev, ok := tr.Observe(from, "!log jdoe@deploy1003 Finished scap sync-world: Backport for [[gerrit:42|x (T1)]] (duration: 02m 15s)")
+	if !ok || !ev.Ends() {
+		t.Fatal("Finished line not recognised")
+	}
+	l.engine.NotifyAll() // what the daemon's channel observer does on ev.Ends()
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+}
+
+// While poolbot holds the deploy block, a deployment window that starts
+// gets a notice addressed to its deployers.
+func TestWindowStartsWhileBlocked(t *testing.T) {
+	l := newLab(t, 2, Config{})
+	w := window("w-late", "UTC late backport window", t0.Add(20*time.Minute), t0.Add(80*time.Minute), "Lucas_WMDE")
+	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
+	proceed := l.systemctl.Hold("registry2")
+	id := l.queue(poolbot.ActionRestart, "")
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Contains(l.restarted(), "registry2") {
+		if time.Now().After(deadline) {
+			t.Fatal("host 2 never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for len(l.notices.matching("Lucas_WMDE:")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no deployer notice; notices %q", l.notices.all())
+		}
+		l.clock.Advance(time.Minute)
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := l.notices.matching("Lucas_WMDE:")[0]
+	if !strings.Contains(got, "UTC late backport window") || !strings.Contains(got, "poolbot holds the scap lock for #1") {
+		t.Fatalf("notice %q", got)
+	}
+	proceed()
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
 	}
 }
