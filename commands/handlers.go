@@ -127,12 +127,9 @@ func (r *Router) enqueue(c *call, action poolbot.Action) error {
 			return r.usageError(name, "%v", err)
 		}
 	}
-	reason := CleanReason(rest)
-	if reason == "" {
-		return r.usageError(name, "a reason is required")
-	}
-	if len(reason) > MaxReasonBytes {
-		return r.usageError(name, "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
+	reason, err := r.reasonArg(name, rest, true)
+	if err != nil {
+		return err
 	}
 	req := poolbot.Request{
 		Action: action, Service: svc, Datacenter: dc, Reason: reason,
@@ -140,7 +137,7 @@ func (r *Router) enqueue(c *call, action poolbot.Action) error {
 		State: poolbot.StateQueued,
 	}
 	var position int
-	err := r.store.Tx(c.ctx, func(tx *store.Tx) error {
+	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
 		open, err := tx.OpenRequests(svc)
 		if err != nil {
 			return err
@@ -187,48 +184,28 @@ func (r *Router) requestArg(c *call, name string) (poolbot.Request, string, erro
 	return req, rest, err
 }
 
-func (r *Router) cancel(c *call) error {
-	req, rest, err := r.requestArg(c, "cancel")
-	if err != nil {
-		return err
-	}
-	reason := CleanReason(rest)
-	if len(reason) > MaxReasonBytes {
-		return r.usageError("cancel", "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
-	}
+// change loads request id in one transaction and lets decide look at it.
+// decide returns the reply and, when it changed the request, the audit
+// event: the request as decide left it is then stored with that event (and
+// any SAL line decide queued) in the same transaction.
+func (r *Router) change(c *call, req poolbot.Request,
+	decide func(tx *store.Tx, cur *poolbot.Request) (reply string, ev *poolbot.Event, err error)) error {
 	var reply string
-	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
+	err := r.store.Tx(c.ctx, func(tx *store.Tx) error {
 		cur, err := tx.Request(req.ID)
 		if err != nil {
 			return err
 		}
-		switch {
-		case cur.State.Terminal():
-			reply = fmt.Sprintf("%s is already %s; nothing to cancel", cur.ID, cur.State)
-			return nil
-		case cur.CancelRequested:
-			reply = fmt.Sprintf("%s: cancel already requested by %s; it stops before the next host", cur.ID, cur.CancelledBy)
-			return nil
-		}
 		from := cur.State
-		cur.CancelledBy = c.operator
-		detail := "cancelled"
-		if reason != "" {
-			detail += ": " + reason
-		}
-		if cur.State.Pending() {
-			cur.State = poolbot.StateCancelled
-			cur.Error = detail + " by " + c.operator
-			reply = fmt.Sprintf("%s cancelled: %s", cur.ID, cur.Summary())
-		} else {
-			cur.CancelRequested = true
-			reply = fmt.Sprintf("%s: cancel requested; %s stops before the next host", cur.ID, cur.Summary())
+		var ev *poolbot.Event
+		if reply, ev, err = decide(tx, &cur); err != nil || ev == nil {
+			return err
 		}
 		if _, err := tx.UpdateRequest(cur, from); err != nil {
 			return err
 		}
-		return tx.AddEvent(poolbot.Event{RequestID: cur.ID, Actor: c.operator, Origin: c.origin(),
-			Kind: "cancel", FromState: from, ToState: cur.State, Detail: detail})
+		ev.RequestID, ev.Actor, ev.Origin, ev.FromState, ev.ToState = cur.ID, c.operator, c.origin(), from, cur.State
+		return tx.AddEvent(*ev)
 	})
 	if err != nil {
 		return err
@@ -238,52 +215,75 @@ func (r *Router) cancel(c *call) error {
 	return nil
 }
 
+// reasonArg cleans and checks a reason; required says whether it may be
+// empty.
+func (r *Router) reasonArg(name, rest string, required bool) (string, error) {
+	reason := CleanReason(rest)
+	if required && reason == "" {
+		return "", r.usageError(name, "a reason is required")
+	}
+	if len(reason) > MaxReasonBytes {
+		return "", r.usageError(name, "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
+	}
+	return reason, nil
+}
+
+func (r *Router) cancel(c *call) error {
+	req, rest, err := r.requestArg(c, "cancel")
+	if err != nil {
+		return err
+	}
+	reason, err := r.reasonArg("cancel", rest, false)
+	if err != nil {
+		return err
+	}
+	return r.change(c, req, func(_ *store.Tx, cur *poolbot.Request) (string, *poolbot.Event, error) {
+		switch {
+		case cur.State.Terminal():
+			return fmt.Sprintf("%s is already %s; nothing to cancel", cur.ID, cur.State), nil, nil
+		case cur.CancelRequested:
+			return fmt.Sprintf("%s: cancel already requested by %s; it stops before the next host", cur.ID, cur.CancelledBy), nil, nil
+		}
+		detail := "cancelled"
+		if reason != "" {
+			detail += ": " + reason
+		}
+		cur.CancelledBy = c.operator
+		ev := &poolbot.Event{Kind: "cancel", Detail: detail}
+		if cur.State.Pending() {
+			cur.State = poolbot.StateCancelled
+			cur.Error = detail + " by " + c.operator
+			return fmt.Sprintf("%s cancelled: %s", cur.ID, cur.Summary()), ev, nil
+		}
+		cur.CancelRequested = true
+		return fmt.Sprintf("%s: cancel requested; %s stops before the next host", cur.ID, cur.Summary()), ev, nil
+	})
+}
+
 func (r *Router) force(c *call) error {
 	req, rest, err := r.requestArg(c, "force")
 	if err != nil {
 		return err
 	}
-	reason := CleanReason(rest)
-	if reason == "" {
-		return r.usageError("force", "a reason is required")
-	}
-	if len(reason) > MaxReasonBytes {
-		return r.usageError("force", "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
-	}
-	var reply string
-	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
-		cur, err := tx.Request(req.ID)
-		if err != nil {
-			return err
-		}
-		if !cur.State.Pending() {
-			reply = fmt.Sprintf("%s is %s; only a queued or waiting request can be forced", cur.ID, cur.State)
-			return nil
-		}
-		from := cur.State
-		cur.Forced, cur.ForcedBy, cur.ForceReason, cur.ConfirmedBy = true, c.operator, reason, ""
-		if _, err := tx.UpdateRequest(cur, from); err != nil {
-			return err
-		}
-		if err := tx.AddEvent(poolbot.Event{RequestID: cur.ID, Actor: c.operator, Origin: c.origin(),
-			Kind: "force", FromState: from, ToState: from, Detail: reason}); err != nil {
-			return err
-		}
-		if r.opts.ForceNeedsConfirm {
-			reply = fmt.Sprintf("%s FORCE requested by %s for %s: needs %sconfirm %d from another operator within %s",
-				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow)
-			return tx.QueueSAL(cur.ID, sal.Line(cur.ID, c.operator, "FORCE requested (skip calendar and scap gates) - "+cur.Summary()+": "+reason))
-		}
-		reply = fmt.Sprintf("%s FORCED by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
-			cur.ID, c.operator, cur.Summary())
-		return tx.QueueSAL(cur.ID, sal.Line(cur.ID, c.operator, "FORCE (calendar and scap gates skipped) - "+cur.Summary()+": "+reason))
-	})
+	reason, err := r.reasonArg("force", rest, true)
 	if err != nil {
 		return err
 	}
-	c.say("%s", reply)
-	r.notify(req.Service)
-	return nil
+	return r.change(c, req, func(tx *store.Tx, cur *poolbot.Request) (string, *poolbot.Event, error) {
+		if !cur.State.Pending() {
+			return fmt.Sprintf("%s is %s; only a queued or waiting request can be forced", cur.ID, cur.State), nil, nil
+		}
+		cur.Forced, cur.ForcedBy, cur.ForceReason, cur.ConfirmedBy = true, c.operator, reason, ""
+		ev := &poolbot.Event{Kind: "force", Detail: reason}
+		if r.opts.ForceNeedsConfirm {
+			line := sal.Line(cur.ID, c.operator, "FORCE requested (skip calendar and scap gates) - "+cur.Summary()+": "+reason)
+			return fmt.Sprintf("%s FORCE requested by %s for %s: needs %sconfirm %d from another operator within %s",
+				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow), ev, tx.QueueSAL(cur.ID, line)
+		}
+		line := sal.Line(cur.ID, c.operator, "FORCE (calendar and scap gates skipped) - "+cur.Summary()+": "+reason)
+		return fmt.Sprintf("%s FORCED by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
+			cur.ID, c.operator, cur.Summary()), ev, tx.QueueSAL(cur.ID, line)
+	})
 }
 
 func (r *Router) confirm(c *call) error {
@@ -306,49 +306,26 @@ func (r *Router) confirm(c *call) error {
 			forcedAt = e.At
 		}
 	}
-	var reply string
-	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
-		cur, err := tx.Request(req.ID)
-		if err != nil {
-			return err
-		}
+	return r.change(c, req, func(tx *store.Tx, cur *poolbot.Request) (string, *poolbot.Event, error) {
 		switch {
 		case !cur.Forced:
-			reply = fmt.Sprintf("%s has no force request to confirm", cur.ID)
-			return nil
+			return fmt.Sprintf("%s has no force request to confirm", cur.ID), nil, nil
 		case cur.ConfirmedBy != "":
-			reply = fmt.Sprintf("%s was already confirmed by %s", cur.ID, cur.ConfirmedBy)
-			return nil
+			return fmt.Sprintf("%s was already confirmed by %s", cur.ID, cur.ConfirmedBy), nil, nil
 		case !cur.State.Pending():
-			reply = fmt.Sprintf("%s is %s; nothing to confirm", cur.ID, cur.State)
-			return nil
+			return fmt.Sprintf("%s is %s; nothing to confirm", cur.ID, cur.State), nil, nil
 		case cur.ForcedBy == c.operator:
-			reply = fmt.Sprintf("refused: %s was forced by %s; the confirmation must come from a different operator", cur.ID, cur.ForcedBy)
-			return nil
+			return fmt.Sprintf("refused: %s was forced by %s; the confirmation must come from a different operator", cur.ID, cur.ForcedBy), nil, nil
 		case !forcedAt.IsZero() && tx.Now().Sub(forcedAt) > r.opts.ConfirmWindow:
-			reply = fmt.Sprintf("%s: the force request of %s expired (older than %s); %sforce again",
-				cur.ID, forcedAt.UTC().Format("15:04 UTC"), r.opts.ConfirmWindow, r.opts.Prefix)
-			return nil
+			return fmt.Sprintf("%s: the force request of %s expired (older than %s); %sforce again",
+				cur.ID, forcedAt.UTC().Format("15:04 UTC"), r.opts.ConfirmWindow, r.opts.Prefix), nil, nil
 		}
-		from := cur.State
 		cur.ConfirmedBy = c.operator
-		if _, err := tx.UpdateRequest(cur, from); err != nil {
-			return err
-		}
-		if err := tx.AddEvent(poolbot.Event{RequestID: cur.ID, Actor: c.operator, Origin: c.origin(),
-			Kind: "confirm", FromState: from, ToState: from, Detail: "force by " + cur.ForcedBy}); err != nil {
-			return err
-		}
-		reply = fmt.Sprintf("%s FORCE confirmed by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
-			cur.ID, c.operator, cur.Summary())
-		return tx.QueueSAL(cur.ID, sal.Line(cur.ID, cur.ForcedBy, "FORCE confirmed by "+c.operator+" - "+cur.Summary()))
+		line := sal.Line(cur.ID, cur.ForcedBy, "FORCE confirmed by "+c.operator+" - "+cur.Summary())
+		return fmt.Sprintf("%s FORCE confirmed by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
+				cur.ID, c.operator, cur.Summary()), &poolbot.Event{Kind: "confirm", Detail: "force by " + cur.ForcedBy},
+			tx.QueueSAL(cur.ID, line)
 	})
-	if err != nil {
-		return err
-	}
-	c.say("%s", reply)
-	r.notify(req.Service)
-	return nil
 }
 
 func (r *Router) resume(c *call) error {

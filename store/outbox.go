@@ -82,26 +82,6 @@ func (s *Store) SALBacklog(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// SentSAL returns delivered SAL lines, oldest first, for tests and
-// !history-style inspection.
-func (s *Store) SentSAL(ctx context.Context, requestID poolbot.RequestID) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT line FROM sal_outbox WHERE request_id = ? AND sent_at != '' ORDER BY id`,
-		int64(requestID))
-	if err != nil {
-		return nil, fmt.Errorf("store: SAL lines of %s: %w", requestID, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			return nil, fmt.Errorf("store: SAL lines of %s: %w", requestID, err)
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
-}
-
 // SALLines returns every SAL line queued about a request, sent or not,
 // oldest first.
 func (s *Store) SALLines(ctx context.Context, requestID poolbot.RequestID) ([]string, error) {

@@ -209,7 +209,7 @@ func TestOutboxOrderAndDurability(t *testing.T) {
 	if len(got) != 2 || got[0] != "two" || got[1] != "three" {
 		t.Fatalf("after reopen delivered %v", got)
 	}
-	sent, _ := s2.SentSAL(ctx, r.ID)
+	sent, _ := s2.SALLines(ctx, r.ID)
 	if len(sent) != 3 {
 		t.Fatalf("sent = %v", sent)
 	}
