@@ -47,6 +47,8 @@ type fixture struct {
 	clock  *clockwork.FakeClock
 	notes  *notifier
 	out    *replies
+	// salWakes counts SALWritten calls.
+	salWakes int
 }
 
 func newFixture(t *testing.T, confirm bool) *fixture {
@@ -65,10 +67,12 @@ func newFixture(t *testing.T, confirm bool) *fixture {
 		t.Fatal(err)
 	}
 	n := &notifier{}
-	r := NewRouter(Options{Prefix: "!", Nick: func() string { return "poolbot" },
-		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: confirm},
+	f := &fixture{t: t, store: st, clock: clock, notes: n, out: &replies{}}
+	f.router = NewRouter(Options{Prefix: "!", Nick: func() string { return "poolbot" },
+		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: confirm,
+		SALWritten: func() { f.salWakes++ }},
 		ops, st, Backends{Notifier: n}, clock, nil)
-	return &fixture{t: t, router: r, store: st, clock: clock, notes: n, out: &replies{}}
+	return f
 }
 
 // say sends text as account on IRC (account "" = not logged in) and
@@ -249,8 +253,8 @@ func TestForceNeedsSecondOperator(t *testing.T) {
 	if !r.Forced || r.ForcedBy != "alice" || r.ConfirmedBy != "bob" {
 		t.Fatalf("forced request %+v", r)
 	}
-	if n, _ := f.store.SALBacklog(context.Background()); n != 2 {
-		t.Fatalf("SAL backlog %d, want force + confirm", n)
+	if n, _ := f.store.SALBacklog(context.Background()); n != 2 || f.salWakes < 2 {
+		t.Fatalf("SAL backlog %d (sender woken %d times), want force + confirm", n, f.salWakes)
 	}
 	// An expired force request cannot be confirmed.
 	f.say("alice", "!pool apus codfw back")

@@ -210,6 +210,7 @@ func (r *Router) change(c *call, req poolbot.Request,
 	if err != nil {
 		return err
 	}
+	r.opts.SALWritten()
 	c.say("%s", reply)
 	r.notify(req.Service)
 	return nil
@@ -363,6 +364,7 @@ func (r *Router) status(c *call) error {
 		}
 		if len(open) == 0 {
 			c.say("%s no active or queued requests", line)
+			r.watchStatus(c, svc)
 			continue
 		}
 		c.say("%s %d open request(s)", line, len(open))
@@ -373,8 +375,24 @@ func (r *Router) status(c *call) error {
 			}
 			c.say("%s", r.describe(c, req))
 		}
+		r.watchStatus(c, svc)
 	}
 	return nil
+}
+
+// watchStatus adds the watch's lines (registry probes, drifts) for svc.
+func (r *Router) watchStatus(c *call, svc string) {
+	if r.backends.Watch == nil {
+		return
+	}
+	lines, err := r.backends.Watch.StatusLines(c.ctx, svc)
+	if err != nil {
+		c.say("%s: watch status unknown (%v)", svc, err)
+		return
+	}
+	for _, l := range lines {
+		c.say("%s %s", svc, l)
+	}
 }
 
 // describe is a request's status line: what, who, state, and why it waits.

@@ -50,6 +50,12 @@ type Resumer interface {
 	Resume(ctx context.Context, id poolbot.RequestID, operator string, origin poolbot.Origin) (string, error)
 }
 
+// WatchReporter adds the watch's view to !status: the latest registry
+// probe per instance and recent drifts (watch.Watch implements it).
+type WatchReporter interface {
+	StatusLines(ctx context.Context, service string) ([]string, error)
+}
+
 // Backends are the parts of poolbot the command layer reports on or hands
 // work to. Any may be nil; the commands that need a missing one say they
 // are not available instead of pretending.
@@ -59,6 +65,7 @@ type Backends struct {
 	Windows  WindowLister
 	Checker  Checker
 	Resumer  Resumer
+	Watch    WatchReporter
 }
 
 // Options configure the command layer.
@@ -74,6 +81,10 @@ type Options struct {
 	ForceNeedsConfirm bool
 	// ConfirmWindow is how long a !force waits for its !confirm.
 	ConfirmWindow time.Duration
+	// SALWritten is called after a command queued SAL lines (!force,
+	// !confirm), so the sender delivers them at once rather than at its
+	// next poll.
+	SALWritten func()
 }
 
 // Router implements bot.Handler for every chat adapter.
@@ -96,6 +107,9 @@ func NewRouter(opts Options, ops *Operators, st *store.Store, backends Backends,
 	}
 	if opts.Nick == nil {
 		opts.Nick = func() string { return "poolbot" }
+	}
+	if opts.SALWritten == nil {
+		opts.SALWritten = func() {}
 	}
 	if opts.ConfirmWindow <= 0 {
 		opts.ConfirmWindow = 10 * time.Minute

@@ -27,6 +27,7 @@ import (
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
+	"poolbot/watch"
 )
 
 // Config is the whole configuration file.
@@ -42,6 +43,9 @@ type Config struct {
 	Calendar  calendar.Config     `yaml:"calendar"`
 	Scap      scap.Config         `yaml:"scap"`
 	Conftool  conftool.Config     `yaml:"conftool"`
+	HTTP      HTTP                `yaml:"http"`
+	// Watch is the drift watch and the periodic registry probe.
+	Watch watch.Config `yaml:"watch"`
 }
 
 // Procedure tunes the request lifecycle.
@@ -69,6 +73,14 @@ type Chat struct {
 	IRC *bot.IRCConfig `yaml:"irc"`
 	// IRCPassword is the SASL password of the bot's IRC account.
 	IRCPassword Secret `yaml:"irc_sasl_password"`
+	// Slack is the Slack connection (Socket Mode) and the channel notices
+	// and SAL lines are mirrored to; absent means no Slack.
+	Slack *bot.SlackConfig `yaml:"slack"`
+	// SlackAppToken is the app-level token (xapp-…) that opens the Socket
+	// Mode connection.
+	SlackAppToken Secret `yaml:"slack_app_token"`
+	// SlackBotToken is the bot token (xoxb-…) for Slack's Web API.
+	SlackBotToken Secret `yaml:"slack_bot_token"`
 }
 
 // Service is one service poolbot manages.
@@ -178,19 +190,23 @@ func (p *Problems) Error() string {
 	return fmt.Sprintf("%s: %d configuration problem(s):\n  %s", p.File, len(p.List), strings.Join(p.List, "\n  "))
 }
 
-// add records a problem; an error that joins several (one per line)
-// becomes several problems with the same prefix.
+// add records one problem.
 func (p *Problems) add(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	prefix, rest, found := strings.Cut(msg, ": ")
-	if !found || !strings.Contains(rest, "\n") || strings.Contains(prefix, "\n") {
-		p.List = append(p.List, msg)
-		return
-	}
-	for _, l := range strings.Split(rest, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			p.List = append(p.List, prefix+": "+l)
+	p.List = append(p.List, fmt.Sprintf(format, args...))
+}
+
+// addErr records an integration's validation error, which may join several
+// problems one per line, each naming its own key; context (e.g.
+// "services.apus") is put before each of them.
+func (p *Problems) addErr(context string, err error) {
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
 		}
+		if context != "" {
+			l = context + ": " + l
+		}
+		p.List = append(p.List, l)
 	}
 }
 
@@ -216,7 +232,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		probs.List = append(probs.List, unknown...)
 		return nil, probs
 	}
-	cfg := &Config{Scap: scap.DefaultConfig()}
+	cfg := &Config{Scap: scap.DefaultConfig(), Watch: watch.DefaultConfig()}
 	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict()); err != nil {
 		probs.add("%s", yaml.FormatError(err, false, true))
 		return nil, probs
@@ -270,6 +286,7 @@ func (c *Config) applyDefaults() {
 		c.Calendar = c.Calendar.WithDefaults()
 	}
 	c.Scap = c.Scap.WithDefaults()
+	c.Watch = c.Watch.WithDefaults()
 	for name, svc := range c.Services {
 		svc.Registry = registryDefaults(svc.Registry)
 		c.Services[name] = svc
@@ -317,7 +334,7 @@ func (c *Config) validate(p *Problems) {
 			c.Chat.IRC.Password = pw
 		}
 		if err := c.Chat.IRC.Validate(); err != nil {
-			p.add("chat.irc: %v", err)
+			p.addErr("chat.irc", err)
 		}
 		if !c.Chat.IRCPassword.IsSet() && c.Chat.IRC.SASLAccount != "" {
 			p.add("chat.irc_sasl_password: chat.irc.sasl_account is set, so a file or env for its password is required")
@@ -326,6 +343,7 @@ func (c *Config) validate(p *Problems) {
 	if c.Chat.IRCPassword.File != "" && c.Chat.IRCPassword.Env != "" {
 		p.add("chat.irc_sasl_password: set either file or env, not both")
 	}
+	c.validateSlack(p)
 	if len(c.Operators) == 0 {
 		p.add("operators: at least one operator is required (nobody could change anything)")
 	}
@@ -365,22 +383,25 @@ func (c *Config) validate(p *Problems) {
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]
 		if err := svc.Restart.Validate(); err != nil {
-			p.add("services.%s: %v", name, err)
+			p.addErr("services."+name, err)
 		}
 		if err := svc.Registry.Validate(); err != nil {
-			p.add("services.%s: %v", name, err)
+			p.addErr("services."+name, err)
 		}
 	}
 	if c.Calendar.Source != CalendarNone {
 		if err := c.Calendar.Validate(); err != nil {
-			p.add("%v", err)
+			p.addErr("", err)
 		}
 	}
 	if err := c.Scap.Validate(); err != nil {
-		p.add("%v", err)
+		p.addErr("", err)
+	}
+	if err := c.Watch.Validate(); err != nil {
+		p.addErr("", err)
 	}
 	if err := c.Conftool.Validate(); err != nil {
-		p.add("%v", err)
+		p.addErr("", err)
 	}
 	if c.Procedure.MaxWait < 0 || c.Procedure.PerHostEstimate < 0 || c.Procedure.ScapPoll < 0 {
 		p.add("procedure: durations must be positive")
@@ -421,6 +442,7 @@ func (c *Config) validate(p *Problems) {
 	default:
 		p.add("log.level: %q must be debug, info, warn or error", c.Log.Level)
 	}
+	c.validateHTTP(p)
 }
 
 // ServiceDatacenters is the services map the command layer wants.
@@ -430,4 +452,51 @@ func (c *Config) ServiceDatacenters() map[string][]string {
 		out[name] = slices.Clone(s.Datacenters)
 	}
 	return out
+}
+
+// validateSlack reads the Slack tokens into chat.slack (so check-config
+// catches a missing or empty token file) and validates the section.
+func (c *Config) validateSlack(p *Problems) {
+	for _, s := range []struct {
+		key string
+		sec Secret
+	}{{"slack_app_token", c.Chat.SlackAppToken}, {"slack_bot_token", c.Chat.SlackBotToken}} {
+		if s.sec.File != "" && s.sec.Env != "" {
+			p.add("chat.%s: set either file or env, not both", s.key)
+		}
+	}
+	sl := c.Chat.Slack
+	if sl == nil {
+		return
+	}
+	// Tokens that could not be read are reported once, here; the rest of
+	// the section is still checked with stand-ins.
+	check := *sl
+	for _, s := range []struct {
+		key          string
+		sec          Secret
+		dst, checked *string
+		placeholder  string
+	}{
+		{"slack_app_token", c.Chat.SlackAppToken, &sl.AppToken, &check.AppToken, "xapp-unread"},
+		{"slack_bot_token", c.Chat.SlackBotToken, &sl.BotToken, &check.BotToken, "xoxb-unread"},
+	} {
+		*s.checked = s.placeholder
+		if !s.sec.IsSet() {
+			p.add("chat.%s: chat.slack is set, so a file or env for this token is required", s.key)
+			continue
+		}
+		v, err := s.sec.Read()
+		if err != nil {
+			p.add("chat.%s (%s): %v", s.key, s.sec, err)
+			continue
+		}
+		*s.dst, *s.checked = v, v
+	}
+	if err := check.Validate(); err != nil {
+		p.addErr("chat.slack", err)
+	}
+	if c.Chat.IRC == nil && c.SAL.Sink == "channel" {
+		p.add("sal.sink: channel writes SAL on IRC, but there is no chat.irc; with only Slack, use sal.sink: tcpircbot (the Slack mirror is a copy, not the log)")
+	}
 }

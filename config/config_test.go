@@ -18,6 +18,8 @@ func exampleIn(t *testing.T, dir string) []byte {
 	}
 	for name, body := range map[string]string{
 		"irc-password":        "s3cret\n",
+		"slack-app-token":     "xapp-1-A0-1-s3cret\n",
+		"slack-bot-token":     "xoxb-1-s3cret\n",
 		"ssh/id_ed25519":      "not parsed at load time\n",
 		"ssh/known_hosts":     "",
 		"ssh/known_hosts.old": "",

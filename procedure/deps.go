@@ -97,10 +97,20 @@ type Deps struct {
 	Scap     ScapActivity
 	Blocker  scap.Blocker
 	Conftool conftool.Client
+	// OwnWrites, when set, is told of each successful SetPooled (with the
+	// modifiedIndex it wrote) so the drift watch does not take poolbot's
+	// own change for one made outside poolbot.
+	OwnWrites interface {
+		Record(service, datacenter string, st conftool.State)
+	}
 	Announce Announcer
 	// SALWritten is called after SAL lines were queued, so the sender
 	// delivers them at once.
 	SALWritten func()
 	Clock      clockwork.Clock
 	Log        *slog.Logger
+
+	// Metrics, when set, receives gate states and host restart durations
+	// for /metrics (see metrics.go).
+	Metrics Metrics
 }

@@ -77,6 +77,9 @@ func New(cfg Config, deps Deps, services []*Service) (*Engine, error) {
 	if deps.SALWritten == nil {
 		deps.SALWritten = func() {}
 	}
+	if deps.Metrics == nil {
+		deps.Metrics = noMetrics{}
+	}
 	if cfg.ScapPoll <= 0 {
 		cfg.ScapPoll = time.Second
 	}
@@ -172,9 +175,13 @@ func (e *Engine) advance(ctx context.Context, svc *Service) {
 		queue = e.expire(ctx, queue)
 		if len(queue) == 0 {
 			e.setScapWaiter(svc.Name, false)
+			e.deps.Metrics.Gates(svc.Name, nil, time.Time{})
 			return
 		}
 		head := queue[0]
+		if head.Parked || head.State.Running() {
+			e.deps.Metrics.Gates(svc.Name, nil, time.Time{})
+		}
 		if head.Parked {
 			return // waits for !resume or !cancel
 		}
@@ -186,6 +193,7 @@ func (e *Engine) advance(ctx context.Context, svc *Service) {
 		}
 		now := e.clock.Now()
 		v := e.evaluate(ctx, svc, head, now)
+		e.reportGates(svc.Name, head, v)
 		e.markBehind(ctx, queue[1:], head)
 		if !v.clear() {
 			e.wait(ctx, svc, head, v)
@@ -430,7 +438,7 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 		lines = append(lines, "START - "+r.Summary()+": "+r.Reason)
 		lines = append(lines, "deploy block taken (scap locked for all deployments)")
 	} else {
-		lines = append(lines, "deploy block re-taken after a poolbot restart, continuing at "+string(r.State))
+		lines = append(lines, "deploy block re-taken, continuing at "+string(r.State)+" (after a poolbot restart or !resume)")
 	}
 	err := e.transitionSAL(ctx, r, r.State, next, func(n *poolbot.Request) { n.Step = "" }, "deploy-block", "taken", lines...)
 	if err != nil {
@@ -460,6 +468,9 @@ func (e *Engine) switchPooled(ctx context.Context, r poolbot.Request) error {
 		after, err := e.deps.Conftool.SetPooled(ctx, r.Service, r.Datacenter, want)
 		if err != nil {
 			return err
+		}
+		if e.deps.OwnWrites != nil {
+			e.deps.OwnWrites.Record(r.Service, r.Datacenter, after)
 		}
 		if after.Pooled != want {
 			return fmt.Errorf("read back pooled=%t after setting %t", after.Pooled, want)
@@ -521,10 +532,14 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		// A host in progress is finished even if poolbot is asked to stop:
 		// leaving units half-restarted is worse than a slower shutdown.
 		hostCtx := context.WithoutCancel(ctx)
+		hostStart := e.clock.Now()
 		detail, herr := e.restartOneHost(hostCtx, svc, r, s.Host)
+		e.deps.Metrics.HostRestarted(svc.Name, s.Host, e.clock.Since(hostStart), herr)
+		// Its outcome is recorded with hostCtx too: a shutdown asked for
+		// meanwhile must not turn a finished host into a failed request.
 		if herr != nil {
 			why := fmt.Sprintf("host %d/%d %s: %v", s.Position, n, s.Host, herr)
-			if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+			if err := e.deps.Store.Tx(hostCtx, func(tx *store.Tx) error {
 				return tx.UpdateHostStep(r.ID, s.Position, poolbot.HostFailed, herr.Error())
 			}); err != nil {
 				e.log.Error("storing host failure", "request", r.ID, "err", err)
@@ -534,7 +549,7 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		}
 		done = append(done, s.Host)
 		line := fmt.Sprintf("restarted %s on %s (%d/%d): %s", strings.Join(svc.Plan.Units, " "), s.Host, s.Position, n, detail)
-		if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+		if err := e.deps.Store.Tx(hostCtx, func(tx *store.Tx) error {
 			if err := tx.UpdateHostStep(r.ID, s.Position, poolbot.HostDone, detail); err != nil {
 				return err
 			}

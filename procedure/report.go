@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"poolbot"
-	"poolbot/integrations/conftool"
 	"poolbot/store"
 )
 
@@ -23,20 +22,7 @@ func (e *Engine) PoolState(ctx context.Context, service string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	dcs := make([]string, 0, len(states))
-	for dc := range states {
-		dcs = append(dcs, dc)
-	}
-	slices.Sort(dcs)
-	parts := make([]string, len(dcs))
-	for i, dc := range dcs {
-		word := "depooled"
-		if states[dc].Pooled {
-			word = "pooled"
-		}
-		parts[i] = dc + " " + word
-	}
-	return strings.Join(parts, ", ") + " (" + strings.Join(conftool.PooledDatacenters(states), ",") + " serving)", nil
+	return describePoolState(states), nil
 }
 
 // Blockers says why a pending request waits, evaluated now.

@@ -1,12 +1,14 @@
 #!/bin/sh
-# Installs what poolbot's tests need on a fresh Debian bookworm machine:
-# the real servers the tests start (InspIRCd + Atheme for IRC, etcd with the
-# v2 API for conftool, OpenSSH's sshd for the SSH executor) and a prebuilt
-# CNCF distribution registry from tools/go.mod. Needs root for apt-get.
+# Installs what poolbot's tests and the lab (go run ./cmd/poolbot-lab) need
+# on a fresh Debian bookworm machine: the real servers they start (InspIRCd
+# + Atheme for IRC, etcd with the v2 API for conftool, OpenSSH's sshd for
+# the SSH executor), systemd-analyze for the unit file, and a prebuilt CNCF
+# distribution registry from tools/go.mod. Needs root for apt-get.
 set -eu
 cd "$(dirname "$0")/.."
 
-pkgs="inspircd atheme-services etcd-server openssh-server"
+# systemd: systemd-analyze checks deploy/poolbot.service.
+pkgs="inspircd atheme-services etcd-server openssh-server systemd"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

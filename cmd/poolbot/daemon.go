@@ -8,13 +8,14 @@ import (
 	"strings"
 
 	"github.com/jonboulle/clockwork"
-	"golang.org/x/sync/errgroup"
 
 	"poolbot/bot"
 	"poolbot/commands"
 	"poolbot/config"
+	"poolbot/procedure"
 	"poolbot/sal"
 	"poolbot/store"
+	"poolbot/watch"
 )
 
 type daemonOptions struct {
@@ -51,6 +52,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	defer st.Close()
 
+	// /metrics and /healthz (ops.go); the listener opens here, so a taken
+	// http.listen fails before anything connects.
+	metrics, err := newOps(ctx, cfg, opts.console, st, log)
+	if err != nil {
+		return err
+	}
+	defer metrics.close()
+
 	ops, err := commands.NewOperators(cfg.Operators)
 	if err != nil {
 		return fmt.Errorf("operators: %w", err)
@@ -62,8 +71,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	handler := bot.HandlerFunc(func(ctx context.Context, m bot.Message, r bot.Replier) {
 		router.HandleMessage(ctx, m, r)
 	})
-	var chat chatAdapter
+	var chat chatAdapter // IRC or the console; nil with Slack only
 	nick := func() string { return "poolbot" }
+	// Slack runs beside IRC (never with the console) and asks for the nick
+	// at call time, once the switch below has set it.
+	var slk *slackParts
+	if !opts.console {
+		slk = newSlack(cfg, handler, func() string { return nick() }, log)
+	}
 	switch {
 	case opts.console:
 		if !ops.Known(opts.operator) {
@@ -81,24 +96,48 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		if err != nil {
 			return err
 		}
-		chat, nick = irc, irc.Nick
+		chat, nick = irc, ircNick(irc, cfg.Chat.IRC.Nick)
+	case slk != nil:
+		// Slack only: config requires sal.sink tcpircbot; notices go to
+		// the Slack mirror alone.
 	default:
-		return fmt.Errorf("no chat network configured: set chat.irc, or use poolbot console")
+		return fmt.Errorf("no chat network configured: set chat.irc and/or chat.slack, or use poolbot console")
 	}
 
-	var sink sal.Sink = sal.ChannelSink{Chat: chat, Channel: cfg.SAL.Channel}
+	var sink sal.Sink
+	if chat != nil {
+		sink = sal.ChannelSink{Chat: chat, Channel: cfg.SAL.Channel}
+	}
 	if cfg.SAL.Sink == "tcpircbot" {
 		sink = sal.TCPIRCBotSink{Addr: cfg.SAL.TCPIRCBot.Addr, Attribution: cfg.SAL.TCPIRCBot.Attribution,
 			Timeout: cfg.SAL.TCPIRCBot.Timeout}
 	}
+	if sink == nil {
+		return fmt.Errorf("sal.sink: channel needs chat.irc")
+	}
+	sink = slk.salSink(sink)
 	sender := sal.NewSender(st, sink, clock, log.With("component", "sal"))
 
-	announce := channelAnnouncer{chat: chat, channel: cfg.Chat.NoticeChannel, log: log}
-	proc, err := buildProcedure(ctx, cfg, st, clock, log, announce, sender.Wake)
+	var announce procedure.Announcer
+	if chat != nil {
+		announce = channelAnnouncer{chat: chat, channel: cfg.Chat.NoticeChannel, log: log}
+	}
+	announce = slk.announcer(announce)
+	// The procedure records its own conftool writes for the drift watch.
+	own := watch.NewOwnWrites(clock, cfg.Watch.Drift.OwnWriteWindow())
+	proc, err := buildProcedure(ctx, cfg, st, clock, log, announce, sender.Wake, metrics.procedureHook, ownWritesHook(own))
 	if err != nil {
 		return err
 	}
+	wat, err := buildWatch(cfg, st, clock, log, proc, own, announce, sender.Wake, metrics.registry())
+	if err != nil {
+		return err
+	}
+	if err := metrics.attach(chat, slk, proc); err != nil {
+		return err
+	}
 	var observers []bot.Handler
+	observers = append(observers, wat.Observer())
 	if proc.observer != nil {
 		observers = append(observers, proc.observer)
 	}
@@ -108,27 +147,27 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		Services:          cfg.ServiceDatacenters(),
 		ForceNeedsConfirm: cfg.Force.NeedsConfirm(),
 		ConfirmWindow:     cfg.Force.ConfirmWindow,
+		SALWritten:        sender.Wake,
 	}, ops, st, commands.Backends{
 		Notifier: proc.engine, Reporter: proc.engine, Windows: proc.engine,
-		Checker: proc.engine, Resumer: proc.engine,
+		Checker: proc.engine, Resumer: proc.engine, Watch: wat,
 	}, clock, log.With("component", "commands"), observers...)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := chat.Run(ctx)
-		// The console ends with its input; that ends poolbot.
-		cancel()
-		return err
-	})
-	g.Go(func() error { return sender.Run(ctx) })
-	g.Go(func() error { return proc.engine.Run(ctx) })
-	for _, run := range proc.runners {
-		g.Go(func() error { return run(ctx) })
+	// Shutdown goes in stages (shutdown.go): the procedure finishes or
+	// parks its host step and releases the deploy block, the SAL outbox
+	// is flushed, and only then do the chat adapters leave. The console
+	// ends with its input; that ends poolbot the same way.
+	run := stages{flush: sender.Flush, flushTimeout: salFlushTimeout, log: log}
+	if chat != nil {
+		run.chat = append(run.chat, chat.Run)
 	}
+	run.chat = append(run.chat, slk.runners()...)
+	run.workers = append(run.workers, sender.Run, proc.engine.Run)
+	run.workers = append(run.workers, proc.runners...)
+	run.workers = append(run.workers, wat.Run)
+	run.workers = append(run.workers, metrics.runners()...)
 	log.Info("poolbot started", "version", buildVersion(), "store", st.Path())
-	err = g.Wait()
+	err = run.run(ctx)
 	log.Info("poolbot stopped")
 	return err
 }
@@ -152,7 +191,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 func redact(_ []string, a slog.Attr) slog.Attr {
 	k := strings.ToLower(a.Key)
-	for _, s := range []string{"password", "token", "secret", "cookie"} {
+	for _, s := range []string{"password", "passphrase", "token", "secret", "cookie", "authorization", "credential"} {
 		if strings.Contains(k, s) {
 			return slog.String(a.Key, "REDACTED")
 		}

@@ -5,6 +5,7 @@
 //	poolbot run -config /etc/poolbot/config.yaml
 //	poolbot console -config config.yaml -as alice
 //	poolbot check-config config.yaml
+//	poolbot dry-run -config config.yaml depool apus codfw
 //	poolbot version
 package main
 
@@ -37,6 +38,8 @@ commands:
   run -config FILE                 run the bot on the chat networks in FILE
   console -config FILE -as NAME    run the bot with a local console as operator NAME
   check-config FILE                print every problem in FILE, exit 1 if any
+  dry-run -config FILE <depool|pool|restart> <service> [<dc>]
+                                   print the plan and the gates now; changes nothing
   version                          print the version
 `
 
@@ -82,6 +85,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%s: OK\n", args[1])
 		return 0
+	case "dry-run":
+		return runDryRun(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "poolbot", buildVersion())
 		return 0

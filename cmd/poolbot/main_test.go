@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"poolbot/config"
 )
 
 func runCmd(stdin string, args ...string) (code int, stdout, stderr string) {
@@ -59,16 +57,5 @@ func TestConsoleSession(t *testing.T) {
 	}
 	if code, _, errs := runCmd("", "console", "-config", path, "-as", "mallory"); code != 1 || !strings.Contains(errs, `"mallory" is not an operator`) {
 		t.Fatalf("non-operator console: %d %q", code, errs)
-	}
-}
-
-func configLog(format string) config.Log { return config.Log{Format: format, Level: "info"} }
-
-func TestRedact(t *testing.T) {
-	var b bytes.Buffer
-	log := newLogger(configLog("json"), &b)
-	log.Info("x", "sasl_password", "hunter2", "token", "xoxb-1", "nick", "alice")
-	if strings.Contains(b.String(), "hunter2") || strings.Contains(b.String(), "xoxb-1") || !strings.Contains(b.String(), "alice") {
-		t.Fatalf("log %s", b.String())
 	}
 }

@@ -27,6 +27,11 @@ type procedureParts struct {
 	runners []func(ctx context.Context) error
 	// observer sees every chat message (scap's lines from logmsgbot).
 	observer bot.Handler
+	// calendar is the cached deployment calendar; nil with source none.
+	calendar *calendar.Cached
+	// services and conftool are what the watch follows (wire_watch.go).
+	services []*procedure.Service
+	conftool conftool.Client
 }
 
 // channelAnnouncer says notices in one channel through a chat adapter.
@@ -45,7 +50,7 @@ func (a channelAnnouncer) Announce(ctx context.Context, text string) {
 // buildProcedure builds every integration from the config and the engine
 // that uses them.
 func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, clock clockwork.Clock,
-	log *slog.Logger, announce procedure.Announcer, salWritten func()) (*procedureParts, error) {
+	log *slog.Logger, announce procedure.Announcer, salWritten func(), hooks ...func(*procedure.Deps)) (*procedureParts, error) {
 	parts := &procedureParts{}
 	deps := procedure.Deps{Store: st, Announce: announce, SALWritten: salWritten, Clock: clock,
 		Log: log.With("component", "procedure")}
@@ -61,7 +66,7 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 		if err != nil {
 			return nil, err
 		}
-		deps.Calendar = cached
+		deps.Calendar, parts.calendar = cached, cached
 		parts.runners = append(parts.runners, cached.Run)
 	} else {
 		log.Warn("calendar gate disabled by configuration (calendar.source: none)")
@@ -102,6 +107,10 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 			Executor: exec, Registry: reg, Instances: sc.Registry.InstancesOn, Probe: sc.Registry.Probe.Enabled})
 	}
 
+	// Hooks add optional dependencies (the metrics of /metrics).
+	for _, hook := range hooks {
+		hook(&deps)
+	}
 	engine, err := procedure.New(procedure.Config{
 		DryRun:            cfg.Procedure.DryRun,
 		MaxWait:           cfg.Procedure.MaxWait,
@@ -116,6 +125,7 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 		return nil, err
 	}
 	parts.engine = engine
+	parts.services, parts.conftool = services, deps.Conftool
 
 	// A changed calendar can open or close a gate: re-evaluate.
 	if cached != nil {
@@ -134,7 +144,10 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 	// at once, without waiting for the next probe.
 	if sc.Tracker != nil {
 		parts.observer = bot.HandlerFunc(func(_ context.Context, m bot.Message, _ bot.Replier) {
-			if m.Private() {
+			// scap's lines are relayed on IRC only. A Slack user can pick any
+			// display name, "logmsgbot" included, and trust is by nick when
+			// no relay account is configured.
+			if m.Private() || m.Network == "slack" {
 				return
 			}
 			if ev, ok := sc.Tracker.Observe(scap.Sender{Nick: m.Nick, Account: m.Account}, m.Text); ok && ev.Ends() {

@@ -21,6 +21,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -94,16 +95,41 @@ type Server struct {
 
 // Start runs etcd with the v2 API enabled and waits until it answers. The
 // server is killed when the test ends. Start skips the test when etcd is not
-// installed, and fails it under CI.
+// installed, and fails it under CI. It is Launch in a test's temporary
+// directory.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	binary := testenv.Need(t, "etcd")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)
+	defer cancel()
+	s, err := launch(ctx, binary, t.TempDir(), opts...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	s.t = t
+	t.Cleanup(s.http.CloseIdleConnections)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch runs etcd with the v2 API enabled, its data and certificates in
+// dir (which must exist), and waits until it answers; ctx bounds the start
+// only. It is Start for programs that are not tests (the lab): the caller
+// must Stop the server. The process is killed if the caller dies.
+func Launch(ctx context.Context, dir string, opts ...Option) (*Server, error) {
+	binary, err := testenv.Lookup("etcd")
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w (Debian package etcd-server)", err)
+	}
+	return launch(ctx, binary, dir, opts...)
+}
+
+func launch(ctx context.Context, binary, dir string, opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dir := t.TempDir()
-	s := &Server{t: t, binary: binary, DataDir: filepath.Join(dir, "data"), logs: newTailBuffer(64 << 10)}
+	s := &Server{binary: binary, DataDir: filepath.Join(dir, "data"), logs: newTailBuffer(64 << 10)}
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	scheme := "http"
@@ -111,17 +137,20 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if o.tls {
 		scheme = "https"
 		var pool *x509.CertPool
-		s.CAFile, certFile, keyFile, pool = writeTestCerts(t, dir)
+		var err error
+		if s.CAFile, certFile, keyFile, pool, err = writeCerts(dir); err != nil {
+			return nil, fmt.Errorf("etcd: test certificates: %w", err)
+		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	s.http = &http.Client{Transport: transport, Timeout: 10 * time.Second}
-	t.Cleanup(transport.CloseIdleConnections)
 
 	// A port found free may be taken before etcd binds it; try a few times.
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
-		clientPort, peerPort := testenv.FreePort(t), testenv.FreePort(t)
-		if clientPort == peerPort {
+		clientPort, peerPort := freePort(), freePort()
+		if clientPort == 0 || peerPort == 0 || clientPort == peerPort {
+			lastErr = errors.New("no free loopback port")
 			continue
 		}
 		s.ClientURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort)
@@ -146,25 +175,34 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 		s.args = append(s.args, o.extraArgs...)
 		s.logs = newTailBuffer(64 << 10)
-		if lastErr = s.start(); lastErr == nil {
-			t.Cleanup(s.Stop)
-			return s
+		if lastErr = s.start(ctx); lastErr == nil {
+			return s, nil
 		}
 		_ = os.RemoveAll(s.DataDir)
 		if !strings.Contains(s.logs.String(), "address already in use") {
 			break
 		}
 	}
-	t.Fatalf("etcd did not start: %v\netcd output:\n%s", lastErr, s.logs.String())
-	return nil
+	transport.CloseIdleConnections()
+	return nil, fmt.Errorf("etcd did not start: %w\netcd output:\n%s", lastErr, s.logs.String())
 }
 
-func (s *Server) start() error {
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (s *Server) start(ctx context.Context) error {
 	s.mu.Lock()
 	cmd := exec.Command(s.binary, s.args...)
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (Stop signals the group), killed if we die.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("exec %s: %w", s.binary, err)
@@ -174,7 +212,7 @@ func (s *Server) start() error {
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	for {
 		err := s.ready(ctx)
@@ -235,13 +273,25 @@ func (s *Server) Stop() {
 }
 
 // Restart stops etcd if it runs and starts it again on the same ports with
-// the same data directory.
+// the same data directory. It fails the test that started the server; for a
+// server from Launch, see Relaunch.
 func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	if err := s.start(); err != nil {
-		s.t.Fatalf("etcd restart: %v\netcd output:\n%s", err, s.logs.String())
+	if s.t == nil {
+		panic("etcd: Restart on a server from Launch; use Relaunch")
 	}
+	s.t.Helper()
+	if err := s.Relaunch(context.Background()); err != nil {
+		s.t.Fatalf("%v", err)
+	}
+}
+
+// Relaunch is Restart returning the error.
+func (s *Server) Relaunch(ctx context.Context) error {
+	s.Stop()
+	if err := s.start(ctx); err != nil {
+		return fmt.Errorf("etcd restart: %w\netcd output:\n%s", err, s.logs.String())
+	}
+	return nil
 }
 
 // Logs returns the tail of etcd's output, for failure messages.
@@ -264,18 +314,27 @@ type Node struct {
 // unconditionally and returns the new modifiedIndex.
 func (s *Server) Put(t testing.TB, key, value string) uint64 {
 	t.Helper()
+	idx, err := s.PutValue(context.Background(), key, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+// PutValue is Put returning the error, for programs that are not tests.
+func (s *Server) PutValue(ctx context.Context, key, value string) (uint64, error) {
 	form := url.Values{"value": {value}}
-	body, status, err := s.do(context.Background(), http.MethodPut, "/v2/keys"+key, strings.NewReader(form.Encode()))
+	body, status, err := s.do(ctx, http.MethodPut, "/v2/keys"+key, strings.NewReader(form.Encode()))
 	if err != nil || (status != http.StatusOK && status != http.StatusCreated) {
-		t.Fatalf("etcd put %s: status %d, err %v: %s", key, status, err, body)
+		return 0, fmt.Errorf("etcd put %s: status %d, err %v: %s", key, status, err, body)
 	}
 	var resp struct {
 		Node Node `json:"node"`
 	}
 	if err := json.Unmarshal(body, &resp); err != nil {
-		t.Fatalf("etcd put %s: decode %q: %v", key, body, err)
+		return 0, fmt.Errorf("etcd put %s: decode %q: %w", key, body, err)
 	}
-	return resp.Node.ModifiedIndex
+	return resp.Node.ModifiedIndex, nil
 }
 
 // Get returns key's node; ok is false when the key does not exist.
@@ -368,8 +427,18 @@ func DiscoveryKey(service, dc string) string {
 // new modifiedIndex.
 func (s *Server) PutDiscovery(t testing.TB, service, dc string, pooled bool) uint64 {
 	t.Helper()
-	value := fmt.Sprintf(`{"pooled": %t, "references": [], "ttl": 300}`, pooled)
-	return s.Put(t, DiscoveryKey(service, dc), value)
+	return s.Put(t, DiscoveryKey(service, dc), discoveryValue(pooled))
+}
+
+// SetDiscovery is PutDiscovery returning the error, for programs that are
+// not tests.
+func (s *Server) SetDiscovery(ctx context.Context, service, dc string, pooled bool) error {
+	_, err := s.PutValue(ctx, DiscoveryKey(service, dc), discoveryValue(pooled))
+	return err
+}
+
+func discoveryValue(pooled bool) string {
+	return fmt.Sprintf(`{"pooled": %t, "references": [], "ttl": 300}`, pooled)
 }
 
 // EnableAuth turns on etcd v2 authentication with a root user, and revokes
@@ -462,17 +531,13 @@ func (b *tailBuffer) String() string {
 	return string(bytes.Clone(b.buf))
 }
 
-// writeTestCerts creates a CA and a server certificate for 127.0.0.1 and
+// writeCerts creates a CA and a server certificate for 127.0.0.1 and
 // localhost, valid for a day, and writes them as PEM files into dir.
-func writeTestCerts(t testing.TB, dir string) (caFile, certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	must := func(err error) {
-		if err != nil {
-			t.Fatalf("test certificates: %v", err)
-		}
-	}
+func writeCerts(dir string) (caFile, certFile, keyFile string, pool *x509.CertPool, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
+	if err != nil {
+		return "", "", "", nil, err
+	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -484,12 +549,17 @@ func writeTestCerts(t testing.TB, dir string) (caFile, certFile, keyFile string,
 		BasicConstraintsValid: true,
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	must(err)
+	if err != nil {
+		return "", "", "", nil, err
+	}
 	caCert, err := x509.ParseCertificate(caDER)
-	must(err)
-
+	if err != nil {
+		return "", "", "", nil, err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
+	if err != nil {
+		return "", "", "", nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
@@ -501,17 +571,29 @@ func writeTestCerts(t testing.TB, dir string) (caFile, certFile, keyFile string,
 		DNSNames:     []string{"localhost"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	must(err)
+	if err != nil {
+		return "", "", "", nil, err
+	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	must(err)
-
+	if err != nil {
+		return "", "", "", nil, err
+	}
 	caFile = filepath.Join(dir, "ca.pem")
 	certFile = filepath.Join(dir, "server.pem")
 	keyFile = filepath.Join(dir, "server-key.pem")
-	must(os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
-	must(os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	must(os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
+	for _, f := range []struct {
+		path string
+		pem  *pem.Block
+	}{
+		{caFile, &pem.Block{Type: "CERTIFICATE", Bytes: caDER}},
+		{certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der}},
+		{keyFile, &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}},
+	} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(f.pem), 0o600); err != nil {
+			return "", "", "", nil, err
+		}
+	}
 	pool = x509.NewCertPool()
 	pool.AddCert(caCert)
-	return caFile, certFile, keyFile, pool
+	return caFile, certFile, keyFile, pool, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"testing"
+
+	"poolbot/internal/testenv"
 )
 
 func TestStartPutRestart(t *testing.T) {
@@ -50,5 +52,29 @@ func TestTLSAndAuth(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("anonymous read: HTTP %d, want 401", resp.StatusCode)
+	}
+}
+
+// Launch is Start for programs that are not tests: the caller owns the
+// directory and stops the server.
+func TestLaunch(t *testing.T) {
+	testenv.Need(t, "etcd")
+	srv, err := Launch(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	if err := srv.SetDiscovery(t.Context(), "apus", "eqiad", false); err != nil {
+		t.Fatal(err)
+	}
+	node, ok := srv.Get(t, DiscoveryKey("apus", "eqiad"))
+	if !ok || node.Value != `{"pooled": false, "references": [], "ttl": 300}` {
+		t.Fatalf("got %+v, %v", node, ok)
+	}
+	if err := srv.Relaunch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.Get(t, DiscoveryKey("apus", "eqiad")); !ok {
+		t.Fatal("key lost across Relaunch")
 	}
 }

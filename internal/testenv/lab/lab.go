@@ -132,31 +132,50 @@ func helperEnv(key, value string) []string {
 // a running scap command, "exclusive" as scap lock --all) until release.
 func HoldLock(t testing.TB, path, mode string) (release func()) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = helperEnv(EnvHoldLock, path+":"+mode)
-	stdin, err := cmd.StdinPipe()
+	release, err := StartLockHolder(os.Args[0], path, mode)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// StartLockHolder runs binary (a program whose main calls Main first: a
+// test binary, or the lab) as a child that holds an fcntl lock on path
+// until release is called, and returns once the lock is held. It is
+// HoldLock for programs that are not tests.
+func StartLockHolder(binary, path, mode string) (release func(), err error) {
+	if mode != "shared" && mode != "exclusive" {
+		return nil, fmt.Errorf("lock holder: mode %q is not shared or exclusive", mode)
+	}
+	cmd := exec.Command(binary)
+	cmd.Env = helperEnv(EnvHoldLock, path+":"+mode)
+	// The holder dies with us: a lab that crashes leaves no scap lock held.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("lock holder: %w", err)
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("lock holder: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("lock holder: %w", err)
 	}
 	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "locked\n" {
-		t.Fatalf("lock holder: %q %v", line, err)
+		stdin.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("lock holder on %s: %q %v", path, line, err)
 	}
 	var once sync.Once
-	release = func() {
+	return func() {
 		once.Do(func() {
 			stdin.Close()
 			_ = cmd.Wait()
 		})
-	}
-	t.Cleanup(release)
-	return release
+	}, nil
 }
 
 // ProbeLock says who holds an fcntl lock on path, seen from another
@@ -181,6 +200,8 @@ type Systemctl struct {
 	// URL is what EnvCtl must be set to for the local executor's children.
 	URL string
 
+	srv *http.Server
+
 	mu       sync.Mutex
 	regs     map[string]*regenv.Instance
 	fail     map[string]bool
@@ -192,13 +213,24 @@ type Systemctl struct {
 // test ends.
 func StartSystemctl(t testing.TB, regs map[string]*regenv.Instance) *Systemctl {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := NewSystemctl(regs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// NewSystemctl serves systemctl for regs (host → instance) on loopback
+// until Close: StartSystemctl for programs that are not tests (the lab).
+func NewSystemctl(regs map[string]*regenv.Instance) (*Systemctl, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("systemctl: %w", err)
+	}
 	s := &Systemctl{URL: "http://" + ln.Addr().String(), regs: regs,
 		fail: map[string]bool{}, hold: map[string]chan struct{}{}}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req ctlRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -206,10 +238,12 @@ func StartSystemctl(t testing.TB, regs map[string]*regenv.Instance) *Systemctl {
 		}
 		_ = json.NewEncoder(w).Encode(s.run(r.Context(), req))
 	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
-	return s
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
 }
+
+// Close stops serving.
+func (s *Systemctl) Close() error { return s.srv.Close() }
 
 // Fail makes restarts of host fail (the unit stops and stays down).
 func (s *Systemctl) Fail(host string, fail bool) {

@@ -346,8 +346,10 @@ func (i *Instance) Start(ctx context.Context) error {
 	cmd.Dir = i.Dir
 	cmd.Env = registryEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Kill the registry if the test process dies without cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Kill the registry if the test process dies without cleanup. Its own
+	// process group: a Ctrl-C at the lab's terminal is for the lab, which
+	// stops poolbot before the registries it restarts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	logOffset, _ := logf.Seek(0, io.SeekEnd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()

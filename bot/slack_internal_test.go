@@ -1,0 +1,267 @@
+package bot
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestSlackPlainText(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"!status", "!status"},
+		{"!depool apus codfw T1 &lt;b&gt; &amp; co", "!depool apus codfw T1 <b> & co"},
+		{"ask <@U0ALICE> or <@U0BOB|bob>", "ask @U0ALICE or @bob"},
+		{"in <#C0OPS|operations> and <#C0X>", "in #operations and #C0X"},
+		{"<!here> <!channel> <!subteam^S1|@sre> <!date^1790000000^{date}|Nov 3>", "@here @channel @sre Nov 3"},
+		{"see <https://phabricator.wikimedia.org/T422166>", "see https://phabricator.wikimedia.org/T422166"},
+		{"see <https://phabricator.wikimedia.org/T1|phabricator.wikimedia.org/T1>", "see phabricator.wikimedia.org/T1"},
+		{"see <https://evil.example/|T422166>", "see T422166 (https://evil.example/)"},
+		{"<mailto:a@b.org|a@b.org>", "a@b.org"},
+		{"two\nlines\r\nhere", "two lines  here"},
+		{"unclosed <@U1 text", "unclosed <@U1 text"},
+		{"a &amp;lt; b", "a &lt; b"}, // one level of unescaping only
+	} {
+		if got := SlackPlainText(tc.in); got != tc.want {
+			t.Errorf("SlackPlainText(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSlackEscape(t *testing.T) {
+	got := SlackEscape("<!channel> & <https://x|y>\x00\x07ok\n")
+	want := "&lt;!channel&gt; &amp; &lt;https://x|y&gt;  ok\n"
+	if got != want {
+		t.Fatalf("SlackEscape = %q, want %q", got, want)
+	}
+}
+
+func TestSlackStripBotMention(t *testing.T) {
+	for _, tc := range []struct {
+		in, rest string
+		ok       bool
+	}{
+		{"<@UBOT> status", "status", true},
+		{"  <@UBOT>: status 12", "status 12", true},
+		{"<@UBOT|poolbot>, help", "help", true},
+		{"<@UBOTX> status", "<@UBOTX> status", false},
+		{"hey <@UBOT> status", "hey <@UBOT> status", false},
+		{"<@UBOT", "<@UBOT", false},
+	} {
+		rest, ok := stripBotMention(tc.in, "UBOT")
+		if rest != tc.rest || ok != tc.ok {
+			t.Errorf("stripBotMention(%q) = %q, %v; want %q, %v", tc.in, rest, ok, tc.rest, tc.ok)
+		}
+	}
+}
+
+func TestSlackConfigValidate(t *testing.T) {
+	good := SlackConfig{Channels: []string{"C0OPS"}, AppToken: "xapp-1", BotToken: "xoxb-1"}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		mut  func(*SlackConfig)
+		want string
+	}{
+		"no app token":     {func(c *SlackConfig) { c.AppToken = "" }, "app token: required"},
+		"bot token as app": {func(c *SlackConfig) { c.AppToken = "xoxb-1" }, "app-level token"},
+		"user token":       {func(c *SlackConfig) { c.BotToken = "xoxp-1" }, "bot token (xoxb-"},
+		"channel name":     {func(c *SlackConfig) { c.Channels = []string{"#ops"} }, "channels: \"#ops\" is not a channel ID"},
+		"dm as mirror":     {func(c *SlackConfig) { c.MirrorChannel = "D0X" }, "mirror_channel"},
+		"nothing to do":    {func(c *SlackConfig) { c.Channels = nil }, "set at least one"},
+		"slash":            {func(c *SlackConfig) { c.SlashCommand = "poolbot" }, "slash_command"},
+		"url":              {func(c *SlackConfig) { c.APIURL = "ftp://x/" }, "api_url"},
+		"backoff":          {func(c *SlackConfig) { c.ReconnectMin, c.ReconnectMax = time.Hour, time.Second }, "reconnect_min"},
+		"timeout":          {func(c *SlackConfig) { c.RequestTimeout = time.Millisecond }, "request_timeout"},
+	} {
+		c := good
+		c.Channels = append([]string(nil), good.Channels...)
+		tc.mut(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate() = %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestSlackConfigNeverShowsTokens(t *testing.T) {
+	c := SlackConfig{Channels: []string{"C0OPS"}, AppToken: "xapp-secret-1", BotToken: "xoxb-secret-2"}
+	for _, s := range []string{c.String(), fmt.Sprintf("%v %+v %#v", c, c, c), c.LogValue().String()} {
+		if strings.Contains(s, "secret") {
+			t.Fatalf("token shown: %s", s)
+		}
+	}
+}
+
+func TestSlackSeenSet(t *testing.T) {
+	s := newSeenSet(3)
+	if s.checkAndAdd("envelope:e1", "event:Ev1") {
+		t.Fatal("fresh keys reported as seen")
+	}
+	if !s.checkAndAdd("envelope:e2", "event:Ev1") {
+		t.Fatal("retry with the same event_id not caught")
+	}
+	if s.checkAndAdd("envelope:", "event:") {
+		t.Fatal("empty keys must not match each other")
+	}
+	// e1 was evicted by the bounded ring (capacity 3: Ev1, e2, e3).
+	s.checkAndAdd("envelope:e3")
+	if s.checkAndAdd("envelope:e1") {
+		t.Fatal("oldest key should have been forgotten")
+	}
+}
+
+func TestSlackNoticeRequestID(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		id        int64
+		addressed bool
+		ok        bool
+	}{
+		{"#12 depool apus in codfw (alice) waiting: calendar", 12, false, true},
+		{"alice: #12 depool apus in codfw FAILED: boom", 12, true, true},
+		{"DRY-RUN #3: would restart x on y", 3, false, true},
+		{"DRY-RUN alice: #3 x", 3, true, true},
+		{"#12", 12, false, true},
+		{"#12x not an id", 0, false, false},
+		{"apus pooled state changed outside poolbot", 0, false, false},
+		{"scap: #12 x y", 12, true, true},
+		{"two words: #12 x", 0, false, false},
+		{"#0 zero", 0, false, false},
+		{"#99999999999999999999 overflow", 0, false, false},
+	} {
+		id, addressed, ok := noticeRequestID(tc.in)
+		if id != tc.id || addressed != tc.addressed || ok != tc.ok {
+			t.Errorf("noticeRequestID(%q) = %d, %v, %v; want %d, %v, %v", tc.in, id, addressed, ok, tc.id, tc.addressed, tc.ok)
+		}
+	}
+	if id, ok := salRequestID("poolbot #7 alice: START - x"); !ok || id != 7 {
+		t.Errorf("salRequestID = %d, %v", id, ok)
+	}
+	if _, ok := salRequestID("poolbotx #7 alice: x"); ok {
+		t.Error("salRequestID accepted a foreign line")
+	}
+}
+
+func TestSlackMirrorRequestStatus(t *testing.T) {
+	r := &mirrorRequest{id: 7}
+	now := time.Date(2026, 11, 22, 14, 3, 22, 0, time.UTC)
+	for _, l := range []string{
+		"poolbot #7 alice: START - depool apus in codfw: T1 <!channel> maint",
+		"poolbot #7 alice: restarted docker-registry-restricted.service on registry2003 (1/3): healthy",
+		"poolbot #7 alice: restarted docker-registry-restricted.service on registry2004 (2/3): healthy",
+	} {
+		r.apply(mirrorLine{sal: true, text: l}, now)
+	}
+	if r.state != "restarting" || r.done != 2 || r.total != 3 || r.operator != "alice" ||
+		r.title != "depool apus in codfw: T1 <!channel> maint" {
+		t.Fatalf("status %+v", r)
+	}
+	b, err := json.Marshal(r.blocks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := string(b)
+	for _, want := range []string{"*poolbot #7* depool apus in codfw: T1 \\u0026lt;!channel\\u0026gt; maint", "hosts 2/3", "by alice", "14:03:22 UTC"} {
+		if !strings.Contains(js, want) {
+			t.Errorf("blocks %s: missing %q", js, want)
+		}
+	}
+	if strings.Contains(js, "<!channel>") {
+		t.Errorf("blocks carry an unescaped <!channel>: %s", js)
+	}
+	r.apply(mirrorLine{sal: true, text: "poolbot #7 alice: END (FAIL) - depool apus in codfw: registry2005 unhealthy (duration: 4m)"}, now)
+	if r.state != "failed" {
+		t.Fatalf("after END (FAIL): %q", r.state)
+	}
+}
+
+func TestSlackTime(t *testing.T) {
+	got := slackTime("1790000000.000123", nil)
+	if want := time.Unix(1790000000, 123000).UTC(); !got.Equal(want) {
+		t.Fatalf("slackTime = %v, want %v", got, want)
+	}
+}
+
+// normalize is what text looks like after SlackEscape and SlackPlainText:
+// controls as spaces, line breaks as spaces, invalid UTF-8 as U+FFFD.
+func normalize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, stripControls(s))
+}
+
+func FuzzSlackPlainText(f *testing.F) {
+	for _, s := range []string{"!status", "<@U1|x> <!channel> &amp;&lt;&gt;", "<https://a|b>", "a\nb", "<<>>", "&", "<@U0POOLBOT> status", "\xff<"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		plain := SlackPlainText(s)
+		if strings.ContainsAny(plain, "\n\r") {
+			t.Fatalf("SlackPlainText(%q) = %q keeps a line break", s, plain)
+		}
+		// Whatever a user or IRC says, once escaped it reads back as
+		// itself: escaping leaves no control sequence for Slack to act on.
+		esc := SlackEscape(s)
+		if strings.ContainsAny(esc, "<>") {
+			t.Fatalf("SlackEscape(%q) = %q keeps < or >", s, esc)
+		}
+		if back := SlackPlainText(esc); back != normalize(s) {
+			t.Fatalf("SlackPlainText(SlackEscape(%q)) = %q, want %q", s, back, normalize(s))
+		}
+		if utf8.ValidString(s) && !utf8.ValidString(plain) {
+			t.Fatalf("SlackPlainText(%q) made invalid UTF-8 %q", s, plain)
+		}
+		rest, ok := stripBotMention(s, "U0POOLBOT")
+		if ok && len(rest) >= len(s) {
+			t.Fatalf("stripBotMention(%q) = %q did not shorten", s, rest)
+		}
+	})
+}
+
+func FuzzSlackMirrorRequestID(f *testing.F) {
+	for _, s := range []string{"#12 x", "alice: #3 y", "DRY-RUN #4: z", "poolbot #7 alice: START - x", "#", ": #1", "#1:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if id, _, ok := noticeRequestID(s); ok && (id <= 0 || !strings.Contains(s, fmt.Sprintf("#%d", id))) {
+			t.Fatalf("noticeRequestID(%q) = %d", s, id)
+		}
+		if id, ok := salRequestID(s); ok && (id <= 0 || !strings.HasPrefix(s, fmt.Sprintf("poolbot #%d", id))) {
+			t.Fatalf("salRequestID(%q) = %d", s, id)
+		}
+		r := &mirrorRequest{id: 1}
+		r.apply(mirrorLine{sal: true, text: s}, time.Unix(0, 0))
+		r.apply(mirrorLine{text: s}, time.Unix(0, 0))
+		if _, err := json.Marshal(r.blocks()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func BenchmarkSlackPlainText(b *testing.B) {
+	in := "<@U0POOLBOT> depool apus codfw <https://phabricator.wikimedia.org/T422166|T422166> registry &amp; ceph maint"
+	b.ReportAllocs()
+	for b.Loop() {
+		SlackPlainText(in)
+	}
+}
+
+func BenchmarkSlackMirrorStatus(b *testing.B) {
+	line := mirrorLine{sal: true, text: "poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2004.codfw.wmnet (2/4): healthy, probe ok"}
+	r := &mirrorRequest{id: 7}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		salRequestID(line.text)
+		r.apply(line, now)
+		_ = r.blocks()
+		_ = r.fallback()
+	}
+}

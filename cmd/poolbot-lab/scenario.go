@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// story is one of the scenario's unattended stories: what alice types,
+// what the lab does meanwhile, and the lines the channel must show, in
+// order.
+type story struct {
+	title string
+	run   func(ctx context.Context, s *scenario) error
+}
+
+// scenario plays the stories against the running lab.
+type scenario struct {
+	w   *world
+	p   *participants
+	t   *transcript
+	o   options
+	out io.Writer
+	// cursor is where the next expectation starts looking.
+	cursor int
+}
+
+// say sends a line as alice and moves the cursor to it.
+func (s *scenario) say(text string) error {
+	s.cursor = s.t.len()
+	return s.p.alice.Privmsg(labChannel, text)
+}
+
+// expect waits for a line containing every one of subs after the cursor
+// and moves the cursor past it.
+func (s *scenario) expect(ctx context.Context, timeout time.Duration, subs ...string) error {
+	_, i, err := s.t.wait(ctx, s.cursor, timeout, subs...)
+	if err != nil {
+		return err
+	}
+	s.cursor = i + 1
+	return nil
+}
+
+// expectAll checks each line in order, each within timeout of the last.
+func (s *scenario) expectAll(ctx context.Context, timeout time.Duration, lines ...[]string) error {
+	for _, subs := range lines {
+		if err := s.expect(ctx, timeout, subs...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func stories(o options, hosts []string) []story {
+	n := len(hosts)
+	all := fmt.Sprintf("(%d/%d)", n, n)
+	step := 60 * time.Second // generous: a CI machine is slow and shared
+	return []story{
+		{"1. a depool blocked by a deployment window, then proceeding when it ends", func(ctx context.Context, s *scenario) error {
+			if err := s.say("!depool apus codfw T123456 lab: depool blocked by a deployment window"); err != nil {
+				return err
+			}
+			return s.expectAll(ctx, step,
+				[]string{"<poolbot>", "#1 queued: depool apus in codfw"},
+				[]string{"<poolbot>", "#1 depool apus in codfw (alice) waiting:", `deployment window "Lab backport window"`},
+				[]string{"<poolbot>", "#1 depool apus in codfw (alice) proceeding: all gates open"},
+				[]string{"!log poolbot #1 alice: START - depool apus in codfw: T123456"},
+				[]string{"!log poolbot #1 alice: deploy block taken"},
+				[]string{"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)"},
+				[]string{"!log poolbot #1 alice: restarted docker-registry-restricted.service on " + hosts[n-1], all},
+				[]string{"!log poolbot #1 alice: deploy block released"},
+				[]string{"!log poolbot #1 alice: END (PASS) - depool apus in codfw"})
+		}},
+		{"2. a scap run holding up a pool until it finishes", func(ctx context.Context, s *scenario) error {
+			done := make(chan error, 1)
+			held := make(chan struct{})
+			go func() {
+				done <- scapRun(ctx, s.w, s.p, s.t, o.scapHold, "Backport for [[gerrit:4242|lab change (T123456)]]", held)
+			}()
+			select {
+			case <-held:
+			case err := <-done:
+				return err
+			}
+			if err := s.say("!pool apus codfw T123456 lab: pool codfw back while a scap run holds it up"); err != nil {
+				return err
+			}
+			if err := s.expectAll(ctx, step,
+				[]string{"<poolbot>", "#2 queued: pool apus in codfw"},
+				[]string{"<poolbot>", "#2 pool apus in codfw (alice) waiting:", "scap"}); err != nil {
+				return err
+			}
+			if err := <-done; err != nil {
+				return err
+			}
+			return s.expectAll(ctx, step,
+				[]string{"<logmsgbot>", "Finished scap sync-world"},
+				[]string{"<poolbot>", "#2 pool apus in codfw (alice) proceeding"},
+				[]string{"!log poolbot #2 alice: conftool: set apus/codfw pooled=true (was false)"},
+				[]string{"!log poolbot #2 alice: END (PASS) - pool apus in codfw"})
+		}},
+		{"3. a registry that fails on host 2 stops the restarts; fixed, !resume finishes them", func(ctx context.Context, s *scenario) error {
+			s.w.ctl.Fail(hosts[1], true)
+			s.t.note("the registry on host 2 (%s) will fail its restart", hosts[1])
+			if err := s.say("!restart apus T123456 lab: a registry that fails on host 2"); err != nil {
+				return err
+			}
+			if err := s.expectAll(ctx, step,
+				[]string{"!log poolbot #3 alice: START - restart apus"},
+				[]string{"!log poolbot #3 alice: restarted docker-registry-restricted.service on " + hosts[0], fmt.Sprintf("(1/%d)", n)},
+				[]string{"!log poolbot #3 alice: END (FAIL) - restart apus: host 2/" + fmt.Sprint(n) + " " + hosts[1]}); err != nil {
+				return err
+			}
+			if n > 2 {
+				// "not touched: 127.0.0.4, 127.0.0.5" on the END line just seen.
+				if _, _, err := s.t.wait(ctx, s.cursor-1, time.Second, "END (FAIL)", "not touched: "+joinHosts(hosts[2:])); err != nil {
+					return fmt.Errorf("END (FAIL) does not name the hosts not touched (%s): %w", joinHosts(hosts[2:]), err)
+				}
+			}
+			s.w.ctl.Fail(hosts[1], false)
+			s.t.note("host 2 (%s) repaired", hosts[1])
+			if err := s.say("!resume 3"); err != nil {
+				return err
+			}
+			return s.expectAll(ctx, step,
+				[]string{"!log poolbot #3 alice: RESUME by alice - restart apus from host 2/"},
+				[]string{"!log poolbot #3 alice: restarted docker-registry-restricted.service on " + hosts[n-1], all},
+				[]string{"!log poolbot #3 alice: END (PASS) - restart apus"})
+		}},
+	}
+}
+
+func joinHosts(hs []string) string { return strings.Join(hs, ", ") }
+
+// runScenario plays every story and prints how long each took.
+func runScenario(ctx context.Context, s *scenario) error {
+	start := time.Now()
+	var lines []string
+	for _, st := range stories(s.o, s.w.hosts) {
+		s.t.note("=== %s", st.title)
+		t0 := time.Now()
+		if err := st.run(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", st.title, err)
+		}
+		lines = append(lines, fmt.Sprintf("  %-86s %5.1fs", st.title, time.Since(t0).Seconds()))
+	}
+	fmt.Fprintf(s.out, "\nscenario passed in %.1fs:\n", time.Since(start).Seconds())
+	for _, l := range lines {
+		fmt.Fprintln(s.out, l)
+	}
+	return nil
+}

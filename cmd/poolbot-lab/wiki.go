@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// wiki stands in for wikitech: a MediaWiki Action API endpoint
+// (/w/api.php) that answers the two requests poolbot's calendar makes —
+// action=query&prop=info for the Deployments page's revision, and
+// action=parse for its rendered HTML — in the API's formatversion=1 JSON,
+// with the page rendered the way wikitech's {{deployment calendar}}
+// templates render it (.deploycal-item with data-utcstart/data-utcend,
+// the window's name, the deployers' IRC nicks). wikitech itself cannot run
+// here; the integration's own tests check the parser against a recorded
+// page.
+type wiki struct {
+	srv  *http.Server
+	addr string
+
+	mu      sync.Mutex
+	windows []labWindow
+	revid   int64
+	touched time.Time
+}
+
+// labWindow is one deployment window on the lab's calendar.
+type labWindow struct {
+	Name       string
+	Start, End time.Time
+	Deployers  []string
+}
+
+func startWiki() (*wiki, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("wiki: %w", err)
+	}
+	w := &wiki{addr: ln.Addr().String(), revid: 1000}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/w/api.php", w.api)
+	w.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = w.srv.Serve(ln) }()
+	return w, nil
+}
+
+// APIURL is the api.php URL for calendar.wikitech.api_url.
+func (w *wiki) APIURL() string { return "http://" + w.addr + "/w/api.php" }
+
+func (w *wiki) close() { _ = w.srv.Close() }
+
+// setWindows replaces the calendar: a new revision of the page.
+func (w *wiki) setWindows(ws []labWindow) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.windows = append([]labWindow(nil), ws...)
+	w.revid++
+	w.touched = time.Now().UTC()
+}
+
+func (w *wiki) api(rw http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeAPI(rw, apiError("badrequest", err.Error()))
+		return
+	}
+	w.mu.Lock()
+	revid, touched, windows := w.revid, w.touched, append([]labWindow(nil), w.windows...)
+	w.mu.Unlock()
+	page := r.Form.Get("titles")
+	if r.Form.Get("action") == "parse" {
+		page = r.Form.Get("page")
+	}
+	switch r.Form.Get("action") {
+	case "query":
+		if page != "Deployments" {
+			writeAPI(rw, map[string]any{"batchcomplete": "", "query": map[string]any{
+				"pages": map[string]any{"-1": map[string]any{"ns": 0, "title": page, "missing": ""}}}})
+			return
+		}
+		writeAPI(rw, map[string]any{"batchcomplete": "", "query": map[string]any{
+			"pages": map[string]any{"4242": map[string]any{
+				"pageid": 4242, "ns": 0, "title": "Deployments", "contentmodel": "wikitext",
+				"touched": touched.Format(time.RFC3339), "lastrevid": revid, "length": 4096,
+				"fullurl": "http://" + w.addr + "/wiki/Deployments",
+			}}}})
+	case "parse":
+		if page != "Deployments" {
+			writeAPI(rw, apiError("missingtitle", "The page you specified doesn't exist."))
+			return
+		}
+		writeAPI(rw, map[string]any{"parse": map[string]any{
+			"title": "Deployments", "pageid": 4242, "revid": revid,
+			"text": map[string]any{"*": renderCalendar(windows)},
+		}})
+	default:
+		writeAPI(rw, apiError("badvalue", fmt.Sprintf("Unrecognized value for parameter \"action\": %s.", r.Form.Get("action"))))
+	}
+}
+
+// renderCalendar renders windows as wikitech's Deployments page does.
+func renderCalendar(ws []labWindow) string {
+	var b strings.Builder
+	b.WriteString(`<div class="mw-content-ltr mw-parser-output" lang="en" dir="ltr">` + "\n")
+	day := ""
+	for _, w := range ws {
+		if d := w.Start.UTC().Format("Monday, January 2"); d != day {
+			day = d
+			fmt.Fprintf(&b, "<h3><span class=\"mw-headline\" id=\"%s\">%s</span></h3>\n", strings.ReplaceAll(d, " ", "_"), d)
+		}
+		start, end := w.Start.UTC(), w.End.UTC()
+		fmt.Fprintf(&b, `<div class="deploycal-item" id="deploycal-item-%s" data-utcstart="%s" data-utcend="%s">`+"\n",
+			start.Format("20060102T150405"), start.Format("2006-01-02T15:04:05-07:00"), end.Format("2006-01-02T15:04:05-07:00"))
+		fmt.Fprintf(&b, `<div class="deploycal-item-time"><span class="deploycal-time-utc"><time datetime="%s">%s–%s UTC</time></span></div>`+"\n",
+			start.Format("2006-01-02T15:04Z"), start.Format("15:04:05"), end.Format("15:04:05"))
+		fmt.Fprintf(&b, `<div class="deploycal-item-window"><a href="/wiki/Backport_windows" title="Backport windows">%s</a></div>`+"\n",
+			html.EscapeString(w.Name))
+		b.WriteString(`<div class="deploycal-item-deployer"><b>Deployer:</b> `)
+		for i, d := range w.Deployers {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, `<span class="ircnick-container"><span class="ircnick" title="IRC nickname">%s</span></span>`, html.EscapeString(d))
+		}
+		b.WriteString("</div>\n")
+		b.WriteString(`<div class="deploycal-item-changes"><b>Changes:</b><ul><li><i>Gerrit link to backport or config change</i></li></ul></div>` + "\n</div>\n")
+	}
+	b.WriteString("</div>")
+	return b.String()
+}
+
+// writeAPI writes v as MediaWiki does with formatversion=1: JSON with every
+// non-ASCII character escaped as \uXXXX.
+func writeAPI(w http.ResponseWriter, v any) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	var out bytes.Buffer
+	for _, r := range string(raw) {
+		switch {
+		case r < 0x80:
+			out.WriteRune(r)
+		case r > 0xffff:
+			r -= 0x10000
+			fmt.Fprintf(&out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
+		default:
+			fmt.Fprintf(&out, `\u%04x`, r)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	if m, ok := v.(map[string]any); ok {
+		if e, ok := m["error"].(map[string]any); ok {
+			w.Header().Set("MediaWiki-API-Error", fmt.Sprint(e["code"]))
+		}
+	}
+	_, _ = w.Write(out.Bytes())
+}
+
+func apiError(code, info string) map[string]any {
+	return map[string]any{"error": map[string]any{"code": code, "info": info}, "servedby": "poolbot-lab"}
+}

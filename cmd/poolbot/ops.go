@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"poolbot/config"
+	"poolbot/internal/ops"
+	"poolbot/procedure"
+	"poolbot/store"
+)
+
+// opsParts are /metrics and /healthz: the metrics (in a private registry
+// other parts register into too) and, when http.listen asks for it, the
+// listener. Nil methods are safe on a nil *opsParts.
+type opsParts struct {
+	metrics *ops.Ops
+	ln      net.Listener // nil: no HTTP server
+	log     *slog.Logger
+}
+
+// newOps creates the metrics and opens the HTTP listener at once, so a
+// taken or bad http.listen stops poolbot before it connects anywhere.
+func newOps(ctx context.Context, cfg *config.Config, console bool, st *store.Store, log *slog.Logger) (*opsParts, error) {
+	m, err := ops.New(ops.Options{Registry: prometheus.NewRegistry(), Store: st,
+		Services: slices.Sorted(maps.Keys(cfg.Services)), Version: buildVersion(),
+		Logger: log.With("component", "http")})
+	if err != nil {
+		return nil, err
+	}
+	p := &opsParts{metrics: m, log: log.With("component", "http")}
+	if addr := cfg.HTTP.ListenAddr(console); addr != "" {
+		if p.ln, err = ops.Listen(ctx, addr); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// procedureHook passes the metrics to the procedure (a buildProcedure
+// option).
+func (p *opsParts) procedureHook(d *procedure.Deps) { d.Metrics = p.metrics }
+
+// attach adds each chat connection's state (IRC or the console, and
+// Slack) and the calendar's last fetch.
+func (p *opsParts) attach(chat chatAdapter, slk *slackParts, proc *procedureParts) error {
+	if chat != nil {
+		network, connected := "console", func() bool { return true }
+		if c, ok := chat.(interface{ Connected() bool }); ok {
+			network, connected = "irc", c.Connected
+		}
+		if err := p.metrics.AddChat(network, connected); err != nil {
+			return err
+		}
+	}
+	if slk != nil {
+		if err := p.metrics.AddChat("slack", slk.adapter.Connected); err != nil {
+			return err
+		}
+	}
+	if proc.calendar != nil {
+		cal := proc.calendar
+		return p.metrics.AddCalendar(func() time.Time {
+			// The fetch time comes back with a stale schedule too; only
+			// before the first success is it zero.
+			_, fetched, _ := cal.Schedule()
+			return fetched
+		})
+	}
+	return nil
+}
+
+// runners serve HTTP until ctx ends.
+func (p *opsParts) runners() []func(context.Context) error {
+	if p.ln == nil {
+		return nil
+	}
+	return []func(context.Context) error{func(ctx context.Context) error {
+		return ops.Serve(ctx, p.ln, p.metrics.Handler(), p.log)
+	}}
+}
+
+// close releases the listener if the server never ran.
+func (p *opsParts) close() {
+	if p.ln != nil {
+		_ = p.ln.Close()
+	}
+}

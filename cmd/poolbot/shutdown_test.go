@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/config"
+	"poolbot/internal/testenv"
+	"poolbot/internal/testenv/ircnet"
+	"poolbot/internal/testenv/lab"
+	"poolbot/store"
+)
+
+// syncBuffer is a bytes.Buffer safe for the daemon's log writer and the
+// test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is one runDaemon, as `poolbot run` starts it; stop is SIGTERM
+// (signal.NotifyContext cancels the same context).
+type daemon struct {
+	stop func()
+	done chan struct{} // closed when runDaemon returned
+	err  error
+	log  *syncBuffer
+}
+
+func startDaemon(t *testing.T, cfgPath string) *daemon {
+	t.Helper()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &daemon{stop: cancel, done: make(chan struct{}), log: &syncBuffer{}}
+	go func() {
+		defer close(d.done)
+		d.err = runDaemon(ctx, cfg, daemonOptions{stdin: strings.NewReader(""), stdout: io.Discard, stderr: d.log})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-d.done:
+		case <-time.After(60 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("poolbot log:\n%s", d.log.String())
+		}
+	})
+	return d
+}
+
+func (d *daemon) wait(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case <-d.done:
+		if d.err != nil {
+			t.Fatalf("runDaemon: %v", d.err)
+		}
+	case <-time.After(within):
+		t.Fatalf("poolbot did not stop within %s", within)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SIGTERM while a host is being restarted: poolbot finishes that host,
+// touches no other, releases the deploy block, delivers every SAL line
+// (the last says the request continues after the restart) and only then
+// QUITs IRC with its quit message. The next start finishes the request.
+// /healthz and /metrics are served meanwhile.
+func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
+	const channel = "#wikimedia-operations"
+	w := newWorld(t, 3)
+	n := ircnet.Start(t, ircnet.Options{})
+	ctx := context.Background()
+	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
+		ircnet.Account{Name: "alice", Password: "alicepw-1234"}); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(w.dir, "irc-password")
+	if err := os.WriteFile(pwFile, []byte("botpw-1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	// The relaxed port and a fast pacer: this test is about the order of
+	// things at shutdown, not flood control.
+	cfgPath := w.config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
+         reconnect_min: 200ms, reconnect_max: 1s, quit_message: "poolbot stopping for an upgrade"}
+  irc_sasl_password: {file: %q}`, n.Addr(), channel, pwFile), fmt.Sprintf("http: {listen: %q}\n", httpAddr))
+
+	alice, err := n.Dial(ctx, ircnet.ClientOptions{Nick: "alice", SASLAccount: "alice", SASLPassword: "alicepw-1234",
+		Caps: []string{"account-tag", "message-tags", "server-time"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if err := alice.Join(ctx, channel); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(sub string) func(ircnet.Line) bool {
+		return func(l ircnet.Line) bool { return strings.Contains(l.Raw, sub) }
+	}
+	waitLine := func(what string, match func(ircnet.Line) bool) ircnet.Line {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+		defer cancel()
+		l, err := alice.WaitFor(wctx, match)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return l
+	}
+
+	start := time.Now()
+	mark := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	defer mark("end")
+	d := startDaemon(t, cfgPath)
+	waitLine("poolbot joins", func(l ircnet.Line) bool { return l.Msg.Command == "JOIN" && l.Msg.Nick() == "poolbot" })
+	if body := httpGet(t, "http://"+httpAddr+"/healthz"); body != "ready\nstore: ok\nchat irc: ok\n" {
+		t.Fatalf("/healthz: %q", body)
+	}
+
+	proceed := w.systemctl.Hold(w.hosts[1])
+	if err := alice.Privmsg(channel, "!restart apus T422166 shutdown test"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "host 2 restarting", func() bool { return slices.Contains(w.systemctl.Restarts(), w.hosts[1]) })
+	if got := lab.ProbeLock(t, w.globalLock()); got != "exclusive" {
+		t.Fatalf("deploy block while restarting: %s", got)
+	}
+
+	mark("host 2 restarting")
+	d.stop() // SIGTERM
+	// The host in progress is finished, not abandoned: poolbot waits.
+	select {
+	case <-d.done:
+		t.Fatalf("poolbot stopped in the middle of a host: %v", d.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	proceed()
+	d.wait(t, 45*time.Second)
+	mark("stopped")
+
+	if got := w.systemctl.Restarts(); !slices.Equal(got, w.hosts[:2]) {
+		t.Fatalf("restarts %v, want %v (the third host untouched)", got, w.hosts[:2])
+	}
+	if got := lab.ProbeLock(t, w.globalLock()); got != "none" {
+		t.Fatalf("deploy block after shutdown: %s", got)
+	}
+	st, err := store.Open(ctx, filepath.Join(w.dir, "poolbot.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := st.Request(ctx, 1)
+	steps, _ := st.HostSteps(ctx, 1)
+	backlog, _ := st.SALBacklog(ctx)
+	st.Close()
+	if r.State != poolbot.StateRestarting || len(steps) != 3 || steps[1].State != poolbot.HostDone || steps[2].State != poolbot.HostPending {
+		t.Fatalf("after shutdown: %s, steps %+v", r.State, steps)
+	}
+	if backlog != 0 {
+		t.Fatalf("%d SAL lines not flushed at shutdown", backlog)
+	}
+	// In the channel: the host line, the release, then the QUIT.
+	hostLine := waitLine("SAL 2/3", seen("(2/3)"))
+	release := waitLine("SAL release", seen("deploy block released: poolbot is stopping; the request continues after it restarts"))
+	quit := waitLine("QUIT", func(l ircnet.Line) bool { return l.Msg.Command == "QUIT" && l.Msg.Nick() == "poolbot" })
+	if !strings.Contains(quit.Raw, "poolbot stopping for an upgrade") {
+		t.Fatalf("QUIT %q", quit.Raw)
+	}
+	lines := alice.Lines()
+	idx := func(want ircnet.Line) int {
+		return slices.IndexFunc(lines, func(l ircnet.Line) bool { return l.Raw == want.Raw })
+	}
+	if !(idx(hostLine) < idx(release) && idx(release) < idx(quit)) {
+		t.Fatalf("order: host %d, release %d, quit %d", idx(hostLine), idx(release), idx(quit))
+	}
+
+	// The next start continues with the third host and finishes.
+	mark("checked")
+	d2 := startDaemon(t, cfgPath)
+	waitLine("END (PASS)", seen("END (PASS) - restart apus: 3/3 hosts restarted"))
+	mark("second run done")
+	if got := w.systemctl.Restarts(); !slices.Equal(got, w.hosts) {
+		t.Fatalf("restarts %v, want %v", got, w.hosts)
+	}
+	metrics := httpGet(t, "http://"+httpAddr+"/metrics")
+	for _, want := range []string{
+		`poolbot_requests{state="done"} 1`,
+		`poolbot_sal_outbox_depth 0`,
+		`poolbot_chat_connected{network="irc"} 1`,
+		`poolbot_gate_closed{gate="scap",service="apus"} 0`,
+		fmt.Sprintf(`poolbot_host_restart_duration_seconds_count{host=%q,outcome="ok",service="apus"} 1`, w.hosts[2]),
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	d2.stop()
+	d2.wait(t, 30*time.Second)
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"poolbot/bot"
+	"poolbot/config"
+	"poolbot/procedure"
+	"poolbot/sal"
+)
+
+// slackParts is the Slack adapter and its mirror, when chat.slack is
+// configured. A nil *slackParts means no Slack; its methods then leave
+// everything as it was.
+type slackParts struct {
+	adapter *bot.Slack
+	mirror  *bot.Mirror // nil when chat.slack.mirror_channel is empty
+}
+
+// newSlack builds the Slack side from the config (config.Load has read the
+// tokens into it). Commands reach h; nick is the name the command layer
+// answers to, so a Slack mention reads as "<nick>: …".
+func newSlack(cfg *config.Config, h bot.Handler, nick func() string, log *slog.Logger) *slackParts {
+	if cfg.Chat.Slack == nil {
+		return nil
+	}
+	sc := *cfg.Chat.Slack
+	slackLog := log.With("component", "slack")
+	p := &slackParts{adapter: bot.NewSlack(sc, h, slackLog, bot.WithSlackNick(nick))}
+	if sc.MirrorChannel != "" {
+		p.mirror = bot.NewMirror(p.adapter.Client(), sc, log.With("component", "slack-mirror"))
+	}
+	return p
+}
+
+// announcer returns base with notices also mirrored to Slack. The mirror
+// goes first: it only queues, so Slack is not held up by an IRC line
+// waiting for its echo.
+func (p *slackParts) announcer(base procedure.Announcer) procedure.Announcer {
+	if p == nil || p.mirror == nil {
+		return base
+	}
+	if base == nil {
+		return p.mirror
+	}
+	return fanoutAnnouncer{p.mirror, base}
+}
+
+// salSink returns base with every SAL line mirrored to Slack once base
+// delivered it: the durable path decides, the mirror only copies.
+func (p *slackParts) salSink(base sal.Sink) sal.Sink {
+	if p == nil || p.mirror == nil || base == nil {
+		return base
+	}
+	return mirroredSink{Sink: base, mirror: p.mirror}
+}
+
+// runners are what must run until ctx ends.
+func (p *slackParts) runners() []func(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	runs := []func(ctx context.Context) error{p.adapter.Run}
+	if p.mirror != nil {
+		runs = append(runs, p.mirror.Run)
+	}
+	return runs
+}
+
+// fanoutAnnouncer says each notice through every announcer, in order.
+type fanoutAnnouncer []procedure.Announcer
+
+func (f fanoutAnnouncer) Announce(ctx context.Context, text string) {
+	for _, a := range f {
+		a.Announce(ctx, text)
+	}
+}
+
+// mirroredSink copies each delivered SAL line to the Slack mirror.
+type mirroredSink struct {
+	sal.Sink
+	mirror *bot.Mirror
+}
+
+func (s mirroredSink) Send(ctx context.Context, message string) error {
+	if err := s.Sink.Send(ctx, message); err != nil {
+		return err
+	}
+	s.mirror.SAL(ctx, message)
+	return nil
+}
+
+// ircNick is the bot's IRC nick, or the configured one while IRC is down,
+// so that "poolbot: status" (and a Slack mention, which reads as that)
+// keeps working whatever the IRC connection is doing.
+func ircNick(irc *bot.IRC, configured string) func() string {
+	return func() string {
+		if n := irc.Nick(); n != "" {
+			return n
+		}
+		return configured
+	}
+}

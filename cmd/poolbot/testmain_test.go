@@ -1,0 +1,15 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"poolbot/internal/testenv/lab"
+)
+
+// The test binary doubles as the "systemctl" poolbot's local executor runs
+// and as scap lock holders and probes (see internal/testenv/lab).
+func TestMain(m *testing.M) {
+	lab.Main()
+	os.Exit(m.Run())
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"poolbot/config"
+)
+
+// The whole daemon with the watch wired in: poolbot's own depool through
+// the procedure is not drift; a repool written straight to etcd is, and
+// the restart request it queues runs; !status shows the probes and the
+// drift.
+func TestWatchInDaemon(t *testing.T) {
+	w := newWorld(t, 2)
+	cfgPath := w.config(t, `  command_prefix: "!"`, "watch: {drift: {debounce: 1s}, probe: {interval: 10s}}\n")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, typeLine := io.Pipe()
+	out := &syncBuffer{}
+	logs := &syncBuffer{}
+	done, stopped := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		done <- runDaemon(context.Background(), cfg, daemonOptions{console: true, operator: "alice",
+			stdin: stdin, stdout: out, stderr: logs})
+	}()
+	t.Cleanup(func() {
+		typeLine.Close() // end of input ends poolbot
+		select {
+		case <-stopped:
+		case <-time.After(60 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("console:\n%s\nlog:\n%s", out.String(), logs.String())
+		}
+	})
+	say := func(line string) {
+		t.Helper()
+		if _, err := fmt.Fprintln(typeLine, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitOut := func(sub string) {
+		t.Helper()
+		waitUntil(t, fmt.Sprintf("%q on the console", sub), func() bool { return strings.Contains(out.String(), sub) })
+	}
+
+	say("!depool apus codfw T422166 watch e2e")
+	waitOut("#1 depool apus in codfw DONE")
+	w.etcd.PutDiscovery(t, "apus", "codfw", true)
+	waitOut("drift: apus/codfw pooled=true changed outside poolbot (by whom unknown)")
+	waitOut("queued #2 restart apus (as poolbot)")
+	waitOut("#2 restart apus DONE")
+	if strings.Contains(out.String(), "pooled=false changed outside poolbot") {
+		t.Fatalf("poolbot's own depool was taken for drift:\n%s", out.String())
+	}
+	say("!status")
+	waitOut("apus drift (last 24h): ")
+	waitOut("apus probes: 127.0.0.2/restricted ok")
+	typeLine.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("runDaemon: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("poolbot did not stop")
+	}
+}

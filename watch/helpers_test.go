@@ -1,0 +1,127 @@
+package watch
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"poolbot"
+	"poolbot/store"
+)
+
+// notices collects what the watch says in the channel.
+type notices struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (n *notices) Announce(_ context.Context, text string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lines = append(n.lines, text)
+}
+
+func (n *notices) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.lines)
+}
+
+func (n *notices) matching(sub string) []string {
+	var out []string
+	for _, l := range n.all() {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func openStore(t *testing.T, clock clockwork.Clock) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "poolbot.db"), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// eventually polls cond (real time) until it holds or timeout passes; it
+// is only for waiting on real servers and goroutines, never for logic.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, detail)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// requests lists every request of service, oldest first.
+func requests(t *testing.T, st *store.Store, service string) []poolbot.Request {
+	t.Helper()
+	rs, err := st.List(context.Background(), store.Filter{Service: service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// insertRequest stores a request as the command layer or the procedure
+// left it.
+func insertRequest(t *testing.T, st *store.Store, r poolbot.Request) poolbot.Request {
+	t.Helper()
+	err := st.Tx(context.Background(), func(tx *store.Tx) error {
+		var err error
+		state := r.State
+		r.State = poolbot.StateQueued
+		if r, err = tx.InsertRequest(r); err != nil {
+			return err
+		}
+		if state != "" && state != poolbot.StateQueued {
+			r.State = state
+			r, err = tx.UpdateRequest(r, poolbot.StateQueued)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// unsentSAL returns every SAL line in the outbox, oldest first.
+func unsentSAL(t *testing.T, st *store.Store) []string {
+	t.Helper()
+	var out []string
+	ctx := context.Background()
+	for {
+		l, ok, err := st.NextSAL(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, l.Line)
+		if err := st.MarkSALSent(ctx, l.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

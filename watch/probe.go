@@ -1,0 +1,264 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/jonboulle/clockwork"
+
+	"poolbot"
+	"poolbot/integrations/registry"
+	"poolbot/store"
+)
+
+// maxProbeErrorBytes bounds the failure text kept per instance.
+const maxProbeErrorBytes = 300
+
+// RegistryProber runs the write-then-read probe (registry.Client does).
+type RegistryProber interface {
+	Probe(ctx context.Context, inst registry.Instance, repo string) registry.ProbeResult
+}
+
+// Prober runs the periodic write-then-read probe against every registry
+// instance of every service, keeps each instance's latest result in the
+// store, exports metrics, and says one notice when an instance has failed
+// FailuresBeforeNotice probes in a row and one when it passes again.
+type Prober struct {
+	cfg      ProbeConfig
+	services []Service
+	store    *store.Store
+	announce Announcer
+	metrics  *Metrics
+	clock    clockwork.Clock
+	log      *slog.Logger
+	prefix   string
+}
+
+// Run probes every Interval (the first round at once) until ctx ends. A
+// round still running when the next is due delays it rather than
+// overlapping it.
+func (p *Prober) Run(ctx context.Context) error {
+	sched, err := gocron.NewScheduler(gocron.WithClock(p.clock), gocron.WithLocation(time.UTC),
+		gocron.WithLogger(gocronLogger{p.log}))
+	if err != nil {
+		return fmt.Errorf("watch: probe scheduler: %w", err)
+	}
+	_, err = sched.NewJob(gocron.DurationJob(p.cfg.Interval), gocron.NewTask(p.Round, ctx),
+		gocron.WithName("registry-probe"), gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		gocron.WithStartAt(gocron.WithStartImmediately()))
+	if err != nil {
+		return fmt.Errorf("watch: probe job: %w", err)
+	}
+	sched.Start()
+	<-ctx.Done()
+	if err := sched.Shutdown(); err != nil {
+		p.log.Warn("stopping the probe scheduler", "err", err)
+	}
+	return nil
+}
+
+// noticeKind is what a probe result says to the channel.
+type noticeKind int
+
+const (
+	noticeNone noticeKind = iota
+	noticeFailing
+	noticeRecovered
+)
+
+// advanceProbe is the next stored state of an instance after a probe
+// result, and the notice it calls for: the failure notice exactly when the
+// streak reaches threshold with none out yet, the recovery notice exactly
+// when a probe passes while a failure notice is out.
+func advanceProbe(prev store.ProbeState, res registry.ProbeResult, now time.Time, threshold int) (store.ProbeState, noticeKind) {
+	next := prev
+	next.At, next.OK, next.Code, next.Step, next.Status = now, res.OK, metricCode(res.Code), res.Step, res.Status
+	next.Duration = res.Duration
+	next.Error = ""
+	if res.OK {
+		next.ConsecutiveFailures, next.FailingSince, next.LastOK = 0, time.Time{}, now
+		if prev.Notified {
+			next.Notified = false
+			return next, noticeRecovered
+		}
+		return next, noticeNone
+	}
+	if res.Err != nil {
+		next.Error = truncate(res.Err.Error(), maxProbeErrorBytes)
+	}
+	next.ConsecutiveFailures = prev.ConsecutiveFailures + 1
+	if prev.ConsecutiveFailures == 0 || prev.FailingSince.IsZero() {
+		next.FailingSince = now
+	}
+	if next.ConsecutiveFailures >= threshold && !prev.Notified {
+		next.Notified = true
+		return next, noticeFailing
+	}
+	return next, noticeNone
+}
+
+// Round probes every instance once. It is what the schedule runs.
+func (p *Prober) Round(ctx context.Context) {
+	for _, svc := range p.services {
+		if ctx.Err() != nil {
+			return
+		}
+		if !svc.probed() {
+			continue
+		}
+		p.probeService(ctx, svc)
+	}
+}
+
+func (p *Prober) probeService(ctx context.Context, svc Service) {
+	busy, restart := p.busyHosts(ctx, svc)
+	var failing, recovered []string
+	for _, host := range svc.Hosts {
+		if id, ok := busy[host]; ok {
+			p.log.Debug("probe skipped: host is being restarted", "service", svc.Name, "host", host, "request", int64(id))
+			p.metrics.probeSkipped.WithLabelValues(svc.Name, host).Inc()
+			continue
+		}
+		for _, inst := range svc.Instances(host) {
+			if ctx.Err() != nil {
+				return
+			}
+			res := svc.Registry.Probe(ctx, inst, "")
+			if ctx.Err() != nil {
+				return // shutting down mid-probe: not a result
+			}
+			st, kind, err := p.record(ctx, svc.Name, host, inst, res)
+			if err != nil {
+				p.log.Error("storing probe result", "service", svc.Name, "host", host, "instance", inst.Name, "err", err)
+				continue
+			}
+			switch kind {
+			case noticeFailing:
+				failing = append(failing, fmt.Sprintf("%s %s at %s x%d since %s", instanceLabel(host, inst.Name),
+					st.Code, st.Step, st.ConsecutiveFailures, st.FailingSince.UTC().Format("15:04 UTC")))
+			case noticeRecovered:
+				recovered = append(recovered, instanceLabel(host, inst.Name))
+			}
+		}
+	}
+	if len(failing) > 0 {
+		text := fmt.Sprintf("registry probe FAILING for %s: %s", svc.Name, strings.Join(failing, "; "))
+		if restart.ID != 0 {
+			text += fmt.Sprintf(" — %s %s is already %s", restart.ID, restart.Summary(), restart.State)
+		} else {
+			text += fmt.Sprintf(" — if %s's pooled state changed since the registries last restarted, run: %srestart %s <reason>",
+				svc.Name, p.prefix, svc.Name)
+		}
+		p.say(ctx, text)
+	}
+	if len(recovered) > 0 {
+		p.say(ctx, fmt.Sprintf("registry probe OK again for %s: %s", svc.Name, strings.Join(recovered, "; ")))
+	}
+}
+
+// busyHosts are the hosts of svc a running request has not finished
+// restarting (all of them before its restart plan is stored): the probe
+// would fail there for reasons the request is fixing. restart is the
+// oldest open request of the service (any action restarts the registries),
+// named in failure notices instead of suggesting a new one.
+func (p *Prober) busyHosts(ctx context.Context, svc Service) (busy map[string]poolbot.RequestID, restart poolbot.Request) {
+	busy = map[string]poolbot.RequestID{}
+	open, err := p.store.Unfinished(ctx, svc.Name)
+	if err != nil {
+		p.log.Warn("reading the queue before probing", "service", svc.Name, "err", err)
+		return busy, restart
+	}
+	for _, r := range open {
+		if restart.ID == 0 && !r.CancelRequested {
+			restart = r
+		}
+		if !r.State.Running() {
+			continue
+		}
+		steps, err := p.store.HostSteps(ctx, r.ID)
+		if err != nil {
+			p.log.Warn("reading restart plan before probing", "request", int64(r.ID), "err", err)
+		}
+		if err != nil || len(steps) == 0 {
+			for _, h := range svc.Hosts {
+				busy[h] = r.ID
+			}
+			continue
+		}
+		for _, s := range steps {
+			if s.State != poolbot.HostDone {
+				busy[s.Host] = r.ID
+			}
+		}
+	}
+	return busy, restart
+}
+
+// record stores a probe result, updates the metrics, and returns the new
+// state and the notice it calls for.
+func (p *Prober) record(ctx context.Context, service, host string, inst registry.Instance, res registry.ProbeResult) (store.ProbeState, noticeKind, error) {
+	var (
+		next store.ProbeState
+		kind noticeKind
+	)
+	now := p.clock.Now()
+	err := p.store.Tx(ctx, func(tx *store.Tx) error {
+		prev, _, err := tx.ProbeState(service, host, inst.Name)
+		if err != nil {
+			return err
+		}
+		prev.Service, prev.Host, prev.Instance = service, host, inst.Name
+		next, kind = advanceProbe(prev, res, now, p.cfg.FailuresBeforeNotice)
+		return tx.PutProbeState(next)
+	})
+	if err != nil {
+		return next, noticeNone, err
+	}
+	ok := 0.0
+	if res.OK {
+		ok = 1
+	} else {
+		p.metrics.probeFailures.WithLabelValues(service, inst.Name, host, metricCode(res.Code)).Inc()
+	}
+	p.metrics.probeOK.WithLabelValues(service, inst.Name, host).Set(ok)
+	p.metrics.probeDuration.WithLabelValues(service, inst.Name, host).Observe(res.Duration.Seconds())
+	return next, kind, nil
+}
+
+func (p *Prober) say(ctx context.Context, text string) {
+	p.log.Info("notice", "text", text)
+	if p.announce != nil {
+		p.announce.Announce(ctx, text)
+	}
+}
+
+// instanceLabel is "registry1003/restricted": the host's first DNS label
+// (the whole host when it is an address) and the instance name.
+func instanceLabel(host, instance string) string {
+	short := host
+	if i := strings.IndexByte(host, '.'); i > 0 && !isNumeric(host[:i]) {
+		short = host[:i]
+	}
+	return short + "/" + instance
+}
+
+func isNumeric(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// gocronLogger adapts slog to gocron's logger.
+type gocronLogger struct{ l *slog.Logger }
+
+func (g gocronLogger) Debug(msg string, args ...any) { g.l.Debug("scheduler: "+msg, args...) }
+func (g gocronLogger) Info(msg string, args ...any)  { g.l.Debug("scheduler: "+msg, args...) }
+func (g gocronLogger) Warn(msg string, args ...any)  { g.l.Warn("scheduler: "+msg, args...) }
+func (g gocronLogger) Error(msg string, args ...any) { g.l.Error("scheduler: "+msg, args...) }

@@ -1,0 +1,350 @@
+package watch
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"poolbot"
+	"poolbot/integrations/registry"
+	regenv "poolbot/internal/testenv/registry"
+	"poolbot/store"
+)
+
+var t0 = time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC)
+
+// probeLab runs the watch's probe on a fake clock against real registries.
+type probeLab struct {
+	t       *testing.T
+	clock   *clockwork.FakeClock
+	store   *store.Store
+	notices *notices
+	metrics *prometheus.Registry
+	cfg     Config
+	svc     Service
+	watch   *Watch
+	stop    func()
+}
+
+func newProbeLab(t *testing.T, failuresBeforeNotice int, svc Service) *probeLab {
+	t.Helper()
+	l := &probeLab{t: t, clock: clockwork.NewFakeClockAt(t0), notices: &notices{}, svc: svc}
+	l.store = openStore(t, l.clock)
+	l.cfg = DefaultConfig()
+	l.cfg.Drift.Enabled = false
+	l.cfg.Probe.FailuresBeforeNotice = failuresBeforeNotice
+	l.start()
+	return l
+}
+
+// start runs a new Watch (as a freshly started poolbot would) on the
+// lab's store; its first round runs at once.
+func (l *probeLab) start() {
+	l.t.Helper()
+	l.metrics = prometheus.NewRegistry()
+	var err error
+	l.watch, err = New(l.cfg, Deps{Store: l.store, Announce: l.notices, Metrics: l.metrics, Clock: l.clock},
+		Options{CommandPrefix: "!"}, []Service{l.svc})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := l.watch.Run(ctx); err != nil {
+			l.t.Errorf("watch: %v", err)
+		}
+	}()
+	l.stop = func() { cancel(); <-done }
+	l.t.Cleanup(l.stop)
+}
+
+// round waits until every instance not in skip was probed at the fake
+// clock's current time.
+func (l *probeLab) round(skip ...string) []store.ProbeState {
+	l.t.Helper()
+	var states []store.ProbeState
+	now := l.clock.Now()
+	eventually(l.t, 60*time.Second, "a probe round", func() (bool, string) {
+		var err error
+		states, err = l.store.ProbeStates(context.Background(), l.svc.Name)
+		if err != nil {
+			return false, err.Error()
+		}
+		done := 0
+		for _, s := range states {
+			if s.At.Equal(now) {
+				done++
+			}
+		}
+		return done == len(l.svc.Hosts)-len(skip), ""
+	})
+	return states
+}
+
+// next advances the fake clock to the next scheduled round; the caller
+// waits for it with round.
+func (l *probeLab) next() {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.clock.BlockUntilContext(ctx, 1); err != nil {
+		l.t.Fatalf("the probe schedule armed no timer: %v", err)
+	}
+	l.clock.Advance(l.cfg.Probe.Interval)
+}
+
+func (l *probeLab) state(host string) store.ProbeState {
+	l.t.Helper()
+	states, err := l.store.ProbeStates(context.Background(), l.svc.Name)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, s := range states {
+		if s.Host == host {
+			return s
+		}
+	}
+	l.t.Fatalf("no probe state for %s", host)
+	return store.ProbeState{}
+}
+
+func (l *probeLab) status() string {
+	l.t.Helper()
+	lines, err := l.watch.StatusLines(context.Background(), l.svc.Name)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// splitTransport sends the closing PUT of pushes to registry2 to another
+// registry with the same http.secret but its own storage, while split is
+// set: what registry2's cached connections to the other apus datacenter do
+// after a pool change it was not restarted for.
+type splitTransport struct {
+	base     http.RoundTripper
+	from, to string
+	split    atomic.Bool
+	rerouted atomic.Int32
+}
+
+func (s *splitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if s.split.Load() && req.URL.Host == s.from && req.Method == http.MethodPut {
+		req = req.Clone(req.Context())
+		req.URL.Host, req.Host = s.to, s.to
+		s.rerouted.Add(1)
+	}
+	return s.base.RoundTrip(req)
+}
+
+func instancesOf(regs map[string]*regenv.Instance) func(string) []registry.Instance {
+	return func(host string) []registry.Instance {
+		r := regs[host]
+		return []registry.Instance{{Name: "restricted", Host: "127.0.0.1", Port: r.Port, DebugPort: r.DebugPort}}
+	}
+}
+
+// A registry whose pushes land in two storages fails the probe with
+// BLOB_UPLOAD_UNKNOWN: one notice after three failed rounds, none after
+// the fourth, one recovery notice when it passes again; metrics and
+// !status follow.
+func TestProbeNoticeOnceThenRecovery(t *testing.T) {
+	t.Parallel()
+	a, b := regenv.StartPair(t, regenv.Options{})
+	regs := map[string]*regenv.Instance{"registry1": a, "registry2": b}
+	rt := &splitTransport{base: http.DefaultTransport, from: b.Addr, to: a.Addr}
+	client, err := registry.New(registry.DefaultConfig(), registry.Options{Transport: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newProbeLab(t, 3, Service{Name: "apus", Datacenters: []string{"eqiad", "codfw"},
+		Hosts: []string{"registry1", "registry2"}, Instances: instancesOf(regs), Registry: client})
+
+	l.round()
+	if st := l.status(); st != "probes: registry1/restricted ok 0s ago; registry2/restricted ok 0s ago" {
+		t.Fatalf("status %q", st)
+	}
+
+	rt.split.Store(true)
+	for i := 1; i <= 4; i++ {
+		l.next()
+		l.round()
+		s := l.state("registry2")
+		if s.OK || s.Code != registry.CodeBlobUploadUnknown || s.Step != registry.StepCompleteUpload || s.ConsecutiveFailures != i {
+			t.Fatalf("round %d: registry2 %+v", i, s)
+		}
+		if s1 := l.state("registry1"); !s1.OK {
+			t.Fatalf("registry1 %+v", s1)
+		}
+		want := 0
+		if i >= 3 {
+			want = 1
+		}
+		if got := l.notices.all(); len(got) != want {
+			t.Fatalf("after %d failed rounds: notices %q", i, got)
+		}
+	}
+	got := l.notices.all()[0]
+	if got != "registry probe FAILING for apus: registry2/restricted BLOB_UPLOAD_UNKNOWN at complete_upload x3 since 14:02 UTC"+
+		" — if apus's pooled state changed since the registries last restarted, run: !restart apus <reason>" {
+		t.Fatalf("notice %q", got)
+	}
+	if st := l.status(); !strings.Contains(st, "registry1/restricted ok 0s ago; registry2/restricted FAILING BLOB_UPLOAD_UNKNOWN x4 since 14:02 UTC (last 0s ago)") {
+		t.Fatalf("status %q", st)
+	}
+	expected := `
+# HELP poolbot_registry_probe_failures_total Failed periodic registry probes, by failure code (a registry error code such as BLOB_UPLOAD_UNKNOWN, or network, timeout, http_5xx, ...).
+# TYPE poolbot_registry_probe_failures_total counter
+poolbot_registry_probe_failures_total{code="BLOB_UPLOAD_UNKNOWN",host="registry2",instance="restricted",service="apus"} 4
+# HELP poolbot_registry_probe_ok 1 if the latest periodic write-then-read probe of the registry instance passed, 0 if it failed.
+# TYPE poolbot_registry_probe_ok gauge
+poolbot_registry_probe_ok{host="registry1",instance="restricted",service="apus"} 1
+poolbot_registry_probe_ok{host="registry2",instance="restricted",service="apus"} 0
+`
+	if err := testutil.GatherAndCompare(l.metrics, strings.NewReader(expected),
+		"poolbot_registry_probe_failures_total", "poolbot_registry_probe_ok"); err != nil {
+		t.Fatal(err)
+	}
+	if n := histogramCount(t, l.metrics, "poolbot_registry_probe_duration_seconds", "registry2"); n != 5 {
+		t.Fatalf("probe duration observations %d, want 5", n)
+	}
+
+	rt.split.Store(false)
+	for range 2 {
+		l.next()
+		l.round()
+	}
+	notices := l.notices.all()
+	if len(notices) != 2 || notices[1] != "registry probe OK again for apus: registry2/restricted" {
+		t.Fatalf("notices %q", notices)
+	}
+	if s := l.state("registry2"); !s.OK || s.ConsecutiveFailures != 0 || s.Notified || !s.LastOK.Equal(l.clock.Now()) {
+		t.Fatalf("registry2 %+v", s)
+	}
+	if v := testutil.ToFloat64(l.watch.metrics.probeOK.WithLabelValues("apus", "restricted", "registry2")); v != 1 {
+		t.Fatalf("probe_ok %v", v)
+	}
+	if rt.rerouted.Load() != 4 {
+		t.Fatalf("%d pushes split", rt.rerouted.Load())
+	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name, host string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "host" && lp.GetValue() == host {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// A stopped registry: the notice names the open request instead of
+// suggesting one; a restart of poolbot does not repeat the notice; a host
+// a running request is restarting is not probed; the recovery notice
+// comes once when the registry is back.
+func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	r1 := regenv.Start(t, regenv.Options{})
+	client, err := registry.New(registry.DefaultConfig(), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newProbeLab(t, 1, Service{Name: "apus", Hosts: []string{"registry1001.eqiad.wmnet"},
+		Instances: instancesOf(map[string]*regenv.Instance{"registry1001.eqiad.wmnet": r1}), Registry: client})
+	const host = "registry1001.eqiad.wmnet"
+	l.round()
+
+	req := insertRequest(t, l.store, poolbot.Request{Action: poolbot.ActionRestart, Service: "apus",
+		Reason: "T2 test", Operator: "alice", Origin: poolbot.Origin{Network: "irc"}})
+	if err := r1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	l.next()
+	l.round()
+	if got := l.notices.all(); len(got) != 1 ||
+		got[0] != "registry probe FAILING for apus: registry1001/restricted network at start_upload x1 since 14:02 UTC — #1 restart apus is already queued" {
+		t.Fatalf("notices %q", got)
+	}
+
+	// poolbot restarts: the failure is still out, not announced again.
+	l.stop()
+	l.clock.Advance(time.Minute)
+	l.start()
+	l.round()
+	if s := l.state(host); s.ConsecutiveFailures != 2 || !s.Notified || s.Code != registry.CodeNetwork {
+		t.Fatalf("state after restart %+v", s)
+	}
+	if got := l.notices.all(); len(got) != 1 {
+		t.Fatalf("notices %q", got)
+	}
+
+	// The request runs and is restarting the host: no probe there.
+	err = l.store.Tx(context.Background(), func(tx *store.Tx) error {
+		r, err := tx.Request(req.ID)
+		if err != nil {
+			return err
+		}
+		r.State = poolbot.StateRestarting
+		if _, err := tx.UpdateRequest(r, poolbot.StateQueued); err != nil {
+			return err
+		}
+		if err := tx.InsertHostSteps(req.ID, []string{host}); err != nil {
+			return err
+		}
+		return tx.UpdateHostStep(req.ID, 1, poolbot.HostRestarting, "")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.next()
+	skipped := l.watch.metrics.probeSkipped.WithLabelValues("apus", host)
+	eventually(t, 10*time.Second, "the skipped round", func() (bool, string) {
+		return testutil.ToFloat64(skipped) == 1, ""
+	})
+	if s := l.state(host); s.ConsecutiveFailures != 2 || s.At.Equal(l.clock.Now()) {
+		t.Fatalf("probed while restarting: %+v", s)
+	}
+
+	// The host is done and the registry is back.
+	if err := r1.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err = l.store.Tx(context.Background(), func(tx *store.Tx) error {
+		return tx.UpdateHostStep(req.ID, 1, poolbot.HostDone, "ok")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		l.next()
+		l.round()
+	}
+	notices := l.notices.all()
+	if len(notices) != 2 || notices[1] != "registry probe OK again for apus: registry1001/restricted" {
+		t.Fatalf("notices %q", notices)
+	}
+	if v := testutil.ToFloat64(skipped); v != 1 {
+		t.Fatalf("skipped %v", v)
+	}
+}
