@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"poolbot/internal/testenv"
 	"runtime"
 	"strings"
 	"sync"
@@ -26,24 +27,6 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // received is one Handler call.
@@ -94,12 +77,12 @@ func botConfig(n *ircnet.Net, nick string) IRCConfig {
 
 // startBot runs the adapter until the test ends, then checks that Run
 // returns promptly and that the logs never contained the password.
-func startBot(t *testing.T, cfg IRCConfig, h Handler) (*IRC, *syncBuffer) {
+func startBot(t *testing.T, cfg IRCConfig, h Handler) (*IRC, *testenv.SyncBuffer) {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	bot := New(cfg, h, logger)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -118,7 +118,7 @@ conftool: {backend: etcd, etcd: {endpoints: [%q]}}
 type poolbotProc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	out   *strings.Builder
+	out   *testenv.SyncBuffer
 	done  chan struct{}
 }
 
@@ -130,24 +130,14 @@ func (w *crashWorld) start() *poolbotProc {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	p := &poolbotProc{cmd: cmd, stdin: stdin, out: &strings.Builder{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = syncWriter{b: p.out}, syncWriter{b: p.out}
+	p := &poolbotProc{cmd: cmd, stdin: stdin, out: &testenv.SyncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	w.t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
 	return p
-}
-
-type syncWriter struct{ b *strings.Builder }
-
-var outMu sync.Mutex
-
-func (s syncWriter) Write(p []byte) (int, error) {
-	outMu.Lock()
-	defer outMu.Unlock()
-	return s.b.Write(p)
 }
 
 func (p *poolbotProc) kill9() {

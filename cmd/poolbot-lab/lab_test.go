@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,23 +20,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // `poolbot-lab -scenario` brings the lab up (real ircd and services,
 // etcd, four registries, scap locks, the calendar), runs the real poolbot
 // binary in it and plays the three stories; the transcript has every
@@ -48,7 +30,7 @@ func TestScenario(t *testing.T) {
 		testenv.Need(t, b)
 	}
 	regenv.Build(t) // the registry binary, built once per machine
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,32 +20,13 @@ import (
 	"poolbot/store"
 )
 
-// syncBuffer is a bytes.Buffer safe for the daemon's log writer and the
-// test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is one runDaemon, as `poolbot run` starts it; stop is SIGTERM
 // (signal.NotifyContext cancels the same context).
 type daemon struct {
 	stop func()
 	done chan struct{} // closed when runDaemon returned
 	err  error
-	log  *syncBuffer
+	log  *testenv.SyncBuffer
 }
 
 func startDaemon(t *testing.T, cfgPath string) *daemon {
@@ -57,7 +36,7 @@ func startDaemon(t *testing.T, cfgPath string) *daemon {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{stop: cancel, done: make(chan struct{}), log: &syncBuffer{}}
+	d := &daemon{stop: cancel, done: make(chan struct{}), log: &testenv.SyncBuffer{}}
 	go func() {
 		defer close(d.done)
 		d.err = runDaemon(ctx, cfg, daemonOptions{stdin: strings.NewReader(""), stdout: io.Discard, stderr: d.log})

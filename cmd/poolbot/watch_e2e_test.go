@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"poolbot/config"
+	"poolbot/internal/testenv"
 )
 
 // The whole daemon with the watch wired in: poolbot's own depool through
@@ -23,8 +24,8 @@ func TestWatchInDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdin, typeLine := io.Pipe()
-	out := &syncBuffer{}
-	logs := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	done, stopped := make(chan error, 1), make(chan struct{})
 	go func() {
 		defer close(stopped)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"poolbot/internal/testenv"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,25 +177,8 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	pid    int
-	stderr *syncBuffer
+	stderr *testenv.SyncBuffer
 	once   sync.Once
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startHolder starts a helper that holds a lock and waits until it says so.
@@ -211,7 +195,7 @@ func startHolder(t testing.TB, mode string, args ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &child{t: t, cmd: cmd, stdin: stdin, stderr: &syncBuffer{}}
+	c := &child{t: t, cmd: cmd, stdin: stdin, stderr: &testenv.SyncBuffer{}}
 	cmd.Stderr = c.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start helper %s: %v", mode, err)

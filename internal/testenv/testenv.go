@@ -9,11 +9,13 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 )
@@ -85,4 +87,25 @@ func WaitListening(ctx context.Context, addr string, timeout time.Duration) erro
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// SyncBuffer is a buffer that several goroutines or child processes may
+// write to at once: daemon logs and output collected by tests.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
