@@ -47,38 +47,11 @@ type world struct {
 	regs     map[string]*regenv.Instance
 	cal      *fakeCalendar
 	engine   *Engine
-	notices  *notices
+	notices  *lab.Notices
 	cancel   context.CancelFunc
 	done     chan struct{}
 
 	systemctl *lab.Systemctl
-}
-
-type notices struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (n *notices) Announce(_ context.Context, text string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.lines = append(n.lines, text)
-}
-
-func (n *notices) all() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return slices.Clone(n.lines)
-}
-
-func (n *notices) matching(sub string) []string {
-	var out []string
-	for _, l := range n.all() {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 // fakeCalendar is the calendar as the cache would hand it over. The
@@ -116,7 +89,7 @@ func newLab(t *testing.T, nHosts int, cfg Config, opts ...labOption) *world {
 	t.Helper()
 	ctx := context.Background()
 	l := &world{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
-		regs: map[string]*regenv.Instance{}, notices: &notices{}}
+		regs: map[string]*regenv.Instance{}, notices: &lab.Notices{}}
 
 	// Real registries, started in parallel.
 	for i := 1; i <= nHosts; i++ {
@@ -270,7 +243,7 @@ func (l *world) waitState(id poolbot.RequestID, tick time.Duration, states ...po
 			return r
 		}
 		if time.Now().After(deadline) {
-			l.t.Fatalf("%s is %s (%s), want %v; notices:\n%s", id, r.State, r.Step, states, strings.Join(l.notices.all(), "\n"))
+			l.t.Fatalf("%s is %s (%s), want %v; notices:\n%s", id, r.State, r.Step, states, strings.Join(l.notices.All(), "\n"))
 		}
 		if tick > 0 {
 			l.clock.Advance(tick)

@@ -49,7 +49,7 @@ func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
 	// Re-evaluating with the same blockers says nothing new.
 	l.engine.Notify("apus")
 	time.Sleep(100 * time.Millisecond)
-	if got := l.notices.matching("waiting"); len(got) != 1 || !strings.Contains(got[0], "deployers: Amir1, Urbanecm") {
+	if got := l.notices.Matching("waiting"); len(got) != 1 || !strings.Contains(got[0], "deployers: Amir1, Urbanecm") {
 		t.Fatalf("waiting notices %q", got)
 	}
 	if !l.pooled("codfw") || len(l.restarted()) != 0 {
@@ -93,8 +93,8 @@ func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
 	if got := l.globalLock(); got != "none" {
 		t.Fatalf("global lock after the end: %s", got)
 	}
-	if len(l.notices.matching("proceeding")) != 1 {
-		t.Fatalf("notices: %q", l.notices.all())
+	if len(l.notices.Matching("proceeding")) != 1 {
+		t.Fatalf("notices: %q", l.notices.All())
 	}
 }
 
@@ -130,8 +130,8 @@ func TestCalendarDownWaitsThenProceeds(t *testing.T) {
 	if !strings.Contains(r.Step, "deployment calendar unreadable (calendar: schedule is stale: wikitech answered 503)") {
 		t.Fatalf("step %q", r.Step)
 	}
-	if !hasLine(l.notices.all(), "deployment calendar unreadable") {
-		t.Fatalf("notices %q", l.notices.all())
+	if !hasLine(l.notices.All(), "deployment calendar unreadable") {
+		t.Fatalf("notices %q", l.notices.All())
 	}
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), nil), nil)
 	l.engine.NotifyAll() // what the calendar cache's Changed does
@@ -261,8 +261,8 @@ func TestInterruptedRequestParked(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !hasLine(l.notices.all(), "deploys are NOT blocked") || len(l.restarted()) != 0 {
-		t.Fatalf("notices %q, restarts %v", l.notices.all(), l.restarted())
+	if !hasLine(l.notices.All(), "deploys are NOT blocked") || len(l.restarted()) != 0 {
+		t.Fatalf("notices %q, restarts %v", l.notices.All(), l.restarted())
 	}
 	if _, err := l.engine.Resume(context.Background(), id, "alice", poolbot.Origin{}); err != nil {
 		t.Fatal(err)
@@ -301,8 +301,8 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
 		t.Fatalf("forced: %s %s", r.State, r.Error)
 	}
-	if !hasLine(l.notices.all(), "FORCED by alice") {
-		t.Fatalf("notices %q", l.notices.all())
+	if !hasLine(l.notices.All(), "FORCED by alice") {
+		t.Fatalf("notices %q", l.notices.All())
 	}
 
 	// eqiad depooled by hand: depooling codfw would leave apus nowhere.
@@ -407,11 +407,11 @@ func TestDryRun(t *testing.T) {
 	}
 	for _, want := range []string{"DRY-RUN #1: would take the deploy block", "DRY-RUN #1: would set apus/codfw pooled=false (now true)",
 		"DRY-RUN #1: would restart docker-registry-restricted.service on registry1"} {
-		if !hasLine(l.notices.all(), want) {
-			t.Errorf("no notice %q in %q", want, l.notices.all())
+		if !hasLine(l.notices.All(), want) {
+			t.Errorf("no notice %q in %q", want, l.notices.All())
 		}
 	}
-	for _, n := range l.notices.all() {
+	for _, n := range l.notices.All() {
 		if !strings.HasPrefix(n, "DRY-RUN") {
 			t.Errorf("notice without DRY-RUN: %q", n)
 		}
@@ -477,14 +477,14 @@ func TestWindowStartsWhileBlocked(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for len(l.notices.matching("Lucas_WMDE:")) == 0 {
+	for len(l.notices.Matching("Lucas_WMDE:")) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no deployer notice; notices %q", l.notices.all())
+			t.Fatalf("no deployer notice; notices %q", l.notices.All())
 		}
 		l.clock.Advance(time.Minute)
 		time.Sleep(10 * time.Millisecond)
 	}
-	got := l.notices.matching("Lucas_WMDE:")[0]
+	got := l.notices.Matching("Lucas_WMDE:")[0]
 	if !strings.Contains(got, "UTC late backport window") || !strings.Contains(got, "poolbot holds the scap lock for #1") {
 		t.Fatalf("notice %q", got)
 	}

@@ -16,6 +16,7 @@ import (
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
 	etcdenv "poolbot/internal/testenv/etcd"
+	"poolbot/internal/testenv/lab"
 	"poolbot/store"
 )
 
@@ -34,7 +35,7 @@ type driftLab struct {
 	etcd     *etcdenv.Server
 	conftool conftool.Client
 	store    *store.Store
-	notices  *notices
+	notices  *lab.Notices
 	metrics  *prometheus.Registry
 	watch    *Watch
 	router   *commands.Router
@@ -59,7 +60,7 @@ type labOptions struct {
 
 func newDriftLab(t *testing.T, o labOptions) *driftLab {
 	t.Helper()
-	l := &driftLab{t: t, notices: &notices{}, metrics: prometheus.NewRegistry(), flushes: make(chan string, 16)}
+	l := &driftLab{t: t, notices: &lab.Notices{}, metrics: prometheus.NewRegistry(), flushes: make(chan string, 16)}
 	if o.fake {
 		l.fake = clockwork.NewFakeClockAt(time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC))
 		l.clock = l.fake
@@ -209,14 +210,14 @@ func TestDriftQueuesRestartWithinSeconds(t *testing.T) {
 	// confctl says its !log line after the write.
 	l.say("logmsgbot", "", conftoolLog)
 	eventually(t, 10*time.Second, "the drift announcement", func() (bool, string) {
-		return len(l.notices.all()) > 0, ""
+		return len(l.notices.All()) > 0, ""
 	})
 	latency := time.Since(start)
 	t.Logf("drift announced %s after the etcd write (debounce 300ms)", latency)
 	if latency > 5*time.Second {
 		t.Errorf("drift announced after %s", latency)
 	}
-	got := l.notices.all()
+	got := l.notices.All()
 	if len(got) != 1 || !strings.HasPrefix(got[0], "drift: apus/codfw pooled=false changed outside poolbot (by jdoe@cumin1003) at ") ||
 		!strings.Contains(got[0], "queued #1 restart apus (as poolbot)") || !strings.Contains(got[0], "!cancel 1 <reason>") {
 		t.Fatalf("notices %q", got)
@@ -305,7 +306,7 @@ func TestOwnWritesAreNotDrift(t *testing.T) {
 		t.Fatalf("flush %q", f)
 	}
 
-	if got := l.notices.all(); len(got) != 0 {
+	if got := l.notices.All(); len(got) != 0 {
 		t.Fatalf("notices %q", got)
 	}
 	if rs := requests(t, l.store, "apus"); len(rs) != 1 || rs[0].ID != req.ID {
@@ -373,7 +374,7 @@ func TestRapidChangesMakeOneRequest(t *testing.T) {
 		events[1].Detail != "drift: apus/codfw pooled=false changed outside poolbot (by jdoe@cumin1003)" {
 		t.Fatalf("events %+v %v", events, err)
 	}
-	got := l.notices.all()
+	got := l.notices.All()
 	if len(got) != 2 || !strings.Contains(got[1], "the restart already queued as #1 (waiting) covers it") {
 		t.Fatalf("notices %q", got)
 	}
@@ -406,7 +407,7 @@ func TestProposeMode(t *testing.T) {
 	if rs := requests(t, l.store, "apus"); len(rs) != 0 {
 		t.Fatalf("requests %+v", rs)
 	}
-	got := l.notices.all()
+	got := l.notices.All()
 	const cmd = "!restart apus registries after drift: apus/codfw pooled=false by jdoe@cumin1003 outside poolbot"
 	if len(got) != 1 || !strings.HasSuffix(got[0], "the registries need restarting; an operator runs: "+cmd) {
 		t.Fatalf("notices %q", got)
@@ -496,7 +497,7 @@ func TestPolledBackend(t *testing.T) {
 	if rs := requests(t, l.store, "apus"); len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
-	if got := l.notices.all(); len(got) != 1 || !strings.Contains(got[0], "apus/codfw pooled=true changed outside poolbot") {
+	if got := l.notices.All(); len(got) != 1 || !strings.Contains(got[0], "apus/codfw pooled=true changed outside poolbot") {
 		t.Fatalf("notices %q", got)
 	}
 }
@@ -530,7 +531,7 @@ func TestResyncAfterOutage(t *testing.T) {
 	if f := <-l.flushes; f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if got := l.notices.all(); len(got) != 1 || !strings.Contains(got[0], "apus/codfw pooled=false changed outside poolbot (by whom unknown) [seen on resync]") {
+	if got := l.notices.All(); len(got) != 1 || !strings.Contains(got[0], "apus/codfw pooled=false changed outside poolbot (by whom unknown) [seen on resync]") {
 		t.Fatalf("notices %q", got)
 	}
 }

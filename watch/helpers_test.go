@@ -4,9 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,34 +12,6 @@ import (
 	"poolbot"
 	"poolbot/store"
 )
-
-// notices collects what the watch says in the channel.
-type notices struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (n *notices) Announce(_ context.Context, text string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.lines = append(n.lines, text)
-}
-
-func (n *notices) all() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return slices.Clone(n.lines)
-}
-
-func (n *notices) matching(sub string) []string {
-	var out []string
-	for _, l := range n.all() {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 func openStore(t *testing.T, clock clockwork.Clock) *store.Store {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/registry"
+	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
 	"poolbot/store"
 )
@@ -25,7 +26,7 @@ type probeLab struct {
 	t       *testing.T
 	clock   *clockwork.FakeClock
 	store   *store.Store
-	notices *notices
+	notices *lab.Notices
 	metrics *prometheus.Registry
 	cfg     Config
 	svc     Service
@@ -35,7 +36,7 @@ type probeLab struct {
 
 func newProbeLab(t *testing.T, failuresBeforeNotice int, svc Service) *probeLab {
 	t.Helper()
-	l := &probeLab{t: t, clock: clockwork.NewFakeClockAt(t0), notices: &notices{}, svc: svc}
+	l := &probeLab{t: t, clock: clockwork.NewFakeClockAt(t0), notices: &lab.Notices{}, svc: svc}
 	l.store = openStore(t, l.clock)
 	l.cfg = DefaultConfig()
 	l.cfg.Drift.Enabled = false
@@ -189,11 +190,11 @@ func TestProbeNoticeOnceThenRecovery(t *testing.T) {
 		if i >= 3 {
 			want = 1
 		}
-		if got := l.notices.all(); len(got) != want {
+		if got := l.notices.All(); len(got) != want {
 			t.Fatalf("after %d failed rounds: notices %q", i, got)
 		}
 	}
-	got := l.notices.all()[0]
+	got := l.notices.All()[0]
 	if got != "registry probe FAILING for apus: registry2/restricted BLOB_UPLOAD_UNKNOWN at complete_upload x3 since 14:02 UTC"+
 		" — if apus's pooled state changed since the registries last restarted, run: !restart apus <reason>" {
 		t.Fatalf("notice %q", got)
@@ -223,7 +224,7 @@ poolbot_registry_probe_ok{host="registry2",instance="restricted",service="apus"}
 		l.next()
 		l.round()
 	}
-	notices := l.notices.all()
+	notices := l.notices.All()
 	if len(notices) != 2 || notices[1] != "registry probe OK again for apus: registry2/restricted" {
 		t.Fatalf("notices %q", notices)
 	}
@@ -282,7 +283,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	}
 	l.next()
 	l.round()
-	if got := l.notices.all(); len(got) != 1 ||
+	if got := l.notices.All(); len(got) != 1 ||
 		got[0] != "registry probe FAILING for apus: registry1001/restricted network at start_upload x1 since 14:02 UTC — #1 restart apus is already queued" {
 		t.Fatalf("notices %q", got)
 	}
@@ -295,7 +296,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	if s := l.state(host); s.ConsecutiveFailures != 2 || !s.Notified || s.Code != registry.CodeNetwork {
 		t.Fatalf("state after restart %+v", s)
 	}
-	if got := l.notices.all(); len(got) != 1 {
+	if got := l.notices.All(); len(got) != 1 {
 		t.Fatalf("notices %q", got)
 	}
 
@@ -340,7 +341,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 		l.next()
 		l.round()
 	}
-	notices := l.notices.all()
+	notices := l.notices.All()
 	if len(notices) != 2 || notices[1] != "registry probe OK again for apus: registry1001/restricted" {
 		t.Fatalf("notices %q", notices)
 	}

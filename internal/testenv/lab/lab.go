@@ -307,3 +307,35 @@ func (s *Systemctl) run(ctx context.Context, req ctlRequest) ctlResponse {
 	}
 	return ctlResponse{Exit: 2, Output: "unsupported\n"}
 }
+
+// Notices records what a component announces in the channel (it
+// implements the procedure's and the watch's Announcer).
+type Notices struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// Announce records text.
+func (n *Notices) Announce(_ context.Context, text string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lines = append(n.lines, text)
+}
+
+// All returns every notice so far, in order.
+func (n *Notices) All() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.lines...)
+}
+
+// Matching returns the notices that contain sub.
+func (n *Notices) Matching(sub string) []string {
+	var out []string
+	for _, l := range n.All() {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
