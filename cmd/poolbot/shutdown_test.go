@@ -198,7 +198,15 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	if got := w.systemctl.Restarts(); !slices.Equal(got, w.hosts) {
 		t.Fatalf("restarts %v, want %v", got, w.hosts)
 	}
-	metrics := httpGet(t, "http://"+httpAddr+"/metrics")
+	// The channel shows END as soon as the server relays it; the outbox
+	// marks it sent once the server's echo reaches poolbot, a moment later.
+	var metrics string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		metrics = httpGet(t, "http://"+httpAddr+"/metrics")
+		if strings.Contains(metrics, "poolbot_sal_outbox_depth 0") || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, want := range []string{
 		`poolbot_requests{state="done"} 1`,
 		`poolbot_sal_outbox_depth 0`,
