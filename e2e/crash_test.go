@@ -9,15 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"poolbot"
 	"poolbot/internal/testenv"
-	etcdenv "poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/lab"
-	regenv "poolbot/internal/testenv/registry"
 	"poolbot/store"
 )
 
@@ -32,82 +29,22 @@ func buildPoolbot(t *testing.T) string {
 	return bin
 }
 
-// crashWorld is poolbot as a real process (console adapter) with real
-// etcd, real registries on three loopback "hosts", and scap lock files.
+// crashWorld is poolbot as a real process (console adapter) in a
+// lab.World: real etcd, real registries on three loopback "hosts", scap
+// lock files.
 type crashWorld struct {
-	t         *testing.T
-	bin, cfg  string
-	dbPath    string
-	lockDir   string
-	hosts     []string
-	systemctl *lab.Systemctl
-	etcd      *etcdenv.Server
+	*lab.World
+	t      *testing.T
+	bin    string
+	cfg    string
+	dbPath string
 }
 
 func newCrashWorld(t *testing.T) *crashWorld {
 	t.Helper()
-	w := &crashWorld{t: t, bin: buildPoolbot(t), lockDir: t.TempDir()}
-	dir := t.TempDir()
-	w.dbPath = filepath.Join(dir, "poolbot.db")
-	// Three hosts on three loopback addresses, same ports, as registry
-	// hosts have in production.
-	port, debug := testenv.FreePort(t), testenv.FreePort(t)
-	regs := map[string]*regenv.Instance{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := 2; i <= 4; i++ {
-		host := fmt.Sprintf("127.0.0.%d", i)
-		w.hosts = append(w.hosts, host)
-		wg.Go(func() {
-			inst := regenv.Start(t, regenv.Options{Host: host, Port: port, DebugPort: debug})
-			mu.Lock()
-			regs[host] = inst
-			mu.Unlock()
-		})
-	}
-	w.etcd = etcdenv.Start(t)
-	wg.Wait()
-	w.etcd.PutDiscovery(t, "apus", "eqiad", true)
-	w.etcd.PutDiscovery(t, "apus", "codfw", true)
-	w.systemctl = lab.StartSystemctl(t, regs)
-	for _, f := range []string{"scap-global-lock", "scap.srv_mediawiki-staging.lock"} {
-		if err := os.WriteFile(filepath.Join(w.lockDir, f), []byte("{}"), 0o666); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := fmt.Sprintf(`
-operators: [{name: alice, irc_accounts: [alice]}]
-services:
-  apus:
-    datacenters: [eqiad, codfw]
-    restart:
-      executor: local
-      local: {command: [%q, "{host}", "{argv}"]}
-      hosts: [%s]
-      units: [docker-registry-restricted.service]
-      pace: 0s
-      per_host_timeout: 60s
-    registry:
-      instances: [{name: restricted, port: %d, debug_port: %d}]
-      health: {interval: 100ms, wait_timeout: 20s, consecutive: 1}
-      probe: {enabled: true}
-store: {path: %q}
-sal: {sink: channel, channel: "#wikimedia-operations"}
-log: {format: text, level: info}
-procedure: {resume_after_crash: auto, scap_poll: 200ms, per_host_estimate: 10s}
-calendar: {source: none}
-scap:
-  locks: {files: [%q, %q]}
-  deploy_block: {global_lock: %q}
-  channel: {enabled: false}
-conftool: {backend: etcd, etcd: {endpoints: [%q]}}
-`, os.Args[0], strings.Join(w.hosts, ", "), port, debug, w.dbPath,
-		filepath.Join(w.lockDir, "scap-global-lock"), filepath.Join(w.lockDir, "scap.srv_mediawiki-staging.lock"),
-		filepath.Join(w.lockDir, "scap-global-lock"), w.etcd.ClientURL)
-	w.cfg = filepath.Join(dir, "poolbot.yaml")
-	if err := os.WriteFile(w.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w := &crashWorld{World: lab.NewWorld(t, 3), t: t, bin: buildPoolbot(t)}
+	w.cfg = w.Config(t, `  command_prefix: "!"`, "")
+	w.dbPath = filepath.Join(w.Dir, "poolbot.db")
 	if out, err := exec.Command(w.bin, "check-config", w.cfg).CombinedOutput(); err != nil {
 		t.Fatalf("check-config: %v\n%s", err, out)
 	}
@@ -125,7 +62,7 @@ type poolbotProc struct {
 func (w *crashWorld) start() *poolbotProc {
 	w.t.Helper()
 	cmd := exec.Command(w.bin, "console", "-config", w.cfg, "-as", "alice")
-	cmd.Env = append(os.Environ(), lab.EnvCtl+"="+w.systemctl.URL)
+	cmd.Env = append(os.Environ(), lab.EnvCtl+"="+w.Systemctl.URL)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		w.t.Fatal(err)
@@ -188,16 +125,16 @@ func (w *crashWorld) waitFor(what string, cond func() bool) {
 func TestKill9AtEachHostResumes(t *testing.T) {
 	w := newCrashWorld(t)
 	actions := []string{"depool apus codfw", "pool apus codfw", "depool apus codfw"}
-	for i, host := range w.hosts {
+	for i, host := range w.Hosts {
 		id := poolbot.RequestID(i + 1)
 		t.Run(fmt.Sprintf("kill at host %d", i+1), func(t *testing.T) {
 			w.t = t
-			before := len(w.systemctl.Restarts())
-			proceed := w.systemctl.Hold(host)
+			before := len(w.Systemctl.Restarts())
+			proceed := w.Systemctl.Hold(host)
 			p := w.start()
 			fmt.Fprintf(p.stdin, "!%s T%d crash test %d\n", actions[i], 1000+i, i)
 			w.waitFor("restart of "+host+" in progress", func() bool {
-				return slices.Contains(w.systemctl.Restarts()[before:], host)
+				return slices.Contains(w.Systemctl.Restarts()[before:], host)
 			})
 			p.kill9()
 			r, _, _ := w.request(id)
@@ -205,7 +142,7 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 				t.Fatalf("killed in state %s", r.State)
 			}
 			// The kernel dropped poolbot's deploy block with the process.
-			if got := lab.ProbeLock(t, filepath.Join(w.lockDir, "scap-global-lock")); got != "none" {
+			if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
 				t.Fatalf("global lock after kill -9: %s", got)
 			}
 			proceed() // the orphaned restart finishes
@@ -226,16 +163,16 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 			// one at most twice (its restart was interrupted), later ones
 			// once.
 			counts := map[string]int{}
-			for _, h := range w.systemctl.Restarts()[before:] {
+			for _, h := range w.Systemctl.Restarts()[before:] {
 				counts[h]++
 			}
-			for j, h := range w.hosts {
+			for j, h := range w.Hosts {
 				want := 1
 				if j == i {
 					want = 2
 				}
 				if counts[h] != want {
-					t.Errorf("%s restarted %d times, want %d (%v)", h, counts[h], want, w.systemctl.Restarts()[before:])
+					t.Errorf("%s restarted %d times, want %d (%v)", h, counts[h], want, w.Systemctl.Restarts()[before:])
 				}
 			}
 			seen := map[string]bool{}
@@ -251,7 +188,7 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 					t.Errorf("SAL lacks %q:\n%s", want, strings.Join(sal, "\n"))
 				}
 			}
-			if got := lab.ProbeLock(t, filepath.Join(w.lockDir, "scap-global-lock")); got != "none" {
+			if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
 				t.Fatalf("global lock after the end: %s", got)
 			}
 			// Every SAL line was delivered (the console is the chat here).

@@ -84,21 +84,21 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // /healthz and /metrics are served meanwhile.
 func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	const channel = "#wikimedia-operations"
-	w := newWorld(t, 3)
+	w := lab.NewWorld(t, 3)
 	n := ircnet.Start(t, ircnet.Options{})
 	ctx := context.Background()
 	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
 		ircnet.Account{Name: "alice", Password: "alicepw-1234"}); err != nil {
 		t.Fatal(err)
 	}
-	pwFile := filepath.Join(w.dir, "irc-password")
+	pwFile := filepath.Join(w.Dir, "irc-password")
 	if err := os.WriteFile(pwFile, []byte("botpw-1234\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	// The relaxed port and a fast pacer: this test is about the order of
 	// things at shutdown, not flood control.
-	cfgPath := w.config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
+	cfgPath := w.Config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
          reconnect_min: 200ms, reconnect_max: 1s, quit_message: "poolbot stopping for an upgrade"}
   irc_sasl_password: {file: %q}`, n.Addr(), channel, pwFile), fmt.Sprintf("http: {listen: %q}\n", httpAddr))
 
@@ -134,12 +134,12 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 		t.Fatalf("/healthz: %q", body)
 	}
 
-	proceed := w.systemctl.Hold(w.hosts[1])
+	proceed := w.Systemctl.Hold(w.Hosts[1])
 	if err := alice.Privmsg(channel, "!restart apus T422166 shutdown test"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "host 2 restarting", func() bool { return slices.Contains(w.systemctl.Restarts(), w.hosts[1]) })
-	if got := lab.ProbeLock(t, w.globalLock()); got != "exclusive" {
+	waitUntil(t, "host 2 restarting", func() bool { return slices.Contains(w.Systemctl.Restarts(), w.Hosts[1]) })
+	if got := lab.ProbeLock(t, w.GlobalLock()); got != "exclusive" {
 		t.Fatalf("deploy block while restarting: %s", got)
 	}
 
@@ -155,13 +155,13 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	d.wait(t, 45*time.Second)
 	mark("stopped")
 
-	if got := w.systemctl.Restarts(); !slices.Equal(got, w.hosts[:2]) {
-		t.Fatalf("restarts %v, want %v (the third host untouched)", got, w.hosts[:2])
+	if got := w.Systemctl.Restarts(); !slices.Equal(got, w.Hosts[:2]) {
+		t.Fatalf("restarts %v, want %v (the third host untouched)", got, w.Hosts[:2])
 	}
-	if got := lab.ProbeLock(t, w.globalLock()); got != "none" {
+	if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
 		t.Fatalf("deploy block after shutdown: %s", got)
 	}
-	st, err := store.Open(ctx, filepath.Join(w.dir, "poolbot.db"), nil)
+	st, err := store.Open(ctx, filepath.Join(w.Dir, "poolbot.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,8 +195,8 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	d2 := startDaemon(t, cfgPath)
 	waitLine("END (PASS)", seen("END (PASS) - restart apus: 3/3 hosts restarted"))
 	mark("second run done")
-	if got := w.systemctl.Restarts(); !slices.Equal(got, w.hosts) {
-		t.Fatalf("restarts %v, want %v", got, w.hosts)
+	if got := w.Systemctl.Restarts(); !slices.Equal(got, w.Hosts) {
+		t.Fatalf("restarts %v, want %v", got, w.Hosts)
 	}
 	// The channel shows END as soon as the server relays it; the outbox
 	// marks it sent once the server's echo reaches poolbot, a moment later.
@@ -212,7 +212,7 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 		`poolbot_sal_outbox_depth 0`,
 		`poolbot_chat_connected{network="irc"} 1`,
 		`poolbot_gate_closed{gate="scap",service="apus"} 0`,
-		fmt.Sprintf(`poolbot_host_restart_duration_seconds_count{host=%q,outcome="ok",service="apus"} 1`, w.hosts[2]),
+		fmt.Sprintf(`poolbot_host_restart_duration_seconds_count{host=%q,outcome="ok",service="apus"} 1`, w.Hosts[2]),
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -10,6 +10,7 @@ import (
 
 	"poolbot/config"
 	"poolbot/internal/testenv"
+	"poolbot/internal/testenv/lab"
 )
 
 // The whole daemon with the watch wired in: poolbot's own depool through
@@ -17,8 +18,8 @@ import (
 // the restart request it queues runs; !status shows the probes and the
 // drift.
 func TestWatchInDaemon(t *testing.T) {
-	w := newWorld(t, 2)
-	cfgPath := w.config(t, `  command_prefix: "!"`, "watch: {drift: {debounce: 1s}, probe: {interval: 10s}}\n")
+	w := lab.NewWorld(t, 2)
+	cfgPath := w.Config(t, `  command_prefix: "!"`, "watch: {drift: {debounce: 1s}, probe: {interval: 10s}}\n")
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestWatchInDaemon(t *testing.T) {
 
 	say("!depool apus codfw T422166 watch e2e")
 	waitOut("#1 depool apus in codfw DONE")
-	w.etcd.PutDiscovery(t, "apus", "codfw", true)
+	w.Etcd.PutDiscovery(t, "apus", "codfw", true)
 	waitOut("drift: apus/codfw pooled=true changed outside poolbot (by whom unknown)")
 	waitOut("queued #2 restart apus (as poolbot)")
 	waitOut("#2 restart apus DONE")

@@ -1,4 +1,4 @@
-package main
+package lab
 
 import (
 	"fmt"
@@ -10,62 +10,66 @@ import (
 
 	"poolbot/internal/testenv"
 	etcdenv "poolbot/internal/testenv/etcd"
-	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
 )
 
-// world is what poolbot talks to, real and on loopback: etcd holding apus'
+// World is what poolbot talks to, real and on loopback: etcd holding apus'
 // discovery objects (both datacenters pooled), one docker registry per
 // "host" (127.0.0.2, .3, … with the same ports, as in production), scap's
 // lock files, and a systemctl that restarts those registries.
-type world struct {
-	dir       string
-	hosts     []string
-	port      int
-	debugPort int
-	etcd      *etcdenv.Server
-	systemctl *lab.Systemctl
-	lockDir   string
+type World struct {
+	// Dir holds the config and the SQLite file; LockDir scap's lock files.
+	Dir, LockDir string
+	// Hosts are the registry hosts, in restart order.
+	Hosts []string
+	// Port and DebugPort are every host's registry ports.
+	Port, DebugPort int
+	Etcd            *etcdenv.Server
+	Systemctl       *Systemctl
 }
 
-func newWorld(t *testing.T, nHosts int) *world {
+// NewWorld starts a world of nHosts registry hosts for the test.
+func NewWorld(t testing.TB, nHosts int) *World {
 	t.Helper()
-	w := &world{dir: t.TempDir(), lockDir: t.TempDir(), port: testenv.FreePort(t), debugPort: testenv.FreePort(t)}
+	w := &World{Dir: t.TempDir(), LockDir: t.TempDir(), Port: testenv.FreePort(t), DebugPort: testenv.FreePort(t)}
 	regs := map[string]*regenv.Instance{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := 2; i < 2+nHosts; i++ {
 		host := fmt.Sprintf("127.0.0.%d", i)
-		w.hosts = append(w.hosts, host)
+		w.Hosts = append(w.Hosts, host)
 		wg.Go(func() {
-			inst := regenv.Start(t, regenv.Options{Host: host, Port: w.port, DebugPort: w.debugPort})
+			inst := regenv.Start(t, regenv.Options{Host: host, Port: w.Port, DebugPort: w.DebugPort})
 			mu.Lock()
 			regs[host] = inst
 			mu.Unlock()
 		})
 	}
-	w.etcd = etcdenv.Start(t)
+	w.Etcd = etcdenv.Start(t)
 	wg.Wait()
 	if t.Skipped() || t.Failed() {
 		t.FailNow()
 	}
-	w.etcd.PutDiscovery(t, "apus", "eqiad", true)
-	w.etcd.PutDiscovery(t, "apus", "codfw", true)
+	w.Etcd.PutDiscovery(t, "apus", "eqiad", true)
+	w.Etcd.PutDiscovery(t, "apus", "codfw", true)
 	for _, f := range []string{"scap-global-lock", "scap.srv_mediawiki-staging.lock"} {
-		if err := os.WriteFile(filepath.Join(w.lockDir, f), []byte("{}"), 0o666); err != nil {
+		if err := os.WriteFile(filepath.Join(w.LockDir, f), []byte("{}"), 0o666); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.systemctl = lab.StartSystemctl(t, regs)
-	t.Setenv(lab.EnvCtl, w.systemctl.URL)
+	w.Systemctl = StartSystemctl(t, regs)
+	t.Setenv(EnvCtl, w.Systemctl.URL)
 	return w
 }
 
-func (w *world) globalLock() string { return filepath.Join(w.lockDir, "scap-global-lock") }
+// GlobalLock is the path of scap's global lock file.
+func (w *World) GlobalLock() string { return filepath.Join(w.LockDir, "scap-global-lock") }
 
-// config is a poolbot config for the world; chat is the chat section
-// (YAML, indented two spaces) and extra is appended at the top level.
-func (w *world) config(t *testing.T, chat, extra string) string {
+// Config writes a poolbot config for the world and returns its path;
+// chat is the chat section (YAML, indented two spaces) and extra is
+// appended at the top level. The local executor runs the test binary,
+// which must call Main first in TestMain.
+func (w *World) Config(t testing.TB, chat, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`chat:
 %s
@@ -94,10 +98,10 @@ scap:
   deploy_block: {global_lock: %q}
   channel: {enabled: false}
 conftool: {backend: etcd, etcd: {endpoints: [%q]}}
-%s`, chat, os.Args[0], strings.Join(w.hosts, ", "), w.port, w.debugPort, filepath.Join(w.dir, "poolbot.db"),
-		w.globalLock(), filepath.Join(w.lockDir, "scap.srv_mediawiki-staging.lock"), w.globalLock(),
-		w.etcd.ClientURL, extra)
-	path := filepath.Join(w.dir, "poolbot.yaml")
+%s`, chat, os.Args[0], strings.Join(w.Hosts, ", "), w.Port, w.DebugPort, filepath.Join(w.Dir, "poolbot.db"),
+		w.GlobalLock(), filepath.Join(w.LockDir, "scap.srv_mediawiki-staging.lock"), w.GlobalLock(),
+		w.Etcd.ClientURL, extra)
+	path := filepath.Join(w.Dir, "poolbot.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
