@@ -33,7 +33,6 @@ import (
 	"log"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -427,31 +426,16 @@ func (i *IRC) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { i.dispatch(ctx) })
 
-	backoff := i.cfg.ReconnectMin
-	for {
-		started := i.clock.Now()
-		registered, err := i.runSession(ctx, tlsConf)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if registered && i.clock.Since(started) >= stableSession {
-			backoff = i.cfg.ReconnectMin
-		}
-		// Full jitter in [backoff/2, backoff): bots restarted together
-		// don't reconnect in step.
-		wait := backoff/2 + rand.N(backoff/2+1)
-		if registered {
-			i.log.Warn("irc: disconnected; reconnecting", "err", err, "in", wait)
-		} else {
-			i.log.Error("irc: connect failed; retrying", "server", i.cfg.Server, "err", err, "in", wait)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-i.clock.After(wait):
-		}
-		backoff = min(backoff*2, i.cfg.ReconnectMax)
-	}
+	reconnectLoop(ctx, i.clock, i.cfg.ReconnectMin, i.cfg.ReconnectMax,
+		func(ctx context.Context) (bool, error) { return i.runSession(ctx, tlsConf) },
+		func(registered bool, err error, wait time.Duration) {
+			if registered {
+				i.log.Warn("irc: disconnected; reconnecting", "err", err, "in", wait)
+			} else {
+				i.log.Error("irc: connect failed; retrying", "server", i.cfg.Server, "err", err, "in", wait)
+			}
+		})
+	return nil
 }
 
 func (i *IRC) tlsConfig() (*tls.Config, error) {

@@ -42,7 +42,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -330,25 +329,11 @@ func (s *Slack) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { s.dispatch(ctx) })
 
-	backoff := s.cfg.ReconnectMin
-	for {
-		started := s.clock.Now()
-		hello, err := s.runSession(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if hello && s.clock.Since(started) >= stableSession {
-			backoff = s.cfg.ReconnectMin
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		s.log.Error("slack: connection failed; retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.clock.After(wait):
-		}
-		backoff = min(backoff*2, s.cfg.ReconnectMax)
-	}
+	reconnectLoop(ctx, s.clock, s.cfg.ReconnectMin, s.cfg.ReconnectMax, s.runSession,
+		func(_ bool, err error, wait time.Duration) {
+			s.log.Error("slack: connection failed; retrying", "err", err, "in", wait)
+		})
+	return nil
 }
 
 // runSession learns who the bot is (auth.test, which also checks the bot
