@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"html"
 	"net"
 	"net/http"
+	"poolbot/internal/testenv/mediawiki"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +66,7 @@ func (w *wiki) setWindows(ws []labWindow) {
 
 func (w *wiki) api(rw http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		writeAPI(rw, apiError("badrequest", err.Error()))
+		mediawiki.WriteAPI(rw, apiError("badrequest", err.Error()))
 		return
 	}
 	w.mu.Lock()
@@ -80,11 +79,11 @@ func (w *wiki) api(rw http.ResponseWriter, r *http.Request) {
 	switch r.Form.Get("action") {
 	case "query":
 		if page != "Deployments" {
-			writeAPI(rw, map[string]any{"batchcomplete": "", "query": map[string]any{
+			mediawiki.WriteAPI(rw, map[string]any{"batchcomplete": "", "query": map[string]any{
 				"pages": map[string]any{"-1": map[string]any{"ns": 0, "title": page, "missing": ""}}}})
 			return
 		}
-		writeAPI(rw, map[string]any{"batchcomplete": "", "query": map[string]any{
+		mediawiki.WriteAPI(rw, map[string]any{"batchcomplete": "", "query": map[string]any{
 			"pages": map[string]any{"4242": map[string]any{
 				"pageid": 4242, "ns": 0, "title": "Deployments", "contentmodel": "wikitext",
 				"touched": touched.Format(time.RFC3339), "lastrevid": revid, "length": 4096,
@@ -92,15 +91,15 @@ func (w *wiki) api(rw http.ResponseWriter, r *http.Request) {
 			}}}})
 	case "parse":
 		if page != "Deployments" {
-			writeAPI(rw, apiError("missingtitle", "The page you specified doesn't exist."))
+			mediawiki.WriteAPI(rw, apiError("missingtitle", "The page you specified doesn't exist."))
 			return
 		}
-		writeAPI(rw, map[string]any{"parse": map[string]any{
+		mediawiki.WriteAPI(rw, map[string]any{"parse": map[string]any{
 			"title": "Deployments", "pageid": 4242, "revid": revid,
 			"text": map[string]any{"*": renderCalendar(windows)},
 		}})
 	default:
-		writeAPI(rw, apiError("badvalue", fmt.Sprintf("Unrecognized value for parameter \"action\": %s.", r.Form.Get("action"))))
+		mediawiki.WriteAPI(rw, apiError("badvalue", fmt.Sprintf("Unrecognized value for parameter \"action\": %s.", r.Form.Get("action"))))
 	}
 }
 
@@ -133,35 +132,6 @@ func renderCalendar(ws []labWindow) string {
 	}
 	b.WriteString("</div>")
 	return b.String()
-}
-
-// writeAPI writes v as MediaWiki does with formatversion=1: JSON with every
-// non-ASCII character escaped as \uXXXX.
-func writeAPI(w http.ResponseWriter, v any) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	var out bytes.Buffer
-	for _, r := range string(raw) {
-		switch {
-		case r < 0x80:
-			out.WriteRune(r)
-		case r > 0xffff:
-			r -= 0x10000
-			fmt.Fprintf(&out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-		default:
-			fmt.Fprintf(&out, `\u%04x`, r)
-		}
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	if m, ok := v.(map[string]any); ok {
-		if e, ok := m["error"].(map[string]any); ok {
-			w.Header().Set("MediaWiki-API-Error", fmt.Sprint(e["code"]))
-		}
-	}
-	_, _ = w.Write(out.Bytes())
 }
 
 func apiError(code, info string) map[string]any {

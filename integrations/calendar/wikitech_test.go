@@ -1,13 +1,12 @@
 package calendar
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"poolbot/internal/testenv/mediawiki"
 	"strings"
 	"sync"
 	"testing"
@@ -51,34 +50,6 @@ func (f *fakeWiki) calls() (info, parse int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.infoCalls, f.parseCalls
-}
-
-// writeAPI writes v as MediaWiki does with formatversion=1: JSON with every
-// non-ASCII character escaped as \uXXXX.
-func writeAPI(w http.ResponseWriter, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	var out bytes.Buffer
-	for _, r := range string(b) {
-		switch {
-		case r < 0x80:
-			out.WriteRune(r)
-		case r > 0xffff:
-			r -= 0x10000
-			fmt.Fprintf(&out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-		default:
-			fmt.Fprintf(&out, `\u%04x`, r)
-		}
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	if m, ok := v.(map[string]any); ok {
-		if e, ok := m["error"].(map[string]any); ok {
-			w.Header().Set("MediaWiki-API-Error", e["code"].(string))
-		}
-	}
-	w.Write(out.Bytes())
 }
 
 func apiError(code, info string) map[string]any {
@@ -129,12 +100,12 @@ func (f *fakeWiki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		title := form.Get("titles")
 		if title != "Deployments" {
-			writeAPI(w, map[string]any{"batchcomplete": "", "query": map[string]any{
+			mediawiki.WriteAPI(w, map[string]any{"batchcomplete": "", "query": map[string]any{
 				"pages": map[string]any{"-1": map[string]any{"ns": 0, "title": title, "missing": ""}},
 			}})
 			return
 		}
-		writeAPI(w, map[string]any{"batchcomplete": "", "query": map[string]any{
+		mediawiki.WriteAPI(w, map[string]any{"batchcomplete": "", "query": map[string]any{
 			"pages": map[string]any{"4242": map[string]any{
 				"pageid": 4242, "ns": 0, "title": "Deployments", "contentmodel": "wikitext",
 				"pagelanguage": "en", "pagelanguagehtmlcode": "en", "pagelanguagedir": "ltr",
@@ -146,18 +117,18 @@ func (f *fakeWiki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}})
 	case "parse":
 		if form.Get("page") != "Deployments" {
-			writeAPI(w, apiError("missingtitle", "The page you specified doesn't exist."))
+			mediawiki.WriteAPI(w, apiError("missingtitle", "The page you specified doesn't exist."))
 			return
 		}
 		if !strings.Contains(form.Get("prop"), "text") {
 			f.t.Errorf("parse prop=%q", form.Get("prop"))
 		}
-		writeAPI(w, map[string]any{"parse": map[string]any{
+		mediawiki.WriteAPI(w, map[string]any{"parse": map[string]any{
 			"title": "Deployments", "pageid": 4242, "revid": revid,
 			"text": map[string]any{"*": html},
 		}})
 	default:
-		writeAPI(w, apiError("badvalue", fmt.Sprintf("Unrecognized value for parameter \"action\": %s.", action)))
+		mediawiki.WriteAPI(w, apiError("badvalue", fmt.Sprintf("Unrecognized value for parameter \"action\": %s.", action)))
 	}
 }
 
@@ -269,7 +240,7 @@ func TestWikitechErrors(t *testing.T) {
 				if action != "parse" {
 					return false
 				}
-				writeAPI(w, apiError("internal_api_error_DBQueryError", "[abc123] Exception caught: A database query error has occurred."))
+				mediawiki.WriteAPI(w, apiError("internal_api_error_DBQueryError", "[abc123] Exception caught: A database query error has occurred."))
 				return true
 			},
 			check: func(t *testing.T, err error) {
@@ -326,7 +297,7 @@ func TestWikitechErrors(t *testing.T) {
 				if action != "parse" {
 					return false
 				}
-				writeAPI(w, map[string]any{"parse": map[string]any{"title": "Deployments", "pageid": 4242, "revid": 1}})
+				mediawiki.WriteAPI(w, map[string]any{"parse": map[string]any{"title": "Deployments", "pageid": 4242, "revid": 1}})
 				return true
 			},
 			check: func(t *testing.T, err error) { wantErrContains(t, err, `no parse.text["*"]`) },
@@ -337,7 +308,7 @@ func TestWikitechErrors(t *testing.T) {
 				if action != "query" {
 					return false
 				}
-				writeAPI(w, map[string]any{"batchcomplete": ""})
+				mediawiki.WriteAPI(w, map[string]any{"batchcomplete": ""})
 				return true
 			},
 			check: func(t *testing.T, err error) { wantErrContains(t, err, "no query.pages entry") },
@@ -348,7 +319,7 @@ func TestWikitechErrors(t *testing.T) {
 				if action != "parse" {
 					return false
 				}
-				writeAPI(w, map[string]any{"parse": map[string]any{"title": "Deployments", "pageid": 4242, "revid": 1,
+				mediawiki.WriteAPI(w, map[string]any{"parse": map[string]any{"title": "Deployments", "pageid": 4242, "revid": 1,
 					"text": map[string]any{"*": `<div class="mw-parser-output"><p>This page has moved to <a href="/wiki/Deployments/New">Deployments/New</a>.</p></div>`}}})
 				return true
 			},
