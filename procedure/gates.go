@@ -128,13 +128,12 @@ func (e *Engine) calendarGate(now time.Time, v *verdict) {
 	if e.deps.Calendar == nil {
 		return
 	}
-	sched, fetched, err := e.deps.Calendar.Schedule()
+	sched, _, err := e.deps.Calendar.Schedule()
 	if err != nil {
 		v.blockers = append(v.blockers, blocker{gate: "calendar", key: "unreadable",
 			text: "deployment calendar unreadable (" + err.Error() + ")"})
 		return
 	}
-	_ = fetched
 	blocking := sched.Blocking(now, v.estimate, e.cfg.LeadMargin, e.cfg.TailMargin)
 	if len(blocking) == 0 {
 		// The verdict changes when the next window comes close enough.
