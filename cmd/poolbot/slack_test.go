@@ -159,10 +159,11 @@ func TestDaemonSlackOnly(t *testing.T) {
 		}
 		return false
 	})
-	relayed := strings.Join(relay.got(), "\n")
-	if !strings.Contains(relayed, "!log poolbot@test poolbot #1 alice: FORCE requested") {
-		t.Fatalf("relay got %q", relayed)
-	}
+	// The relay stores a message once it has read the whole connection,
+	// which can be just after poolbot's send returned and the mirror ran.
+	srv.Wait(t, "the SAL line at the relay", 10*time.Second, func() bool {
+		return strings.Contains(strings.Join(relay.got(), "\n"), "!log poolbot@test poolbot #1 alice: FORCE requested")
+	})
 	statusMessages := 0
 	for _, p := range srv.Posts() {
 		if p.Channel == "C0MIRROR" && p.Method == "chat.postMessage" && strings.Contains(p.Text, "poolbot #1") {
