@@ -41,6 +41,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ergochat/irc-go/ircevent"
 	"github.com/ergochat/irc-go/ircmsg"
@@ -158,80 +159,84 @@ func redact(secret string) string {
 	return "[redacted]"
 }
 
-// Validate reports the first problem with the config, naming its key.
+// Validate reports every problem with the config, one per line (joined
+// with errors.Join), each starting with its key as irc.<key>.
 func (c IRCConfig) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("irc.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
 	if c.Server == "" {
-		return errors.New("irc: server: required (host:port, e.g. irc.libera.chat:6697)")
-	}
-	host, port, err := net.SplitHostPort(c.Server)
-	if err != nil || host == "" {
-		return fmt.Errorf("irc: server: %q is not host:port", c.Server)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("irc: server: bad port in %q", c.Server)
+		bad("server", "required (host:port, e.g. irc.libera.chat:6697)")
+	} else if host, port, err := net.SplitHostPort(c.Server); err != nil || host == "" {
+		bad("server", "%q is not host:port", c.Server)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		bad("server", "bad port in %q", c.Server)
 	}
 	if c.TLSCAFile != "" {
 		if !c.TLS {
-			return errors.New("irc: tls_ca_file: set, but tls is off")
-		}
-		if _, err := loadCAFile(c.TLSCAFile); err != nil {
-			return fmt.Errorf("irc: tls_ca_file: %w", err)
+			bad("tls_ca_file", "set, but tls is off")
+		} else if _, err := loadCAFile(c.TLSCAFile); err != nil {
+			bad("tls_ca_file", "%v", err)
 		}
 	}
 	if err := validNick(c.Nick); err != nil {
-		return fmt.Errorf("irc: nick: %w", err)
+		bad("nick", "%v", err)
 	}
 	if c.User != "" && !validWord(c.User, "@!") {
-		return fmt.Errorf("irc: user: %q must be one word without control characters, '@' or '!'", c.User)
+		bad("user", "%q must be one word without control characters, '@' or '!'", c.User)
 	}
 	if strings.ContainsAny(c.RealName, "\r\n\x00") {
-		return errors.New("irc: realname: must not contain line breaks or NUL")
+		bad("realname", "must not contain line breaks or NUL")
 	}
 	if c.SASLAccount != "" && !validWord(c.SASLAccount, "") {
-		return fmt.Errorf("irc: sasl_account: %q must be one word without control characters", c.SASLAccount)
+		bad("sasl_account", "%q must be one word without control characters", c.SASLAccount)
 	}
 	if c.SASLAccount != "" && c.Password == "" {
-		return errors.New("irc: sasl_account: set, but no password was given (it is read from a file or the environment, never the YAML)")
+		bad("sasl_account", "set, but no password was given (it is read from a file or the environment, never the YAML)")
 	}
 	if c.SASLAccount == "" && c.Password != "" {
-		return errors.New("irc: sasl_account: required when a password is given")
+		bad("sasl_account", "required when a password is given")
 	}
 	for _, ch := range c.Channels {
 		if !validChannel(ch) {
-			return fmt.Errorf("irc: channels: %q is not a channel name (#name, no spaces, commas or control characters)", ch)
+			bad("channels", "%q is not a channel name (#name, no spaces, commas or control characters)", ch)
 		}
 	}
 	if c.SALChannel != "" && !validChannel(c.SALChannel) {
-		return fmt.Errorf("irc: sal_channel: %q is not a channel name", c.SALChannel)
+		bad("sal_channel", "%q is not a channel name", c.SALChannel)
 	}
 	if c.Rate < 0 {
-		return fmt.Errorf("irc: rate: %v lines per second must not be negative", c.Rate)
+		bad("rate", "%v lines per second must not be negative", c.Rate)
 	}
 	if c.Burst < 0 {
-		return fmt.Errorf("irc: burst: %d must not be negative", c.Burst)
+		bad("burst", "%d must not be negative", c.Burst)
 	}
 	if c.MaxLineBytes != 0 && (c.MaxLineBytes < 64 || c.MaxLineBytes > 510) {
-		return fmt.Errorf("irc: max_line_bytes: %d is outside 64..510", c.MaxLineBytes)
+		bad("max_line_bytes", "%d is outside 64..510", c.MaxLineBytes)
 	}
-	if c.ReconnectMin < 0 || c.ReconnectMax < 0 {
-		return errors.New("irc: reconnect_min, reconnect_max: must not be negative")
+	if c.ReconnectMin < 0 {
+		bad("reconnect_min", "must not be negative")
+	}
+	if c.ReconnectMax < 0 {
+		bad("reconnect_max", "must not be negative")
 	}
 	if c.ReconnectMin > 0 && c.ReconnectMax > 0 && c.ReconnectMin > c.ReconnectMax {
-		return fmt.Errorf("irc: reconnect_min: %v is more than reconnect_max %v", c.ReconnectMin, c.ReconnectMax)
+		bad("reconnect_min", "%v is more than reconnect_max %v", c.ReconnectMin, c.ReconnectMax)
 	}
 	if c.ConnectTimeout != 0 && c.ConnectTimeout < time.Second {
-		return fmt.Errorf("irc: connect_timeout: %v is less than 1s", c.ConnectTimeout)
+		bad("connect_timeout", "%v is less than 1s", c.ConnectTimeout)
 	}
 	if c.ConfirmTimeout < 0 {
-		return errors.New("irc: confirm_timeout: must not be negative")
+		bad("confirm_timeout", "must not be negative")
 	}
 	if strings.ContainsAny(c.QuitMessage, "\r\n\x00") {
-		return errors.New("irc: quit_message: must not contain line breaks or NUL")
+		bad("quit_message", "must not contain line breaks or NUL")
 	}
 	if c.HandlerQueue < 0 {
-		return errors.New("irc: handler_queue: must not be negative")
+		bad("handler_queue", "must not be negative")
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // withDefaults fills in the optional keys.
@@ -323,8 +328,9 @@ func validChannel(ch string) bool {
 	return len(ch) >= 2 && len(ch) <= 50 && (ch[0] == '#' || ch[0] == '&') && validWord(ch, ",\x07")
 }
 
-// validTarget accepts a channel or nick that fits alone in a parameter.
-func validTarget(t string) bool { return len(t) <= 64 && validWord(t, ",\x07") }
+// validTarget accepts a channel or nick that fits alone in a parameter
+// (and in UTF-8, like every line the bot sends).
+func validTarget(t string) bool { return len(t) <= 64 && utf8.ValidString(t) && validWord(t, ",\x07") }
 
 // foldEqual compares nicks or channel names under rfc1459 casemapping,
 // which Libera.Chat and InspIRCd use ([]\~ are the upper case of {}|^).
@@ -534,7 +540,7 @@ func (i *IRC) send(ctx context.Context, command, target, prefix, text string) er
 	if s == nil {
 		return fmt.Errorf("%s to %s: %w", command, target, ErrNotConnected)
 	}
-	pieces := Split(Sanitize(text), i.budget(s, command, target)-len(prefix))
+	pieces := i.pieces(s.conn.CurrentNick(), command, target, prefix, text)
 	if len(pieces) == 0 {
 		return nil // nothing printable to say
 	}
@@ -571,19 +577,40 @@ func (i *IRC) send(ctx context.Context, command, target, prefix, text string) er
 	return nil
 }
 
-// budget is how many text bytes one line to target may carry: what is
+// pieces is what send puts on the wire for text, one element per line
+// (each gets prefix in front): text sanitised and split to the budget of
+// a line sent with nick.
+func (i *IRC) pieces(nick, command, target, prefix, text string) []string {
+	return Split(Sanitize(text), i.budgetFor(nick, command, target)-len(prefix))
+}
+
+// budgetFor is how many text bytes one line to target may carry: what is
 // left of 512 once the server has put ":nick!~user@host COMMAND target :"
 // in front and CR LF behind, with the longest host, and at most
 // max_line_bytes.
-func (i *IRC) budget(s *session, command, target string) int {
-	return i.budgetFor(s.conn.CurrentNick(), command, target)
-}
-
 func (i *IRC) budgetFor(nick, command, target string) int {
 	n := max(len(nick), len(i.cfg.Nick))
 	prefix := 1 + n + 1 + 1 + len(i.cfg.User) + 1 + maxHostLen + 1 // ":nick!~user@host "
 	line := len(command) + 1 + len(target) + 2                     // "PRIVMSG #chan :"
 	return min(512-2-prefix-line, i.cfg.MaxLineBytes)
+}
+
+// nickSuffixRoom is room for the "_N" ircevent appends to the nick when it
+// is taken at registration (the nick of the next connection is unknown).
+const nickSuffixRoom = len("_99")
+
+// LineBudget is how many bytes of sanitised text (see Sanitize) Say puts
+// on one line to target: longer text is split into several lines. A caller
+// that must keep a line whole (the SAL sink: stashbot logs each line as
+// its own entry) shortens its text to this first. It allows for the nick
+// the bot has now, or may get on reconnecting, so it is never more than
+// what Say will use.
+func (i *IRC) LineBudget(target string) int {
+	nick := i.cfg.Nick + strings.Repeat("_", nickSuffixRoom)
+	if s := i.current(); s != nil && len(s.conn.CurrentNick()) > len(nick) {
+		nick = s.conn.CurrentNick()
+	}
+	return i.budgetFor(nick, "PRIVMSG", target)
 }
 
 // delivery is one received message waiting for the Handler.
@@ -835,8 +862,7 @@ func (s *session) hasCap(c string) bool {
 
 // submit sends one line and records it for confirmation.
 func (s *session) submit(command, target, text string) (*pendingLine, error) {
-	msg := ircmsg.MakeMessage(nil, "", command, target, text)
-	raw, err := msg.LineBytesStrict(true, 512)
+	msg, raw, err := encodeLine(command, target, text)
 	if err != nil {
 		// Sanitize and budget make this unreachable for text; a target
 		// ircmsg refuses is a bad target.
@@ -860,6 +886,13 @@ func (s *session) submit(command, target, text string) (*pendingLine, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotConnected, err)
 	}
 	return p, nil
+}
+
+// encodeLine is the message submit sends for one line, and its bytes.
+func encodeLine(command, target, text string) (ircmsg.Message, []byte, error) {
+	msg := ircmsg.MakeMessage(nil, "", command, target, text)
+	raw, err := msg.LineBytesStrict(true, 512)
+	return msg, raw, err
 }
 
 func (s *session) forget(p *pendingLine) {

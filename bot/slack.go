@@ -142,60 +142,74 @@ func (c SlackConfig) LogValue() slog.Value {
 		slog.String("app_token", redact(c.AppToken)), slog.String("bot_token", redact(c.BotToken)))
 }
 
-// Validate reports the first problem with the config, naming its key.
+// Validate reports every problem with the config, one per line (joined
+// with errors.Join), each starting with its key as slack.<key>; the
+// tokens, which are not YAML keys, as "slack: app token" and "slack: bot
+// token".
 func (c SlackConfig) Validate() error {
-	if c.AppToken == "" {
-		return errors.New("slack: app token: required (an xapp- token with connections:write, read from a file or the environment)")
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("slack.%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if !strings.HasPrefix(c.AppToken, "xapp-") {
-		return errors.New("slack: app token: must be an app-level token (xapp-…)")
+	badToken := func(which, problem string) {
+		errs = append(errs, fmt.Errorf("slack: %s token: %s", which, problem))
 	}
-	if c.BotToken == "" {
-		return errors.New("slack: bot token: required (an xoxb- token, read from a file or the environment)")
+	switch {
+	case c.AppToken == "":
+		badToken("app", "required (an xapp- token with connections:write, read from a file or the environment)")
+	case !strings.HasPrefix(c.AppToken, "xapp-"):
+		badToken("app", "must be an app-level token (xapp-…)")
+	case strings.ContainsAny(c.AppToken, " \t\r\n"):
+		badToken("app", "must not contain white space")
 	}
-	if !strings.HasPrefix(c.BotToken, "xoxb-") {
-		return errors.New("slack: bot token: must be a bot token (xoxb-…)")
-	}
-	if strings.ContainsAny(c.AppToken+c.BotToken, " \t\r\n") {
-		return errors.New("slack: tokens must not contain white space")
+	switch {
+	case c.BotToken == "":
+		badToken("bot", "required (an xoxb- token, read from a file or the environment)")
+	case !strings.HasPrefix(c.BotToken, "xoxb-"):
+		badToken("bot", "must be a bot token (xoxb-…)")
+	case strings.ContainsAny(c.BotToken, " \t\r\n"):
+		badToken("bot", "must not contain white space")
 	}
 	for _, ch := range c.Channels {
 		if !validSlackID(ch) || ch[0] != 'C' && ch[0] != 'G' {
-			return fmt.Errorf("slack: channels: %q is not a channel ID (C… or G…, as shown in the channel's details; not #name)", ch)
+			bad("channels", "%q is not a channel ID (C… or G…, as shown in the channel's details; not #name)", ch)
 		}
 	}
 	if c.MirrorChannel != "" && (!validSlackID(c.MirrorChannel) || c.MirrorChannel[0] != 'C' && c.MirrorChannel[0] != 'G') {
-		return fmt.Errorf("slack: mirror_channel: %q is not a channel ID (C… or G…)", c.MirrorChannel)
+		bad("mirror_channel", "%q is not a channel ID (C… or G…)", c.MirrorChannel)
 	}
 	if len(c.Channels) == 0 && c.MirrorChannel == "" {
-		return errors.New("slack: channels, mirror_channel: set at least one, or remove the slack section")
+		bad("channels, mirror_channel", "set at least one, or remove the slack section")
 	}
 	if c.SlashCommand != "" && (!strings.HasPrefix(c.SlashCommand, "/") || len(c.SlashCommand) < 2 ||
 		!validWord(c.SlashCommand, "")) {
-		return fmt.Errorf("slack: slash_command: %q must be /name", c.SlashCommand)
+		bad("slash_command", "%q must be /name", c.SlashCommand)
 	}
 	if c.APIURL != "" {
 		u, err := url.Parse(c.APIURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("slack: api_url: %q is not an http(s) URL", c.APIURL)
+			bad("api_url", "%q is not an http(s) URL", c.APIURL)
 		}
 	}
-	if c.ReconnectMin < 0 || c.ReconnectMax < 0 {
-		return errors.New("slack: reconnect_min, reconnect_max: must not be negative")
+	if c.ReconnectMin < 0 {
+		bad("reconnect_min", "must not be negative")
+	}
+	if c.ReconnectMax < 0 {
+		bad("reconnect_max", "must not be negative")
 	}
 	if c.ReconnectMin > 0 && c.ReconnectMax > 0 && c.ReconnectMin > c.ReconnectMax {
-		return fmt.Errorf("slack: reconnect_min: %v is more than reconnect_max %v", c.ReconnectMin, c.ReconnectMax)
+		bad("reconnect_min", "%v is more than reconnect_max %v", c.ReconnectMin, c.ReconnectMax)
 	}
 	if c.RequestTimeout != 0 && c.RequestTimeout < 100*time.Millisecond {
-		return fmt.Errorf("slack: request_timeout: %v is less than 100ms", c.RequestTimeout)
+		bad("request_timeout", "%v is less than 100ms", c.RequestTimeout)
 	}
 	if c.HandlerQueue < 0 {
-		return errors.New("slack: handler_queue: must not be negative")
+		bad("handler_queue", "must not be negative")
 	}
 	if c.MirrorQueue < 0 {
-		return errors.New("slack: mirror_queue: must not be negative")
+		bad("mirror_queue", "must not be negative")
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // withDefaults fills in the optional keys.

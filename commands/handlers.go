@@ -216,6 +216,15 @@ func (r *Router) change(c *call, req poolbot.Request,
 	return nil
 }
 
+// queueSAL queues a SAL line in the command's transaction; in dry-run
+// mode nothing goes to SAL.
+func (r *Router) queueSAL(tx *store.Tx, id poolbot.RequestID, line string) error {
+	if r.opts.DryRun {
+		return nil
+	}
+	return tx.QueueSAL(id, line)
+}
+
 // reasonArg cleans and checks a reason; required says whether it may be
 // empty.
 func (r *Router) reasonArg(name, rest string, required bool) (string, error) {
@@ -257,6 +266,10 @@ func (r *Router) cancel(c *call) error {
 			return fmt.Sprintf("%s cancelled: %s", cur.ID, cur.Summary()), ev, nil
 		}
 		cur.CancelRequested = true
+		if cur.Parked {
+			return fmt.Sprintf("%s: cancel requested; %s is parked at %s and ends now (deploys are not blocked by it)",
+				cur.ID, cur.Summary(), cur.State), ev, nil
+		}
 		return fmt.Sprintf("%s: cancel requested; %s stops before the next host", cur.ID, cur.Summary()), ev, nil
 	})
 }
@@ -279,11 +292,11 @@ func (r *Router) force(c *call) error {
 		if r.opts.ForceNeedsConfirm {
 			line := sal.Line(cur.ID, c.operator, "FORCE requested (skip calendar and scap gates) - "+cur.Summary()+": "+reason)
 			return fmt.Sprintf("%s FORCE requested by %s for %s: needs %sconfirm %d from another operator within %s",
-				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow), ev, tx.QueueSAL(cur.ID, line)
+				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow), ev, r.queueSAL(tx, cur.ID, line)
 		}
 		line := sal.Line(cur.ID, c.operator, "FORCE (calendar and scap gates skipped) - "+cur.Summary()+": "+reason)
 		return fmt.Sprintf("%s FORCED by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
-			cur.ID, c.operator, cur.Summary()), ev, tx.QueueSAL(cur.ID, line)
+			cur.ID, c.operator, cur.Summary()), ev, r.queueSAL(tx, cur.ID, line)
 	})
 }
 
@@ -325,7 +338,7 @@ func (r *Router) confirm(c *call) error {
 		line := sal.Line(cur.ID, cur.ForcedBy, "FORCE confirmed by "+c.operator+" - "+cur.Summary())
 		return fmt.Sprintf("%s FORCE confirmed by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
 				cur.ID, c.operator, cur.Summary()), &poolbot.Event{Kind: "confirm", Detail: "force by " + cur.ForcedBy},
-			tx.QueueSAL(cur.ID, line)
+			r.queueSAL(tx, cur.ID, line)
 	})
 }
 

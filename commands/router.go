@@ -81,6 +81,9 @@ type Options struct {
 	ForceNeedsConfirm bool
 	// ConfirmWindow is how long a !force waits for its !confirm.
 	ConfirmWindow time.Duration
+	// DryRun (procedure.dry_run): commands still record their decisions,
+	// but queue no SAL lines, like the procedure in that mode.
+	DryRun bool
 	// SALWritten is called after a command queued SAL lines (!force,
 	// !confirm), so the sender delivers them at once rather than at its
 	// next poll.

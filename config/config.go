@@ -18,7 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 
 	"poolbot/bot"
 	"poolbot/commands"
@@ -195,16 +196,17 @@ func (p *Problems) add(format string, args ...any) {
 	p.List = append(p.List, fmt.Sprintf(format, args...))
 }
 
-// addErr records an integration's validation error, which may join several
-// problems one per line, each naming its own key; context (e.g.
-// "services.apus") is put before each of them.
-func (p *Problems) addErr(context string, err error) {
+// addErr records a section's validation error, which may join several
+// problems one per line, each starting with its own key path relative to
+// parent ("restart.hosts: ..."); parent (e.g. "services.apus") is put
+// before each of them, making the path absolute.
+func (p *Problems) addErr(parent string, err error) {
 	for _, l := range strings.Split(err.Error(), "\n") {
 		if l = strings.TrimSpace(l); l == "" {
 			continue
 		}
-		if context != "" {
-			l = context + ": " + l
+		if parent != "" {
+			l = parent + "." + l
 		}
 		p.List = append(p.List, l)
 	}
@@ -221,24 +223,34 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes and validates data; name is used in messages.
+//
+// Problems are collected, not returned at the first: unknown keys, bad
+// durations and values of the wrong type are reported with their lines
+// and left out, the rest is decoded and validated, and a validation
+// problem whose key is in the file gets that key's line too. Only a file
+// that is not YAML at all, or a decoding error that cannot be placed,
+// stops before validation.
 func Parse(name string, data []byte) (*Config, error) {
 	probs := &Problems{File: name}
-	unknown, err := unknownKeys(data, reflect.TypeFor[Config]())
+	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		probs.add("%s", yaml.FormatError(err, false, true))
+		probs.add("%s", oneLine(err))
 		return nil, probs
 	}
-	if len(unknown) > 0 {
-		probs.List = append(probs.List, unknown...)
-		return nil, probs
+	lines := keyLines(file) // before entries are taken out
+	probs.List = append(probs.List, checkKeys(file, reflect.TypeFor[Config]())...)
+	var body ast.Node
+	if len(file.Docs) > 0 {
+		body = file.Docs[0].Body
 	}
-	cfg := &Config{Scap: scap.DefaultConfig(), Watch: watch.DefaultConfig()}
-	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict()); err != nil {
-		probs.add("%s", yaml.FormatError(err, false, true))
+	cfg := decodeAll(body, func() *Config { return &Config{Scap: scap.DefaultConfig(), Watch: watch.DefaultConfig()} }, probs)
+	if cfg == nil {
 		return nil, probs
 	}
 	cfg.applyDefaults()
+	n := len(probs.List)
 	cfg.validate(probs)
+	withLines(probs.List[n:], lines)
 	if len(probs.List) > 0 {
 		return nil, probs
 	}
@@ -277,7 +289,7 @@ func (c *Config) applyDefaults() {
 		c.Procedure.PerHostEstimate = 2 * time.Minute
 	}
 	if c.Procedure.ScapPoll == 0 {
-		c.Procedure.ScapPoll = time.Second
+		c.Procedure.ScapPoll = 250 * time.Millisecond
 	}
 	if c.Procedure.ResumeAfterCrash == "" {
 		c.Procedure.ResumeAfterCrash = "auto"
@@ -334,7 +346,7 @@ func (c *Config) validate(p *Problems) {
 			c.Chat.IRC.Password = pw
 		}
 		if err := c.Chat.IRC.Validate(); err != nil {
-			p.addErr("chat.irc", err)
+			p.addErr("chat", err)
 		}
 		if !c.Chat.IRCPassword.IsSet() && c.Chat.IRC.SASLAccount != "" {
 			p.add("chat.irc_sasl_password: chat.irc.sasl_account is set, so a file or env for its password is required")
@@ -403,8 +415,13 @@ func (c *Config) validate(p *Problems) {
 	if err := c.Conftool.Validate(); err != nil {
 		p.addErr("", err)
 	}
-	if c.Procedure.MaxWait < 0 || c.Procedure.PerHostEstimate < 0 || c.Procedure.ScapPoll < 0 {
-		p.add("procedure: durations must be positive")
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"max_wait", c.Procedure.MaxWait}, {"per_host_estimate", c.Procedure.PerHostEstimate}, {"scap_poll", c.Procedure.ScapPoll}} {
+		if d.d < 0 {
+			p.add("procedure.%s: must not be negative", d.key)
+		}
 	}
 	switch c.Procedure.ResumeAfterCrash {
 	case "auto", "ask":
@@ -494,7 +511,16 @@ func (c *Config) validateSlack(p *Problems) {
 		*s.dst, *s.checked = v, v
 	}
 	if err := check.Validate(); err != nil {
-		p.addErr("chat.slack", err)
+		// The tokens are not keys of chat.slack but chat.slack_*_token.
+		for _, l := range strings.Split(err.Error(), "\n") {
+			if rest, ok := strings.CutPrefix(l, "slack: app token: "); ok {
+				p.add("chat.slack_app_token (%s): %s", c.Chat.SlackAppToken, rest)
+			} else if rest, ok := strings.CutPrefix(l, "slack: bot token: "); ok {
+				p.add("chat.slack_bot_token (%s): %s", c.Chat.SlackBotToken, rest)
+			} else {
+				p.addErr("chat", errors.New(l))
+			}
+		}
 	}
 	if c.Chat.IRC == nil && c.SAL.Sink == "channel" {
 		p.add("sal.sink: channel writes SAL on IRC, but there is no chat.irc; with only Slack, use sal.sink: tcpircbot (the Slack mirror is a copy, not the log)")

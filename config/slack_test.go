@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -26,7 +27,8 @@ func TestSlackProblemsReported(t *testing.T) {
 	dir := t.TempDir()
 	data := string(exampleIn(t, dir))
 	// A bot token where the app token belongs, a channel name for an ID,
-	// and a missing token file: all reported, each naming its key.
+	// and a missing token file: all reported at once, each naming its key
+	// and line.
 	if err := os.WriteFile(filepath.Join(dir, "slack-app-token"), []byte("xoxb-wrong-kind\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -39,14 +41,18 @@ func TestSlackProblemsReported(t *testing.T) {
 	}
 	got := strings.Join(p.List, "\n")
 	for _, want := range []string{
-		"chat.slack_bot_token (file:" + dir + "/missing-token): read secret file",
-		"chat.slack: slack: app token: must be an app-level token",
+		": chat.slack_bot_token (file:" + dir + "/missing-token): read secret file",
+		": chat.slack_app_token (file:" + dir + "/slack-app-token): must be an app-level token",
+		`: chat.slack.channels: "#wikimedia-operations" is not a channel ID`,
 	} {
-		if !strings.Contains(got, want) {
+		if !regexp.MustCompile(`(^|\n)line \d+` + regexp.QuoteMeta(want)).MatchString(got) {
 			t.Errorf("problems %q: missing %q", p.List, want)
 		}
 	}
-	// The channel problem surfaces once the tokens are right.
+	if len(p.List) != 3 {
+		t.Errorf("problems %q, want 3", p.List)
+	}
+	// With the tokens right, the channel problem is the only one left.
 	if err := os.WriteFile(filepath.Join(dir, "slack-app-token"), []byte("xapp-1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +60,7 @@ func TestSlackProblemsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Parse("bad.yaml", []byte(data))
-	if err == nil || !strings.Contains(err.Error(), `chat.slack: slack: channels: "#wikimedia-operations" is not a channel ID`) {
+	if err == nil || !regexp.MustCompile(`1 configuration problem\(s\):\n  line \d+: chat.slack.channels: "#wikimedia-operations" is not a channel ID`).MatchString(err.Error()) {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -210,3 +210,92 @@ func hasSAL(lines []string, sub string) bool {
 	}
 	return false
 }
+
+// poolbot is killed with SIGKILL in each stored state before the restarts
+// begin: waiting (scap runs), blocking-deploys (a forced request waits
+// for a running scap command's lock) and switching (conftool hangs). A
+// new poolbot finishes each request with one START, no SAL line repeated
+// or lost, every host restarted once, and the deploy block released.
+func TestKill9BeforeRestartsResumes(t *testing.T) {
+	w := newCrashWorld(t)
+	// One operator at the console: !force needs no second one here.
+	w.cfg = w.Config(t, `  command_prefix: "!"`, "force: {require_confirm: false}\n")
+	cases := []struct {
+		state poolbot.State
+		say   []string
+		// hold makes poolbot stop in state; the returned function lets it go.
+		hold func(t *testing.T) (release func())
+	}{
+		{poolbot.StateWaiting, []string{"!depool apus codfw T2001 crash while waiting"},
+			func(t *testing.T) func() { return lab.HoldLock(t, w.GlobalLock(), "shared") }},
+		{poolbot.StateBlockingDeploys, []string{"!restart apus T2002 crash while taking the block", "!force 2 registry broken"},
+			func(t *testing.T) func() { return lab.HoldLock(t, w.GlobalLock(), "shared") }},
+		{poolbot.StateSwitching, []string{"!pool apus codfw T2003 crash while switching"},
+			func(t *testing.T) func() { return w.Etcd.Freeze(t) }},
+	}
+	for i, c := range cases {
+		id := poolbot.RequestID(i + 1) // the cases share one store, in order
+		t.Run("kill at "+string(c.state), func(t *testing.T) {
+			w.t = t
+			before := len(w.Systemctl.Restarts())
+			release := c.hold(t)
+			p := w.start()
+			for _, line := range c.say {
+				fmt.Fprintln(p.stdin, line)
+			}
+			w.waitFor(fmt.Sprintf("%s in %s", id, c.state), func() bool {
+				st, err := store.Open(context.Background(), w.dbPath, nil)
+				if err != nil {
+					return false
+				}
+				defer st.Close()
+				r, err := st.Request(context.Background(), id)
+				return err == nil && r.State == c.state
+			})
+			p.kill9()
+			if got := lab.ProbeLock(t, w.GlobalLock()); strings.Contains(got, "exclusive") {
+				t.Fatalf("global lock after kill -9: %s", got)
+			}
+			release()
+
+			p2 := w.start()
+			w.waitFor("request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
+			p2.stop(t)
+			r, sal, _ := w.request(id)
+			if r.State != poolbot.StateDone {
+				t.Fatalf("ended %s: %s\n%s", r.State, r.Error, p2.out.String())
+			}
+			counts := map[string]int{}
+			for _, h := range w.Systemctl.Restarts()[before:] {
+				counts[h]++
+			}
+			for _, h := range w.Hosts {
+				if counts[h] != 1 {
+					t.Errorf("%s restarted %d times, want 1 (%v)", h, counts[h], w.Systemctl.Restarts()[before:])
+				}
+			}
+			seen, starts := map[string]bool{}, 0
+			for _, l := range sal {
+				if seen[l] {
+					t.Errorf("SAL line repeated: %q", l)
+				}
+				seen[l] = true
+				if strings.Contains(l, "START - ") {
+					starts++
+				}
+			}
+			if starts != 1 || !hasSAL(sal, "END (PASS)") || !hasSAL(sal, "(3/3)") {
+				t.Errorf("SAL (%d START lines):\n%s", starts, strings.Join(sal, "\n"))
+			}
+			if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
+				t.Fatalf("global lock after the end: %s", got)
+			}
+			st, _ := store.Open(context.Background(), w.dbPath, nil)
+			n, _ := st.SALBacklog(context.Background())
+			st.Close()
+			if n != 0 {
+				t.Fatalf("%d SAL lines undelivered", n)
+			}
+		})
+	}
+}

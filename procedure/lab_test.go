@@ -181,6 +181,7 @@ func newLab(t *testing.T, nHosts int, cfg Config, opts ...labOption) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = l.engine.Close() })
 	l.start()
 	return l
 }

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot"
+	"poolbot/integrations/calendar"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
 	"poolbot/sal"
@@ -60,10 +62,15 @@ type Engine struct {
 	wake map[string]chan struct{} // per service, buffered 1
 
 	mu sync.Mutex
-	// noticed is the blocker signature last announced per request.
-	noticed map[poolbot.RequestID]string
+	// noticed is the blocker signature last announced per request (and
+	// the last "still cannot take the deploy block" text), keyed by
+	// service so that entries of finished requests can be dropped.
+	noticed map[string]map[poolbot.RequestID]string
 	// scapWaiters are the services whose head request waits on scap.
 	scapWaiters map[string]bool
+	// slips counts, per request, the deploy block attempts in a row that
+	// a scap run beat (see slipBackoff).
+	slips map[poolbot.RequestID]int
 }
 
 // New returns an Engine for services.
@@ -81,7 +88,10 @@ func New(cfg Config, deps Deps, services []*Service) (*Engine, error) {
 		deps.Metrics = noMetrics{}
 	}
 	if cfg.ScapPoll <= 0 {
-		cfg.ScapPoll = time.Second
+		// A released scap lock is seen within this period: well under
+		// the second the procedure aims for between the last gate
+		// opening and its first action.
+		cfg.ScapPoll = 250 * time.Millisecond
 	}
 	if cfg.PerHostEstimate <= 0 {
 		cfg.PerHostEstimate = 2 * time.Minute
@@ -96,10 +106,12 @@ func New(cfg Config, deps Deps, services []*Service) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, deps: deps, clock: deps.Clock, log: deps.Log, sched: sched,
 		services: map[string]*Service{}, wake: map[string]chan struct{}{},
-		noticed: map[poolbot.RequestID]string{}, scapWaiters: map[string]bool{}}
+		noticed: map[string]map[poolbot.RequestID]string{}, scapWaiters: map[string]bool{},
+		slips: map[poolbot.RequestID]int{}}
 	for _, s := range services {
 		e.services[s.Name] = s
 		e.wake[s.Name] = make(chan struct{}, 1)
+		e.noticed[s.Name] = map[poolbot.RequestID]string{}
 	}
 	return e, nil
 }
@@ -129,13 +141,16 @@ func (e *Engine) NotifyAll() {
 func (e *Engine) Run(ctx context.Context) error {
 	// While some request waits on scap, probe it every ScapPoll and wake
 	// that service when scap is clear.
+	e.sched.RemoveByTags("scap-poll")
 	if _, err := e.sched.NewJob(gocron.DurationJob(e.cfg.ScapPoll),
-		gocron.NewTask(e.pollScap, ctx), gocron.WithName("scap-poll"),
+		gocron.NewTask(e.pollScap, ctx), gocron.WithName("scap-poll"), gocron.WithTags("scap-poll"),
 		gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
 		return fmt.Errorf("procedure: scap poll job: %w", err)
 	}
 	e.sched.Start()
-	defer func() { _ = e.sched.Shutdown() }()
+	// Stopped, not shut down: the one-time wake-ups stay scheduled, and a
+	// later Run (tests that stop and start poolbot) starts them again.
+	defer func() { _ = e.sched.StopJobs() }()
 
 	if err := e.recoverInterrupted(ctx); err != nil {
 		return err
@@ -148,6 +163,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Wait()
 	return nil
 }
+
+// Close releases the scheduler. The engine cannot run again after it.
+func (e *Engine) Close() error { return e.sched.Shutdown() }
 
 // worker advances the service's queue whenever it is woken.
 func (e *Engine) worker(ctx context.Context, svc *Service) {
@@ -173,6 +191,7 @@ func (e *Engine) advance(ctx context.Context, svc *Service) {
 			return
 		}
 		queue = e.expire(ctx, queue)
+		e.forgetNotices(svc.Name, queue)
 		if len(queue) == 0 {
 			e.setScapWaiter(svc.Name, false)
 			e.deps.Metrics.Gates(svc.Name, nil, time.Time{})
@@ -181,6 +200,12 @@ func (e *Engine) advance(ctx context.Context, svc *Service) {
 		head := queue[0]
 		if head.Parked || head.State.Running() {
 			e.deps.Metrics.Gates(svc.Name, nil, time.Time{})
+		}
+		if head.Parked && head.CancelRequested {
+			// Parked after a crash: poolbot holds no deploy block, so the
+			// cancel ends the request here and now.
+			e.endParked(ctx, head)
+			continue
 		}
 		if head.Parked {
 			return // waits for !resume or !cancel
@@ -269,12 +294,7 @@ func (e *Engine) wait(ctx context.Context, svc *Service, r poolbot.Request, v ve
 			e.log.Error("recording wait", "request", r.ID, "err", err)
 		}
 	}
-	sig := v.signature()
-	e.mu.Lock()
-	changed := e.noticed[r.ID] != sig
-	e.noticed[r.ID] = sig
-	e.mu.Unlock()
-	if changed {
+	if e.noteChanged(r, v.signature()) {
 		e.announce(ctx, fmt.Sprintf("%s %s (%s) waiting: %s", r.ID, r.Summary(), r.Operator, summary))
 	}
 	if !v.nextCheck.IsZero() {
@@ -299,9 +319,14 @@ func (e *Engine) proceed(ctx context.Context, r poolbot.Request) bool {
 		return false
 	}
 	e.mu.Lock()
-	delete(e.noticed, r.ID)
+	retry := e.slips[r.ID] > 0
+	if !retry {
+		delete(e.noticed[r.Service], r.ID)
+	}
 	e.mu.Unlock()
-	e.announce(ctx, fmt.Sprintf("%s %s (%s) proceeding: %s", r.ID, r.Summary(), r.Operator, how))
+	if !retry { // a retry after a scap run beat the block was announced already
+		e.announce(ctx, fmt.Sprintf("%s %s (%s) proceeding: %s", r.ID, r.Summary(), r.Operator, how))
+	}
 	return true
 }
 
@@ -333,11 +358,22 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 
 	// 2. Switch the discovery record.
 	if r.State == poolbot.StateSwitching {
+		if r.CancelRequested {
+			// Cancelled while the block was being taken: nothing changed
+			// yet, so end here rather than leave a switched record
+			// without its restarts (the incident's state).
+			end(poolbot.StateCancelled, "CANCELLED", fmt.Sprintf("cancelled by %s before the conftool change; %s",
+				r.CancelledBy, e.describePooled(ctx, r)))
+			return
+		}
 		if ctx.Err() != nil {
 			e.releaseOnly(ctx, r, release)
 			return
 		}
-		if err := e.switchPooled(ctx, r); err != nil {
+		// Like a host step, a conftool write once begun is finished even
+		// if poolbot is asked to stop: a shutdown must not turn it into a
+		// failed request (the backends bound it with their own timeouts).
+		if err := e.switchPooled(context.WithoutCancel(ctx), r); err != nil {
 			end(poolbot.StateFailed, "FAIL", "conftool: "+err.Error())
 			return
 		}
@@ -386,16 +422,38 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 		var held *scap.HeldError
 		heldErr := errors.Is(err, scap.ErrLockHeld) || errors.As(err, &held)
 		switch {
+		case heldErr && r.State == poolbot.StateBlockingDeploys && e.forceEffective(r):
+			// !force skips the scap gate but cannot break a lock held by a
+			// running scap process: take it the moment that run ends,
+			// without going back through the gates (which a forced request
+			// would pass at once, round and round).
+			cur, rerr := e.deps.Store.Request(ctx, r.ID)
+			if rerr == nil && cur.CancelRequested {
+				e.cancelBeforeStart(ctx, cur)
+				return nil, false
+			}
+			e.setScapWaiter(svc.Name, true)
+			sayOnce(fmt.Sprintf("%s %s is FORCED but cannot break a running scap command's lock; it takes the deploy block as soon as that ends: %v",
+				r.ID, r.Summary(), err))
+			if !e.sleep(ctx, svc.Name, e.cfg.ScapPoll) {
+				return nil, false
+			}
+			continue
 		case heldErr && r.State == poolbot.StateBlockingDeploys:
 			// A scap run slipped in between the gate check and the lock:
-			// back to waiting, nothing was done.
+			// back to waiting, nothing was done. The gates normally see
+			// that run at once; where they cannot (no lock probe on this
+			// host, a lock command backend), the next attempts back off so
+			// that a long scap run does not make a flood of attempts.
 			why := "a scap run started first (" + err.Error() + ")"
 			if terr := e.transition(ctx, r, r.State, poolbot.StateWaiting,
 				func(n *poolbot.Request) { n.Step = why }, "waiting", why); terr != nil {
 				e.log.Error("back to waiting", "request", r.ID, "err", terr)
 			}
-			e.announce(ctx, fmt.Sprintf("%s %s back to waiting: %s", r.ID, r.Summary(), why))
-			e.setScapWaiter(svc.Name, true)
+			if e.noteChanged(r, "slipped-in: "+why) {
+				e.announce(ctx, fmt.Sprintf("%s %s back to waiting: %s", r.ID, r.Summary(), why))
+			}
+			e.sleep(ctx, svc.Name, e.slipBackoff(r))
 			return nil, false
 		case heldErr:
 			// Resuming mid-operation (conftool may already be changed):
@@ -426,6 +484,10 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 		}
 	}
 
+	e.setScapWaiter(svc.Name, false)
+	e.mu.Lock()
+	delete(e.slips, r.ID)
+	e.mu.Unlock()
 	// Record the block; a fresh request moves on and logs its START.
 	next := r.State
 	var lines []string
@@ -489,6 +551,9 @@ func (e *Engine) switchPooled(ctx context.Context, r poolbot.Request) error {
 func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Request) (poolbot.State, string, string) {
 	steps, err := e.hostSteps(ctx, svc, r)
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", "", "" // shutting down before the first host
+		}
 		return poolbot.StateFailed, "FAIL", "storing the restart plan: " + err.Error()
 	}
 	n := len(steps)
@@ -498,16 +563,23 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			done = append(done, s.Host)
 		}
 	}
+	left := func(from int) []string {
+		var hs []string
+		for _, t := range steps[from:] {
+			hs = append(hs, t.Host)
+		}
+		return hs
+	}
 	for i, s := range steps {
 		if s.State == poolbot.HostDone {
 			continue
 		}
-		left := func(from int) []string {
-			var hs []string
-			for _, t := range steps[from:] {
-				hs = append(hs, t.Host)
-			}
-			return hs
+		if s.State == poolbot.HostFailed {
+			// A host failed and poolbot stopped before it recorded the
+			// end (a crash, or the deploy block release hung): the failure
+			// stands. Only an operator's !resume retries the host.
+			return poolbot.StateFailed, "FAIL", fmt.Sprintf("host %d/%d %s: %s; done: %s; not touched: %s",
+				s.Position, n, s.Host, s.Detail, hostList(done), hostList(left(i+1)))
 		}
 		cur, err := e.deps.Store.Request(ctx, r.ID)
 		if err != nil {
@@ -527,6 +599,9 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
 			return tx.UpdateHostStep(r.ID, s.Position, poolbot.HostRestarting, "")
 		}); err != nil {
+			if ctx.Err() != nil {
+				return "", "", "" // the host was not touched
+			}
 			return poolbot.StateFailed, "FAIL", "storing host step: " + err.Error()
 		}
 		// A host in progress is finished even if poolbot is asked to stop:
@@ -615,10 +690,16 @@ func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Req
 		}
 		checks = append(checks, c)
 	}
+	detail := strings.Join(checks, "; ")
 	if len(checks) == 0 {
-		return "no registry instances to check", nil
+		detail = "no registry instances to check"
 	}
-	return strings.Join(checks, "; "), nil
+	if e.cfg.DryRun {
+		// Marked so that the time estimate does not learn from a host
+		// that was not restarted.
+		detail = "DRY-RUN (not restarted): " + detail
+	}
+	return detail, nil
 }
 
 // finish releases the deploy block and records the end of a request with
@@ -651,6 +732,104 @@ func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.
 	}
 	e.announce(ctx, fmt.Sprintf("%s: %s %s %s: %s", r.Operator, r.ID, r.Summary(), strings.ToUpper(string(state)), detail))
 	e.stopWindowWatch(r.ID)
+	e.mu.Lock()
+	delete(e.noticed[r.Service], r.ID)
+	e.mu.Unlock()
+}
+
+// endParked ends a request that was parked after a crash and then
+// cancelled. poolbot holds no deploy block for it; what was already done
+// (a conftool change, some hosts) is named in the END line so that the
+// operator knows what is left to do by hand.
+func (e *Engine) endParked(ctx context.Context, r poolbot.Request) {
+	started := r.StartedAt
+	if started.IsZero() {
+		started = r.CreatedAt
+	}
+	detail := fmt.Sprintf("cancelled by %s while parked at %s", r.CancelledBy, r.State)
+	if steps, err := e.deps.Store.HostSteps(ctx, r.ID); err == nil && len(steps) > 0 {
+		var done, left []string
+		for _, s := range steps {
+			if s.State == poolbot.HostDone {
+				done = append(done, s.Host)
+			} else {
+				left = append(left, s.Host)
+			}
+		}
+		detail += fmt.Sprintf("; done: %s; not touched: %s", hostList(done), hostList(left))
+	}
+	if _, switches := r.Action.Pooled(); switches {
+		detail += "; " + e.describePooled(ctx, r)
+	}
+	end := fmt.Sprintf("END (CANCELLED) - %s: %s (duration: %s)", r.Summary(), detail, poolbot.FormatDuration(e.clock.Now().Sub(started)))
+	err := e.transitionSAL(ctx, r, r.State, poolbot.StateCancelled, func(n *poolbot.Request) {
+		n.Step, n.Parked, n.Error = "", false, detail
+	}, "end", "CANCELLED: "+detail, end)
+	if err != nil {
+		e.log.Error("ending parked request", "request", r.ID, "err", err)
+		return
+	}
+	e.announce(ctx, fmt.Sprintf("%s: %s %s CANCELLED: %s", r.Operator, r.ID, r.Summary(), detail))
+}
+
+// cancelBeforeStart ends a request cancelled while it was still trying
+// to take the deploy block: nothing was done and no START was logged.
+func (e *Engine) cancelBeforeStart(ctx context.Context, r poolbot.Request) {
+	detail := fmt.Sprintf("cancelled by %s before it started", r.CancelledBy)
+	err := e.transition(ctx, r, r.State, poolbot.StateCancelled, func(n *poolbot.Request) {
+		n.Step, n.Error = "", detail
+	}, "cancel", detail)
+	if err != nil {
+		e.log.Error("cancelling request", "request", r.ID, "err", err)
+		return
+	}
+	e.announce(ctx, fmt.Sprintf("%s: %s %s CANCELLED: %s", r.Operator, r.ID, r.Summary(), detail))
+}
+
+// describePooled reads the request's discovery record for an END line:
+// "apus/codfw pooled=true now".
+func (e *Engine) describePooled(ctx context.Context, r poolbot.Request) string {
+	st, err := e.deps.Conftool.Get(context.WithoutCancel(ctx), r.Service, r.Datacenter)
+	if err != nil {
+		return fmt.Sprintf("%s/%s pooled state unreadable (%v): check it by hand", r.Service, r.Datacenter, err)
+	}
+	return fmt.Sprintf("%s/%s pooled=%t now", r.Service, r.Datacenter, st.Pooled)
+}
+
+// slipBackoff is how long to wait before request r tries the deploy
+// block again after a scap run beat it: ScapPoll, doubling with each
+// attempt in a row, at most 30 s. A wake-up (a "Finished scap" line, a
+// cancel) cuts it short.
+func (e *Engine) slipBackoff(r poolbot.Request) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := e.slips[r.ID]
+	e.slips[r.ID] = n + 1
+	d := e.cfg.ScapPoll << min(n, 10)
+	return min(d, 30*time.Second)
+}
+
+// noteChanged records sig as the last blocker signature announced for r
+// and reports whether it differs from the previous one.
+func (e *Engine) noteChanged(r poolbot.Request, sig string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	changed := e.noticed[r.Service][r.ID] != sig
+	e.noticed[r.Service][r.ID] = sig
+	return changed
+}
+
+// forgetNotices drops what was announced for requests of service that are
+// no longer in its queue (cancelled or expired while waiting).
+func (e *Engine) forgetNotices(service string, queue []poolbot.Request) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id := range e.noticed[service] {
+		if !slices.ContainsFunc(queue, func(r poolbot.Request) bool { return r.ID == id }) {
+			delete(e.noticed[service], id)
+			delete(e.slips, id)
+		}
+	}
 }
 
 // releaseOnly releases the deploy block without ending the request
@@ -820,34 +999,51 @@ func (e *Engine) pollScap(ctx context.Context) {
 	}
 }
 
-// watchWindowsWhileBlocked schedules a notice to the deployers of the
-// next window if it starts while poolbot still holds the deploy block.
+// windowNoticeHorizon bounds how far ahead notices to deployers are
+// scheduled when the deploy block is taken. An operation that runs longer
+// than this is far outside any estimate, and the calendar will have been
+// refetched long before.
+const windowNoticeHorizon = 12 * time.Hour
+
+// watchWindowsWhileBlocked tells the deployers of every deployment window
+// that starts while poolbot holds the deploy block that their window is
+// held up: at once for a window already active (a forced or resumed
+// request), and by a one-time job at the start of each later one. The
+// jobs are removed when the block is released.
 func (e *Engine) watchWindowsWhileBlocked(ctx context.Context, svc *Service, r poolbot.Request) {
 	if e.deps.Calendar == nil {
 		return
 	}
 	sched, _, err := e.deps.Calendar.Schedule()
 	if err != nil {
+		e.log.Warn("calendar unreadable while taking the deploy block: deployers of windows that start meanwhile are not told",
+			"request", int64(r.ID), "err", err)
 		return
 	}
+	tell := func(w calendar.Window, at time.Time, verb string) {
+		who := strings.Join(w.Deployers, ", ")
+		if who == "" {
+			who = "deployers"
+		}
+		e.announce(ctx, fmt.Sprintf("%s: %s %s, but poolbot holds the scap lock for %s %s (%s); deploys resume when it ends",
+			who, describeWindow(w, at), verb, r.ID, r.Summary(), r.Operator))
+	}
 	now := e.clock.Now()
-	w, ok := sched.Next(now)
-	if !ok {
-		return
+	for _, w := range sched.Active(now) {
+		tell(w, now, "is on now")
 	}
 	tag := fmt.Sprintf("window-notice-%d", r.ID)
 	e.sched.RemoveByTags(tag)
-	_, err = e.sched.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartDateTime(w.Start)),
-		gocron.NewTask(func() {
-			who := strings.Join(w.Deployers, ", ")
-			if who == "" {
-				who = "deployers"
-			}
-			e.announce(ctx, fmt.Sprintf("%s: %s starts now, but poolbot holds the scap lock for %s %s (%s); deploys resume when it ends",
-				who, describeWindow(w, w.Start), r.ID, r.Summary(), r.Operator))
-		}), gocron.WithName(tag), gocron.WithTags(tag))
-	if err != nil {
-		e.log.Error("scheduling window notice", "request", r.ID, "err", err)
+	for _, w := range sched.Windows {
+		if !w.Start.After(now) || w.Start.After(now.Add(windowNoticeHorizon)) {
+			continue
+		}
+		_, err = e.sched.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartDateTime(w.Start)),
+			gocron.NewTask(func() { tell(w, w.Start, "starts now") }),
+			gocron.WithName(tag), gocron.WithTags(tag))
+		if err != nil {
+			e.log.Error("scheduling window notice", "request", r.ID, "err", err)
+		}
 	}
 }
 

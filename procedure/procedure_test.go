@@ -293,9 +293,15 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 		l.engine.Notify("apus")
 	}
 	setForce("")
-	time.Sleep(200 * time.Millisecond)
-	if r := l.request(id); r.State != poolbot.StateWaiting || !strings.Contains(r.Step, "awaits !confirm") {
-		t.Fatalf("unconfirmed force: %s %q", r.State, r.Step)
+	// Until confirmed it keeps waiting, and says for what.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := l.request(id)
+		if r.State == poolbot.StateWaiting && strings.Contains(r.Step, "awaits !confirm") {
+			break
+		}
+		if r.State != poolbot.StateWaiting || time.Now().After(deadline) {
+			t.Fatalf("unconfirmed force: %s %q", r.State, r.Step)
+		}
 	}
 	setForce("bob")
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {

@@ -131,6 +131,9 @@ func (e *Engine) Resume(ctx context.Context, id poolbot.RequestID, operator stri
 		service = r.Service
 		from := r.State
 		switch {
+		case r.CancelRequested && !r.State.Terminal():
+			reply = fmt.Sprintf("%s: cancel requested by %s; it is ending, not resuming", r.ID, r.CancelledBy)
+			return nil
 		case r.Parked:
 			r.Parked, r.Step = false, ""
 			reply = fmt.Sprintf("%s resuming %s at %s", r.ID, r.Summary(), r.State)

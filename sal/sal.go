@@ -19,8 +19,8 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/ergochat/irc-go/ircutils"
 	"github.com/jonboulle/clockwork"
 
 	"poolbot/bot"
@@ -33,15 +33,28 @@ type Sink interface {
 }
 
 // ChannelSink says "!log <message>" in the SAL channel through a chat
-// adapter; stashbot attributes it to the bot's nick.
+// adapter; stashbot attributes it to the bot's nick. The adapter would
+// split a long line, and stashbot would log only the first piece (the
+// rest lacks "!log "), so a line longer than the adapter's LineBudget is
+// shortened to fit, ending in "…", as TCPIRCBotSink does.
 type ChannelSink struct {
 	Chat    bot.Sayer
 	Channel string
 }
 
+// lineBudgeter is a chat adapter that splits long lines (bot.IRC): it
+// tells how many bytes fit on one.
+type lineBudgeter interface {
+	LineBudget(target string) int
+}
+
 // Send implements Sink.
 func (c ChannelSink) Send(ctx context.Context, message string) error {
-	if err := c.Chat.Say(ctx, c.Channel, "!log "+message); err != nil {
+	line := "!log " + message
+	if b, ok := c.Chat.(lineBudgeter); ok {
+		line = fitLine(line, b.LineBudget(c.Channel))
+	}
+	if err := c.Chat.Say(ctx, c.Channel, line); err != nil {
 		return fmt.Errorf("sal: say in %s: %w", c.Channel, err)
 	}
 	return nil
@@ -63,9 +76,8 @@ const tcpircbotChunk = 460
 
 // Send implements Sink.
 func (t TCPIRCBotSink) Send(ctx context.Context, message string) error {
-	// SanitizeText turns CR/LF/NUL into spaces and truncates on a UTF-8
-	// boundary: the relay must get exactly one line.
-	line := ircutils.SanitizeText("!log "+t.Attribution+" "+message, tcpircbotChunk)
+	// The relay must get exactly one line, and one chunk.
+	line := fitLine("!log "+t.Attribution+" "+message, tcpircbotChunk)
 	timeout := t.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -89,6 +101,30 @@ func (t TCPIRCBotSink) Send(ctx context.Context, message string) error {
 		return fmt.Errorf("sal: tcpircbot %s: close: %w", t.Addr, err)
 	}
 	return nil
+}
+
+// ellipsis ends a line that fitLine shortened.
+const ellipsis = "…"
+
+// fitLine makes line one IRC line of at most maxBytes bytes: sanitised
+// like every chat line (bot.Sanitize: CR, LF, NUL and other controls
+// become spaces, formatting goes, invalid UTF-8 becomes U+FFFD), trailing
+// spaces dropped, and if still too long cut at a rune boundary and ended
+// with an ellipsis, so the SAL shows that something is missing.
+func fitLine(line string, maxBytes int) string {
+	line = strings.TrimRight(bot.Sanitize(line), " ")
+	if len(line) <= maxBytes {
+		return line
+	}
+	mark := ellipsis
+	if maxBytes < 2*len(ellipsis) {
+		mark = ""
+	}
+	cut := max(maxBytes-len(mark), 0)
+	for cut > 0 && !utf8.RuneStart(line[cut]) {
+		cut--
+	}
+	return strings.TrimRight(line[:cut], " ") + mark
 }
 
 // Outbox is the part of the store the Sender needs.

@@ -118,12 +118,21 @@ func (s *Store) Path() string { return s.path }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Ping checks that the database answers and can take a write lock: what
-// /healthz calls "writable".
+// Ping checks that the database is writable, what /healthz calls
+// "writable": in one immediate transaction it upserts the single row of the
+// heartbeat table with the current time and commits. A real row in the
+// database file, not a TEMP table: a read-only file or directory, a full
+// disk or a failing WAL makes Ping fail, not just a lock that cannot be
+// taken.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.Tx(ctx, func(tx *Tx) error {
-		_, err := tx.tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS ping (x); DELETE FROM ping`)
-		return err
+		_, err := tx.tx.ExecContext(ctx,
+			`INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
+			formatTime(tx.now))
+		if err != nil {
+			return fmt.Errorf("store: heartbeat write: %w", err)
+		}
+		return nil
 	})
 }
 

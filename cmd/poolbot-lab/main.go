@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&o.dir, "dir", "", "directory for the lab's files (default: a new temporary one, removed at exit)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, database, transcript)")
 	fs.BoolVar(&o.scenario, "scenario", false, "play the stories unattended, print the transcript, exit 0 if all passed")
-	fs.DurationVar(&o.windowIn, "window-in", 0, "the deployment window starts this long after start-up (default 2m, scenario 1s)")
+	fs.DurationVar(&o.windowIn, "window-in", 0, "the deployment window starts this long after start-up, with -scenario after story 1 starts (default 2m, scenario 1s)")
 	fs.DurationVar(&o.windowLen, "window-len", 0, "and lasts this long (default 5m, scenario 20s)")
 	fs.DurationVar(&o.scapHold, "scap-hold", 6*time.Second, "scenario: how long the scap run holds the lock")
 	fs.DurationVar(&o.pace, "pace", 0, "pause between hosts (default 5s, scenario 1s)")
@@ -154,6 +154,13 @@ func runLab(ctx context.Context, o options, stdin io.Reader, out io.Writer) (err
 		{Name: "UTC late backport window", Start: now.Add(26 * time.Hour), End: now.Add(27 * time.Hour), Deployers: []string{"bob"}},
 		{Name: "MediaWiki train - Utc-0+Utc-7 Version", Start: now.Add(7*24*time.Hour + 2*time.Hour), End: now.Add(7*24*time.Hour + 4*time.Hour), Deployers: []string{"alice"}},
 	})
+	if o.scenario {
+		// Story 1 places the window when it starts (wiki.pin), so the time
+		// start-up takes does not matter; until then it floats ahead of
+		// each calendar read, and poolbot re-reads the calendar every few
+		// seconds. Long enough to outlast poolbot's 1m refresh as well.
+		w.wiki.floatFirst(3*time.Second, max(o.windowLen, 70*time.Second))
+	}
 	if err := w.writeConfig(timing{pace: o.pace.String(), perHost: o.perHost.String(), margin: o.margin.String()}); err != nil {
 		return err
 	}
@@ -200,11 +207,15 @@ func runLab(ctx context.Context, o options, stdin io.Reader, out io.Writer) (err
 
 func printWelcome(out io.Writer, w *world, win labWindow, o options) {
 	last := w.hosts[len(w.hosts)-1]
+	when := win.Start.Format("15:04:05") + "–" + win.End.Format("15:04:05") + " UTC"
+	if o.scenario {
+		when = fmt.Sprintf("starts %s after story 1 does and lasts %s", o.windowIn, o.windowLen)
+	}
 	fmt.Fprintf(out, `
   IRC          %s (plain) or %s (TLS, CA %s), channel %s
                operators: alice / %s and bob / %s (NickServ accounts; SASL PLAIN or /msg NickServ IDENTIFY)
                e.g. irssi -c 127.0.0.1 -p %s -n carol, then /join %s  (anyone may !status, !windows, !check)
-  calendar     %q %s–%s UTC (deployer bob), served at %s
+  calendar     %q %s (deployer bob), served at %s
   registries   %s..%s, API port %d, debug port %d (curl http://%s:%d/debug/health)
   etcd         %s (curl %s/v2/keys/conftool/v1/discovery/apus/codfw)
   scap locks   %s
@@ -212,7 +223,7 @@ func printWelcome(out io.Writer, w *world, win labWindow, o options) {
                /metrics and /healthz on http://%s
 `, w.irc.Addr(), w.irc.TLSAddr(), w.irc.CAFile(), labChannel,
 		labAccounts[0].Password, labAccounts[1].Password, strings.TrimPrefix(w.irc.Addr(), "127.0.0.1:"), labChannel,
-		win.Name, win.Start.Format("15:04:05"), win.End.Format("15:04:05"), w.wiki.APIURL(),
+		win.Name, when, w.wiki.APIURL(),
 		w.hosts[0], last, w.port, w.debug, w.hosts[0], w.debug,
 		w.etcd.ClientURL, w.etcd.ClientURL, w.lockDir, w.configPath, w.logPath, w.httpAddr)
 	if !o.scenario {

@@ -60,6 +60,9 @@ func stories(o options, hosts []string) []story {
 	step := 60 * time.Second // generous: a CI machine is slow and shared
 	return []story{
 		{"1. a depool blocked by a deployment window, then proceeding when it ends", func(ctx context.Context, s *scenario) error {
+			// The window is placed now, not at start-up (see wiki.floatFirst).
+			win := s.w.wiki.pin(time.Now(), o.windowIn, o.windowLen)
+			s.t.note("%q is on the calendar %s–%s UTC", win.Name, win.Start.Format("15:04:05"), win.End.Format("15:04:05"))
 			if err := s.say("!depool apus codfw T123456 lab: depool blocked by a deployment window"); err != nil {
 				return err
 			}
@@ -75,16 +78,24 @@ func stories(o options, hosts []string) []story {
 				[]string{"!log poolbot #1 alice: END (PASS) - depool apus in codfw"})
 		}},
 		{"2. a scap run holding up a pool until it finishes", func(ctx context.Context, s *scenario) error {
-			done := make(chan error, 1)
-			held := make(chan struct{})
-			go func() {
-				done <- scapRun(ctx, s.w, s.p, s.t, o.scapHold, "Backport for [[gerrit:4242|lab change (T123456)]]", held)
-			}()
-			select {
-			case <-held:
-			case err := <-done:
+			// The run holds the lock until poolbot says it waits for scap,
+			// then o.scapHold more: however slowly poolbot queues and
+			// evaluates the pool, it finds the lock held.
+			release, err := startScapHolder(s.w)
+			if err != nil {
 				return err
 			}
+			defer release()
+			const what = "Backport for [[gerrit:4242|lab change (T123456)]]"
+			s.t.note("a scap sync-world holds scap's global lock (shared) until poolbot waits for it, then %s more", o.scapHold)
+			from := s.t.len()
+			if err := s.p.logmsgbot.Privmsg(labChannel, "!log alice@deploy1003 Started scap sync-world: "+what); err != nil {
+				return err
+			}
+			if _, _, err := s.t.wait(ctx, from, step, "<logmsgbot>", "Started scap"); err != nil {
+				return err
+			}
+			began := time.Now()
 			if err := s.say("!pool apus codfw T123456 lab: pool codfw back while a scap run holds it up"); err != nil {
 				return err
 			}
@@ -93,7 +104,15 @@ func stories(o options, hosts []string) []story {
 				[]string{"<poolbot>", "#2 pool apus in codfw (alice) waiting:", "scap"}); err != nil {
 				return err
 			}
-			if err := <-done; err != nil {
+			select {
+			case <-time.After(o.scapHold):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			release()
+			s.t.note("the scap run ends: its lock is released")
+			secs := int(time.Since(began).Round(time.Second).Seconds())
+			if err := s.p.logmsgbot.Privmsg(labChannel, fmt.Sprintf("!log alice@deploy1003 Finished scap sync-world: %s (duration: %02dm %02ds)", what, secs/60, secs%60)); err != nil {
 				return err
 			}
 			return s.expectAll(ctx, step,

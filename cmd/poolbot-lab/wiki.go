@@ -28,7 +28,14 @@ type wiki struct {
 	windows []labWindow
 	revid   int64
 	touched time.Time
+	// float, when set, keeps windows[0] ahead of every reader until pin
+	// places it for good (see floatFirst).
+	float *floating
 }
+
+// floating is the first window while it waits to be pinned: it starts
+// lead after each page-info request and lasts length.
+type floating struct{ lead, length time.Duration }
 
 // labWindow is one deployment window on the lab's calendar.
 type labWindow struct {
@@ -64,12 +71,60 @@ func (w *wiki) setWindows(ws []labWindow) {
 	w.touched = time.Now().UTC()
 }
 
+// floatFirst makes the first window float: until pin, every page-info
+// request (the first half of each calendar fetch) moves it to start lead
+// later and last length, as a new revision of the page. So whenever
+// poolbot last read the calendar, the window it knows is still to come or
+// running, and poolbot re-reads it 5 s after that window starts (its
+// calendar refresh's rule): the scenario can then pin the window to when a
+// story starts, however long start-up took, and poolbot sees the pinned
+// window within seconds.
+func (w *wiki) floatFirst(lead, length time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.float = &floating{lead: lead, length: length}
+	w.floatLocked(time.Now())
+}
+
+// floatLocked moves a floating first window to start lead after now.
+func (w *wiki) floatLocked(now time.Time) {
+	if w.float == nil || len(w.windows) == 0 {
+		return
+	}
+	// Whole seconds, as the page renders them; rounded up so the window
+	// starts at least lead from now.
+	start := now.UTC().Add(w.float.lead + time.Second - 1).Truncate(time.Second)
+	if win := &w.windows[0]; !win.Start.Equal(start) {
+		win.Start, win.End = start, start.Add(w.float.length)
+		w.revid++
+		w.touched = now.UTC()
+	}
+}
+
+// pin ends floating: the first window starts in after at (rounded up to
+// a whole second) and lasts length, for good. It returns the window as
+// pinned.
+func (w *wiki) pin(at time.Time, in, length time.Duration) labWindow {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.float = nil
+	start := at.UTC().Add(in + time.Second - 1).Truncate(time.Second)
+	win := &w.windows[0]
+	win.Start, win.End = start, start.Add(length)
+	w.revid++
+	w.touched = time.Now().UTC()
+	return *win
+}
+
 func (w *wiki) api(rw http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		mediawiki.WriteAPI(rw, apiError("badrequest", err.Error()))
 		return
 	}
 	w.mu.Lock()
+	if r.Form.Get("action") == "query" {
+		w.floatLocked(time.Now())
+	}
 	revid, touched, windows := w.revid, w.touched, append([]labWindow(nil), w.windows...)
 	w.mu.Unlock()
 	page := r.Form.Get("titles")

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/jonboulle/clockwork"
@@ -43,7 +47,7 @@ func (c consoleAdapter) Run(ctx context.Context) error { return c.Console.Run(ct
 // runDaemon wires the parts together and runs them until ctx ends: the
 // store, the command layer, the chat adapter, and the SAL sender.
 func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) error {
-	log := newLogger(cfg.Log, opts.stderr)
+	log := newLogger(cfg.Log, opts.stderr, configSecrets(cfg)...)
 	clock := clockwork.NewRealClock()
 
 	st, err := store.Open(ctx, cfg.Store.Path, clock)
@@ -147,6 +151,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		Services:          cfg.ServiceDatacenters(),
 		ForceNeedsConfirm: cfg.Force.NeedsConfirm(),
 		ConfirmWindow:     cfg.Force.ConfirmWindow,
+		DryRun:            cfg.Procedure.DryRun,
 		SALWritten:        sender.Wake,
 	}, ops, st, commands.Backends{
 		Notifier: proc.engine, Reporter: proc.engine, Windows: proc.engine,
@@ -157,15 +162,21 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	// parks its host step and releases the deploy block, the SAL outbox
 	// is flushed, and only then do the chat adapters leave. The console
 	// ends with its input; that ends poolbot the same way.
+	//
+	// The HTTP server (/metrics, /healthz) runs in the last stage, beside
+	// the chat adapters, not among the workers: it keeps answering while
+	// the host in progress finishes and the SAL outbox drains (the
+	// outbox depth is what to watch then) and stops with chat, last. If it
+	// fails, it ends poolbot like a chat adapter does.
 	run := stages{flush: sender.Flush, flushTimeout: salFlushTimeout, log: log}
 	if chat != nil {
 		run.chat = append(run.chat, chat.Run)
 	}
 	run.chat = append(run.chat, slk.runners()...)
+	run.chat = append(run.chat, metrics.runners()...)
 	run.workers = append(run.workers, sender.Run, proc.engine.Run)
 	run.workers = append(run.workers, proc.runners...)
 	run.workers = append(run.workers, wat.Run)
-	run.workers = append(run.workers, metrics.runners()...)
 	log.Info("poolbot started", "version", buildVersion(), "store", st.Path())
 	err = run.run(ctx)
 	log.Info("poolbot stopped")
@@ -178,23 +189,124 @@ func newIRC(cfg *config.Config, h bot.Handler, log *slog.Logger) (*bot.IRC, erro
 }
 
 // newLogger builds the structured logger. Attributes whose key names a
-// secret are redacted, whatever a caller passes.
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
+// secret are redacted, whatever a caller passes; and every secret value
+// given (configSecrets: what the config loads from files and the
+// environment) is replaced by "[redacted]" wherever it appears: in the
+// message and in the text of every attribute (strings, errors, anything
+// else that prints it), so an error that quotes a password does not put it
+// in the journal.
+func newLogger(c config.Log, w io.Writer, secrets ...string) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
-	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact}
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: newRedactor(secrets).replace}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, hopts))
 	}
 	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
-func redact(_ []string, a slog.Attr) slog.Attr {
+// secretKeys are the words that make an attribute key a secret's.
+var secretKeys = []string{"password", "passphrase", "token", "secret", "cookie", "authorization", "credential"}
+
+// minSecretLen: shorter values are not scrubbed (no real secret is that
+// short, and replacing every "ab" would make the log unreadable).
+const minSecretLen = 4
+
+// redactor is the logger's ReplaceAttr.
+type redactor struct {
+	values *strings.Replacer // nil: no secret values to scrub
+}
+
+func newRedactor(secrets []string) redactor {
+	seen := map[string]bool{}
+	var list []string
+	for _, s := range secrets {
+		// Each part trims a secret file its own way; scrub every form.
+		for _, v := range []string{s, strings.TrimSpace(s), strings.TrimRight(s, "\r\n")} {
+			if len(v) >= minSecretLen && !seen[v] {
+				seen[v] = true
+				list = append(list, v)
+			}
+		}
+	}
+	if len(list) == 0 {
+		return redactor{}
+	}
+	// Longest first: where one secret contains another, the whole of it
+	// goes (the Replacer tries its pairs in order at each position).
+	slices.SortFunc(list, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	pairs := make([]string, 0, 2*len(list))
+	for _, v := range list {
+		pairs = append(pairs, v, "[redacted]")
+	}
+	return redactor{values: strings.NewReplacer(pairs...)}
+}
+
+func (r redactor) replace(_ []string, a slog.Attr) slog.Attr {
 	k := strings.ToLower(a.Key)
-	for _, s := range []string{"password", "passphrase", "token", "secret", "cookie", "authorization", "credential"} {
+	for _, s := range secretKeys {
 		if strings.Contains(k, s) {
 			return slog.String(a.Key, "REDACTED")
 		}
 	}
+	if r.values == nil {
+		return a
+	}
+	switch a.Value.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(r.values.Replace(a.Value.String()))
+	case slog.KindAny:
+		// An error, a Stringer, a struct or a slice: kept as it is unless
+		// its text shows a secret; then it becomes that text, scrubbed.
+		var text string
+		switch v := a.Value.Any().(type) {
+		case error:
+			text = v.Error()
+		case fmt.Stringer:
+			text = v.String()
+		default:
+			text = fmt.Sprintf("%+v", v)
+		}
+		if scrubbed := r.values.Replace(text); scrubbed != text {
+			a.Value = slog.StringValue(scrubbed)
+		}
+	}
 	return a
+}
+
+// configSecrets returns the secret values the config names, read the way
+// the parts that use them read them, for newLogger to scrub: the IRC SASL
+// password and the Slack tokens (config.Load has read them), the SpiderPig
+// cookie or token, the etcd password, and each service's registry
+// password and SSH key passphrase. A secret that cannot be read is left
+// out: the part that needs it reports that.
+func configSecrets(cfg *config.Config) []string {
+	var out []string
+	if irc := cfg.Chat.IRC; irc != nil {
+		out = append(out, irc.Password)
+	}
+	if sl := cfg.Chat.Slack; sl != nil {
+		out = append(out, sl.AppToken, sl.BotToken)
+	}
+	if creds, err := cfg.Scap.SpiderPig.Credentials(); err == nil {
+		out = append(out, creds.Cookie, creds.Token)
+	}
+	readFile := func(path string) {
+		if path == "" {
+			return
+		}
+		if b, err := os.ReadFile(path); err == nil {
+			out = append(out, string(b))
+		}
+	}
+	readFile(cfg.Conftool.Etcd.PasswordFile)
+	if env := cfg.Conftool.Etcd.PasswordEnv; env != "" {
+		out = append(out, os.Getenv(env))
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
+		svc := cfg.Services[name]
+		readFile(svc.Registry.Auth.PasswordFile)
+		readFile(svc.Restart.SSH.PassphraseFile)
+	}
+	return out
 }

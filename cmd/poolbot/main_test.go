@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,60 @@ func TestCommandLine(t *testing.T) {
 	}
 	if code, _, errs := runCmd("", "console", "-config", "../../lab/console.yaml"); code != 2 || !strings.Contains(errs, "-as NAME is required") {
 		t.Fatalf("console without -as: %d %q", code, errs)
+	}
+}
+
+// check-config prints every problem at once, one a line: an unknown key,
+// a bad duration and two invalid IRC fields are four lines, each with its
+// line number and key path.
+func TestCheckConfigPrintsEveryProblem(t *testing.T) {
+	data, err := os.ReadFile("../../lab/console.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(data)
+	for old, new := range map[string]string{
+		"chat:\n  command_prefix: \"!\"\n": "chat:\n  command_prefix: \"!\"\n  colour: blue\n" +
+			"  irc:\n    server: irc.example.org:6697\n    nick: 9lives\n    burst: -1\n",
+		"      pace: 5s\n": "      pace: soon\n",
+	} {
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("lab/console.yaml lacks %q", old)
+		}
+		cfg = strings.Replace(cfg, old, new, 1)
+	}
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd("", "check-config", path)
+	if code != 1 || out != "" {
+		t.Fatalf("check-config: exit %d, stdout %q", code, out)
+	}
+	lineOf := func(prefix string) string {
+		for i, l := range strings.Split(cfg, "\n") {
+			if strings.HasPrefix(l, prefix) {
+				return fmt.Sprintf("  line %d: ", i+1)
+			}
+		}
+		t.Fatalf("no line %q", prefix)
+		return ""
+	}
+	lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
+	want := []string{
+		path + ": 4 configuration problem(s):",
+		lineOf("  colour:") + `unknown key "colour" in chat (known keys: `,
+		lineOf("      pace:") + `services.apus.restart.pace: "soon" is not a duration`,
+		lineOf("    nick:") + `chat.irc.nick: "9lives" must not start with a digit`,
+		lineOf("    burst:") + `chat.irc.burst: -1 must not be negative`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(want), errs)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d = %q, want it to start %q", i, lines[i], w)
+		}
 	}
 }
 

@@ -76,7 +76,9 @@ func (p *opsParts) attach(chat chatAdapter, slk *slackParts, proc *procedurePart
 	return nil
 }
 
-// runners serve HTTP until ctx ends.
+// runners serve HTTP until ctx ends. runDaemon runs them in the last
+// shutdown stage, with the chat adapters, so /healthz and /metrics answer
+// until after the SAL flush.
 func (p *opsParts) runners() []func(context.Context) error {
 	if p.ln == nil {
 		return nil

@@ -107,6 +107,7 @@ type Etcd struct {
 	beforeWrite func(attempt int)
 	afterWrite  func()
 	beforePoll  func(waitIndex uint64)
+	afterSync   func(source ChangeSource) // each full read of a watch
 }
 
 // NewEtcd builds the etcd backend. It reads the password and TLS files now,
@@ -304,6 +305,7 @@ func (e *Etcd) SetPooled(ctx context.Context, service, datacenter string, pooled
 	}
 	key := e.objectKey(service, datacenter)
 	var written uint64
+	lostRace := false // the last compare-and-swap failed (etcd error 101)
 	for attempt := 1; ; attempt++ {
 		objects, _, err := e.listObjects(ctx, service)
 		if err != nil {
@@ -319,6 +321,18 @@ func (e *Etcd) SetPooled(ctx context.Context, service, datacenter string, pooled
 		states, errs := decodeObjects(objects)
 		if err := errs[datacenter]; err != nil {
 			return State{}, wrap(fmt.Errorf("%s: %w", key, err))
+		}
+		if lostRace && states[datacenter].Pooled == pooled {
+			// The object already says what we want after a lost race: most
+			// likely our own write landed and only its answer was lost (do
+			// retried it on another endpoint, which answered 101), or someone
+			// set the same. Writing it again would be a second change and a
+			// second watch event for one operation; the stored index is the
+			// write to go by, and the read-back below checks it as usual.
+			written = target.index
+			e.logger.Info("discovery object already holds the value after a lost compare-and-swap; not writing it again",
+				"key", key, "pooled", pooled, "index", written)
+			break
 		}
 		if !pooled {
 			// The guard must see every datacenter: an unreadable one might be
@@ -345,6 +359,7 @@ func (e *Etcd) SetPooled(ctx context.Context, service, datacenter string, pooled
 				return State{}, wrap(fmt.Errorf("%w: %s changed under us %d times in a row: %v", ErrConflict, key, attempt, err))
 			}
 			e.logger.Info("compare-and-swap lost a race, re-reading", "key", key, "attempt", attempt, "err", err)
+			lostRace = true
 			continue
 		}
 		if err != nil {

@@ -120,6 +120,9 @@ func (w *etcdWatch) sync(ctx context.Context) error {
 		source = SourceInitial
 		w.known = map[string]State{}
 	}
+	if w.e.afterSync != nil {
+		w.e.afterSync(source)
+	}
 	states, errs := decodeObjects(objects)
 	changes := diffStates(w.service, w.known, states, source, index)
 	for dc, derr := range errs {

@@ -215,14 +215,23 @@ func TestWatchOutdatedIndexResyncs(t *testing.T) {
 
 // TestWatchIdlePollsKeepUp checks that an idle watch re-polls from the index
 // etcd registered it at, so unrelated writes (1200 here, more than etcd's
-// history) never make it fall behind.
+// history) never make it fall behind: it never has to read everything again
+// (a watch that fell behind would get error 401, resync, and still see the
+// final write).
 func TestWatchIdlePollsKeepUp(t *testing.T) {
 	t.Parallel()
 	srv := startApus(t)
 	c := etcdClientFor(t, srv)
-	c.watchPollTimeout = 150 * time.Millisecond
-	var polls atomic.Int32
+	// Short polls, so several end during the writes, but long enough for
+	// etcd's headers (the index to go on from) to arrive on a loaded machine.
+	c.watchPollTimeout = 500 * time.Millisecond
+	var polls, resyncs atomic.Int32
 	c.beforePoll = func(uint64) { polls.Add(1) }
+	c.afterSync = func(source ChangeSource) {
+		if source != SourceInitial {
+			resyncs.Add(1)
+		}
+	}
 	ch := startWatch(t, c, "apus")
 	initialChanges(t, ch, 2)
 
@@ -242,6 +251,9 @@ func TestWatchIdlePollsKeepUp(t *testing.T) {
 	idx := srv.PutDiscovery(t, "apus", "codfw", false)
 	if got := nextChange(t, ch); got.Source != SourceEvent || got.ModifiedIndex != idx {
 		t.Fatalf("change %s, want an event at %d (not a resync)", got, idx)
+	}
+	if n := resyncs.Load(); n != 0 {
+		t.Fatalf("the watch read everything again %d times after the initial read: it fell behind", n)
 	}
 }
 

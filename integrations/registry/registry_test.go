@@ -82,10 +82,16 @@ func TestHealthBrokenStorageThenRecovery(t *testing.T) {
 // probe, catch it.
 func TestHealthRightAfterRestartHidesBrokenStorage(t *testing.T) {
 	t.Parallel()
-	ri := regtest.Start(t, regtest.Options{HealthInterval: time.Second, HealthThreshold: 1})
+	// The registry's first storage check runs one interval after it starts.
+	// The answer and the probe must come before it: a long interval keeps a
+	// loaded machine inside that window, and an attempt that still took
+	// longer is repeated, since it can tell nothing.
+	const interval = 5 * time.Second
+	ri := regtest.Start(t, regtest.Options{HealthInterval: interval, HealthThreshold: 1})
 	c := newClient(t, testConfig(), registry.Options{})
 	inst := target("restricted", ri)
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 
 	if err := ri.Stop(); err != nil {
 		t.Fatal(err)
@@ -93,20 +99,40 @@ func TestHealthRightAfterRestartHidesBrokenStorage(t *testing.T) {
 	if err := ri.BreakStorage(); err != nil {
 		t.Fatal(err)
 	}
-	if err := ri.Start(ctx); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		// Taken before the process starts, so the elapsed time is at least
+		// the registry's own time since its check's ticker began.
+		began := time.Now()
+		if err := ri.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		herr := c.Health(ctx, inst)
+		res := c.Probe(ctx, inst, "")
+		if elapsed := time.Since(began); elapsed >= interval*9/10 {
+			if attempt == 3 {
+				t.Fatalf("restart, health and probe took %s each time, the registry's storage check may have run (interval %s)", elapsed, interval)
+			}
+			t.Logf("attempt %d: restart, health and probe took %s, too close to the registry's first storage check (%s); again", attempt, elapsed, interval)
+			if err := ri.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if herr != nil {
+			t.Fatalf("expected the just-started registry to claim health before its first storage check: %v", herr)
+		}
+		if res.OK || res.Code != registry.CodeHTTP5xx {
+			t.Errorf("probe against broken storage: %v, want http_5xx", res)
+		}
+		break
 	}
-	if err := c.Health(ctx, inst); err != nil {
-		t.Fatalf("expected the just-started registry to claim health before its first storage check: %v", err)
-	}
-	if res := c.Probe(ctx, inst, ""); res.OK || res.Code != registry.CodeHTTP5xx {
-		t.Errorf("probe against broken storage: %v, want http_5xx", res)
-	}
-	// Five healthy answers 300ms apart span the registry's first check.
-	err := c.WaitHealthy(ctx, inst, registry.WaitOptions{Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Consecutive: 5})
+	// Fourteen healthy answers 500ms apart span 6.5s, past the registry's
+	// first check; the wait allows them all, were the registry to stay
+	// healthy.
+	err := c.WaitHealthy(ctx, inst, registry.WaitOptions{Interval: 500 * time.Millisecond, Timeout: interval + 4*time.Second, Consecutive: 14})
 	var herr *registry.HealthError
 	if !errors.As(err, &herr) || herr.Code != registry.HealthUnhealthy {
-		t.Fatalf("WaitHealthy over 1.2s = %v, want unhealthy", err)
+		t.Fatalf("WaitHealthy over 6.5s = %v, want unhealthy", err)
 	}
 }
 

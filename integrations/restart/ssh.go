@@ -121,6 +121,8 @@ type SSH struct {
 	signers     []ssh.Signer
 	agentSocket string
 	hostKeys    ssh.HostKeyCallback
+	// dial replaces the TCP dial in tests; nil dials with net.Dialer.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // NewSSH loads the key, passphrase and known_hosts files named in cfg. The
@@ -208,8 +210,15 @@ func (s *SSH) Run(ctx context.Context, host string, argv []string) (Result, erro
 	defer cancel()
 
 	addr := net.JoinHostPort(host, strconv.Itoa(s.cfg.Port))
-	dialer := net.Dialer{Timeout: s.cfg.ConnectTimeout}
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	// One deadline for connect, handshake and authentication together, as
+	// ConnectTimeout promises: the handshake gets what the connect left.
+	connectBy := time.Now().Add(s.cfg.ConnectTimeout) // network deadlines are wall-clock time
+	dial := s.dial
+	if dial == nil {
+		dialer := net.Dialer{Deadline: connectBy}
+		dial = dialer.DialContext
+	}
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail("connect", fmt.Errorf("%s: %w", addr, ctxError(ctx)))
@@ -238,7 +247,7 @@ func (s *SSH) Run(ctx context.Context, host string, argv []string) (Result, erro
 	// ssh.ClientConfig.Timeout only covers the TCP connect of ssh.Dial, which
 	// is not used here; a server that accepts and never speaks would hang
 	// the handshake forever without this deadline.
-	_ = conn.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout)) // network deadlines are wall-clock time
+	_ = conn.SetDeadline(connectBy)
 
 	auth := []ssh.AuthMethod{}
 	if len(s.signers) > 0 {
@@ -266,7 +275,7 @@ func (s *SSH) Run(ctx context.Context, host string, argv []string) (Result, erro
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fail("handshake", fmt.Errorf("%s: no SSH handshake within %s: %w", addr, s.cfg.ConnectTimeout, ErrTimeout))
+			return fail("handshake", fmt.Errorf("%s: no SSH handshake within %s of dialing: %w", addr, s.cfg.ConnectTimeout, ErrTimeout))
 		}
 		return fail("handshake", err)
 	}

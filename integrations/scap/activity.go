@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -336,24 +337,25 @@ func (m *Monitor) spiderPigReasons(ctx context.Context) ([]Reason, error) {
 	}
 	var out []Reason
 	seen := map[int64]bool{}
+	runningID, statusRunning := runningJobID(st.Status)
 	add := func(j Job, awaiting bool) {
 		if seen[j.ID] {
 			return
 		}
 		seen[j.ID] = true
 		r := Reason{Source: SourceSpiderPig, Who: j.User, JobID: j.ID}
-		kind := j.Type
-		if kind == "" {
-			kind = "job"
+		kind := ""
+		if j.Type != "" {
+			kind = j.Type + " "
 		}
 		switch {
-		case j.Busy():
-			r.What = fmt.Sprintf("SpiderPig %s job %d running", kind, j.ID)
+		case j.Busy() || statusRunning && j.ID == runningID:
+			r.What = fmt.Sprintf("SpiderPig %sjob %d running", kind, j.ID)
 			if j.StartedAt != nil {
 				r.Since = *j.StartedAt
 			}
 		default:
-			r.What = fmt.Sprintf("SpiderPig %s job %d queued", kind, j.ID)
+			r.What = fmt.Sprintf("SpiderPig %sjob %d queued", kind, j.ID)
 			if j.QueuedAt != nil {
 				r.Since = *j.QueuedAt
 			}
@@ -377,6 +379,39 @@ func (m *Monitor) spiderPigReasons(ctx context.Context) ([]Reason, error) {
 			add(j, false)
 		}
 	}
+	// The job runner's status says "Running job <id>" for as long as it
+	// runs that job, also when it sends "job": null or the job looks
+	// finished in the list (the two answers are not one snapshot): busy.
+	switch {
+	case statusRunning && runningID == 0:
+		out = append(out, Reason{Source: SourceSpiderPig, What: "SpiderPig job runner: " + sanitizeText(st.Status, 100)})
+	case statusRunning && !seen[runningID]:
+		j := Job{ID: runningID}
+		if i := slices.IndexFunc(jobs, func(j Job) bool { return j.ID == runningID }); i >= 0 {
+			j = jobs[i]
+		}
+		if st.Job != nil && st.Job.ID == runningID {
+			j = *st.Job
+		}
+		add(j, st.AwaitingInteraction())
+	}
 	slices.SortStableFunc(out, func(a, b Reason) int { return a.Since.Compare(b.Since) })
 	return out, nil
+}
+
+// runningJobID reads SpiderPig's job runner status "Running job <id>"
+// (optionally followed by ", awaiting user interaction"). ok is true for
+// any status starting with "Running job", id 0 when no id follows.
+func runningJobID(status string) (id int64, ok bool) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(status), "Running job")
+	if !ok {
+		return 0, false
+	}
+	rest = strings.TrimLeft(rest, " ")
+	n := 0
+	for n < len(rest) && n < 18 && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	id, _ = strconv.ParseInt(rest[:n], 10, 64)
+	return id, true
 }

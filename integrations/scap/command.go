@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/restart"
 )
 
 // maxCommandOutput bounds the output of a lock/unlock command kept for
@@ -20,10 +22,13 @@ const maxCommandOutput = 4 << 10
 
 // CommandBlocker is the "command" deploy-block backend, for when poolbot
 // does not run on the deploy host: it runs a configured argv to block
-// deploys (e.g. over ssh, `scap lock --all --bg {reason}` on the deploy
-// server) and another to lift the block. {reason} in an element is replaced
-// by the reason inside that one element; there is never a shell. Each run
-// is bounded by the command timeout; the command must exit 0.
+// deploys (e.g. `ssh deploy1003.eqiad.wmnet scap lock --all --bg
+// {reason_sh}`) and another to lift the block. {reason} in an element is
+// replaced by the reason inside that one element; poolbot runs no shell.
+// But ssh joins its arguments into one string for the remote shell, so
+// there the reason must be {reason_sh}: quoted as one shell word (config
+// validation refuses {reason} with ssh). Each run is bounded by the
+// command timeout; the command must exit 0.
 //
 // Output goes to an unlinked temporary file rather than a pipe, so a
 // command that leaves a background process behind holding the lock (which
@@ -123,16 +128,19 @@ func (c *CommandBlocker) Block(ctx context.Context, reason string) (Release, err
 	}, nil
 }
 
-// expandArgv substitutes the reason into the template. When the reason
-// fills a whole element it must not start with '-' (it would read as an
-// option).
+// expandArgv substitutes the reason into the template: {reason} as is,
+// {reason_sh} quoted for a shell (in one pass, so a reason that contains a
+// placeholder is not expanded again). When the reason fills a whole
+// element it must not start with '-' (it would read as an option, also
+// once the remote shell has removed the quotes).
 func expandArgv(tmpl []string, reason string) ([]string, error) {
+	r := strings.NewReplacer(ReasonShPlaceholder, restart.ShellQuote(reason), ReasonPlaceholder, reason)
 	out := make([]string, len(tmpl))
 	for i, a := range tmpl {
-		if a == ReasonPlaceholder && strings.HasPrefix(reason, "-") {
+		if (a == ReasonPlaceholder || a == ReasonShPlaceholder) && strings.HasPrefix(reason, "-") {
 			return nil, fmt.Errorf("scap: block deploys: reason %q starts with '-' and would be read as an option", reason)
 		}
-		out[i] = strings.ReplaceAll(a, ReasonPlaceholder, reason)
+		out[i] = r.Replace(a)
 	}
 	return out, nil
 }

@@ -29,6 +29,11 @@ const (
 	// ReasonPlaceholder in a lock/unlock command argv element is replaced by
 	// the block's reason. The result is still that one argv element.
 	ReasonPlaceholder = "{reason}"
+	// ReasonShPlaceholder is replaced by the reason quoted as one POSIX
+	// shell word (restart.ShellQuote), for a command that hands its
+	// arguments to a shell: ssh joins them into one string that the remote
+	// shell parses, so a plain {reason} there would run `$(…)` in it.
+	ReasonShPlaceholder = "{reason_sh}"
 )
 
 // Defaults for the optional Config fields.
@@ -75,9 +80,10 @@ type DeployBlockConfig struct {
 	// Locker is written as "locker" into the lock file (default "poolbot").
 	Locker string `yaml:"locker"`
 	// LockCommand is the argv run by the command backend to block deploys;
-	// an element may contain {reason}.
+	// an element may contain {reason}, or {reason_sh} (required with ssh).
 	LockCommand []string `yaml:"lock_command"`
-	// UnlockCommand is the argv run to lift the block; may contain {reason}.
+	// UnlockCommand is the argv run to lift the block; may contain
+	// {reason} or {reason_sh}, like LockCommand.
 	UnlockCommand []string `yaml:"unlock_command"`
 	// CommandTimeout bounds each lock/unlock command (default 60s).
 	CommandTimeout time.Duration `yaml:"command_timeout"`
@@ -278,12 +284,15 @@ func checkCommand(argv []string) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("is required with backend %q (an argv list, e.g. [\"/usr/bin/scap\", \"lock\", \"--all\", \"--bg\", %q])", BackendCommand, ReasonPlaceholder)
 	}
-	if argv[0] == "" || strings.Contains(argv[0], ReasonPlaceholder) {
+	if argv[0] == "" || strings.Contains(argv[0], ReasonPlaceholder) || strings.Contains(argv[0], ReasonShPlaceholder) {
 		return errors.New("the program (first element) must be a fixed, non-empty name")
 	}
 	for i, a := range argv {
 		if strings.ContainsAny(a, "\x00\r\n") {
 			return fmt.Errorf("element %d contains a NUL or newline", i)
+		}
+		if strings.Contains(a, ReasonPlaceholder) && filepath.Base(argv[0]) == "ssh" {
+			return fmt.Errorf("element %d: ssh passes %s to the remote shell unquoted; use %s", i, ReasonPlaceholder, ReasonShPlaceholder)
 		}
 	}
 	return nil

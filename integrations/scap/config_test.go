@@ -33,8 +33,8 @@ locks:
 deploy_block:
   backend: command
   locker: poolbot
-  lock_command: [/usr/bin/ssh, deploy1003.eqiad.wmnet, scap, lock, --all, --bg, "{reason}"]
-  unlock_command: [/usr/bin/ssh, deploy1003.eqiad.wmnet, scap, lock, --unlock-all, --yes, "{reason}"]
+  lock_command: [/usr/bin/ssh, deploy1003.eqiad.wmnet, scap, lock, --all, --bg, "{reason_sh}"]
+  unlock_command: [/usr/bin/ssh, deploy1003.eqiad.wmnet, scap, lock, --unlock-all, --yes, "{reason_sh}"]
   command_timeout: 90s
 spiderpig:
   url: https://spiderpig.wikimedia.org
@@ -54,7 +54,7 @@ channel:
 		t.Fatal(err)
 	}
 	if c.DeployBlock.CommandTimeout != 90*time.Second || c.Channel.MaxRunAge != 3*time.Hour || c.SpiderPig.JobsLimit != 20 ||
-		c.DeployBlock.LockCommand[6] != "{reason}" || len(c.Locks.Files) != 3 || c.Channel.RelayAccounts[0] != "logmsgbot" {
+		c.DeployBlock.LockCommand[6] != "{reason_sh}" || len(c.Locks.Files) != 3 || c.Channel.RelayAccounts[0] != "logmsgbot" {
 		t.Fatalf("%+v", c)
 	}
 

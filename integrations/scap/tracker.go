@@ -163,10 +163,11 @@ func (t *Tracker) Observe(from Sender, text string) (ev Event, ok bool) {
 		ev.Ended = t.endLocked(Run{Kind: RunScap, Who: line.Who, Program: line.Program}.key())
 	case LineAborted, LineFailed:
 		ev.Ended = t.endLocked(Run{Kind: RunScap, Who: line.Who, Program: line.Program}.key())
-		if len(ev.Ended) == 0 {
+		if len(ev.Ended) == 0 && clearlyScap(line, text) {
 			// The program name in scap's abort/failure message need not be
 			// the one it announced at the start: end whatever scap run this
-			// user had going on this host.
+			// user had going on this host. Only for lines that are scap's
+			// for sure: logmsgbot relays every tool's "<x> failed: …".
 			ev.Ended = t.endWhereLocked(func(r Run) bool { return r.Kind == RunScap && strings.EqualFold(r.Who, line.Who) })
 		}
 	case LineUnlocked:
@@ -177,6 +178,25 @@ func (t *Tracker) Observe(from Sender, text string) (ev Event, ok bool) {
 	}
 	t.log.Debug("scap: channel line", "kind", line.Kind.String(), "who", line.Who, "program", line.Program, "repo", line.Repo, "ended", len(ev.Ended))
 	return ev, true
+}
+
+// scapPrograms are the scap subcommands known (reference/wikimedia-ops.md
+// and recorded channel lines) to announce "<program> aborted: …" or
+// "<program> failed: …": scap's program name is its subcommand, and
+// backport or train may fail under their own name after announcing
+// "Started scap sync-world". Any other program ends only a run it started
+// itself (the exact key), unless the line says "scap <program>".
+var scapPrograms = []string{"sync-world", "sync-file", "backport", "train", "lock"}
+
+// clearlyScap reports whether an aborted/failed line (relayed as text)
+// comes from scap: "scap aborted: …", "scap <program> failed: …", or a
+// known scap subcommand.
+func clearlyScap(line Line, text string) bool {
+	if line.Program == "" || slices.Contains(scapPrograms, line.Program) {
+		return true
+	}
+	_, body, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(text), "!log "), " ")
+	return strings.HasPrefix(body, "scap ")
 }
 
 func (t *Tracker) endLocked(key string) []Run {

@@ -10,8 +10,9 @@
 // host restart durations through the procedure.Metrics hooks, which this
 // package implements.
 //
-// /healthz answers 200 only when the SQLite store takes a write lock
-// (store.Ping) and every chat network is connected; otherwise 503. The
+// /healthz answers 200 only when a write to the SQLite store commits
+// (store.Ping rewrites its heartbeat row) and every chat network is
+// connected; otherwise 503. The
 // body names every check and its result, so a probe's failure message
 // says which one failed.
 package ops

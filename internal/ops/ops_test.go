@@ -235,3 +235,34 @@ func get(t *testing.T, url string, status int) string {
 	}
 	return string(b)
 }
+
+// /healthz writes: a store whose file cannot be written is not ready,
+// although it answers reads and could take a TEMP table.
+func TestHealthzReadOnlyStore(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "poolbot.db")
+	st, err := store.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ro, err := store.OpenReadOnly(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ro.Close() })
+	m, err := New(Options{Registry: prometheus.NewRegistry(), Store: ro, Services: []string{"apus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	body := get(t, srv.URL+"/healthz", http.StatusServiceUnavailable)
+	if !strings.HasPrefix(body, "not ready: store\nstore: FAIL: not writable: ") || !strings.Contains(body, "readonly database") {
+		t.Fatalf("read-only store: %q", body)
+	}
+	// Reads still work: /metrics has the requests gauge.
+	if body := get(t, srv.URL+"/metrics", http.StatusOK); !strings.Contains(body, `poolbot_requests{state="queued"} 0`) {
+		t.Fatalf("metrics:\n%s", body)
+	}
+}

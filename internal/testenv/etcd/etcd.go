@@ -294,6 +294,26 @@ func (s *Server) Relaunch(ctx context.Context) error {
 	return nil
 }
 
+// Freeze stops etcd with SIGSTOP: it keeps its connections but answers
+// nothing, like a server that hangs. The returned function resumes it
+// (SIGCONT); it is also called when the test ends.
+func (s *Server) Freeze(t testing.TB) (thaw func()) {
+	t.Helper()
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		t.Fatal("etcd: Freeze on a stopped server")
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("etcd: SIGSTOP: %v", err)
+	}
+	var once sync.Once
+	thaw = func() { once.Do(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT) }) }
+	t.Cleanup(thaw)
+	return thaw
+}
+
 // Logs returns the tail of etcd's output, for failure messages.
 func (s *Server) Logs() string { return s.logs.String() }
 

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/internal/testenv/ircnet"
+	"poolbot/internal/testenv/lab"
+	"poolbot/store"
+)
+
+// The ircd goes away in the middle of an operation: the restarts carry on
+// (IRC is how poolbot talks, not what it needs to act), and once the
+// network is back poolbot rejoins and delivers the SAL lines written
+// meanwhile, each once and in order.
+func TestIRCdRestartMidOperation(t *testing.T) {
+	const channel = "#wikimedia-operations"
+	w := lab.NewWorld(t, 3)
+	n := ircnet.Start(t, ircnet.Options{})
+	ctx := context.Background()
+	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
+		ircnet.Account{Name: "alice", Password: "alicepw-1234"}); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(w.Dir, "irc-password")
+	if err := os.WriteFile(pwFile, []byte("botpw-1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := w.Config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
+         reconnect_min: 200ms, reconnect_max: 1s}
+  irc_sasl_password: {file: %q}`, n.Addr(), channel, pwFile), "")
+	dial := func(nick, account, password string) *ircnet.Client {
+		t.Helper()
+		c, err := n.Dial(ctx, ircnet.ClientOptions{Nick: nick, SASLAccount: account, SASLPassword: password,
+			Caps: []string{"account-tag", "message-tags", "server-time"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		if err := c.Join(ctx, channel); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	waitLine := func(c *ircnet.Client, sub string) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if _, err := c.WaitFor(wctx, func(l ircnet.Line) bool { return strings.Contains(l.Raw, sub) }); err != nil {
+			t.Fatalf("waiting for %q: %v", sub, err)
+		}
+	}
+	openStore := func() *store.Store {
+		t.Helper()
+		st, err := store.Open(ctx, filepath.Join(w.Dir, "poolbot.db"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	alice := dial("alice", "alice", "alicepw-1234")
+	d := startDaemon(t, cfgPath)
+	waitLine(alice, ":poolbot!")
+	proceed := w.Systemctl.Hold(w.Hosts[1])
+	if err := alice.Privmsg(channel, "!restart apus T422166 ircd restart test"); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(alice, "(1/3)")
+	waitUntil(t, "host 2 restarting", func() bool { return slices.Contains(w.Systemctl.Restarts(), w.Hosts[1]) })
+
+	// The network goes down with host 2 in progress.
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	proceed()
+	waitUntil(t, "the request to finish while IRC is down", func() bool {
+		st := openStore()
+		defer st.Close()
+		r, err := st.Request(ctx, 1)
+		return err == nil && r.State.Terminal()
+	})
+	st := openStore()
+	r, _ := st.Request(ctx, 1)
+	backlog, _ := st.SALBacklog(ctx)
+	want, _ := st.SALLines(ctx, 1)
+	st.Close()
+	if r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+	if backlog == 0 {
+		t.Fatal("no SAL line waited for the network: the test proves nothing")
+	}
+	if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
+		t.Fatalf("deploy block after the end: %s", got)
+	}
+
+	if err := n.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	obs := dial("observer", "", "")
+	waitLine(obs, "END (PASS) - restart apus: 3/3 hosts restarted")
+	var got []string
+	for _, l := range obs.Lines() {
+		if l.Msg.Command == "PRIVMSG" && l.Msg.Nick() == "poolbot" && strings.HasPrefix(l.Msg.Params[1], "!log ") {
+			got = append(got, strings.TrimPrefix(l.Msg.Params[1], "!log "))
+		}
+	}
+	// The observer joined after the restart, so it sees exactly the lines
+	// that waited, which are the tail of the request's SAL lines.
+	if len(got) == 0 || len(got) > len(want) || !slices.Equal(got, want[len(want)-len(got):]) {
+		t.Fatalf("SAL lines after the restart:\n%s\nthe request's SAL lines:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, sub := range []string{"(3/3)", "deploy block released", "END (PASS)"} {
+		if !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, sub) }) {
+			t.Errorf("after the restart, no SAL line with %q:\n%s", sub, strings.Join(got, "\n"))
+		}
+	}
+	waitUntil(t, "outbox drained", func() bool {
+		st := openStore()
+		defer st.Close()
+		n, _ := st.SALBacklog(ctx)
+		return n == 0
+	})
+	d.stop()
+	d.wait(t, 30*time.Second)
+}
