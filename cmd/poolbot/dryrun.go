@@ -80,7 +80,7 @@ func dryRun(ctx context.Context, cfg *config.Config, r poolbot.Request, stdout, 
 	if logCfg.Level == "debug" || logCfg.Level == "info" {
 		logCfg.Level = "warn"
 	}
-	log := newLogger(logCfg, stderr)
+	log := newLogger(logCfg, stderr, configSecrets(cfg)...)
 	clock := clockwork.NewRealClock()
 
 	st, note, cleanup, err := openStoreForReading(ctx, cfg.Store.Path, clock)

@@ -35,7 +35,7 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 	}
 	cfgPath := w.Config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
          reconnect_min: 200ms, reconnect_max: 1s}
-  irc_sasl_password: {file: %q}`, n.Addr(), channel, pwFile), "")
+  irc_sasl_password: {file: %q}`, n.Addr(), channel, pwFile), "http: {listen: \"off\"}\n")
 	dial := func(nick, account, password string) *ircnet.Client {
 		t.Helper()
 		c, err := n.Dial(ctx, ircnet.ClientOptions{Nick: nick, SASLAccount: account, SASLPassword: password,

@@ -19,12 +19,13 @@ const salFlushTimeout = 15 * time.Second
 // (SIGTERM, SIGINT) or one of them fails:
 //
 //  1. the workers (the procedure, the SAL sender, the calendar refresh,
-//     the HTTP server) stop: the procedure finishes the host step in
+//     the watchers) stop: the procedure finishes the host step in
 //     progress — or parks the request between hosts — and releases the
 //     deploy block, recording SAL lines that say so;
 //  2. the SAL outbox is flushed through the still-connected chat, within
 //     flushTimeout;
-//  3. the chat adapters stop last (IRC sends QUIT with its quit message).
+//  3. the chat adapters and the HTTP server stop last (IRC sends QUIT
+//     with its quit message; /healthz and /metrics answer until then).
 //
 // A chat adapter that ends by itself (the console at end of input) ends
 // poolbot the same way.

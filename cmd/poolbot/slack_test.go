@@ -95,6 +95,9 @@ func TestDaemonSlackOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Not the default port: another test (or a poolbot on this machine)
+	// may hold it.
+	cfg.HTTP.Listen = config.HTTPListenOff
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs strings.Builder
