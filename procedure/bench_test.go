@@ -3,6 +3,8 @@ package procedure
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
+	"poolbot/internal/testenv/lab"
 	"poolbot/store"
 )
 
@@ -42,7 +45,7 @@ func (noRegistry) Probe(context.Context, registry.Instance, string) registry.Pro
 }
 func (noRegistry) Health(context.Context, registry.Instance) error { return nil }
 
-func benchEngine(b *testing.B, hosts []string, exec restart.Executor, cal Calendar, blocker scap.Blocker) (*Engine, *store.Store, func()) {
+func benchEngine(b *testing.B, hosts []string, exec restart.Executor, cal Calendar, blocker scap.Blocker, more ...func(*Deps)) (*Engine, *store.Store, func()) {
 	b.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "b.db"), nil)
 	if err != nil {
@@ -52,8 +55,11 @@ func benchEngine(b *testing.B, hosts []string, exec restart.Executor, cal Calend
 		Plan: restart.Plan{Hosts: hosts, Units: []string{"docker-registry-restricted.service"},
 			PerHostTimeout: time.Minute, RestartCommand: restart.DefaultRestartCommand(), CheckCommand: restart.DefaultCheckCommand()},
 		Executor: exec, Registry: noRegistry{}, Instances: func(string) []registry.Instance { return nil }}
-	e, err := New(Config{PerHostEstimate: time.Millisecond, MaxWait: time.Hour},
-		Deps{Store: st, Calendar: cal, Blocker: blocker}, []*Service{svc})
+	deps := Deps{Store: st, Calendar: cal, Blocker: blocker}
+	for _, m := range more {
+		m(&deps)
+	}
+	e, err := New(Config{PerHostEstimate: time.Millisecond, MaxWait: time.Hour}, deps, []*Service{svc})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -110,6 +116,53 @@ func BenchmarkReactionLatency(b *testing.B) {
 		id := queueRestart(b, e, st)
 		taken := <-blocker.taken
 		lat = append(lat, taken.Sub(end))
+		waitDone(b, st, id)
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+}
+
+// BenchmarkReactionLatencyScapRelease measures, on the real clock, the
+// time from a scap command releasing its (real, fcntl) lock on scap's
+// global lock file — the holder process exits — to the deploy block being
+// taken. The release is found by the periodic F_GETLK probe (scap_poll,
+// default 250 ms), so p50 is about half the period and max about one
+// period. Reports p50, p99 and max.
+func BenchmarkReactionLatencyScapRelease(b *testing.B) {
+	dir := b.TempDir()
+	global := filepath.Join(dir, "scap-global-lock")
+	if err := os.WriteFile(global, []byte("{}"), 0o666); err != nil {
+		b.Fatal(err)
+	}
+	scfg := scap.DefaultConfig()
+	scfg.Locks.Files = []string{global}
+	scfg.DeployBlock.GlobalLock = global
+	sc, err := scap.New(scfg, scap.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cal := &fakeCalendar{}
+	cal.set(calendar.NewSchedule(time.Now(), time.Now().Add(24*time.Hour), nil), nil)
+	blocker := &recordingBlocker{taken: make(chan time.Time, 1)}
+	e, st, stop := benchEngine(b, []string{"h1"}, okExecutor{}, cal, blocker, func(d *Deps) { d.Scap = sc.Monitor })
+	defer stop()
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		release := lab.HoldLock(b, global, "shared") // a scap sync runs
+		id := queueRestart(b, e, st)
+		for r, _ := st.Request(context.Background(), id); r.State != poolbot.StateWaiting; r, _ = st.Request(context.Background(), id) {
+			time.Sleep(time.Millisecond)
+		}
+		// Release at a random phase of the probe period.
+		time.Sleep(time.Duration(rand.Int64N(int64(250 * time.Millisecond))))
+		release()
+		released := time.Now()
+		taken := <-blocker.taken
+		lat = append(lat, taken.Sub(released))
 		waitDone(b, st, id)
 	}
 	b.StopTimer()
