@@ -183,11 +183,41 @@ func (c IRCConfig) Validate() error {
 	if err := validNick(c.Nick); err != nil {
 		bad("nick", "%v", err)
 	}
-	if c.User != "" && !validWord(c.User, "@!") {
-		bad("user", "%q must be one word without control characters, '@' or '!'", c.User)
+	// The user (ident) is sent in USER and relayed in the bot's prefix on
+	// every line: printable ASCII only (servers take nothing else there,
+	// and a non-UTF-8 byte would make every relayed line invalid UTF-8),
+	// and short enough that the line budget, which counts it in full,
+	// stays meaningful (servers cut it to USERLEN, about 10, anyway).
+	const (
+		maxUserLen = 64
+		// USER <user> 0 * :<realname> CR LF fits in 512 bytes.
+		maxRealNameLen = 512 - len("USER ") - maxUserLen - len(" 0 * :") - 2
+	)
+	if c.User != "" {
+		ascii := true
+		for i := 0; i < len(c.User); i++ {
+			if c.User[i] >= utf8.RuneSelf {
+				ascii = false
+			}
+		}
+		switch {
+		case !utf8.ValidString(c.User):
+			bad("user", "%q is not valid UTF-8 (use printable ASCII)", c.User)
+		case !validWord(c.User, "@!") || !ascii:
+			bad("user", "%q must be one word of printable ASCII, without spaces, control characters, '@' or '!'", c.User)
+		case len(c.User) > maxUserLen:
+			bad("user", "%d bytes is longer than %d", len(c.User), maxUserLen)
+		}
 	}
+	// The realname is free text (spaces are fine: it is USER's trailing
+	// parameter) but must stay on its line and be UTF-8, as every line the
+	// bot sends is.
 	if strings.ContainsAny(c.RealName, "\r\n\x00") {
 		bad("realname", "must not contain line breaks or NUL")
+	} else if !utf8.ValidString(c.RealName) {
+		bad("realname", "%q is not valid UTF-8", c.RealName)
+	} else if len(c.RealName) > maxRealNameLen {
+		bad("realname", "is longer than %d bytes", maxRealNameLen)
 	}
 	if c.SASLAccount != "" && !validWord(c.SASLAccount, "") {
 		bad("sasl_account", "%q must be one word without control characters", c.SASLAccount)

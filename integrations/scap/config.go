@@ -20,6 +20,10 @@ const (
 	// DefaultStagingLock is the lock scap derives for the default MediaWiki
 	// stage_dir /srv/mediawiki-staging in lock_dir /var/lock.
 	DefaultStagingLock = "/var/lock/scap.srv_mediawiki-staging.lock"
+	// DefaultBackportLock is the outer lock `scap backport` holds for the
+	// whole backport, including the pause while the deployer tests on
+	// mwdebug, when neither lock above need be held.
+	DefaultBackportLock = "/var/lock/scap.backport.lock"
 
 	// BackendLockfile takes the global lock file like `scap lock --all`.
 	BackendLockfile = "lockfile"
@@ -126,7 +130,7 @@ func DefaultConfig() Config { return Config{}.WithDefaults() }
 // WithDefaults returns a copy of c with every unset optional field filled in.
 func (c Config) WithDefaults() Config {
 	if c.Locks.Files == nil {
-		c.Locks.Files = []string{DefaultGlobalLock, DefaultStagingLock}
+		c.Locks.Files = []string{DefaultGlobalLock, DefaultStagingLock, DefaultBackportLock}
 	}
 	if c.DeployBlock.Backend == "" {
 		c.DeployBlock.Backend = BackendLockfile

@@ -15,7 +15,7 @@ func TestDefaultConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(c.Locks.Files, ",") != "/var/lock/scap-global-lock,/var/lock/scap.srv_mediawiki-staging.lock" ||
+	if strings.Join(c.Locks.Files, ",") != "/var/lock/scap-global-lock,/var/lock/scap.srv_mediawiki-staging.lock,/var/lock/scap.backport.lock" ||
 		c.DeployBlock.Backend != "lockfile" || c.DeployBlock.GlobalLock != "/var/lock/scap-global-lock" ||
 		c.DeployBlock.Locker != "poolbot" || c.Channel.RelayNicks[0] != "logmsgbot" || c.Channel.MaxRunAge != 2*time.Hour ||
 		!c.Locks.LocksEnabled() || !c.Channel.ChannelEnabled() || c.SpiderPig.SpiderPigEnabled() {
