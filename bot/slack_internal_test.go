@@ -265,3 +265,31 @@ func BenchmarkSlackMirrorStatus(b *testing.B) {
 		_ = r.fallback()
 	}
 }
+
+// A waiting request's status message lists what it waits for and when it
+// is expected to start, as structured parts; they go once it proceeds.
+func TestMirrorStatusShowsBlockersAndETA(t *testing.T) {
+	r := &mirrorRequest{id: 12}
+	now := time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
+	r.apply(mirrorLine{text: `#12 depool apus in codfw (alice) waiting: deployment window "UTC afternoon backport window" 14:00–15:00 UTC (active) (deployers: Amir1); scap: lock: jdoe — scap is deploying <x>; estimated start 15:05 UTC`}, now)
+	if r.state != "waiting" || r.eta != "15:05 UTC" || len(r.blockers) != 2 {
+		t.Fatalf("status %+v", r)
+	}
+	b, err := json.Marshal(r.blocks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := string(b)
+	for _, want := range []string{"estimated start 15:05 UTC", "*waiting for:*", `• deployment window \"UTC afternoon backport window\"`, "scap is deploying \\u0026lt;x\\u0026gt;"} {
+		if !strings.Contains(js, want) {
+			t.Errorf("blocks %s: missing %q", js, want)
+		}
+	}
+	r.apply(mirrorLine{text: "#12 depool apus in codfw (alice) proceeding: all gates open"}, now)
+	if r.state != "proceeding" || r.eta != "" || r.blockers != nil {
+		t.Fatalf("after proceeding: %+v", r)
+	}
+	if js, _ := json.Marshal(r.blocks()); strings.Contains(string(js), "waiting for") {
+		t.Fatalf("blockers kept after proceeding: %s", js)
+	}
+}

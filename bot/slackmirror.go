@@ -239,6 +239,11 @@ type mirrorRequest struct {
 	last        string
 	done, total int
 	updated     time.Time
+	// blockers and eta are what a waiting request waits for, from the
+	// engine's notice "… waiting: <blocker>; <blocker>; estimated start
+	// 15:05 UTC"; cleared when it proceeds.
+	blockers []string
+	eta      string
 }
 
 var hostsRE = regexp.MustCompile(`\((\d+)/(\d+)\)`)
@@ -259,6 +264,10 @@ func (r *mirrorRequest) apply(l mirrorLine, now time.Time) {
 	r.last = text
 	if st := lineState(text); st != "" {
 		r.state = st
+		r.blockers, r.eta = nil, ""
+		if st == "waiting" {
+			r.blockers, r.eta = waitingBlockers(text)
+		}
 	}
 	if t, ok := strings.CutPrefix(text, "START - "); ok {
 		r.title = t
@@ -269,6 +278,26 @@ func (r *mirrorRequest) apply(l mirrorLine, now time.Time) {
 			r.total, _ = strconv.Atoi(m[2])
 		}
 	}
+}
+
+// waitingBlockers splits the engine's waiting notice into its blockers
+// and the estimated start.
+func waitingBlockers(text string) (blockers []string, eta string) {
+	_, rest, ok := strings.Cut(text, " waiting: ")
+	if !ok {
+		return nil, ""
+	}
+	for _, b := range strings.Split(rest, "; ") {
+		switch {
+		case strings.HasPrefix(b, "estimated start "):
+			eta = strings.TrimPrefix(b, "estimated start ")
+		case b == "start time unknown":
+			eta = "unknown"
+		case b != "":
+			blockers = append(blockers, b)
+		}
+	}
+	return blockers, eta
 }
 
 // lineState guesses the request's state from a SAL line or notice, in
@@ -330,16 +359,30 @@ func (r *mirrorRequest) blocks() []slack.Block {
 	if r.total > 0 {
 		facts = append(facts, fmt.Sprintf("hosts %d/%d", r.done, r.total))
 	}
+	if r.eta != "" {
+		facts = append(facts, "estimated start "+SlackEscape(r.eta))
+	}
 	if r.operator != "" {
 		facts = append(facts, "by "+SlackEscape(r.operator))
 	}
 	facts = append(facts, "updated "+r.updated.UTC().Format("15:04:05 UTC"))
-	return []slack.Block{
+	blocks := []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, head, false, false), nil, nil),
 		slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, strings.Join(facts, "  ·  "), false, false)),
-		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
-			"last: "+SlackEscape(truncateRunes(r.last, mirrorMaxText)), false, false), nil, nil),
 	}
+	if len(r.blockers) > 0 {
+		var b strings.Builder
+		b.WriteString("*waiting for:*")
+		for _, x := range r.blockers {
+			b.WriteString("\n• " + SlackEscape(x))
+		}
+		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
+			truncateRunes(b.String(), mirrorMaxText), false, false), nil, nil))
+	} else {
+		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
+			"last: "+SlackEscape(truncateRunes(r.last, mirrorMaxText)), false, false), nil, nil))
+	}
+	return blocks
 }
 
 // fallback is the message's plain text (notifications, clients without
