@@ -124,18 +124,30 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // user joins the channel as a client; account "" means not logged in.
 func user(t testing.TB, n *ircnet.Net, nick, account, password string) *ircnet.Client {
 	t.Helper()
+	c, err := dialUser(n, nick, account, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// dialUser is user without the testing.TB, for use off the test's
+// goroutine (t.Fatal must not be called there): it returns the error, and
+// the caller closes the client.
+func dialUser(n *ircnet.Net, nick, account, password string) (*ircnet.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := n.Dial(ctx, ircnet.ClientOptions{Nick: nick, SASLAccount: account, SASLPassword: password,
 		Caps: []string{"account-tag", "message-tags", "server-time"}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(c.Close)
 	if err := c.Join(ctx, channel); err != nil {
-		t.Fatal(err)
+		c.Close()
+		return nil, fmt.Errorf("%s: join %s: %w", nick, channel, err)
 	}
-	return c
+	return c, nil
 }
 
 // reply waits for the bot's next channel PRIVMSG that contains want.
@@ -161,17 +173,31 @@ func dump(c *ircnet.Client) string {
 	return b.String()
 }
 
-// An operator logged in with SASL is accepted and the request stored; the
-// same command from a client that merely took the operator's nick is
-// refused and stores nothing.
+// An operator logged in with SASL is accepted and the request stored; once
+// the operator has quit, a client that takes the operator's exact nick
+// without logging in is refused and stores nothing: identity is the
+// account, never the nick.
 func TestOperatorByAccountNotNick(t *testing.T) {
 	w := startWorld(t)
 	// Both clients in parallel: each takes about a second to register.
-	var alice, impostor *ircnet.Client
-	done := make(chan struct{})
-	go func() { defer close(done); alice = user(t, w.net, "alice_laptop", "alice", "alicepw-1234") }()
-	impostor = user(t, w.net, "alice", "", "")
-	<-done
+	// The observer stays in the channel throughout, to see the operator
+	// leave.
+	type dialed struct {
+		c   *ircnet.Client
+		err error
+	}
+	obsCh := make(chan dialed, 1)
+	go func() {
+		c, err := dialUser(w.net, "observer", "", "")
+		obsCh <- dialed{c, err}
+	}()
+	alice := user(t, w.net, "alice_laptop", "alice", "alicepw-1234")
+	od := <-obsCh
+	if od.err != nil {
+		t.Fatal(od.err)
+	}
+	obs := od.c
+	t.Cleanup(obs.Close)
 
 	if err := alice.Privmsg(channel, "!depool apus codfw T422166 \x02switchover\x02 test"); err != nil {
 		t.Fatal(err)
@@ -186,15 +212,61 @@ func TestOperatorByAccountNotNick(t *testing.T) {
 		t.Fatalf("stored %+v, %v", req, err)
 	}
 
+	// The operator leaves; once the server has relayed the QUIT the nick
+	// is free, and an impostor who is not logged in takes exactly it.
+	alice.Quit()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := obs.WaitFor(ctx, func(l ircnet.Line) bool {
+		return l.Msg.Command == "QUIT" && l.Msg.Nick() == "alice_laptop"
+	}); err != nil {
+		t.Fatalf("the operator's QUIT: %v\nlines:\n%s", err, dump(obs))
+	}
+	impostor := user(t, w.net, "alice_laptop", "", "")
+	if impostor.Nick() != "alice_laptop" {
+		t.Fatalf("impostor registered as %q", impostor.Nick())
+	}
+	// A state-changing command under the operator's nick: refused.
+	if err := impostor.Privmsg(channel, "!cancel 1 trust me"); err != nil {
+		t.Fatal(err)
+	}
+	if got := reply(t, impostor, "refused"); !strings.HasPrefix(got, "alice_laptop: refused") || !strings.Contains(got, "not logged in") {
+		t.Fatalf("impostor reply %q", got)
+	}
 	if err := impostor.Privmsg(channel, "!pool apus codfw trust me"); err != nil {
 		t.Fatal(err)
 	}
-	if got := reply(t, impostor, "refused"); !strings.Contains(got, "not logged in") {
-		t.Fatalf("impostor reply %q", got)
+	// The second refusal (the first was already there).
+	if _, err := impostor.WaitFor(ctx, func() func(ircnet.Line) bool {
+		n := 0
+		return func(l ircnet.Line) bool {
+			if l.Msg.Command == "PRIVMSG" && l.Msg.Nick() == "poolbot" && len(l.Msg.Params) == 2 &&
+				strings.Contains(l.Msg.Params[1], "refused") && strings.Contains(l.Msg.Params[1], "not logged in") {
+				n++
+			}
+			return n == 2
+		}
+	}()); err != nil {
+		t.Fatalf("no refusal of !pool: %v\nlines:\n%s", err, dump(impostor))
 	}
+	// Nothing stored: still the one request, unchanged, and no event by
+	// anyone but alice.
 	reqs, _ := w.store.List(context.Background(), store.Filter{})
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests stored, want 1", len(reqs))
+	}
+	after, err := w.store.Request(context.Background(), 1)
+	if err != nil || after.State != req.State || after.CancelRequested || after.CancelledBy != "" {
+		t.Fatalf("request #1 after the impostor: %+v, %v", after, err)
+	}
+	events, err := w.store.Events(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Actor != "alice" || e.Kind != "created" {
+			t.Errorf("event after the impostor: %+v", e)
+		}
 	}
 	// Read-only commands work for anyone, addressed by nick too.
 	if err := impostor.Privmsg(channel, "poolbot: status"); err != nil {

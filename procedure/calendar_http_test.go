@@ -1,0 +1,244 @@
+package procedure
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/integrations/calendar"
+	"poolbot/internal/testenv/mediawiki"
+)
+
+// cacheRetry is calendar.retryAfterError: how soon Cached.Run tries again
+// after a failed fetch.
+const cacheRetry = time.Minute
+
+// wikiLab is the lab world with the calendar read for real: the Wikitech
+// source and the Cached cache, on the world's fake clock, reading a
+// stand-in of wikitech's api.php over HTTP in the API's wire format.
+type wikiLab struct {
+	*world
+	page    *mediawiki.Deployments
+	cache   *calendar.Cached
+	fetches atomic.Int64 // API requests answered (two per fetch of a changed page)
+}
+
+// newWikiLab builds newLab's world, then replaces its engine by one with
+// the same config, deps and services but the cached wikitech calendar,
+// and runs the cache as cmd/poolbot does: Run in the background, and
+// every Changed wakes all workers. prepare sets up the page before the
+// first fetch.
+func newWikiLab(t *testing.T, nHosts int, cfg Config, prepare func(*mediawiki.Deployments)) *wikiLab {
+	t.Helper()
+	wl := &wikiLab{page: mediawiki.NewDeployments()}
+	prepare(wl.page)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/w/api.php", func(rw http.ResponseWriter, r *http.Request) {
+		wl.fetches.Add(1)
+		wl.page.ServeHTTP(rw, r)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close) // last: after the cache has stopped
+
+	l := newLab(t, nHosts, cfg)
+	wl.world = l
+	opts := calendar.Options{Clock: l.clock}
+	src, err := calendar.NewWikitech(calendar.WikitechConfig{APIURL: srv.URL + "/w/api.php",
+		UserAgent: "poolbot-test/1.0 (https://example.org/poolbot; sre@example.org)"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl.cache, err = calendar.NewCached(src, 0, 0, opts) // production defaults: 15m refresh, 1h max age
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The engine newLab started reads the fake calendar: stop it (it had
+	// nothing to do) and start one reading the cache instead. newLab's
+	// cleanup closes whichever engine l.engine is at the end.
+	l.stop()
+	old := l.engine
+	deps := old.deps
+	deps.Calendar = wl.cache
+	var services []*Service
+	for _, s := range old.services {
+		services = append(services, s)
+	}
+	if l.engine, err = New(old.cfg, deps, services); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.Close()
+	l.cal = nil
+	l.start()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = wl.cache.Run(ctx) })
+	wg.Go(func() { // cmd/poolbot/wire.go's change fan-out
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wl.cache.Changed():
+				l.engine.NotifyAll()
+			}
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return wl
+}
+
+// weekOfWindows is a week of wikitech's recurring windows from Monday
+// monday: backport windows at 07:00, 13:00 and 20:00 UTC on weekdays, the
+// train Tuesday to Thursday at 15:00. At t0 (Monday 14:10) none is active
+// and the next starts at 20:00, so the gate is open.
+func weekOfWindows(monday time.Time) []mediawiki.Window {
+	var ws []mediawiki.Window
+	at := func(day, hour int, d time.Duration, name string, deployers ...string) {
+		start := monday.AddDate(0, 0, day).Add(time.Duration(hour) * time.Hour)
+		ws = append(ws, mediawiki.Window{Name: name, Start: start, End: start.Add(d), Deployers: deployers})
+	}
+	for day := range 5 {
+		at(day, 7, time.Hour, "UTC morning backport window", "Lucas_WMDE", "TheresNoTime")
+		at(day, 13, time.Hour, "UTC afternoon backport window", "Amir1", "Urbanecm")
+		if day >= 1 && day <= 3 {
+			at(day, 15, 2*time.Hour, "MediaWiki train - Utc-0+Utc-7 Version", "brennen")
+		}
+		at(day, 20, time.Hour, "UTC late backport window", "Krinkle")
+	}
+	return ws
+}
+
+// eventually waits (real time) for cond, advancing the fake clock by tick
+// each round when tick > 0.
+func (wl *wikiLab) eventually(what string, tick time.Duration, cond func() bool) {
+	wl.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			wl.t.Fatalf("timed out waiting for %s (fake clock at %s, %d API requests, cache error %v)",
+				what, wl.clock.Now().Format(time.RFC3339), wl.fetches.Load(), wl.cache.LastError())
+		}
+		if tick > 0 {
+			wl.clock.Advance(tick)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// leaveWaiting advances the fake clock past the cache's retry until the
+// request no longer waits, then lets it run to its end.
+func (wl *wikiLab) leaveWaiting(id poolbot.RequestID) poolbot.Request {
+	wl.t.Helper()
+	wl.eventually(id.String()+" to leave waiting", cacheRetry+time.Second, func() bool {
+		return wl.request(id).State != poolbot.StateWaiting
+	})
+	return wl.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
+}
+
+// wikitech answers 503 from the start: the request waits, one notice names
+// the unreadable calendar, later failed retries say nothing new; once
+// wikitech answers again the cache's retry reads the page, its Changed
+// wakes the engine, and the restart runs to END (PASS).
+func TestCalendarOverHTTPDownThenBack(t *testing.T) {
+	wl := newWikiLab(t, 1, Config{}, func(p *mediawiki.Deployments) { p.FailHTTP(http.StatusServiceUnavailable) })
+	wl.eventually("the first fetch to fail", 0, func() bool { return wl.cache.LastError() != nil })
+
+	id := wl.queue(poolbot.ActionRestart, "")
+	r := wl.waitState(id, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, `deployment calendar unreadable (calendar: not fetched yet: calendar: wikitech: page info for "Deployments": HTTP 503 Service Unavailable`) ||
+		!strings.HasSuffix(r.Step, "start time unknown") {
+		t.Fatalf("waiting step %q", r.Step)
+	}
+	// Another failed fetch (Changed fires on failures too) re-evaluates
+	// the request without a second notice.
+	n := wl.fetches.Load()
+	wl.eventually("a retry", cacheRetry, func() bool { return wl.fetches.Load() > n })
+	time.Sleep(100 * time.Millisecond)
+	if got := wl.notices.Matching("waiting"); len(got) != 1 || !strings.Contains(got[0], "waiting: deployment calendar unreadable (") ||
+		!strings.Contains(got[0], "HTTP 503") {
+		t.Fatalf("waiting notices %q", got)
+	}
+	if len(wl.restarted()) != 0 {
+		t.Fatal("restarted while the calendar was unreadable")
+	}
+
+	wl.page.SetWindows(weekOfWindows(t0.Add(-14*time.Hour - 10*time.Minute)))
+	wl.page.Recover()
+	before := wl.clock.Now()
+	r = wl.leaveWaiting(id)
+	if r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+	if waited := wl.clock.Now().Sub(before); waited > 3*(cacheRetry+time.Second) {
+		t.Errorf("proceeded %s (fake) after wikitech came back, want about one retry (%s)", waited, cacheRetry)
+	}
+	sched, _, err := wl.cache.Schedule()
+	if err != nil || len(sched.Windows) != 18 || sched.Revision != "1001" {
+		t.Fatalf("cached schedule: %d windows, revision %q, err %v", len(sched.Windows), sched.Revision, err)
+	}
+	if got := wl.restarted(); strings.Join(got, ",") != "registry1" {
+		t.Fatalf("restarts %v", got)
+	}
+	if sal := wl.sal(id); len(sal) == 0 || !strings.Contains(sal[len(sal)-1], "END (PASS) - restart apus") {
+		t.Fatalf("SAL lines:\n%s", strings.Join(sal, "\n"))
+	}
+	if len(wl.notices.Matching("waiting")) != 1 || len(wl.notices.Matching("proceeding: all gates open")) != 1 {
+		t.Fatalf("notices:\n%s", strings.Join(wl.notices.All(), "\n"))
+	}
+}
+
+// wikitech goes down after a good fetch: the cached copy still counts
+// while it is younger than max_age (1h), so a request runs; once it is
+// older, the next request waits on the stale calendar, and runs after
+// wikitech is back.
+func TestCalendarOverHTTPStaleAfterMaxAge(t *testing.T) {
+	wl := newWikiLab(t, 1, Config{}, func(p *mediawiki.Deployments) { p.SetWindows(weekOfWindows(t0.Add(-14*time.Hour - 10*time.Minute))) })
+	wl.eventually("the first fetch", 0, func() bool { _, _, err := wl.cache.Schedule(); return err == nil })
+	if _, at, _ := wl.cache.Schedule(); !at.Equal(t0) {
+		t.Fatalf("fetched at %s, want %s", at, t0)
+	}
+
+	wl.page.FailHTTP(http.StatusServiceUnavailable)
+	// The 15-minute refresh fails; the copy from t0 is still fresh.
+	wl.eventually("a refresh to fail", cacheRetry, func() bool { return wl.cache.LastError() != nil })
+	wl.clock.Advance(t0.Add(59 * time.Minute).Sub(wl.clock.Now()))
+	if _, _, err := wl.cache.Schedule(); err != nil {
+		t.Fatalf("at +59m: %v", err)
+	}
+	first := wl.queue(poolbot.ActionRestart, "")
+	if r := wl.waitState(first, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("first request ended %s: %s", r.State, r.Error)
+	}
+	if got := wl.notices.Matching("waiting"); len(got) != 0 {
+		t.Fatalf("waited on a fresh calendar: %q", got)
+	}
+
+	wl.clock.Advance(2 * time.Minute) // t0+61m: older than max_age
+	second := wl.queue(poolbot.ActionRestart, "")
+	r := wl.waitState(second, 0, poolbot.StateWaiting)
+	if !strings.Contains(r.Step, "deployment calendar unreadable (calendar: schedule is stale: last good fetch 1h1m0s ago (at 2026-11-23T14:10:00Z), max age 1h0m0s; last error: ") ||
+		!strings.Contains(r.Step, "HTTP 503 Service Unavailable") {
+		t.Fatalf("waiting step %q", r.Step)
+	}
+	if got := wl.notices.Matching("waiting"); len(got) != 1 || !strings.Contains(got[0], second.String()+" restart apus (alice) waiting: deployment calendar unreadable (calendar: schedule is stale") {
+		t.Fatalf("waiting notices %q", got)
+	}
+
+	wl.page.Recover()
+	if r := wl.leaveWaiting(second); r.State != poolbot.StateDone {
+		t.Fatalf("second request ended %s: %s", r.State, r.Error)
+	}
+	if got := wl.restarted(); len(got) != 2 {
+		t.Fatalf("restarts %v", got)
+	}
+	if sal := wl.sal(second); len(sal) == 0 || !strings.Contains(sal[len(sal)-1], "END (PASS)") {
+		t.Fatalf("SAL lines:\n%s", strings.Join(sal, "\n"))
+	}
+}
