@@ -188,17 +188,26 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 					t.Errorf("SAL lacks %q:\n%s", want, strings.Join(sal, "\n"))
 				}
 			}
-			if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
-				t.Fatalf("global lock after the end: %s", got)
-			}
-			// Every SAL line was delivered (the console is the chat here).
-			st, _ := store.Open(context.Background(), w.dbPath, nil)
-			n, _ := st.SALBacklog(context.Background())
-			st.Close()
-			if n != 0 {
-				t.Fatalf("%d SAL lines undelivered", n)
-			}
+			w.checkSettled()
 		})
+	}
+}
+
+// checkSettled asserts what must hold once a request ended: the deploy
+// block is released and every SAL line was delivered (the console is the
+// chat here).
+func (w *crashWorld) checkSettled() {
+	w.t.Helper()
+	if got := lab.ProbeLock(w.t, w.GlobalLock()); got != "none" {
+		w.t.Fatalf("global lock after the end: %s", got)
+	}
+	st, err := store.Open(context.Background(), w.dbPath, nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer st.Close()
+	if n, _ := st.SALBacklog(context.Background()); n != 0 {
+		w.t.Fatalf("%d SAL lines undelivered", n)
 	}
 }
 
@@ -287,15 +296,7 @@ func TestKill9BeforeRestartsResumes(t *testing.T) {
 			if starts != 1 || !hasSAL(sal, "END (PASS)") || !hasSAL(sal, "(3/3)") {
 				t.Errorf("SAL (%d START lines):\n%s", starts, strings.Join(sal, "\n"))
 			}
-			if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
-				t.Fatalf("global lock after the end: %s", got)
-			}
-			st, _ := store.Open(context.Background(), w.dbPath, nil)
-			n, _ := st.SALBacklog(context.Background())
-			st.Close()
-			if n != 0 {
-				t.Fatalf("%d SAL lines undelivered", n)
-			}
+			w.checkSettled()
 		})
 	}
 }

@@ -38,14 +38,10 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 		mirror  = "C0MIRROR"
 	)
 	w := lab.NewWorld(t, 2)
-	n := ircnet.Start(t, ircnet.Options{})
+	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"},
+		ircnet.Account{Name: "bob", Password: "bobpw-1234"})
 	srv := slacknet.Start(t, slacknet.Options{Users: map[string]string{"U0ALICE": "Alice"}})
 	ctx := context.Background()
-	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
-		ircnet.Account{Name: "alice", Password: "alicepw-1234"},
-		ircnet.Account{Name: "bob", Password: "bobpw-1234"}); err != nil {
-		t.Fatal(err)
-	}
 	secret := func(name, value string) string {
 		path := filepath.Join(w.Dir, name)
 		if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
@@ -55,13 +51,10 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 	}
 	so := srv.Options()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfgPath := w.Config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
-         reconnect_min: 200ms, reconnect_max: 1s}
-  irc_sasl_password: {file: %q}
+	cfgPath := w.Config(t, irc.chat("")+fmt.Sprintf(`
   slack: {channels: [%s], mirror_channel: %s, mirror_thread: true, api_url: %q}
   slack_app_token: {file: %q}
-  slack_bot_token: {file: %q}`, n.Addr(), channel, secret("irc-password", "botpw-1234"),
-		opsCh, mirror, srv.APIURL(), secret("slack-app", so.AppToken), secret("slack-bot", so.BotToken)),
+  slack_bot_token: {file: %q}`, opsCh, mirror, srv.APIURL(), secret("slack-app", so.AppToken), secret("slack-bot", so.BotToken)),
 		fmt.Sprintf("http: {listen: %q}\nforce: {require_confirm: true}\n", httpAddr))
 	// The world's config names alice on IRC only: map her Slack user to
 	// the same operator, and add bob.
@@ -80,19 +73,7 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dial := func(nick, account, password string) *ircnet.Client {
-		t.Helper()
-		c, err := n.Dial(ctx, ircnet.ClientOptions{Nick: nick, SASLAccount: account, SASLPassword: password,
-			Caps: []string{"account-tag", "message-tags", "server-time"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		if err := c.Join(ctx, channel); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	dial := func(nick, account, password string) *ircnet.Client { return irc.dial(t, nick, account, password) }
 	alice := dial("alice", "alice", "alicepw-1234")
 	bob := dial("bob", "bob", "bobpw-1234")
 	// fromBot is a PRIVMSG poolbot said in the channel containing sub.

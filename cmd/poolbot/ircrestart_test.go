@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,32 +21,11 @@ import (
 func TestIRCdRestartMidOperation(t *testing.T) {
 	const channel = "#wikimedia-operations"
 	w := lab.NewWorld(t, 3)
-	n := ircnet.Start(t, ircnet.Options{})
+	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"})
+	n := irc.net
 	ctx := context.Background()
-	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
-		ircnet.Account{Name: "alice", Password: "alicepw-1234"}); err != nil {
-		t.Fatal(err)
-	}
-	pwFile := filepath.Join(w.Dir, "irc-password")
-	if err := os.WriteFile(pwFile, []byte("botpw-1234\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := w.Config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
-         reconnect_min: 200ms, reconnect_max: 1s}
-  irc_sasl_password: {file: %q}`, n.Addr(), channel, pwFile), "http: {listen: \"off\"}\n")
-	dial := func(nick, account, password string) *ircnet.Client {
-		t.Helper()
-		c, err := n.Dial(ctx, ircnet.ClientOptions{Nick: nick, SASLAccount: account, SASLPassword: password,
-			Caps: []string{"account-tag", "message-tags", "server-time"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		if err := c.Join(ctx, channel); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	cfgPath := w.Config(t, irc.chat(""), "http: {listen: \"off\"}\n")
+	dial := func(nick, account, password string) *ircnet.Client { return irc.dial(t, nick, account, password) }
 	waitLine := func(c *ircnet.Client, sub string) {
 		t.Helper()
 		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)

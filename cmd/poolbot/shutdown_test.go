@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -85,32 +84,11 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	const channel = "#wikimedia-operations"
 	w := lab.NewWorld(t, 3)
-	n := ircnet.Start(t, ircnet.Options{})
+	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"})
 	ctx := context.Background()
-	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
-		ircnet.Account{Name: "alice", Password: "alicepw-1234"}); err != nil {
-		t.Fatal(err)
-	}
-	pwFile := filepath.Join(w.Dir, "irc-password")
-	if err := os.WriteFile(pwFile, []byte("botpw-1234\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	// The relaxed port and a fast pacer: this test is about the order of
-	// things at shutdown, not flood control.
-	cfgPath := w.Config(t, fmt.Sprintf(`  irc: {server: %q, nick: poolbot, sasl_account: poolbot, channels: [%q], rate: 20, burst: 20,
-         reconnect_min: 200ms, reconnect_max: 1s, quit_message: "poolbot stopping for an upgrade"}
-  irc_sasl_password: {file: %q}`, n.Addr(), channel, pwFile), fmt.Sprintf("http: {listen: %q}\n", httpAddr))
-
-	alice, err := n.Dial(ctx, ircnet.ClientOptions{Nick: "alice", SASLAccount: "alice", SASLPassword: "alicepw-1234",
-		Caps: []string{"account-tag", "message-tags", "server-time"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
-	if err := alice.Join(ctx, channel); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := w.Config(t, irc.chat(`, quit_message: "poolbot stopping for an upgrade"`), fmt.Sprintf("http: {listen: %q}\n", httpAddr))
+	alice := irc.dial(t, "alice", "alice", "alicepw-1234")
 	seen := func(sub string) func(ircnet.Line) bool {
 		return func(l ircnet.Line) bool { return strings.Contains(l.Raw, sub) }
 	}
