@@ -378,11 +378,11 @@ func (r *mirrorRequest) blocks() []slack.Block {
 		}
 		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
 			truncateRunes(b.String(), mirrorMaxText), false, false), nil, nil))
-	} else {
-		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
-			"last: "+SlackEscape(truncateRunes(r.last, mirrorMaxText)), false, false), nil, nil))
 	}
-	return blocks
+	// The last line stays visible: a SAL line such as a !force request
+	// does not change the state or the blockers.
+	return append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
+		"last: "+SlackEscape(truncateRunes(r.last, mirrorMaxText)), false, false), nil, nil))
 }
 
 // fallback is the message's plain text (notifications, clients without
