@@ -119,10 +119,7 @@ func BenchmarkReactionLatency(b *testing.B) {
 		waitDone(b, st, id)
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+	reportLatencies(b, lat)
 }
 
 // BenchmarkReactionLatencyScapRelease measures, on the real clock, the
@@ -166,6 +163,11 @@ func BenchmarkReactionLatencyScapRelease(b *testing.B) {
 		waitDone(b, st, id)
 	}
 	b.StopTimer()
+	reportLatencies(b, lat)
+}
+
+// reportLatencies reports p50, p99 and max of lat.
+func reportLatencies(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")

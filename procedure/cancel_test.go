@@ -46,6 +46,19 @@ func (l *world) waitNotice(sub string, tick time.Duration) {
 	}
 }
 
+// checkEnd asserts the request's last SAL line contains want and that
+// the deploy block is released.
+func (l *world) checkEnd(id poolbot.RequestID, want string) {
+	l.t.Helper()
+	sal := l.sal(id)
+	if len(sal) == 0 || !strings.Contains(sal[len(sal)-1], want) {
+		l.t.Fatalf("last SAL line of %s lacks %q:\n%s", id, want, strings.Join(sal, "\n"))
+	}
+	if got := l.globalLock(); got != "none" {
+		l.t.Fatalf("global lock after the end: %s", got)
+	}
+}
+
 func (l *world) eventKinds(id poolbot.RequestID) map[string]int {
 	l.t.Helper()
 	evs, err := l.store.Events(context.Background(), id)
@@ -141,13 +154,7 @@ func TestCancelBeforeSwitchLeavesConftoolAlone(t *testing.T) {
 	if len(l.restarted()) != 0 {
 		t.Fatalf("restarted %v", l.restarted())
 	}
-	sal := l.sal(id)
-	if end := sal[len(sal)-1]; !strings.Contains(end, "END (CANCELLED) - depool apus in codfw: cancelled by bob before the conftool change; apus/codfw pooled=true now") {
-		t.Fatalf("END %q", end)
-	}
-	if got := l.globalLock(); got != "none" {
-		t.Fatalf("global lock: %s", got)
-	}
+	l.checkEnd(id, "END (CANCELLED) - depool apus in codfw: cancelled by bob before the conftool change; apus/codfw pooled=true now")
 }
 
 // A request parked after a crash holds no deploy block; !cancel ends it
@@ -180,10 +187,7 @@ func TestCancelParkedRequest(t *testing.T) {
 	if r.State != poolbot.StateCancelled || r.Parked {
 		t.Fatalf("ended %s parked=%t", r.State, r.Parked)
 	}
-	sal := l.sal(id)
-	if end := sal[len(sal)-1]; !strings.Contains(end, "END (CANCELLED) - restart apus: cancelled by bob while parked at restarting; done: registry1; not touched: registry2") {
-		t.Fatalf("END %q", end)
-	}
+	l.checkEnd(id, "END (CANCELLED) - restart apus: cancelled by bob while parked at restarting; done: registry1; not touched: registry2")
 	if len(l.restarted()) != 0 {
 		t.Fatalf("restarted %v", l.restarted())
 	}
@@ -221,13 +225,7 @@ func TestFailedHostStandsAfterCrash(t *testing.T) {
 	if len(l.restarted()) != 0 {
 		t.Fatalf("restarted %v after a stored host failure", l.restarted())
 	}
-	sal := l.sal(id)
-	if end := sal[len(sal)-1]; !strings.Contains(end, "END (FAIL) - restart apus: host 2/3 registry2: restricted not healthy: timed out; done: registry1; not touched: registry3") {
-		t.Fatalf("END %q", end)
-	}
-	if got := l.globalLock(); got != "none" {
-		t.Fatalf("global lock: %s", got)
-	}
+	l.checkEnd(id, "END (FAIL) - restart apus: host 2/3 registry2: restricted not healthy: timed out; done: registry1; not touched: registry3")
 	if _, err := l.engine.Resume(context.Background(), id, "alice", poolbot.Origin{}); err != nil {
 		t.Fatal(err)
 	}

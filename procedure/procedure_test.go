@@ -386,13 +386,7 @@ func TestCancelDuringRestarts(t *testing.T) {
 	if got := l.restarted(); strings.Join(got, ",") != "registry1,registry2" {
 		t.Fatalf("restarted %v", got)
 	}
-	sal := l.sal(id)
-	if end := sal[len(sal)-1]; !strings.Contains(end, "END (CANCELLED) - restart apus: cancelled by bob after 2/3 hosts; done: registry1, registry2; not touched: registry3") {
-		t.Fatalf("END %q", end)
-	}
-	if got := l.globalLock(); got != "none" {
-		t.Fatalf("global lock: %s", got)
-	}
+	l.checkEnd(id, "END (CANCELLED) - restart apus: cancelled by bob after 2/3 hosts; done: registry1, registry2; not touched: registry3")
 }
 
 // Dry-run: every read-only step is real (gates, health), every mutating
