@@ -267,3 +267,23 @@ func TestForcedDuringWindowTellsItsDeployers(t *testing.T) {
 		t.Fatalf("ended %s: %s", r.State, r.Error)
 	}
 }
+
+// The literal case of the issue: host 2's registry restarts fine (the
+// unit is active) but never becomes healthy. The wait for health times
+// out, hosts 3 and 4 are not touched, the block is released, and END
+// (FAIL) names what was done and what was not.
+func TestRegistryThatDoesNotComeBackStops(t *testing.T) {
+	l := newLab(t, 4, Config{})
+	l.systemctl.Hang("registry2", true)
+	t.Cleanup(func() { l.systemctl.Hang("registry2", false) })
+	id := l.queue(poolbot.ActionRestart, "")
+	r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
+	if r.State != poolbot.StateFailed {
+		t.Fatalf("ended %s", r.State)
+	}
+	if got := strings.Join(l.restarted(), ","); got != "registry1,registry2" {
+		t.Fatalf("restarted %s: hosts after the failure were touched", got)
+	}
+	l.checkEnd(id, "END (FAIL) - restart apus: host 2/4 registry2: restricted not healthy")
+	l.checkEnd(id, "done: registry1; not touched: registry3, registry4")
+}

@@ -205,6 +205,7 @@ type Systemctl struct {
 	mu       sync.Mutex
 	regs     map[string]*regenv.Instance
 	fail     map[string]bool
+	hang     map[string]bool
 	hold     map[string]chan struct{}
 	restarts []string
 }
@@ -229,7 +230,7 @@ func NewSystemctl(regs map[string]*regenv.Instance) (*Systemctl, error) {
 		return nil, fmt.Errorf("systemctl: %w", err)
 	}
 	s := &Systemctl{URL: "http://" + ln.Addr().String(), regs: regs,
-		fail: map[string]bool{}, hold: map[string]chan struct{}{}}
+		fail: map[string]bool{}, hang: map[string]bool{}, hold: map[string]chan struct{}{}}
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req ctlRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -250,6 +251,19 @@ func (s *Systemctl) Fail(host string, fail bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail[host] = fail
+}
+
+// Hang makes restarts of host succeed while the registry does not come
+// back: the process runs (the unit is active) but is stopped with
+// SIGSTOP, so its health endpoints never answer. hang false resumes it.
+func (s *Systemctl) Hang(host string, hang bool) {
+	s.mu.Lock()
+	s.hang[host] = hang
+	inst := s.regs[host]
+	s.mu.Unlock()
+	if !hang && inst != nil {
+		_ = inst.Resume()
+	}
 }
 
 // Hold makes the next restart of host wait until the returned function is
@@ -280,7 +294,7 @@ func (s *Systemctl) run(ctx context.Context, req ctlRequest) ctlResponse {
 	switch req.Argv[1] {
 	case "restart":
 		s.mu.Lock()
-		fail, hold := s.fail[req.Host], s.hold[req.Host]
+		fail, hang, hold := s.fail[req.Host], s.hang[req.Host], s.hold[req.Host]
 		delete(s.hold, req.Host)
 		s.restarts = append(s.restarts, req.Host)
 		s.mu.Unlock()
@@ -297,6 +311,9 @@ func (s *Systemctl) run(ctx context.Context, req ctlRequest) ctlResponse {
 		}
 		if err := inst.Restart(context.WithoutCancel(ctx)); err != nil {
 			return ctlResponse{Exit: 1, Output: err.Error() + "\n"}
+		}
+		if hang {
+			_ = inst.Pause()
 		}
 		return ctlResponse{}
 	case "is-active":
