@@ -97,6 +97,12 @@ func New(cfg Config, o Options) (*Scap, error) {
 	}
 	if cfg.Channel.ChannelEnabled() {
 		s.Tracker = NewTracker(cfg.Channel, o.Clock, log)
+		if len(cfg.Channel.RelayAccounts) == 0 {
+			// Anyone can take a nick: a forged "Finished scap" line would
+			// open the scap gate early.
+			log.Warn("scap.channel.relay_accounts is empty: scap lines are trusted by the relay's nick alone; set the relay's services account",
+				"relay_nicks", cfg.Channel.RelayNicks)
+		}
 	}
 
 	if o.SpiderPigMinInterval == 0 {
