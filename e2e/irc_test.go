@@ -33,14 +33,17 @@ type world struct {
 	done   chan struct{}
 }
 
-func startWorld(t testing.TB) *world { return startWorldPaced(t, false) }
+func startWorld(t testing.TB) *world { return startWorldOn(t, false, ircnet.Options{}) }
 
 // startWorldPaced with fast set connects the bot to the relaxed port with
 // a fast pacer: for measuring latency rather than flood protection.
-func startWorldPaced(t testing.TB, fast bool) *world {
+func startWorldPaced(t testing.TB, fast bool) *world { return startWorldOn(t, fast, ircnet.Options{}) }
+
+// startWorldOn is startWorldPaced on a network started with opts.
+func startWorldOn(t testing.TB, fast bool, opts ircnet.Options) *world {
 	t.Helper()
 	ctx := context.Background()
-	n := ircnet.Start(t, ircnet.Options{})
+	n := ircnet.Start(t, opts)
 	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
 		ircnet.Account{Name: "alice", Password: "alicepw-1234"}); err != nil {
 		t.Fatal(err)
@@ -359,4 +362,35 @@ func TestSALSurvivesIRCdRestart(t *testing.T) {
 		t.Fatalf("SAL lines after restart:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	waitFor(t, 10*time.Second, "backlog drained", func() bool { n, _ := w.store.SALBacklog(ctx); return n == 0 })
+}
+
+// On a server that does not offer account-tag, poolbot cannot tell who
+// anyone is: a logged-in operator's state-changing command is refused
+// and nothing is stored; read-only commands still work.
+func TestNoAccountTagFailsClosed(t *testing.T) {
+	w := startWorldOn(t, false, ircnet.Options{NoAccountTag: true})
+	ctx := context.Background()
+	alice, err := w.net.Dial(ctx, ircnet.ClientOptions{Nick: "alice", SASLAccount: "alice", SASLPassword: "alicepw-1234",
+		Caps: []string{"message-tags", "server-time"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(alice.Close)
+	if err := alice.Join(ctx, channel); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Privmsg(channel, "!depool apus codfw T422166 test"); err != nil {
+		t.Fatal(err)
+	}
+	got := reply(t, alice, "refused")
+	if !strings.Contains(got, "account-tag") {
+		t.Fatalf("refusal %q does not say why", got)
+	}
+	if _, err := w.store.Request(context.Background(), 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a request was stored: %v", err)
+	}
+	if err := alice.Privmsg(channel, "!help depool"); err != nil {
+		t.Fatal(err)
+	}
+	reply(t, alice, "depool")
 }

@@ -117,7 +117,11 @@ func (n *Net) inspircdConf() string {
 		n.clientPort,
 		ServicesName,
 		ServicesName, n.linkPort, n.linkPass, n.linkPass, ServicesName)
-	return b.String()
+	conf := b.String()
+	if n.opts.NoAccountTag {
+		conf = strings.Replace(conf, "<module name=\"ircv3_accounttag\">\n", "", 1)
+	}
+	return conf
 }
 
 // athemeConf renders the Atheme 7.2 configuration: NickServ, ChanServ and

@@ -87,6 +87,9 @@ type Options struct {
 	// StartTimeout bounds the wait for the ircd to listen and the services
 	// to link (default 30s).
 	StartTimeout time.Duration
+	// NoAccountTag leaves out the account-tag capability, as an ircd
+	// without it would: clients cannot tell who sent a message.
+	NoAccountTag bool
 }
 
 // Net is a running (or stopped) test network. Its methods are safe for
