@@ -62,9 +62,10 @@ type Engine struct {
 	wake map[string]chan struct{} // per service, buffered 1
 
 	mu sync.Mutex
-	// noticed is the blocker signature last announced per request (and
-	// the last "still cannot take the deploy block" text), keyed by
-	// service so that entries of finished requests can be dropped.
+	// noticed is the blocker signature last announced per request (or
+	// the "back to waiting" text after a scap run beat its deploy block),
+	// keyed by service so that entries of finished requests can be
+	// dropped.
 	noticed map[string]map[poolbot.RequestID]string
 	// scapWaiters are the services whose head request waits on scap.
 	scapWaiters map[string]bool
@@ -297,6 +298,11 @@ func (e *Engine) wait(ctx context.Context, svc *Service, r poolbot.Request, v ve
 	if e.noteChanged(r, v.signature()) {
 		e.announce(ctx, fmt.Sprintf("%s %s (%s) waiting: %s", r.ID, r.Summary(), r.Operator, summary))
 	}
+	// The gates see what holds it up now: its next proceed is news again,
+	// and no longer a retry after a slip-in.
+	e.mu.Lock()
+	delete(e.slips, r.ID)
+	e.mu.Unlock()
 	if !v.nextCheck.IsZero() {
 		e.wakeAt(svc.Name, "calendar", v.nextCheck)
 	}
