@@ -194,16 +194,11 @@ func (c IRCConfig) Validate() error {
 		maxRealNameLen = 512 - len("USER ") - maxUserLen - len(" 0 * :") - 2
 	)
 	if c.User != "" {
-		ascii := true
-		for i := 0; i < len(c.User); i++ {
-			if c.User[i] >= utf8.RuneSelf {
-				ascii = false
-			}
-		}
+		nonASCII := strings.ContainsFunc(c.User, func(r rune) bool { return r >= utf8.RuneSelf })
 		switch {
 		case !utf8.ValidString(c.User):
 			bad("user", "%q is not valid UTF-8 (use printable ASCII)", c.User)
-		case !validWord(c.User, "@!") || !ascii:
+		case !validWord(c.User, "@!") || nonASCII:
 			bad("user", "%q must be one word of printable ASCII, without spaces, control characters, '@' or '!'", c.User)
 		case len(c.User) > maxUserLen:
 			bad("user", "%d bytes is longer than %d", len(c.User), maxUserLen)

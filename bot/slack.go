@@ -151,25 +151,24 @@ func (c SlackConfig) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("slack.%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	badToken := func(which, problem string) {
+	// checkToken checks one token: which is "app" or "bot", prefix its
+	// kind's prefix, kind what it must be, and scope what it needs.
+	checkToken := func(which, token, prefix, kind, scope string) {
+		problem := ""
+		switch {
+		case token == "":
+			problem = "required (an " + prefix + " token" + scope + ", read from a file or the environment)"
+		case !strings.HasPrefix(token, prefix):
+			problem = "must be " + kind + " (" + prefix + "…)"
+		case strings.ContainsAny(token, " \t\r\n"):
+			problem = "must not contain white space"
+		default:
+			return
+		}
 		errs = append(errs, fmt.Errorf("slack: %s token: %s", which, problem))
 	}
-	switch {
-	case c.AppToken == "":
-		badToken("app", "required (an xapp- token with connections:write, read from a file or the environment)")
-	case !strings.HasPrefix(c.AppToken, "xapp-"):
-		badToken("app", "must be an app-level token (xapp-…)")
-	case strings.ContainsAny(c.AppToken, " \t\r\n"):
-		badToken("app", "must not contain white space")
-	}
-	switch {
-	case c.BotToken == "":
-		badToken("bot", "required (an xoxb- token, read from a file or the environment)")
-	case !strings.HasPrefix(c.BotToken, "xoxb-"):
-		badToken("bot", "must be a bot token (xoxb-…)")
-	case strings.ContainsAny(c.BotToken, " \t\r\n"):
-		badToken("bot", "must not contain white space")
-	}
+	checkToken("app", c.AppToken, "xapp-", "an app-level token", " with connections:write")
+	checkToken("bot", c.BotToken, "xoxb-", "a bot token", "")
 	for _, ch := range c.Channels {
 		if !validSlackID(ch) || ch[0] != 'C' && ch[0] != 'G' {
 			bad("channels", "%q is not a channel ID (C… or G…, as shown in the channel's details; not #name)", ch)
