@@ -576,6 +576,11 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		}
 		return hs
 	}
+	// failed is the END detail for the host at index i failing with cause.
+	failed := func(i int, cause string) string {
+		s := steps[i]
+		return fmt.Sprintf("host %d/%d %s: %s; %s", s.Position, n, s.Host, cause, progress(done, left(i+1)))
+	}
 	for i, s := range steps {
 		if s.State == poolbot.HostDone {
 			continue
@@ -584,8 +589,7 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			// A host failed and poolbot stopped before it recorded the
 			// end (a crash, or the deploy block release hung): the failure
 			// stands. Only an operator's !resume retries the host.
-			return poolbot.StateFailed, "FAIL", fmt.Sprintf("host %d/%d %s: %s; done: %s; not touched: %s",
-				s.Position, n, s.Host, s.Detail, hostList(done), hostList(left(i+1)))
+			return poolbot.StateFailed, "FAIL", failed(i, s.Detail)
 		}
 		cur, err := e.deps.Store.Request(ctx, r.ID)
 		if err != nil {
@@ -595,8 +599,8 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			return poolbot.StateFailed, "FAIL", "reading the request: " + err.Error()
 		}
 		if cur.CancelRequested {
-			return poolbot.StateCancelled, "CANCELLED", fmt.Sprintf("cancelled by %s after %d/%d hosts; done: %s; not touched: %s",
-				cur.CancelledBy, len(done), n, hostList(done), hostList(left(i)))
+			return poolbot.StateCancelled, "CANCELLED", fmt.Sprintf("cancelled by %s after %d/%d hosts; %s",
+				cur.CancelledBy, len(done), n, progress(done, left(i)))
 		}
 		if ctx.Err() != nil {
 			return "", "", ""
@@ -619,14 +623,12 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		// Its outcome is recorded with hostCtx too: a shutdown asked for
 		// meanwhile must not turn a finished host into a failed request.
 		if herr != nil {
-			why := fmt.Sprintf("host %d/%d %s: %v", s.Position, n, s.Host, herr)
 			if err := e.deps.Store.Tx(hostCtx, func(tx *store.Tx) error {
 				return tx.UpdateHostStep(r.ID, s.Position, poolbot.HostFailed, herr.Error())
 			}); err != nil {
 				e.log.Error("storing host failure", "request", r.ID, "err", err)
 			}
-			return poolbot.StateFailed, "FAIL", fmt.Sprintf("%s; done: %s; not touched: %s",
-				why, hostList(done), hostList(left(i+1)))
+			return poolbot.StateFailed, "FAIL", failed(i, herr.Error())
 		}
 		done = append(done, s.Host)
 		line := fmt.Sprintf("restarted %s on %s (%d/%d): %s", strings.Join(svc.Plan.Units, " "), s.Host, s.Position, n, detail)
@@ -726,7 +728,7 @@ func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.
 		e.announce(ctx, fmt.Sprintf("%s: %s could not release the deploy block: %v — deploys stay blocked until it is released by hand",
 			r.Operator, r.ID, err))
 	}
-	end := fmt.Sprintf("END (%s) - %s: %s (duration: %s)", outcome, r.Summary(), detail, poolbot.FormatDuration(e.clock.Now().Sub(started)))
+	end := endLine(outcome, r, detail, e.clock.Now().Sub(started))
 	err = e.transitionSAL(ctx, r, r.State, state, func(n *poolbot.Request) {
 		n.Step = ""
 		if state != poolbot.StateDone {
@@ -762,12 +764,12 @@ func (e *Engine) endParked(ctx context.Context, r poolbot.Request) {
 				left = append(left, s.Host)
 			}
 		}
-		detail += fmt.Sprintf("; done: %s; not touched: %s", hostList(done), hostList(left))
+		detail += "; " + progress(done, left)
 	}
 	if _, switches := r.Action.Pooled(); switches {
 		detail += "; " + e.describePooled(ctx, r)
 	}
-	end := fmt.Sprintf("END (CANCELLED) - %s: %s (duration: %s)", r.Summary(), detail, poolbot.FormatDuration(e.clock.Now().Sub(started)))
+	end := endLine("CANCELLED", r, detail, e.clock.Now().Sub(started))
 	err := e.transitionSAL(ctx, r, r.State, poolbot.StateCancelled, func(n *poolbot.Request) {
 		n.Step, n.Parked, n.Error = "", false, detail
 	}, "end", "CANCELLED: "+detail, end)

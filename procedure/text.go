@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"poolbot"
 	"poolbot/integrations/calendar"
 )
 
@@ -28,6 +29,18 @@ func sameDay(a, b time.Time) bool {
 	ay, am, ad := a.UTC().Date()
 	by, bm, bd := b.UTC().Date()
 	return ay == by && am == bm && ad == bd
+}
+
+// progress is "done: <hosts>; not touched: <hosts>", how END lines and
+// notices say how far a restart sequence got.
+func progress(done, left []string) string {
+	return "done: " + hostList(done) + "; not touched: " + hostList(left)
+}
+
+// endLine is a request's last SAL line, shaped like spicerack's:
+// "END (PASS|FAIL|CANCELLED) - <summary>: <detail> (duration: MMm SSs)".
+func endLine(outcome string, r poolbot.Request, detail string, d time.Duration) string {
+	return fmt.Sprintf("END (%s) - %s: %s (duration: %s)", outcome, r.Summary(), detail, poolbot.FormatDuration(d))
 }
 
 // hostList joins host names, or says "none".
