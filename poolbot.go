@@ -216,6 +216,11 @@ type HostStep struct {
 	Detail     string
 }
 
+// DryRunMark starts what dry-run mode says and records instead of acting:
+// notices, and the detail of host steps that restarted nothing (which the
+// store leaves out of the time estimate's history).
+const DryRunMark = "DRY-RUN"
+
 // ActorPoolbot is the Actor of events the bot records on its own behalf.
 const ActorPoolbot = "poolbot"
 

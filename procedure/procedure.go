@@ -705,7 +705,7 @@ func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Req
 	if e.cfg.DryRun {
 		// Marked so that the time estimate does not learn from a host
 		// that was not restarted.
-		detail = "DRY-RUN (not restarted): " + detail
+		detail = poolbot.DryRunMark + " (not restarted): " + detail
 	}
 	return detail, nil
 }

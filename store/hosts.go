@@ -82,14 +82,14 @@ func (s *Store) HostSteps(ctx context.Context, id poolbot.RequestID) ([]poolbot.
 
 // RecentHostDurations returns how long the last n successful host
 // restarts of a service took, newest first: the history the procedure's
-// time estimate learns from. Dry-run steps (detail "DRY-RUN …") restarted
-// nothing and are left out.
+// time estimate learns from. Dry-run steps (detail starting with
+// poolbot.DryRunMark) restarted nothing and are left out.
 func (s *Store) RecentHostDurations(ctx context.Context, service string, n int) ([]float64, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT (julianday(h.finished_at) - julianday(h.started_at)) * 86400.0
 		FROM host_steps h JOIN requests r ON r.id = h.request_id
 		WHERE r.service = ? AND h.state = 'done' AND h.started_at != '' AND h.finished_at != ''
-		  AND h.detail NOT LIKE 'DRY-RUN%'
-		ORDER BY h.finished_at DESC LIMIT ?`, service, n)
+		  AND h.detail NOT LIKE ? || '%'
+		ORDER BY h.finished_at DESC LIMIT ?`, service, poolbot.DryRunMark, n)
 	if err != nil {
 		return nil, fmt.Errorf("store: host durations of %s: %w", service, err)
 	}
