@@ -284,3 +284,64 @@ func (l *world) holdScapLock(name, mode string) (release func()) {
 	l.t.Helper()
 	return lab.HoldLock(l.t, filepath.Join(l.lockDir, name), mode)
 }
+
+// edit changes a stored request while the engine is stopped or running,
+// as a command or a previous run of poolbot would have left it.
+func (l *world) edit(id poolbot.RequestID, change func(*poolbot.Request)) {
+	l.t.Helper()
+	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
+		r, err := tx.Request(id)
+		if err != nil {
+			return err
+		}
+		from := r.State
+		change(&r)
+		_, err = tx.UpdateRequest(r, from)
+		return err
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// waitNotice waits (real time) for a notice containing sub, advancing the
+// fake clock by tick each round when tick > 0.
+func (l *world) waitNotice(sub string, tick time.Duration) {
+	l.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for len(l.notices.Matching(sub)) == 0 {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("no notice %q; notices:\n%s", sub, strings.Join(l.notices.All(), "\n"))
+		}
+		if tick > 0 {
+			l.clock.Advance(tick)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkEnd asserts the request's last SAL line contains want and that
+// the deploy block is released.
+func (l *world) checkEnd(id poolbot.RequestID, want string) {
+	l.t.Helper()
+	sal := l.sal(id)
+	if len(sal) == 0 || !strings.Contains(sal[len(sal)-1], want) {
+		l.t.Fatalf("last SAL line of %s lacks %q:\n%s", id, want, strings.Join(sal, "\n"))
+	}
+	if got := l.globalLock(); got != "none" {
+		l.t.Fatalf("global lock after the end: %s", got)
+	}
+}
+
+func (l *world) eventKinds(id poolbot.RequestID) map[string]int {
+	l.t.Helper()
+	evs, err := l.store.Events(context.Background(), id)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, e := range evs {
+		kinds[e.Kind]++
+	}
+	return kinds
+}

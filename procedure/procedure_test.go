@@ -11,7 +11,6 @@ import (
 	"poolbot"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/scap"
-	"poolbot/store"
 )
 
 func window(id, name string, start, end time.Time, deployers ...string) calendar.Window {
@@ -244,15 +243,7 @@ func TestInterruptedRequestParked(t *testing.T) {
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
 	// A request a previous run left mid-way.
-	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
-		r, _ := tx.Request(id)
-		r.State = poolbot.StateRestarting
-		_, err := tx.UpdateRequest(r, poolbot.StateQueued)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l.edit(id, func(r *poolbot.Request) { r.State = poolbot.StateRestarting })
 	l.start()
 	deadline := time.Now().Add(20 * time.Second)
 	for !l.request(id).Parked {
@@ -281,15 +272,7 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 	id := l.queue(poolbot.ActionRestart, "")
 	l.waitState(id, 0, poolbot.StateWaiting)
 	setForce := func(confirmedBy string) {
-		err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
-			r, _ := tx.Request(id)
-			r.Forced, r.ForcedBy, r.ConfirmedBy = true, "alice", confirmedBy
-			_, err := tx.UpdateRequest(r, r.State)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		l.edit(id, func(r *poolbot.Request) { r.Forced, r.ForcedBy, r.ConfirmedBy = true, "alice", confirmedBy })
 		l.engine.Notify("apus")
 	}
 	setForce("")
@@ -314,15 +297,7 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 	// eqiad depooled by hand: depooling codfw would leave apus nowhere.
 	l.etcd.PutDiscovery(t, "apus", "eqiad", false)
 	id2 := l.queue(poolbot.ActionDepool, "codfw")
-	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
-		r, _ := tx.Request(id2)
-		r.Forced, r.ForcedBy, r.ConfirmedBy = true, "alice", "bob"
-		_, err := tx.UpdateRequest(r, r.State)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l.edit(id2, func(r *poolbot.Request) { r.Forced, r.ForcedBy, r.ConfirmedBy = true, "alice", "bob" })
 	l.engine.Notify("apus")
 	r := l.waitState(id2, 0, poolbot.StateWaiting)
 	if !strings.Contains(r.Step, "cannot be depooled as they are only active in codfw") {
@@ -368,15 +343,7 @@ func TestCancelDuringRestarts(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
-		r, _ := tx.Request(id)
-		r.CancelRequested, r.CancelledBy = true, "bob"
-		_, err := tx.UpdateRequest(r, r.State)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l.edit(id, func(r *poolbot.Request) { r.CancelRequested, r.CancelledBy = true, "bob" })
 	l.engine.Notify("apus")
 	proceed() // host 2, already started, is finished
 	r := l.waitState(id, 0, poolbot.StateCancelled, poolbot.StateDone, poolbot.StateFailed)
