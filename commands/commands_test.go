@@ -365,3 +365,19 @@ func FuzzCleanReason(f *testing.F) {
 		}
 	})
 }
+
+// While the deploy block is being taken, a cancel stops the request before
+// conftool is changed, and the reply says so.
+func TestCancelWhileTakingTheBlockSaysWhere(t *testing.T) {
+	f := newFixture(t, true)
+	f.say("alice", "!depool apus codfw T1 test")
+	_ = f.store.Tx(context.Background(), func(tx *store.Tx) error {
+		r, _ := tx.Request(1)
+		r.State = poolbot.StateBlockingDeploys
+		_, err := tx.UpdateRequest(r, poolbot.StateQueued)
+		return err
+	})
+	if got := one(t, f.say("bob", "!cancel 1")); !strings.Contains(got, "stops before conftool is changed") {
+		t.Fatalf("cancel reply %q", got)
+	}
+}

@@ -39,7 +39,7 @@ func (r *Router) commands() []*command {
 			summary: "queue only the paced restarts of <service>'s registry hosts",
 			run:     func(c *call) error { return r.enqueue(c, poolbot.ActionRestart) }},
 		{name: "cancel", args: "<id> [reason]", operator: true,
-			summary: "cancel a queued or waiting request; a running one stops before the next host",
+			summary: "cancel a queued or waiting request; a running one stops at its next safe point (before conftool is changed, or before the next host)",
 			run:     r.cancel},
 		{name: "force", args: "<id> <reason>", operator: true,
 			summary: "break-glass: skip the calendar and scap gates (never the last-datacenter guard)",
@@ -252,7 +252,7 @@ func (r *Router) cancel(c *call) error {
 		case cur.State.Terminal():
 			return fmt.Sprintf("%s is already %s; nothing to cancel", cur.ID, cur.State), nil, nil
 		case cur.CancelRequested:
-			return fmt.Sprintf("%s: cancel already requested by %s; it stops before the next host", cur.ID, cur.CancelledBy), nil, nil
+			return fmt.Sprintf("%s: cancel already requested by %s; it stops %s", cur.ID, cur.CancelledBy, cancelPoint(cur.State)), nil, nil
 		}
 		detail := "cancelled"
 		if reason != "" {
@@ -270,8 +270,18 @@ func (r *Router) cancel(c *call) error {
 			return fmt.Sprintf("%s: cancel requested; %s is parked at %s and ends now (deploys are not blocked by it)",
 				cur.ID, cur.Summary(), cur.State), ev, nil
 		}
-		return fmt.Sprintf("%s: cancel requested; %s stops before the next host", cur.ID, cur.Summary()), ev, nil
+		return fmt.Sprintf("%s: cancel requested; %s stops %s", cur.ID, cur.Summary(), cancelPoint(cur.State)), ev, nil
 	})
+}
+
+// cancelPoint says where the procedure honours a cancel of a running
+// request in state s: before the conftool change while the deploy block is
+// being taken, otherwise before the next host.
+func cancelPoint(s poolbot.State) string {
+	if s == poolbot.StateBlockingDeploys || s == poolbot.StateSwitching {
+		return "before conftool is changed"
+	}
+	return "before the next host"
 }
 
 func (r *Router) force(c *call) error {
