@@ -2,13 +2,16 @@
 # Installs what poolbot's tests and the lab (go run ./cmd/poolbot-lab) need
 # on a fresh Debian bookworm machine: the real servers they start (InspIRCd
 # + Atheme for IRC, etcd with the v2 API for conftool, OpenSSH's sshd for
-# the SSH executor), systemd-analyze for the unit file, and a prebuilt CNCF
+# the SSH executor, and cumin with ClusterShell for the cumin executor),
+# systemd-analyze for the unit file, and a prebuilt CNCF
 # distribution registry from tools/go.mod. Needs root for apt-get.
 set -eu
 cd "$(dirname "$0")/.."
 
-# systemd: systemd-analyze checks deploy/poolbot.service.
-pkgs="inspircd atheme-services etcd-server openssh-server systemd"
+# systemd: systemd-analyze checks deploy/poolbot.service. cumin (4.2.0 on
+# bookworm) brings python3-clustershell; its tests reach sshd with
+# OpenSSH's client (openssh-client, pulled in by openssh-server).
+pkgs="inspircd atheme-services etcd-server openssh-server systemd cumin"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

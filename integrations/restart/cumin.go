@@ -2,6 +2,7 @@ package restart
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,17 +66,19 @@ func NewCumin(cfg CuminConfig, opts Options) (*Cumin, error) {
 // CommandLine returns the argv Run would execute for argv on host, for
 // dry-run output and logs:
 //
-//	<command...> -b 1 --force --no-progress [-t SECS] 'D{<host>}' '<quoted argv>'
+//	<command...> -b 1 -p 100 --force --no-progress [-t SECS] 'D{<host>}' '<quoted argv>'
 //
-// -b 1 and cumin's default -p 100 make it the classic one-host-at-a-time
-// form; with a single host they only make sure nothing else is touched.
-// --force skips the interactive confirmation (cumin errors out without a
-// TTY otherwise), --no-progress keeps tqdm's progress bars out of the
-// captured output. D{...} is cumin's direct backend: exactly that host, no
-// PuppetDB lookup.
+// -b 1 -p 100 is the classic one-host-at-a-time form with cumin's default
+// success threshold spelled out (any failure aborts); with a single host
+// they only make sure nothing else is touched. --force skips the
+// interactive confirmation (cumin errors out without a TTY otherwise),
+// --no-progress keeps tqdm's progress bars out of the captured output.
+// The output stays cumin's default (no -o): the host's output as it
+// arrives, then the report lines Run reads. D{...} is cumin's direct
+// backend: exactly that host, no PuppetDB lookup.
 func (c *Cumin) CommandLine(host string, argv []string) []string {
 	out := append([]string(nil), c.command...)
-	out = append(out, "-b", "1", "--force", "--no-progress")
+	out = append(out, "-b", "1", "-p", "100", "--force", "--no-progress")
 	if c.timeout > 0 {
 		secs := int64(math.Ceil(c.timeout.Seconds()))
 		out = append(out, "-t", strconv.FormatInt(secs, 10))
@@ -83,7 +86,8 @@ func (c *Cumin) CommandLine(host string, argv []string) []string {
 	return append(out, "D{"+host+"}", ShellJoin(argv))
 }
 
-// cumin's report lines (stderr), as the ClusterShell transport prints them:
+// cumin's report lines (stderr), as the ClusterShell transport prints them
+// (cumin 4.2.0, recorded in testdata/cumin-4.2.0):
 //
 //	100.0% (1/1) of nodes failed to execute command 'false': host1.example.org
 //	100.0% (1/1) of nodes timeout to execute command 'sleep 30': host1.example.org
@@ -93,6 +97,11 @@ func (c *Cumin) CommandLine(host string, argv []string) []string {
 var (
 	cuminNodesRE = regexp.MustCompile(`(?m)^.*\(\d+/\d+\) of nodes (failed|timeout) to execute command.*$`)
 	cuminRatioRE = regexp.MustCompile(`(?m)^.*\(\d+/\d+\) success ratio \(< .*$`)
+	// cuminSSHErrorRE matches what OpenSSH's client itself prints when it
+	// cannot reach or log in to the host (it then exits 255, and cumin
+	// counts the host as failed like any other non-zero exit): the
+	// command did not run.
+	cuminSSHErrorRE = regexp.MustCompile(`(?m)^(ssh: connect to host .*|ssh: Could not resolve hostname .*|Host key verification failed\.|\S+: Permission denied \([a-z,-]+\)\.)$`)
 )
 
 // cuminExitMeaning describes cumin's exit codes for messages.
@@ -141,39 +150,113 @@ func (c *Cumin) Run(ctx context.Context, host string, argv []string) (Result, er
 	out := newTailBuffer(c.opts.MaxOutput)
 	// cumin turns SIGINT into a clean stop (exit 98); sudo relays it.
 	outcome, op, err := runProcess(ctx, c.CommandLine(host, argv), out, false, syscall.SIGINT)
-	res.Output = StripANSI(out.Bytes())
-	res.OutputBytes = out.Total()
+	raw := out.Bytes()
+	text := StripANSI(raw)
+	res.Output, res.OutputBytes = text, out.Total()
+	if host, ok := cuminHostOutput(text); ok && out.Total() == int64(len(raw)) {
+		// What the command printed, without cumin's own lines (they are
+		// in the log, and Detail has the report line that matters).
+		res.Output, res.OutputBytes = host, int64(len(host))
+	}
 	res.Duration = c.opts.Clock.Since(start)
 	if err != nil {
 		return fail(op, err)
 	}
-	code := outcome.exitCode
-	if code == 0 {
-		res.ExitCode = 0
-		c.opts.Logger.Debug("cumin run", "host", host, "argv", argv, "exit", 0, "duration", res.Duration)
-		return res, nil
+	v := readCuminOutcome(outcome.exitCode, text)
+	res.Detail = v.detail
+	if v.err != nil {
+		return fail(v.op, v.err)
 	}
-	report := cuminNodesRE.FindAllSubmatch(res.Output, -1)
-	ratio := cuminRatioRE.FindAll(res.Output, -1)
+	res.ExitCode = v.exitCode
+	c.opts.Logger.Debug("cumin run", "host", host, "argv", argv, "exit", v.exitCode, "detail", v.detail, "duration", res.Duration)
+	return res, nil
+}
+
+// cuminOutcome is what one single-host cumin run says about the command.
+type cuminOutcome struct {
+	// exitCode is cumin's exit code when the command ran: 0, or 1/2 with
+	// cumin's report of the failed host in detail.
+	exitCode int
+	detail   string
+	// err (with op, the RunError phase) when the command did not run or
+	// its outcome is unknown.
+	op  string
+	err error
+}
+
+// readCuminOutcome reads cumin's exit code and output (escape sequences
+// removed): 0 is success; 1 or 2 with a "failed to execute" or "success
+// ratio (<" report is the command failing on the host, unless the output
+// is OpenSSH's own "could not connect/log in" line, which means it never
+// ran; a "timeout to execute" report or exit 4 (v6's TIMEDOUT) is a
+// timeout; anything else is cumin failing (usage, configuration,
+// exception, interrupt).
+func readCuminOutcome(code int, output []byte) cuminOutcome {
+	if code == 0 {
+		return cuminOutcome{}
+	}
+	var detail string
+	report := cuminNodesRE.FindAllSubmatch(output, -1)
+	ratio := cuminRatioRE.FindAll(output, -1)
 	if len(report) > 0 {
 		last := report[len(report)-1]
-		res.Detail = OneLineTail(last[0], 300)
+		detail = OneLineTail(last[0], 300)
 		if string(last[1]) == "timeout" {
-			return fail("run", fmt.Errorf("cumin: %s: %w", res.Detail, ErrTimeout))
+			return cuminOutcome{detail: detail, op: "run", err: fmt.Errorf("cumin: %s: %w", detail, ErrTimeout)}
 		}
 	} else if len(ratio) > 0 {
-		res.Detail = OneLineTail(ratio[len(ratio)-1], 300)
+		detail = OneLineTail(ratio[len(ratio)-1], 300)
 	}
 	switch {
 	case code == 4:
-		return fail("run", fmt.Errorf("cumin exited 4 (%s): %w", cuminExitMeaning(code), ErrTimeout))
-	case (code == 1 || code == 2) && res.Detail != "":
-		res.ExitCode = code
-		c.opts.Logger.Debug("cumin run", "host", host, "argv", argv, "exit", code, "detail", res.Detail, "duration", res.Duration)
-		return res, nil
+		return cuminOutcome{detail: detail, op: "run", err: fmt.Errorf("cumin exited 4 (%s): %w", cuminExitMeaning(code), ErrTimeout)}
+	case (code == 1 || code == 2) && detail != "":
+		if m := cuminSSHErrorRE.Find(output); m != nil && len(report) > 0 && string(report[len(report)-1][1]) == "failed" {
+			return cuminOutcome{detail: detail, op: "connect", err: fmt.Errorf("%s (cumin: %s)", OneLineTail(m, 200), detail)}
+		}
+		return cuminOutcome{exitCode: code, detail: detail}
 	}
-	res.Detail = ""
-	return fail("run", fmt.Errorf("cumin exited %d (%s): %s", code, cuminExitMeaning(code), res.Tail(300)))
+	return cuminOutcome{op: "run", err: fmt.Errorf("cumin exited %d (%s): %s", code, cuminExitMeaning(code), cuminErrorText(output))}
+}
+
+const (
+	cuminOutputHeader = "----- OUTPUT of '"
+	cuminOutputEnd    = "================"
+)
+
+// cuminHostOutput returns what the command printed in a single-host cumin
+// run (escape sequences removed): the lines between
+// "----- OUTPUT of '<command>' -----" and the last "================"
+// line. ok is false when the output has no such section (cumin failed
+// before running the command, or several hosts' output was grouped).
+func cuminHostOutput(text []byte) (out []byte, ok bool) {
+	start := -1
+	for off := 0; off < len(text); {
+		end := bytes.IndexByte(text[off:], '\n')
+		if end < 0 {
+			break
+		}
+		line := text[off : off+end]
+		if start < 0 && bytes.HasPrefix(line, []byte(cuminOutputHeader)) && bytes.HasSuffix(line, []byte("' -----")) {
+			start = off + end + 1
+		} else if start >= 0 && string(bytes.TrimRight(line, "\r")) == cuminOutputEnd {
+			out, ok = text[start:off], true
+		}
+		off += end + 1
+	}
+	return out, ok
+}
+
+// cuminErrorText is the line that says why cumin failed: its
+// "Caught <Type> exception: <message>" line when there is one (a query
+// parse error goes on for several lines after it), else the output's tail.
+func cuminErrorText(output []byte) string {
+	for _, l := range bytes.Split(output, []byte("\n")) {
+		if bytes.HasPrefix(l, []byte("Caught ")) && bytes.Contains(l, []byte(" exception: ")) {
+			return OneLineTail(l, 300)
+		}
+	}
+	return OneLineTail(output, 300)
 }
 
 // maxListOutput bounds what ListHosts reads from cumin; a host list larger
@@ -199,7 +282,7 @@ func (c *Cumin) ListHosts(ctx context.Context, query string) ([]string, error) {
 	}
 	text := StripANSI(out.Bytes())
 	if outcome.exitCode != 0 {
-		return nil, fmt.Errorf("restart: cumin: list %q: exited %d (%s): %s", query, outcome.exitCode, cuminExitMeaning(outcome.exitCode), OneLineTail(text, 300))
+		return nil, fmt.Errorf("restart: cumin: list %q: exited %d (%s): %s", query, outcome.exitCode, cuminExitMeaning(outcome.exitCode), cuminErrorText(text))
 	}
 	if out.Total() > maxListOutput {
 		return nil, fmt.Errorf("restart: cumin: list %q: output larger than %d bytes", query, maxListOutput)

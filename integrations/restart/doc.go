@@ -23,23 +23,33 @@
 //     shell (sh, dash, bash, zsh) on the remote side, as on every WMF host.
 //
 //   - cumin: WMF's orchestration CLI, run locally as
-//     `cumin -b 1 --force --no-progress [-t SECS] 'D{<host>}' '<command>'`
-//     (behind an argv prefix such as `sudo -n`). cumin runs the command
+//     `cumin -b 1 -p 100 --force --no-progress [-t SECS] 'D{<host>}' '<command>'`
+//     (behind an argv prefix such as `sudo -n`), one host per invocation:
+//     the procedure owns the loop over hosts. cumin runs the command
 //     through ClusterShell over SSH, so the command is the same
 //     single-quoted string. cumin reports its own exit codes, not the remote
 //     command's: 0 when the command succeeded on every host, 1 when it
 //     completed with failures above the success threshold, 2 when it failed
-//     below the threshold (with -b 1 and the default -p 100, the only host
-//     failing gives 2), 4 timed out and 5 interrupted (v6 ExecutionStatus),
-//     and 2/3 for setup or configuration errors, 98 for an interrupt or an
-//     aborted confirmation, 99 for an unexpected exception. A host failure
-//     is recognised by cumin's report line ("... of nodes failed to execute
-//     command ..." or "... success ratio (< ...") on stderr; any other
-//     non-zero exit is reported as "could not run". With no command cumin
-//     only lists the hosts a query selects (dry run): it writes
-//     "N hosts will be targeted:" and then the hosts as one ClusterShell
-//     folded node set (e.g. `registry[2003-2004].codfw.wmnet`) to stderr;
-//     ListHosts parses that, expands the node set and checks the count.
+//     below the threshold (with -b 1 -p 100, the only host failing gives 2),
+//     4 timed out and 5 interrupted (v6 ExecutionStatus), and 2/3 for setup
+//     or configuration errors, 98 for an interrupt or an aborted
+//     confirmation, 99 for an unexpected exception. A host failure is
+//     recognised by cumin's report line ("... of nodes failed to execute
+//     command ..." or "... success ratio (< ..."); "... of nodes timeout to
+//     execute command ..." is a timeout; any other non-zero exit is "could
+//     not run". When the host's output is OpenSSH's own complaint
+//     ("ssh: connect to host ...", "Host key verification failed.",
+//     "Permission denied (publickey)."), the command never ran and Run says
+//     so (a *RunError, op "connect"). Result.Output is what the command
+//     printed (the lines between cumin's "----- OUTPUT of '...' -----" and
+//     "================"), Result.Detail cumin's report line. With no
+//     command cumin only lists the hosts a query selects (dry run): it writes
+//     "N hosts will be targeted:" (stderr) and then the hosts as one
+//     ClusterShell folded node set (e.g. `registry[2003-2004].codfw.wmnet`,
+//     stdout); ListHosts parses that, expands the node set and checks the
+//     count. cumin orders hosts by their node set, not as the query names
+//     them. testdata/cumin-4.2.0 has cumin's exact output for each case,
+//     checked against the installed cumin by the tests.
 //
 //   - local: a configured argv template run on this machine per host, with
 //     `{host}` and the command substituted into whole argv elements. It is

@@ -6,15 +6,13 @@ import (
 	"testing"
 )
 
-// The test binary doubles as the helper programs the tests run: called
-// through a symlink named "cumin" it is the fake cumin (cumin cannot run
-// here), through one named "labctl" a small service manager for real local
-// processes. A symlink per test directory keeps each test's scenario and
-// state separate, so tests stay parallel.
+// The test binary doubles as a helper program the tests run: called
+// through a symlink named "labctl" it is a small service manager for real
+// local processes. A symlink per test directory keeps each test's state
+// separate, so tests stay parallel. (cumin is the real one:
+// internal/testenv/cumin.)
 func TestMain(m *testing.M) {
 	switch filepath.Base(os.Args[0]) {
-	case "cumin":
-		os.Exit(fakeCumin(os.Args[1:]))
 	case "labctl":
 		os.Exit(labctl(os.Args[1:]))
 	}

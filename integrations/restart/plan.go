@@ -277,12 +277,9 @@ func NewPlan(ctx context.Context, cfg Config, lister HostLister) (Plan, error) {
 		if lister == nil {
 			return Plan{}, fmt.Errorf("restart: hosts_query %q needs a host lister (cumin)", cfg.HostsQuery)
 		}
-		hosts, err := lister.ListHosts(ctx, cfg.HostsQuery)
+		hosts, err := ResolveHosts(ctx, cfg.HostsQuery, lister)
 		if err != nil {
-			return Plan{}, fmt.Errorf("restart: hosts_query %q: %w", cfg.HostsQuery, err)
-		}
-		if len(hosts) == 0 {
-			return Plan{}, fmt.Errorf("restart: hosts_query %q matched no hosts", cfg.HostsQuery)
+			return Plan{}, fmt.Errorf("restart: %w", err)
 		}
 		p.Hosts = hosts
 	}
@@ -290,6 +287,20 @@ func NewPlan(ctx context.Context, cfg Config, lister HostLister) (Plan, error) {
 		return Plan{}, fmt.Errorf("restart: plan: %w", err)
 	}
 	return p, nil
+}
+
+// ResolveHosts returns the hosts query selects through lister, in its
+// order; a query that selects nothing is an error, as is a lister failure
+// (both name the query).
+func ResolveHosts(ctx context.Context, query string, lister HostLister) ([]string, error) {
+	hosts, err := lister.ListHosts(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("hosts_query %q: %w", query, err)
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("hosts_query %q matched no hosts", query)
+	}
+	return hosts, nil
 }
 
 func orDefault(v []string, def func() []string) []string {

@@ -203,31 +203,3 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-// TestNewPlanFromQuery resolves hosts_query through the fake cumin.
-func TestNewPlanFromQuery(t *testing.T) {
-	t.Parallel()
-	env := newCuminEnv(t, fakeScenario{Queries: map[string]string{
-		"A:docker-registry and A:codfw": "registry[2003-2004].codfw.wmnet",
-		"A:none":                        "",
-	}})
-	cfg := Config{Executor: "cumin", HostsQuery: "A:docker-registry and A:codfw", Cumin: CuminConfig{Command: []string{env.path}}}
-	lister, err := NewHostLister(cfg, Options{})
-	if err != nil || lister == nil {
-		t.Fatalf("lister %v %v", lister, err)
-	}
-	p, err := NewPlan(context.Background(), cfg, lister)
-	if err != nil || !reflect.DeepEqual(p.Hosts, []string{"registry2003.codfw.wmnet", "registry2004.codfw.wmnet"}) {
-		t.Fatalf("plan %+v %v", p, err)
-	}
-	cfg.HostsQuery = "A:none"
-	if _, err := NewPlan(context.Background(), cfg, lister); err == nil || !strings.Contains(err.Error(), "matched no hosts") {
-		t.Fatalf("empty query: %v", err)
-	}
-	if _, err := NewPlan(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "needs a host lister") {
-		t.Fatalf("nil lister: %v", err)
-	}
-	if l, err := NewHostLister(Config{Hosts: []string{"a"}}, Options{}); l != nil || err != nil {
-		t.Fatalf("static hosts: lister %v err %v", l, err)
-	}
-}
