@@ -56,6 +56,12 @@ type Service struct {
 	// Probe runs the write-then-read blob probe on each instance after its
 	// host is restarted.
 	Probe bool
+	// HostsQuery is the cumin query the plan's hosts came from (empty for
+	// a static list); Lister resolves it again for !check, which says when
+	// it now selects nothing or other hosts. Restarts use Plan.Hosts, the
+	// hosts resolved at start-up.
+	HostsQuery string
+	Lister     restart.HostLister
 }
 
 // Config tunes the procedure.

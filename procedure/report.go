@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"poolbot"
+	"poolbot/integrations/restart"
 	"poolbot/store"
 )
 
@@ -94,6 +95,9 @@ func (e *Engine) Check(ctx context.Context, service string) ([]string, error) {
 		return nil, fmt.Errorf("service %s is not managed", service)
 	}
 	var lines []string
+	if svc.HostsQuery != "" && svc.Lister != nil {
+		lines = append(lines, hostsQueryCheck(ctx, svc)...)
+	}
 	for _, host := range svc.Plan.Hosts {
 		var parts []string
 		for _, inst := range svc.Instances(host) {
@@ -116,6 +120,21 @@ func (e *Engine) Check(ctx context.Context, service string) ([]string, error) {
 		lines = append(lines, host+": "+strings.Join(parts, "; "))
 	}
 	return lines, nil
+}
+
+// hostsQueryCheck resolves the service's hosts_query again: nothing when
+// it still selects the plan's hosts, else one line saying what changed.
+func hostsQueryCheck(ctx context.Context, svc *Service) []string {
+	hosts, err := restart.ResolveHosts(ctx, svc.HostsQuery, svc.Lister)
+	switch {
+	case err != nil:
+		return []string{fmt.Sprintf("ERROR: %v; restarts use the %d hosts it selected at start-up (%s)",
+			err, len(svc.Plan.Hosts), strings.Join(svc.Plan.Hosts, ", "))}
+	case !slices.Equal(hosts, svc.Plan.Hosts):
+		return []string{fmt.Sprintf("hosts_query %q now selects %d hosts (%s); restarts use the %d it selected at start-up (%s) until poolbot restarts",
+			svc.HostsQuery, len(hosts), strings.Join(hosts, ", "), len(svc.Plan.Hosts), strings.Join(svc.Plan.Hosts, ", "))}
+	}
+	return nil
 }
 
 // Resume continues a request parked after a crash, or a request that

@@ -104,7 +104,8 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 			return nil, fmt.Errorf("services.%s.registry: %w", name, err)
 		}
 		services = append(services, &procedure.Service{Name: name, Datacenters: sc.Datacenters, Plan: plan,
-			Executor: exec, Registry: reg, Instances: sc.Registry.InstancesOn, Probe: sc.Registry.Probe.Enabled})
+			Executor: exec, Registry: reg, Instances: sc.Registry.InstancesOn, Probe: sc.Registry.Probe.Enabled,
+			HostsQuery: sc.Restart.HostsQuery, Lister: lister})
 	}
 
 	// Hooks add optional dependencies (the metrics of /metrics).
