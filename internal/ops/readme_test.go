@@ -62,6 +62,10 @@ var troubleshootingMessages = []struct {
 	{readme: `knownhosts: key mismatch`, lib: true},
 	{code: `cumin exited %d (`, readme: `cumin exited 2 (`},
 	{code: `cumin exited 4 (`},
+	{code: `%s (cumin: %s)`, readme: `Connection refused (cumin: 100.0% (1/1) of nodes failed`},
+	{code: `hosts_query %q matched no hosts`, readme: `hosts_query "A:docker-registry" matched no hosts`},
+	{code: `ERROR: %v; restarts use the %d hosts it selected at start-up (`, readme: `ERROR: hosts_query "…" matched no hosts; restarts use the 2 hosts it selected at start-up (`},
+	{code: ` until poolbot restarts`},
 
 	// Slack.
 	{code: `slack: Slack refused the app-level token (check slack_app_token)`},
