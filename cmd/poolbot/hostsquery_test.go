@@ -9,16 +9,18 @@ import (
 	"time"
 
 	"poolbot/internal/testenv"
-	cuminenv "poolbot/internal/testenv/cumin"
 	"poolbot/internal/testenv/lab"
 )
 
-// hosts_query resolves through the real cumin: at start-up (a query that
-// selects nothing stops poolbot with the query named), and again in !check,
-// which says when the query no longer selects the hosts the restarts use.
-func TestHostsQueryThroughCumin(t *testing.T) {
+// The cumin executor end to end: poolbot resolves hosts_query through the
+// real cumin at start-up (a query that selects nothing stops it, naming the
+// query), restarts the world's registries with cumin over each host's own
+// sshd (the second host's restart fails: the request stops there), and
+// !check resolves the query again, saying when it no longer selects the
+// hosts the restarts use.
+func TestCuminExecutorAndHostsQuery(t *testing.T) {
 	w := lab.NewWorld(t, 2)
-	env := cuminenv.Start(t, cuminenv.Options{})
+	env := w.UseCumin(t)
 	aliases := filepath.Join(env.Dir, "aliases.yaml")
 	setAlias := func(query string) {
 		t.Helper()
@@ -27,22 +29,6 @@ func TestHostsQueryThroughCumin(t *testing.T) {
 		}
 	}
 	cfg := w.Config(t, `  command_prefix: "!"`, "")
-	data, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	static := "      hosts: [" + strings.Join(w.Hosts, ", ") + "]\n"
-	if !strings.Contains(string(data), static) {
-		t.Fatalf("world config lacks %q", static)
-	}
-	quoted := make([]string, len(env.Command))
-	for i, a := range env.Command {
-		quoted[i] = "'" + strings.ReplaceAll(a, "'", "''") + "'"
-	}
-	query := "      hosts_query: 'A:docker-registry'\n      cumin: {command: [" + strings.Join(quoted, ", ") + "]}\n"
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), static, query, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
 
 	// Start-up: the query selects nothing.
 	setAlias("D{127.0.0.2} and D{127.0.0.9}")
@@ -59,7 +45,7 @@ func TestHostsQueryThroughCumin(t *testing.T) {
 	go func() { done <- run([]string{"console", "-config", cfg, "-as", "alice"}, in, &out, &errb) }()
 	waitFor := func(n int, sub string) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(90 * time.Second)
 		for strings.Count(out.String(), sub) < n {
 			if time.Now().After(deadline) {
 				t.Fatalf("no %d× %q in:\n%s\nstderr:\n%s", n, sub, out.String(), errb.String())
@@ -73,14 +59,22 @@ func TestHostsQueryThroughCumin(t *testing.T) {
 		t.Fatalf("hosts unchanged, yet:\n%s", out.String())
 	}
 
+	// A restart through cumin; systemd's restart fails on the second host.
+	w.Systemctl.Fail("127.0.0.3", true)
+	io.WriteString(feed, "!restart apus T1 cumin test\n")
+	waitFor(1, "alice: #1 restart apus FAILED: host 2/2 127.0.0.3: host 127.0.0.3: restart: exit 2 (100.0% (1/1) of nodes failed to execute command ''env' 'POOLBOT_T...tricted.service'': 127.0.0.3): "+
+		"Job for docker-registry-restricted.service failed because the control process exited with error code.; done: 127.0.0.2; not touched: none")
+	if got := w.Systemctl.Restarts(); strings.Join(got, ",") != "127.0.0.2,127.0.0.3" {
+		t.Fatalf("restarts %q", got)
+	}
+	w.Systemctl.Fail("127.0.0.3", false)
+
 	// The inventory changes under poolbot: one host fewer, then none.
 	setAlias("D{127.0.0.3}")
 	io.WriteString(feed, "!check apus\n")
-	waitFor(2, "alice: 127.0.0.3: restricted: healthy")
 	waitFor(1, `alice: hosts_query "A:docker-registry" now selects 1 hosts (127.0.0.3); restarts use the 2 it selected at start-up (127.0.0.2, 127.0.0.3) until poolbot restarts`)
 	setAlias("D{127.0.0.2} and D{127.0.0.9}")
 	io.WriteString(feed, "!check apus\n")
-	waitFor(3, "alice: 127.0.0.3: restricted: healthy")
 	waitFor(1, `alice: ERROR: hosts_query "A:docker-registry" matched no hosts; restarts use the 2 hosts it selected at start-up (127.0.0.2, 127.0.0.3)`)
 	feed.Close()
 	select {

@@ -19,7 +19,9 @@
 //
 // Host names are resolved by ssh through ssh_config (as production names
 // resolve through DNS), so hosts can be called registry1001.eqiad.test and
-// cumin's folded node sets look as they do in production. A host listed in
+// cumin's folded node sets look as they do in production. A host named by
+// a loopback address (127.0.0.3) gets its sshd on that address, so that a
+// command knows which host it runs on from $SSH_CONNECTION. A host listed in
 // Options.Unreachable points at 127.0.0.1 port 1, where nothing listens:
 // ssh gets "Connection refused", as for a host that is down.
 //
@@ -32,6 +34,7 @@ package cumin
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +52,9 @@ import (
 // Options describe the hosts and aliases of the environment.
 type Options struct {
 	// Hosts get one sshd each. Names are plain host names
-	// ("registry1001.eqiad.test").
+	// ("registry1001.eqiad.test"), whose sshd listens on 127.0.0.1, or
+	// loopback addresses ("127.0.0.3", a lab world's hosts), whose sshd
+	// listens on that address.
 	Hosts []string
 	// Unreachable hosts are known to ssh_config but nothing listens there.
 	Unreachable []string
@@ -96,8 +101,12 @@ func Start(t testing.TB, o Options) *Env {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, h := range o.Hosts {
+		var opts []sshd.Option
+		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() && ip.To4() != nil {
+			opts = append(opts, sshd.WithHost(h))
+		}
 		wg.Go(func() {
-			srv := sshd.Start(t)
+			srv := sshd.Start(t, opts...)
 			mu.Lock()
 			e.Servers[h] = srv
 			mu.Unlock()

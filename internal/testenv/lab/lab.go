@@ -34,11 +34,27 @@ const (
 	EnvProbeLock = "POOLBOT_TEST_PROBE_LOCK" // path
 )
 
+// SSHHost, as the "host" argument of the systemctl helper, means the
+// host is the address sshd accepted the session on: the helper runs as
+// the remote command of an SSH session (cumin's, through
+// internal/testenv/cumin), on a world host's own sshd (127.0.0.x).
+const SSHHost = "@ssh-host"
+
 // Main runs a helper program when the environment asks for one (and
 // exits); otherwise it returns. Call it first in TestMain.
 func Main() {
 	if url := os.Getenv(EnvCtl); url != "" && len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-test.") {
-		os.Exit(ctlClient(url, os.Args[1:]))
+		args := os.Args[1:]
+		if args[0] == SSHHost {
+			// SSH_CONNECTION is "client-ip client-port server-ip server-port".
+			f := strings.Fields(os.Getenv("SSH_CONNECTION"))
+			if len(f) != 4 {
+				fmt.Fprintf(os.Stderr, "%s: SSH_CONNECTION %q: not an SSH session\n", SSHHost, os.Getenv("SSH_CONNECTION"))
+				os.Exit(2)
+			}
+			args = append([]string{f[2]}, args[1:]...)
+		}
+		os.Exit(ctlClient(url, args))
 	}
 	if spec := os.Getenv(EnvHoldLock); spec != "" {
 		os.Exit(holdLock(spec))

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"poolbot/internal/testenv"
+	cuminenv "poolbot/internal/testenv/cumin"
 	etcdenv "poolbot/internal/testenv/etcd"
 	regenv "poolbot/internal/testenv/registry"
 )
@@ -26,6 +27,8 @@ type World struct {
 	Port, DebugPort int
 	Etcd            *etcdenv.Server
 	Systemctl       *Systemctl
+	// Cumin, after UseCumin, is the cumin the restarts go through.
+	Cumin *cuminenv.Env
 }
 
 // NewWorld starts a world of nHosts registry hosts for the test.
@@ -65,6 +68,45 @@ func NewWorld(t testing.TB, nHosts int) *World {
 // GlobalLock is the path of scap's global lock file.
 func (w *World) GlobalLock() string { return filepath.Join(w.LockDir, "scap-global-lock") }
 
+// UseCumin gives every host its own sshd (on the host's address) and a
+// cumin configuration reaching them, with the alias docker-registry
+// selecting them all: Config then writes the cumin executor with
+// hosts_query "A:docker-registry". The restart and check commands run the
+// test binary as systemctl on the host, over SSH (see SSHHost).
+func (w *World) UseCumin(t testing.TB) *cuminenv.Env {
+	t.Helper()
+	w.Cumin = cuminenv.Start(t, cuminenv.Options{Hosts: w.Hosts,
+		Aliases: map[string]string{"docker-registry": "D{" + strings.Join(w.Hosts, ",") + "}"}})
+	return w.Cumin
+}
+
+// restartSection is the config's services.apus.restart, without pace and
+// per_host_timeout: the local executor running the test binary as every
+// host's systemctl, or (UseCumin) cumin reaching each host's sshd, where
+// the test binary is systemctl again.
+func (w *World) restartSection() string {
+	if w.Cumin == nil {
+		return fmt.Sprintf(`      executor: local
+      local: {command: [%q, "{host}", "{argv}"]}
+      hosts: [%s]
+`, os.Args[0], strings.Join(w.Hosts, ", "))
+	}
+	// The SSH session does not carry the test's environment: the command
+	// sets what the helper needs (and keeps the race runtime from
+	// sleeping a second at exit).
+	remote := fmt.Sprintf(`[env, %q, "GORACE=atexit_sleep_ms=0", %q, %q, systemctl`, EnvCtl+"="+w.Systemctl.URL, os.Args[0], SSHHost)
+	quoted := make([]string, len(w.Cumin.Command))
+	for i, a := range w.Cumin.Command {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	return fmt.Sprintf(`      executor: cumin
+      cumin: {command: [%s], timeout: 60s}
+      hosts_query: "A:docker-registry"
+      restart_command: %s, restart, "{units}"]
+      check_command: %s, is-active, --quiet, "{unit}"]
+`, strings.Join(quoted, ", "), remote, remote)
+}
+
 // Config writes a poolbot config for the world and returns its path;
 // chat is the chat section (YAML, indented two spaces) and extra is
 // appended at the top level. The local executor runs the test binary,
@@ -78,10 +120,7 @@ services:
   apus:
     datacenters: [eqiad, codfw]
     restart:
-      executor: local
-      local: {command: [%q, "{host}", "{argv}"]}
-      hosts: [%s]
-      units: [docker-registry-restricted.service]
+%s      units: [docker-registry-restricted.service]
       pace: 0s
       per_host_timeout: 60s
     registry:
@@ -98,7 +137,7 @@ scap:
   deploy_block: {global_lock: %q}
   channel: {enabled: false}
 conftool: {backend: etcd, etcd: {endpoints: [%q]}}
-%s`, chat, os.Args[0], strings.Join(w.Hosts, ", "), w.Port, w.DebugPort, filepath.Join(w.Dir, "poolbot.db"),
+%s`, chat, w.restartSection(), w.Port, w.DebugPort, filepath.Join(w.Dir, "poolbot.db"),
 		w.GlobalLock(), filepath.Join(w.LockDir, "scap.srv_mediawiki-staging.lock"), w.GlobalLock(),
 		w.Etcd.ClientURL, extra)
 	path := filepath.Join(w.Dir, "poolbot.yaml")

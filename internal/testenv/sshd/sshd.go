@@ -38,7 +38,8 @@ import (
 
 // Server is a running sshd.
 type Server struct {
-	// Host is "127.0.0.1"; Port the port sshd listens on; Addr both.
+	// Host is "127.0.0.1" (or WithHost's address); Port the port sshd
+	// listens on; Addr both.
 	Host string
 	Port int
 	Addr string
@@ -104,11 +105,18 @@ type Option func(*options)
 
 type options struct {
 	ecdsaHostKey bool
+	host         string
 }
 
 // WithECDSAHostKey gives the server an ECDSA P-256 host key besides the
 // ed25519 one, for tests of host key algorithm negotiation.
 func WithECDSAHostKey() Option { return func(o *options) { o.ecdsaHostKey = true } }
+
+// WithHost makes the server listen on another loopback address than
+// 127.0.0.1 (e.g. 127.0.0.3, one of a test world's "hosts"), so that a
+// command can tell which host it runs on from the server address in
+// $SSH_CONNECTION.
+func WithHost(addr string) Option { return func(o *options) { o.host = addr } }
 
 // NewKey generates an ed25519 key pair and writes the private key, in
 // OpenSSH format, to path (encrypted when passphrase is not empty).
@@ -187,9 +195,16 @@ func Start(t testing.TB, opts ...Option) *Server {
 		t.Fatalf("sshd: current user: %v", err)
 	}
 
+	host := "127.0.0.1"
+	if o.host != "" {
+		if ip := net.ParseIP(o.host); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+			t.Fatalf("sshd: WithHost(%q): want an IPv4 loopback address", o.host)
+		}
+		host = o.host
+	}
 	dir := t.TempDir()
 	s := &Server{
-		Host:           "127.0.0.1",
+		Host:           host,
 		User:           u.Username,
 		Dir:            dir,
 		ClientKeyPath:  filepath.Join(dir, "client_key"),
@@ -246,7 +261,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 func (s *Server) config(port int, penalties bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Port %d\n", port)
-	b.WriteString("ListenAddress 127.0.0.1\n")
+	fmt.Fprintf(&b, "ListenAddress %s\n", s.Host)
 	fmt.Fprintf(&b, "HostKey %s\n", filepath.Join(s.Dir, "host_key"))
 	if s.ECDSAHostKey != nil {
 		fmt.Fprintf(&b, "HostKey %s\n", filepath.Join(s.Dir, "host_key_ecdsa"))

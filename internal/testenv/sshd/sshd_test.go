@@ -57,3 +57,31 @@ func TestStart(t *testing.T) {
 		t.Fatalf("id -un = %q, want %q", got, srv.User)
 	}
 }
+
+// TestWithHost: the server listens on the given loopback address, and a
+// session sees that address in $SSH_CONNECTION.
+func TestWithHost(t *testing.T) {
+	srv := sshd.Start(t, sshd.WithHost("127.0.0.7"))
+	if srv.Host != "127.0.0.7" || srv.Addr != net.JoinHostPort("127.0.0.7", strconv.Itoa(srv.Port)) {
+		t.Fatalf("host %q addr %q", srv.Host, srv.Addr)
+	}
+	cb, err := knownhosts.New(srv.KnownHostsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ssh.Dial("tcp", srv.Addr, &ssh.ClientConfig{User: srv.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(srv.ClientSigner)},
+		HostKeyCallback: cb, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("dial: %v\n%s", err, srv.Logs())
+	}
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	out, err := sess.Output("echo $SSH_CONNECTION")
+	if f := strings.Fields(string(out)); err != nil || len(f) != 4 || f[2] != "127.0.0.7" {
+		t.Fatalf("SSH_CONNECTION %q %v", out, err)
+	}
+}
