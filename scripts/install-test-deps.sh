@@ -2,20 +2,26 @@
 # Installs what poolbot's tests and the lab (go run ./cmd/poolbot-lab) need
 # on a fresh Debian bookworm machine: the real servers they start (InspIRCd
 # + Atheme for IRC, etcd with the v2 API for conftool, OpenSSH's sshd for
-# the SSH executor), systemd-analyze for the unit file, and a prebuilt CNCF
+# the SSH executor, gdnsd and pdns-recursor for DNS discovery), util-linux's
+# unshare/nsenter and getent (libc-bin) for test hosts with their own
+# resolv.conf, systemd-analyze for the unit file, and a prebuilt CNCF
 # distribution registry from tools/go.mod. Needs root for apt-get.
 set -eu
 cd "$(dirname "$0")/.."
 
 # systemd: systemd-analyze checks deploy/poolbot.service.
-pkgs="inspircd atheme-services etcd-server openssh-server systemd"
+# gdnsd, pdns-recursor: the DNS discovery tests (internal/testenv/dns) run
+# them on random loopback addresses; util-linux: unshare and nsenter
+# (internal/testenv/hostns).
+pkgs="inspircd atheme-services etcd-server openssh-server systemd gdnsd pdns-recursor util-linux libc-bin"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
 	# Packages must not start their system services (sshd on :22, inspircd
-	# on :6667): the tests start their own on random loopback ports.
+	# on :6667, gdnsd and pdns-recursor on :53): the tests start their own
+	# on random loopback addresses and ports.
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 		chmod +x /usr/sbin/policy-rc.d
@@ -23,6 +29,11 @@ if [ -n "$missing" ]; then
 	fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
+# Nor start them at boot: a system gdnsd on 0.0.0.0:53 would take the port
+# the tests' recursors bind on their own loopback addresses.
+if [ -d /run/systemd/system ]; then
+	systemctl disable --now gdnsd.service pdns-recursor.service >/dev/null 2>&1 || true
 fi
 # sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd
