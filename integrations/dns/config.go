@@ -81,7 +81,8 @@ type Datacenter struct {
 	Name string `yaml:"name"`
 	// ClientSubnet is an address or prefix of the datacenter's clients,
 	// sent as the EDNS client subnet (e.g. 10.192.0.1, spicerack's codfw
-	// client; a bare address is sent as /32 or /128).
+	// client). A bare address is sent as /24 (IPv4) or /56 (IPv6), like
+	// spicerack's dnspython ECSOption.
 	ClientSubnet string `yaml:"client_subnet"`
 	// Address is the service address answered to the datacenter's
 	// clients while it is pooled; empty resolves AddressRecord.
@@ -218,7 +219,8 @@ func serverAddr(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// ParseClientSubnet parses an address (sent as a /32 or /128) or a prefix.
+// ParseClientSubnet parses a prefix, or an address taken as its /24
+// (IPv4) or /56 (IPv6), dnspython's default source prefix lengths.
 func ParseClientSubnet(s string) (netip.Prefix, error) {
 	if s == "" {
 		return netip.Prefix{}, errors.New("required: an address or prefix of the datacenter's clients")
@@ -234,5 +236,9 @@ func ParseClientSubnet(s string) (netip.Prefix, error) {
 	if err != nil || a.Zone() != "" {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix", s)
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	bits := 24
+	if a.Is6() {
+		bits = 56
+	}
+	return netip.PrefixFrom(a, bits).Masked(), nil
 }

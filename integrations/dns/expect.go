@@ -66,7 +66,9 @@ func (c *Checker) Expect(addresses map[string]netip.Addr, pooled map[string]bool
 // Addresses returns each datacenter's service address: the configured one,
 // or else the A (or AAAA) record of AddressRecord (spicerack's
 // `<svc>.svc.<dc>.wmnet`), asked of the authoritative servers in order
-// until one answers exactly one address.
+// until one answers exactly one address. spicerack's
+// Discovery.resolve_address likewise asks its first authoritative server
+// (port 5353), not the host's resolver.
 func (c *Checker) Addresses(ctx context.Context) (map[string]netip.Addr, error) {
 	out := map[string]netip.Addr{}
 	for _, dc := range c.cfg.Datacenters {
