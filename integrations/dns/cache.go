@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"time"
@@ -100,4 +101,47 @@ func tail(out []byte, n int) string {
 		}
 		return r
 	}, s)
+}
+
+// FlushError says a recursor still answered the old state right after the
+// flush.
+type FlushError struct {
+	Report Report
+}
+
+func (e *FlushError) Error() string {
+	probs := e.Report.Problems()
+	more := ""
+	if len(probs) > 1 {
+		more = fmt.Sprintf(" (and %d more)", len(probs)-1)
+	}
+	return fmt.Sprintf("DNS: cache flush did not take: %s%s", probs[0], more)
+}
+
+// FlushAndVerify runs Flush, then asks each datacenter's configured
+// recursors once (recursion desired, no client subnet: a recursor answers
+// as its own datacenter) and returns a *FlushError when one does not
+// answer e's address for its datacenter. Call it after WaitConverged: a
+// flushed recursor then fetches the new answer. The Report is empty when
+// no recursors are configured.
+func (c *Checker) FlushAndVerify(ctx context.Context, e Expectation) (Report, error) {
+	if err := c.Flush(ctx); err != nil {
+		return Report{}, err
+	}
+	r := Report{Record: c.cfg.Record, Expect: e}
+	for _, dc := range c.cfg.Datacenters {
+		for _, rec := range dc.Recursors {
+			addr, _ := serverAddr(rec, 53) // validated
+			qtype := typeA
+			if e.Want(dc.Name).Is6() {
+				qtype = typeAAAA
+			}
+			r.Answers = append(r.Answers, compare(c.query(ctx, addr, c.cfg.Record, qtype, netip.Prefix{}, true), e, dc.Name))
+		}
+	}
+	r.At = c.clock.Now()
+	if len(r.Answers) > 0 && !r.Converged() {
+		return r, &FlushError{Report: r}
+	}
+	return r, nil
 }

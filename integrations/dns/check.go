@@ -43,7 +43,7 @@ func New(cfg Config, clock clockwork.Clock) (*Checker, error) {
 	}
 	c := &Checker{cfg: cfg, clock: clock, subnets: map[string]netip.Prefix{}}
 	for _, s := range cfg.Authoritative {
-		addr, _ := serverAddr(s) // validated
+		addr, _ := serverAddr(s, DefaultPort) // validated
 		c.servers = append(c.servers, addr)
 	}
 	for _, dc := range cfg.Datacenters {
@@ -61,8 +61,10 @@ func (c *Checker) Servers() []string { return slices.Clone(c.servers) }
 // Answer is what one authoritative server answered for one datacenter's
 // clients.
 type Answer struct {
-	// Server is the authoritative server, host:port.
+	// Server is the server asked, host:port; Role says what it is
+	// ("authoritative server" or "recursor").
 	Server string
+	Role   string
 	// DC is the client datacenter whose subnet was sent.
 	DC string
 	// Record is the name asked.
@@ -88,7 +90,7 @@ type Answer struct {
 
 // problem describes a failed query, "" when the server answered records.
 func (a Answer) problem() string {
-	who := "authoritative server " + a.Server
+	who := a.Role + " " + a.Server
 	clients := ""
 	if a.DC != "" {
 		clients = " for " + a.DC + " clients"
@@ -120,7 +122,7 @@ func (a Answer) Problem() string {
 	} else {
 		got += " (the address of no datacenter)"
 	}
-	return fmt.Sprintf("authoritative server %s answered %s for %s clients, want %s (%s)", a.Server, got, a.DC, a.Want, a.WantDC)
+	return fmt.Sprintf("%s %s answered %s for %s clients, want %s (%s)", a.Role, a.Server, got, a.DC, a.Want, a.WantDC)
 }
 
 // unexpected reports an answer with an address that belongs to no
@@ -224,13 +226,8 @@ func (c *Checker) Check(ctx context.Context, e Expectation) Report {
 				if want.Is6() {
 					qtype = typeAAAA
 				}
-				a := c.query(ctx, server, c.cfg.Record, qtype, c.subnets[dc])
-				a.DC, a.Want, a.WantDC = dc, want, e.Serving[dc]
-				if len(a.Addrs) > 0 {
-					a.GotDC = e.DCOf(a.Addrs[0])
-				}
-				a.Matched = a.problem() == "" && len(a.Addrs) == 1 && a.Addrs[0] == want
-				r.Answers[slot] = a
+				a := c.query(ctx, server, c.cfg.Record, qtype, c.subnets[dc], false)
+				r.Answers[slot] = compare(a, e, dc)
 			}(i*len(c.cfg.Datacenters)+j, server, dc.Name)
 		}
 	}
@@ -240,14 +237,29 @@ func (c *Checker) Check(ctx context.Context, e Expectation) Report {
 	return r
 }
 
+// compare fills in what dc's clients should have got.
+func compare(a Answer, e Expectation, dc string) Answer {
+	want := e.Want(dc)
+	a.DC, a.Want, a.WantDC = dc, want, e.Serving[dc]
+	if len(a.Addrs) > 0 {
+		a.GotDC = e.DCOf(a.Addrs[0])
+	}
+	a.Matched = a.problem() == "" && len(a.Addrs) == 1 && a.Addrs[0] == want
+	return a
+}
+
 // query asks server for name's records of qtype, sending subnet as the
-// EDNS client subnet when it is valid. Truncated UDP answers are asked
-// again over TCP.
-func (c *Checker) query(ctx context.Context, server, name string, qtype uint16, subnet netip.Prefix) Answer {
-	a := Answer{Server: server, Record: strings.TrimSuffix(name, ".")}
+// EDNS client subnet when it is valid, with recursion desired when
+// recurse (a recursor) and not (an authoritative server). Truncated UDP
+// answers are asked again over TCP.
+func (c *Checker) query(ctx context.Context, server, name string, qtype uint16, subnet netip.Prefix, recurse bool) Answer {
+	a := Answer{Server: server, Role: "authoritative server", Record: strings.TrimSuffix(name, ".")}
+	if recurse {
+		a.Role = "recursor"
+	}
 	m := new(mdns.Msg)
 	m.SetQuestion(mdns.Fqdn(name), qtype)
-	m.RecursionDesired = false
+	m.RecursionDesired = recurse
 	opt := &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
 	opt.SetUDPSize(1232)
 	if subnet.IsValid() {

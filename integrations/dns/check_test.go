@@ -231,8 +231,19 @@ func TestHostCheckAndFlush(t *testing.T) {
 		t.Fatalf("cached old answer: got %v after %s", err, spent)
 	}
 
-	if err := c.Flush(t.Context()); err != nil {
-		t.Fatal(err)
+	// A "flush" that flushes nothing: the recursors' check says so.
+	noop := worldConfig()
+	noop.FlushCommands = [][]string{{"true"}}
+	_, err = newChecker(t, noop, nil).FlushAndVerify(t.Context(), e)
+	var fe *FlushError
+	codfwRec := world.Recursor("codfw").Addr.String() + ":53"
+	if !errors.As(err, &fe) || err.Error() != "DNS: cache flush did not take: recursor "+codfwRec+" answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad)" {
+		t.Fatalf("no-op flush: %v", err)
+	}
+
+	r, err := c.FlushAndVerify(t.Context(), e)
+	if err != nil || len(r.Answers) != 2 || !r.Converged() {
+		t.Fatalf("flush: %+v %v", r, err)
 	}
 	h, err := fc.WaitHost(t.Context(), codfwHost, "registry2001", e.Want("codfw"))
 	if err != nil || !h.Matched || h.Addrs[0] != eqiadIP {

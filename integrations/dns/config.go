@@ -38,7 +38,8 @@ const (
 //	  authoritative: [ns0.wikimedia.org, "208.80.153.231:5353"]
 //	  datacenters:                      # in failover order
 //	    - {name: eqiad, client_subnet: 10.64.0.1}
-//	    - {name: codfw, client_subnet: 10.192.0.1, address: 10.2.1.10}
+//	    - {name: codfw, client_subnet: 10.192.0.1, address: 10.2.1.10,
+//	       recursors: [10.192.0.53]}
 //	  address_record: "{service}.svc.{dc}.wmnet"
 //	  converge_timeout: 60s
 //	  flush_commands: [[cumin, A:dns-rec, "rec_control wipe-cache {record}"]]
@@ -87,6 +88,11 @@ type Datacenter struct {
 	// Address is the service address answered to the datacenter's
 	// clients while it is pooled; empty resolves AddressRecord.
 	Address string `yaml:"address"`
+	// Recursors are the recursors the datacenter's hosts use, host or
+	// host:port (port 53 when omitted). After FlushCommands ran, each is
+	// asked once and must answer the new address (the flush took).
+	// Optional.
+	Recursors []string `yaml:"recursors"`
 }
 
 // HostCheckOrDefault is HostCheck, true when unset.
@@ -143,7 +149,7 @@ func (c Config) Validate(prefix string) error {
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Authoritative {
-		addr, err := serverAddr(s)
+		addr, err := serverAddr(s, DefaultPort)
 		if err != nil {
 			bad(fmt.Sprintf("authoritative[%d]", i), "%v", err)
 			continue
@@ -167,6 +173,14 @@ func (c Config) Validate(prefix string) error {
 		names[dc.Name] = true
 		if _, err := ParseClientSubnet(dc.ClientSubnet); err != nil {
 			bad(key+".client_subnet", "%v", err)
+		}
+		for j, r := range dc.Recursors {
+			if _, err := serverAddr(r, 53); err != nil {
+				bad(fmt.Sprintf("%s.recursors[%d]", key, j), "%v", err)
+			}
+		}
+		if len(dc.Recursors) > 0 && len(c.FlushCommands) == 0 {
+			bad(key+".recursors", "only used to check flush_commands, which are not set")
 		}
 		if dc.Address != "" {
 			if a, err := netip.ParseAddr(dc.Address); err != nil || a.Zone() != "" {
@@ -203,12 +217,12 @@ func (c Config) Validate(prefix string) error {
 	return errors.Join(errs...)
 }
 
-// serverAddr returns s as host:port, port 5353 when omitted.
-func serverAddr(s string) (string, error) {
+// serverAddr returns s as host:port, defaultPort when omitted.
+func serverAddr(s string, defaultPort int) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		// No port (a bare name, IPv4 or IPv6 address).
-		host, port = strings.Trim(s, "[]"), strconv.Itoa(DefaultPort)
+		host, port = strings.Trim(s, "[]"), strconv.Itoa(defaultPort)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return "", fmt.Errorf("%q: port must be 1-65535", s)

@@ -10,9 +10,11 @@
 //     answer is the address Expected computes for the new pooled state
 //     (after depool codfw, codfw's clients get eqiad's address), bounded by
 //     ConvergeTimeout. The Report says what each server answered.
-//  2. The recursor caches: Checker.Flush runs the configured flush commands,
-//     or the caller waits CacheWait (the old TTL counted from the moment the
-//     authoritative servers converged), resumable from a stored time.
+//  2. The recursor caches: Checker.FlushAndVerify runs the configured flush
+//     commands and asks the configured recursors that they answer the new
+//     address, or the caller waits CacheWait (the old TTL counted from the
+//     moment the authoritative servers converged), resumable from a stored
+//     time.
 //  3. Before each host's restart, Checker.WaitHost runs `getent ahosts
 //     <record>` on the host until it resolves the expected address.
 //

@@ -93,10 +93,10 @@ func (c *Checker) Addresses(ctx context.Context) (map[string]netip.Addr, error) 
 func (c *Checker) resolveAddress(ctx context.Context, name string) (netip.Addr, error) {
 	var problems []string
 	for _, server := range c.servers {
-		ans := c.query(ctx, server, name, typeA, netip.Prefix{})
+		ans := c.query(ctx, server, name, typeA, netip.Prefix{}, false)
 		if ans.Err == nil && ans.Rcode == rcodeSuccess && len(ans.Addrs) == 0 {
 			// No A record: try AAAA for an IPv6-only service.
-			if v6 := c.query(ctx, server, name, typeAAAA, netip.Prefix{}); v6.Err == nil && len(v6.Addrs) > 0 {
+			if v6 := c.query(ctx, server, name, typeAAAA, netip.Prefix{}, false); v6.Err == nil && len(v6.Addrs) > 0 {
 				ans = v6
 			}
 		}

@@ -35,6 +35,11 @@ func TestConfigValidate(t *testing.T) {
 	if cfg := c.Config(); cfg.ConvergeTimeout != DefaultConvergeTimeout || cfg.AddressRecord != DefaultAddressRecord || !cfg.HostCheckOrDefault() {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
+	for in, want := range map[string]string{"10.64.0.1": "10.64.0.0/24", "2620:0:860::1": "2620:0:860::/56", "10.192.0.0/12": "10.192.0.0/12"} {
+		if p, err := ParseClientSubnet(in); err != nil || p.String() != want {
+			t.Errorf("client subnet %s: %v %v, want %s (dnspython's default lengths)", in, p, err, want)
+		}
+	}
 	if c.Config().Service() != "apus" {
 		t.Fatalf("service %q", c.Config().Service())
 	}
@@ -42,22 +47,27 @@ func TestConfigValidate(t *testing.T) {
 		edit func(*Config)
 		want string
 	}{
-		"no record":        {func(c *Config) { c.Record = "" }, "services.apus.dns.record: required"},
-		"bad record":       {func(c *Config) { c.Record = "apus discovery" }, `record: "apus discovery" is not a fully qualified`},
-		"single label":     {func(c *Config) { c.Record = "apus" }, "not a fully qualified"},
-		"no servers":       {func(c *Config) { c.Authoritative = nil }, "authoritative: at least one"},
-		"bad port":         {func(c *Config) { c.Authoritative = []string{"1.2.3.4:0"} }, "authoritative[0]: \"1.2.3.4:0\": port must be 1-65535"},
-		"bad server":       {func(c *Config) { c.Authoritative = []string{"a b"} }, "authoritative[0]"},
-		"twice":            {func(c *Config) { c.Authoritative = []string{"1.2.3.4", "1.2.3.4:5353"} }, "authoritative[1]: 1.2.3.4:5353 is listed twice"},
-		"one dc":           {func(c *Config) { c.Datacenters = c.Datacenters[:1] }, "datacenters: at least two"},
-		"dup dc":           {func(c *Config) { c.Datacenters[1].Name = "eqiad" }, `datacenters[1].name: "eqiad" is listed twice`},
-		"bad subnet":       {func(c *Config) { c.Datacenters[0].ClientSubnet = "10.64.0.1/40" }, "datacenters[0].client_subnet"},
-		"no subnet":        {func(c *Config) { c.Datacenters[0].ClientSubnet = "" }, "datacenters[0].client_subnet: required"},
-		"bad address":      {func(c *Config) { c.Datacenters[1].Address = "apus.svc" }, `datacenters[1].address: "apus.svc" is not an IP address`},
-		"template no dc":   {func(c *Config) { c.AddressRecord = "apus.svc.wmnet" }, "address_record"},
-		"negative timeout": {func(c *Config) { c.ConvergeTimeout = -time.Second }, "converge_timeout: -1s must not be negative"},
-		"empty flush":      {func(c *Config) { c.FlushCommands = [][]string{{}} }, "flush_commands[0]: empty command"},
-		"flush newline":    {func(c *Config) { c.FlushCommands = [][]string{{"cumin", "a\nb"}} }, "flush_commands[0][1]"},
+		"no record":               {func(c *Config) { c.Record = "" }, "services.apus.dns.record: required"},
+		"bad record":              {func(c *Config) { c.Record = "apus discovery" }, `record: "apus discovery" is not a fully qualified`},
+		"single label":            {func(c *Config) { c.Record = "apus" }, "not a fully qualified"},
+		"no servers":              {func(c *Config) { c.Authoritative = nil }, "authoritative: at least one"},
+		"bad port":                {func(c *Config) { c.Authoritative = []string{"1.2.3.4:0"} }, "authoritative[0]: \"1.2.3.4:0\": port must be 1-65535"},
+		"bad server":              {func(c *Config) { c.Authoritative = []string{"a b"} }, "authoritative[0]"},
+		"twice":                   {func(c *Config) { c.Authoritative = []string{"1.2.3.4", "1.2.3.4:5353"} }, "authoritative[1]: 1.2.3.4:5353 is listed twice"},
+		"one dc":                  {func(c *Config) { c.Datacenters = c.Datacenters[:1] }, "datacenters: at least two"},
+		"dup dc":                  {func(c *Config) { c.Datacenters[1].Name = "eqiad" }, `datacenters[1].name: "eqiad" is listed twice`},
+		"bad subnet":              {func(c *Config) { c.Datacenters[0].ClientSubnet = "10.64.0.1/40" }, "datacenters[0].client_subnet"},
+		"no subnet":               {func(c *Config) { c.Datacenters[0].ClientSubnet = "" }, "datacenters[0].client_subnet: required"},
+		"bad address":             {func(c *Config) { c.Datacenters[1].Address = "apus.svc" }, `datacenters[1].address: "apus.svc" is not an IP address`},
+		"template no dc":          {func(c *Config) { c.AddressRecord = "apus.svc.wmnet" }, "address_record"},
+		"negative timeout":        {func(c *Config) { c.ConvergeTimeout = -time.Second }, "converge_timeout: -1s must not be negative"},
+		"empty flush":             {func(c *Config) { c.FlushCommands = [][]string{{}} }, "flush_commands[0]: empty command"},
+		"recursors without flush": {func(c *Config) { c.Datacenters[0].Recursors = []string{"10.3.0.1"} }, "datacenters[0].recursors: only used to check flush_commands"},
+		"bad recursor": {func(c *Config) {
+			c.FlushCommands = [][]string{{"true"}}
+			c.Datacenters[0].Recursors = []string{"10.3.0.1:99999"}
+		}, "datacenters[0].recursors[0]: \"10.3.0.1:99999\": port must be 1-65535"},
+		"flush newline": {func(c *Config) { c.FlushCommands = [][]string{{"cumin", "a\nb"}} }, "flush_commands[0][1]"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := validConfig()

@@ -110,6 +110,9 @@ func worldConfig() Config {
 	for _, r := range world.Recursors {
 		cfg.FlushCommands = append(cfg.FlushCommands, r.WipeArgv("{record}"))
 	}
+	for i := range cfg.Datacenters {
+		cfg.Datacenters[i].Recursors = []string{world.Recursor(cfg.Datacenters[i].Name).Addr.String()}
+	}
 	return cfg
 }
 
