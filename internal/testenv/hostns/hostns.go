@@ -5,9 +5,10 @@
 // datacenter's recursor listens on port 53 of its own loopback address.
 //
 // A Host is a private mount namespace held open by a `sleep infinity`
-// started under `unshare --mount --propagation private`; the resolv.conf
-// is bind-mounted over /etc/resolv.conf inside it, and Command runs argv in
-// it with `nsenter --target <pid> --mount`. Everything is exec argv, no
+// started under `unshare --mount --propagation private`; inside it the
+// resolv.conf is bind-mounted over /etc/resolv.conf (and an nsswitch.conf
+// whose hosts are "files dns" over /etc/nsswitch.conf), and Command runs
+// argv in it with `nsenter --target <pid> --mount`. Everything is exec argv, no
 // shell. The machine's own /etc/resolv.conf is never touched: the bind
 // mount is made only after checking that the holder's mount namespace is
 // not the test's. Needs root (CAP_SYS_ADMIN) and util-linux.
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -26,6 +28,9 @@ import (
 
 	"poolbot/internal/testenv"
 )
+
+// nsswitchConf makes host names come from /etc/hosts and DNS only.
+const nsswitchConf = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
 
 // Host is a private mount namespace with its own /etc/resolv.conf.
 type Host struct {
@@ -100,9 +105,18 @@ func Launch(ctx context.Context, name, resolvConf string) (*Host, error) {
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	if out, err := h.Command(ctx, "mount", "--bind", resolvConf, "/etc/resolv.conf").CombinedOutput(); err != nil {
+	// nsswitch.conf too: a machine whose hosts line goes to
+	// systemd-resolved (nss-resolve) would not read resolv.conf at all.
+	nsswitch := filepath.Join(filepath.Dir(resolvConf), "nsswitch.conf."+name)
+	if err := os.WriteFile(nsswitch, []byte(nsswitchConf), 0o644); err != nil {
 		h.Close()
-		return nil, fmt.Errorf("hostns: host %s: bind-mount %s on /etc/resolv.conf: %w: %s", name, resolvConf, err, out)
+		return nil, fmt.Errorf("hostns: host %s: %w", name, err)
+	}
+	for _, m := range [][2]string{{resolvConf, "/etc/resolv.conf"}, {nsswitch, "/etc/nsswitch.conf"}} {
+		if out, err := h.Command(ctx, "mount", "--bind", m[0], m[1]).CombinedOutput(); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("hostns: host %s: bind-mount %s on %s: %w: %s", name, m[0], m[1], err, out)
+		}
 	}
 	return h, nil
 }

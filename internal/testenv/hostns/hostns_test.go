@@ -2,7 +2,10 @@ package hostns_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,38 @@ import (
 	"poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/hostns"
 )
+
+// The test binary doubles as a Go program resolving a name with Go's own
+// resolver (which reads /etc/resolv.conf itself), run inside a Host.
+func TestMain(m *testing.M) {
+	if name := os.Getenv("HOSTNS_TEST_RESOLVE"); name != "" {
+		r := &net.Resolver{PreferGo: true}
+		addrs, err := r.LookupHost(context.Background(), name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(strings.Join(addrs, " "))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// goResolve is what Go's resolver in a child process on h answers.
+func goResolve(t *testing.T, h *hostns.Host, name string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := h.Command(t.Context(), exe)
+	cmd.Env = append(os.Environ(), "HOSTNS_TEST_RESOLVE="+name)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: Go resolver: %v", h.Name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
 
 // ttl is the conftool ttl of the discovery objects in this test.
 const ttl = 4
@@ -77,6 +112,13 @@ func TestHostsResolveThroughTheirDatacenter(t *testing.T) {
 	}
 	if got := resolve(t, codfwHost, w.Record); got != codfwIP {
 		t.Fatalf("codfw host resolves %s, want %s", got, codfwIP)
+	}
+	if got := goResolve(t, codfwHost, w.Record); got != codfwIP {
+		t.Fatalf("codfw host: Go's resolver answers %q, want %s", got, codfwIP)
+	}
+	// The machine's own resolv.conf is not the hosts'.
+	if own, err := os.ReadFile("/etc/resolv.conf"); err != nil || strings.Contains(string(own), w.Recursor("codfw").Addr.String()) {
+		t.Fatalf("the test's /etc/resolv.conf changed: %q %v", own, err)
 	}
 	codfwClients := netip.MustParsePrefix("10.192.0.1/32")
 	for _, s := range w.Servers {
