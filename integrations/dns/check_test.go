@@ -10,6 +10,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot/integrations/restart"
 	"poolbot/internal/testenv/hostns"
 )
 
@@ -41,6 +42,7 @@ func advanceUntil(t *testing.T, clock *clockwork.FakeClock, step time.Duration, 
 
 func TestAddressesFromSvcRecords(t *testing.T) {
 	c, addrs := reset(t, 3)
+	t.Logf("DNS world (%d gdnsd, %d pdns_recursor) started in %s", len(world.Servers), len(world.Recursors), world.StartDuration.Round(time.Millisecond))
 	if addrs["eqiad"] != eqiadIP || addrs["codfw"] != codfwIP {
 		t.Fatalf("apus.svc.<dc>.wmnet resolved to %v", addrs)
 	}
@@ -296,5 +298,42 @@ func TestFlushFailure(t *testing.T) {
 	err := newChecker(t, cfg, nil).Flush(t.Context())
 	if err == nil || !strings.Contains(err.Error(), `DNS: cache flush "rec_control --socket-dir=/nonexistent wipe-cache apus.discovery.wmnet" failed: exit status`) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The host check through poolbot's own local executor, whose command
+// template enters the host's namespace.
+func TestExecutorRunner(t *testing.T) {
+	c, _ := reset(t, 3)
+	host := hostns.Start(t, "registry1001", world.Recursor("eqiad").ResolvConf)
+	local, err := restart.NewLocal(restart.LocalConfig{Command: append(host.Prefix(), "{argv}")}, restart.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.ResolveOnHost(t.Context(), ExecutorRunner{Executor: local}, "registry1001", eqiadIP)
+	if !h.Matched || h.Err != nil {
+		t.Fatalf("got %+v", h)
+	}
+	cfg := worldConfig()
+	cfg.Record = "nope.discovery.wmnet"
+	h = newChecker(t, cfg, nil).ResolveOnHost(t.Context(), ExecutorRunner{Executor: local}, "registry1001", eqiadIP)
+	if p := h.Problem(cfg.Record); p != "host registry1001: getent ahosts nope.discovery.wmnet failed: exit 2" {
+		t.Fatalf("got %q", p)
+	}
+}
+
+// cumin frames the output; the runner takes the command's block.
+func TestCuminOutput(t *testing.T) {
+	out := "===== NODE GROUP =====\n(1) registry2001.codfw.wmnet\n----- OUTPUT of 'getent ahosts apus.discovery.wmnet' -----\n" +
+		getentOutput + "================\nPASS |████| 100% (1/1)\n100.0% (1/1) success ratio (>= 100.0% threshold) for command: 'getent ahosts apus.discovery.wmnet'.\n"
+	got, err := cuminOutput([]byte(out))
+	if err != nil || string(got) != getentOutput {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if got, err := cuminOutput([]byte("100.0% (1/1) success ratio\n")); err != nil || len(got) != 0 {
+		t.Fatalf("no block: %q %v", got, err)
+	}
+	if _, err := cuminOutput([]byte("----- OUTPUT of 'a' -----\nx\n----- OUTPUT of 'a' -----\ny\n")); err == nil {
+		t.Fatal("two blocks accepted")
 	}
 }

@@ -121,10 +121,17 @@ func Launch(ctx context.Context, name, resolvConf string) (*Host, error) {
 	return h, nil
 }
 
+// Prefix is the argv that runs what follows it inside the host's mount
+// namespace (nsenter --target <pid> --mount --), e.g. for the local
+// executor's command template: append(h.Prefix(), "{argv}").
+func (h *Host) Prefix() []string {
+	return []string{h.nsenter, "--target", strconv.Itoa(h.holder.Process.Pid), "--mount", "--"}
+}
+
 // Command returns argv to run inside the host's mount namespace.
 func (h *Host) Command(ctx context.Context, argv ...string) *exec.Cmd {
-	args := append([]string{"--target", strconv.Itoa(h.holder.Process.Pid), "--mount", "--"}, argv...)
-	return exec.CommandContext(ctx, h.nsenter, args...)
+	p := h.Prefix()
+	return exec.CommandContext(ctx, p[0], append(p[1:], argv...)...)
 }
 
 // Run runs argv in the host and returns its standard output; a non-zero
