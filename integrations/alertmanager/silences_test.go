@@ -237,13 +237,33 @@ func TestSilenceHostRefusesBadInput(t *testing.T) {
 	defer ts.Close()
 	c := newClient(t, Config{URLs: []string{ts.URL}}, nil)
 	for name, call := range map[string]func() error{
-		"bad host":      func() error { _, err := c.SilenceHost(testCtx(t), "host|.*", time.Minute, testReason); return err },
-		"quote":         func() error { r := testReason; r.Text = `say "hi"`; _, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r); return err },
-		"newline":       func() error { r := testReason; r.Operator = "a\nb"; _, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r); return err },
-		"task":          func() error { r := testReason; r.Task = "12345"; _, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r); return err },
-		"zero timeout":  func() error { _, err := c.SilenceHost(testCtx(t), "h1", 0, testReason); return err },
-		"too long":      func() error { _, err := c.SilenceHost(testCtx(t), "h1", 48*time.Hour, testReason); return err },
-		"no request id": func() error { r := testReason; r.RequestID = 0; _, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r); return err },
+		"bad host": func() error { _, err := c.SilenceHost(testCtx(t), "host|.*", time.Minute, testReason); return err },
+		"quote": func() error {
+			r := testReason
+			r.Text = `say "hi"`
+			_, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r)
+			return err
+		},
+		"newline": func() error {
+			r := testReason
+			r.Operator = "a\nb"
+			_, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r)
+			return err
+		},
+		"task": func() error {
+			r := testReason
+			r.Task = "12345"
+			_, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r)
+			return err
+		},
+		"zero timeout": func() error { _, err := c.SilenceHost(testCtx(t), "h1", 0, testReason); return err },
+		"too long":     func() error { _, err := c.SilenceHost(testCtx(t), "h1", 48*time.Hour, testReason); return err },
+		"no request id": func() error {
+			r := testReason
+			r.RequestID = 0
+			_, err := c.SilenceHost(testCtx(t), "h1", time.Minute, r)
+			return err
+		},
 	} {
 		if err := call(); err == nil {
 			t.Errorf("%s: accepted", name)
