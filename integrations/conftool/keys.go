@@ -35,6 +35,8 @@ type KeyNode struct {
 	Nodes         []KeyNode
 	ModifiedIndex uint64
 	CreatedIndex  uint64
+	// Expiration is when a key written with a ttl expires (zero: never).
+	Expiration time.Time
 }
 
 func keyNode(n *v2Node) KeyNode {
@@ -42,6 +44,9 @@ func keyNode(n *v2Node) KeyNode {
 		return KeyNode{}
 	}
 	k := KeyNode{Key: n.Key, Value: n.Value, Dir: n.Dir, ModifiedIndex: n.ModifiedIndex, CreatedIndex: n.CreatedIndex}
+	if n.Expiration != nil {
+		k.Expiration = n.Expiration.UTC()
+	}
 	for i := range n.Nodes {
 		k.Nodes = append(k.Nodes, keyNode(&n.Nodes[i]))
 	}

@@ -286,7 +286,7 @@ func (l *Locks) Acquire(ctx context.Context, spec Spec) (Lease, error) {
 		return Lease{}, err
 	}
 	now := l.clock.Now().UTC().Truncate(time.Microsecond)
-	mine := Holder{ID: newUUID4(), Concurrency: spec.Concurrency, Created: now, Owner: l.owner, TTL: spec.TTL}
+	mine := Holder{ID: NewUUID4(), Concurrency: spec.Concurrency, Created: now, Owner: l.owner, TTL: spec.TTL}
 	holders, err := admit(st, mine, now)
 	if err != nil {
 		return Lease{}, err

@@ -105,11 +105,11 @@ func (l *Locks) releaseWriterLock(wl writerLock) {
 
 // newHexUUID is Python's uuid.uuid4().hex: python-etcd's lock value.
 func newHexUUID() string {
-	return strings.ReplaceAll(newUUID4(), "-", "")
+	return strings.ReplaceAll(NewUUID4(), "-", "")
 }
 
-// newUUID4 is a random RFC 4122 version 4 uuid, as str(uuid.uuid4()).
-func newUUID4() string {
+// NewUUID4 is a random RFC 4122 version 4 uuid, as str(uuid.uuid4()).
+func NewUUID4() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
