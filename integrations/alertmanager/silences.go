@@ -322,3 +322,20 @@ func quote(b []byte) string {
 	}
 	return fmt.Sprintf("%q", b)
 }
+
+// RemoveAll deletes the silences a host step stored (after a crash, a
+// cancel or a failure). It tries every one and returns those it could not
+// delete, for the caller to report with their expiry; a silence
+// Alertmanager no longer knows or that already expired counts as removed.
+func (c *Client) RemoveAll(ctx context.Context, silences []Created) (left []Created, err error) {
+	var errs []error
+	for _, s := range silences {
+		derr := c.Delete(ctx, s.ID)
+		if derr == nil || errors.Is(derr, ErrNotFound) {
+			continue
+		}
+		left = append(left, s)
+		errs = append(errs, fmt.Errorf("%s (%s, expires %s): %w", s.Host, s.ID, s.EndsAt.UTC().Format(time.RFC3339), derr))
+	}
+	return left, errors.Join(errs...)
+}

@@ -361,3 +361,35 @@ func BenchmarkSilenceAndDelete(b *testing.B) {
 		}
 	}
 }
+
+func TestRemoveAllAfterCrash(t *testing.T) {
+	srv := server(t)
+	c := newClient(t, Config{URLs: []string{srv.URL}}, nil)
+	ctx := testCtx(t)
+	var stored []Created
+	for _, h := range []string{"docker-registry2001", "docker-registry2002"} {
+		s, err := c.SilenceHost(ctx, h, time.Minute, testReason)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, s)
+	}
+	// One was already removed before the crash.
+	if err := c.Delete(ctx, stored[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	stored = append(stored, Created{ID: "0f0f0f0f-0000-4000-8000-000000000000", Host: "gone"})
+	left, err := c.RemoveAll(ctx, stored)
+	if err != nil || len(left) != 0 {
+		t.Fatalf("RemoveAll: %v %v", left, err)
+	}
+	if s, err := c.Get(ctx, stored[1].ID); err != nil || s.State() != StateExpired {
+		t.Fatalf("second silence after RemoveAll: %+v %v", s.Status, err)
+	}
+	// Alertmanager down: everything is left, with host and expiry named.
+	down := newClient(t, Config{URLs: []string{deadURL(t)}}, nil)
+	left, err = down.RemoveAll(ctx, stored[:2])
+	if len(left) != 2 || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "docker-registry2002") || !strings.Contains(err.Error(), "expires") {
+		t.Fatalf("RemoveAll with Alertmanager down: %v %v", left, err)
+	}
+}
