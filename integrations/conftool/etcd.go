@@ -75,6 +75,9 @@ type v2Node struct {
 	Nodes         []v2Node `json:"nodes"`
 	ModifiedIndex uint64   `json:"modifiedIndex"`
 	CreatedIndex  uint64   `json:"createdIndex"`
+	// Expiration and TTL are set on keys written with a ttl.
+	Expiration *time.Time `json:"expiration,omitempty"`
+	TTL        int64      `json:"ttl,omitempty"`
 }
 
 type v2Response struct {

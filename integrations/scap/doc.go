@@ -38,6 +38,10 @@
 // in it, or, when poolbot does not run on the deploy host, configured
 // lock/unlock commands.
 //
+// While it holds that block, an UnlockWatcher notices a deployer's
+// `scap lock --unlock-all` through scap's two signal files in /tmp and
+// acknowledges it the way scap's own holder does (unlockall.go).
+//
 // Two properties of POSIX record locks shape this package (see Locks):
 // F_GETLK never reports locks held by the calling process itself, and
 // closing ANY file descriptor of a file drops every lock the process holds on
