@@ -321,19 +321,3 @@ func TestExecutorRunner(t *testing.T) {
 		t.Fatalf("got %q", p)
 	}
 }
-
-// cumin frames the output; the runner takes the command's block.
-func TestCuminOutput(t *testing.T) {
-	out := "===== NODE GROUP =====\n(1) registry2001.codfw.wmnet\n----- OUTPUT of 'getent ahosts apus.discovery.wmnet' -----\n" +
-		getentOutput + "================\nPASS |████| 100% (1/1)\n100.0% (1/1) success ratio (>= 100.0% threshold) for command: 'getent ahosts apus.discovery.wmnet'.\n"
-	got, err := cuminOutput([]byte(out))
-	if err != nil || string(got) != getentOutput {
-		t.Fatalf("got %q, %v", got, err)
-	}
-	if got, err := cuminOutput([]byte("100.0% (1/1) success ratio\n")); err != nil || len(got) != 0 {
-		t.Fatalf("no block: %q %v", got, err)
-	}
-	if _, err := cuminOutput([]byte("----- OUTPUT of 'a' -----\nx\n----- OUTPUT of 'a' -----\ny\n")); err == nil {
-		t.Fatal("two blocks accepted")
-	}
-}

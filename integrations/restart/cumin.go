@@ -153,7 +153,7 @@ func (c *Cumin) Run(ctx context.Context, host string, argv []string) (Result, er
 	raw := out.Bytes()
 	text := StripANSI(raw)
 	res.Output, res.OutputBytes = text, out.Total()
-	if host, ok := cuminHostOutput(text); ok && out.Total() == int64(len(raw)) {
+	if host, ok := cuminHostOutput(text, ShellJoin(argv)); ok && out.Total() == int64(len(raw)) {
 		// What the command printed, without cumin's own lines (they are
 		// in the log, and Detail has the report line that matters).
 		res.Output, res.OutputBytes = host, int64(len(host))
@@ -219,32 +219,44 @@ func readCuminOutcome(code int, output []byte) cuminOutcome {
 	return cuminOutcome{op: "run", err: fmt.Errorf("cumin exited %d (%s): %s", code, cuminExitMeaning(code), cuminErrorText(output))}
 }
 
-const (
-	cuminOutputHeader = "----- OUTPUT of '"
-	cuminOutputEnd    = "================"
-)
-
-// cuminHostOutput returns what the command printed in a single-host cumin
-// run (escape sequences removed): the lines between
-// "----- OUTPUT of '<command>' -----" and the last "================"
-// line. ok is false when the output has no such section (cumin failed
-// before running the command, or several hosts' output was grouped).
-func cuminHostOutput(text []byte) (out []byte, ok bool) {
-	start := -1
-	for off := 0; off < len(text); {
-		end := bytes.IndexByte(text[off:], '\n')
-		if end < 0 {
-			break
-		}
-		line := text[off : off+end]
-		if start < 0 && bytes.HasPrefix(line, []byte(cuminOutputHeader)) && bytes.HasSuffix(line, []byte("' -----")) {
-			start = off + end + 1
-		} else if start >= 0 && string(bytes.TrimRight(line, "\r")) == cuminOutputEnd {
-			out, ok = text[start:off], true
-		}
-		off += end + 1
+// cuminShortCommand is how cumin names a command in its headers and
+// report lines (TqdmQuietReporter._get_short_command): longer than 35
+// characters, the first and last 16 around "...". Python counts
+// characters, not bytes.
+func cuminShortCommand(command string) string {
+	const max, keep = 35, (35 - 3) / 2
+	r := []rune(command)
+	if len(r) <= max {
+		return command
 	}
-	return out, ok
+	return string(r[:keep]) + "..." + string(r[len(r)-keep:])
+}
+
+// cuminHostOutput returns what command printed in a single-host cumin run
+// (escape sequences removed): the lines between its header,
+// "----- OUTPUT of '<short command>' -----" (which spans lines when the
+// command has a newline), and the last "================" line. ok is
+// false when there is no such section (cumin failed before running the
+// command, or several hosts' output was grouped).
+func cuminHostOutput(text []byte, command string) (out []byte, ok bool) {
+	header := []byte("----- OUTPUT of '" + cuminShortCommand(command) + "' -----\n")
+	i := bytes.Index(text, header)
+	for i > 0 && text[i-1] != '\n' {
+		j := bytes.Index(text[i+1:], header)
+		if j < 0 {
+			return nil, false
+		}
+		i += 1 + j
+	}
+	if i < 0 {
+		return nil, false
+	}
+	body := append([]byte{'\n'}, text[i+len(header):]...)
+	end := bytes.LastIndex(body, []byte("\n================\n"))
+	if end < 0 {
+		return nil, false
+	}
+	return body[1 : end+1], true
 }
 
 // cuminErrorText is the line that says why cumin failed: its

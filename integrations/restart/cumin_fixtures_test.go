@@ -168,26 +168,46 @@ func TestReadCuminOutcome(t *testing.T) {
 // runs.
 func TestCuminHostOutput(t *testing.T) {
 	t.Parallel()
+	commands := map[string]string{}
+	for _, fx := range cuminFixtures() {
+		commands[fx.file] = fx.args[len(fx.args)-1]
+	}
 	for name, want := range map[string]string{
 		"run-ok.txt":          "restarted\na warning\n",
 		"run-fail.txt":        "Job for docker-registry-ml.service failed because the control process exited with error code.\n",
 		"run-unreachable.txt": "ssh: connect to host 127.0.0.1 port 1: Connection refused\n",
 		"run-timeout.txt":     "",
 	} {
-		got, ok := cuminHostOutput(StripANSI(readCuminFixture(t, name)))
+		got, ok := cuminHostOutput(StripANSI(readCuminFixture(t, name)), commands[name])
 		if !ok || string(got) != want {
 			t.Fatalf("%s: %q %v, want %q", name, got, ok, want)
 		}
 	}
 	for _, name := range []string{"bad-alias.txt", "dry-run.txt", "no-hosts.txt"} {
-		if got, ok := cuminHostOutput(StripANSI(readCuminFixture(t, name))); ok {
+		if got, ok := cuminHostOutput(StripANSI(readCuminFixture(t, name)), commands[name]); ok {
 			t.Fatalf("%s: %q", name, got)
 		}
 	}
-	// The command may print cumin's separator itself: the last one ends it.
-	got, ok := cuminHostOutput([]byte("----- OUTPUT of 'x' -----\na\n================\nb\n================\n100.0% (1/1) success ratio\n"))
+	// Another command's header is not this one's.
+	if got, ok := cuminHostOutput(StripANSI(readCuminFixture(t, "run-ok.txt")), "true"); ok {
+		t.Fatalf("other command: %q", got)
+	}
+	// The command may print cumin's separator itself: the last one ends
+	// it. A command with a newline has a header on two lines.
+	got, ok := cuminHostOutput([]byte("----- OUTPUT of 'x' -----\na\n================\nb\n================\n100.0% (1/1) success ratio\n"), "x")
 	if !ok || string(got) != "a\n================\nb\n" {
 		t.Fatalf("separator in output: %q %v", got, ok)
+	}
+	got, ok = cuminHostOutput([]byte("----- OUTPUT of 'a\nb' -----\nout\n================\n"), "a\nb")
+	if !ok || string(got) != "out\n" {
+		t.Fatalf("newline in command: %q %v", got, ok)
+	}
+	// As in run-unreachable.txt; and by characters, not bytes.
+	if s := cuminShortCommand(ShellJoin([]string{"systemctl", "restart", "docker-registry-ml.service"})); s != "'systemctl' 'res...stry-ml.service'" {
+		t.Fatalf("short %q", s)
+	}
+	if s := cuminShortCommand(strings.Repeat("é", 40)); s != strings.Repeat("é", 16)+"..."+strings.Repeat("é", 16) {
+		t.Fatalf("short by characters: %q", s)
 	}
 }
 
