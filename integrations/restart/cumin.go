@@ -18,8 +18,8 @@ import (
 type CuminConfig struct {
 	// Command is the argv that runs cumin, options before the query may be
 	// included (e.g. ["sudo", "-n", "cumin", "-c", "/etc/cumin/config.yaml"]).
-	// Default ["sudo", "-n", "cumin"]: cumin refuses to run unless it is
-	// root through sudo (it logs the sudo user).
+	// Default ["sudo", "-n", "cumin"]: cumin runs as root, and as root it
+	// insists on knowing the real user from sudo's SUDO_USER (it logs it).
 	Command []string `yaml:"command"`
 	// Timeout is cumin's per-command timeout (-t, whole seconds, rounded
 	// up). 0 passes no -t: the Run's context deadline still stops cumin.
