@@ -42,7 +42,7 @@ const (
 //	       recursors: [10.192.0.53]}
 //	  address_record: "{service}.svc.{dc}.wmnet"
 //	  converge_timeout: 60s
-//	  flush_commands: [[cumin, A:dns-rec, "rec_control wipe-cache {record}"]]
+//	  flush_commands: [[sudo, -n, cumin, --force, --no-progress, A:dns-rec, "rec_control wipe-cache {record}"]]
 type Config struct {
 	// Record is the discovery name, e.g. apus.discovery.wmnet (required).
 	Record string `yaml:"record"`
@@ -68,6 +68,9 @@ type Config struct {
 	// FlushCommands, when set, are run (exec argv, no shell; {record} is
 	// replaced by Record) instead of waiting out the old TTL, e.g. cumin on
 	// the recursors running rec_control wipe-cache. Empty: wait the TTL.
+	// cumin needs --force here: without a terminal it refuses to run a
+	// command otherwise ("Not in a TTY but neither DRY-RUN nor FORCE mode
+	// were specified.", exit 99).
 	FlushCommands [][]string `yaml:"flush_commands"`
 	// HostCheck asks each host what it resolves (getent ahosts) before its
 	// restart; default true.
