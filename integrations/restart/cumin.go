@@ -97,11 +97,12 @@ func (c *Cumin) CommandLine(host string, argv []string) []string {
 var (
 	cuminNodesRE = regexp.MustCompile(`(?m)^.*\(\d+/\d+\) of nodes (failed|timeout) to execute command.*$`)
 	cuminRatioRE = regexp.MustCompile(`(?m)^.*\(\d+/\d+\) success ratio \(< .*$`)
-	// cuminSSHErrorRE matches what OpenSSH's client itself prints when it
+	// cuminSSHErrorRE matches the last line OpenSSH's client prints when it
 	// cannot reach or log in to the host (it then exits 255, and cumin
 	// counts the host as failed like any other non-zero exit): the
-	// command did not run.
-	cuminSSHErrorRE = regexp.MustCompile(`(?m)^(ssh: connect to host .*|ssh: Could not resolve hostname .*|Host key verification failed\.|\S+: Permission denied \([a-z,-]+\)\.)$`)
+	// command did not run. (A remote command that fails with such a line
+	// as its last would be taken for one; nothing poolbot runs does.)
+	cuminSSHErrorRE = regexp.MustCompile(`^(ssh: connect to host .*|ssh: Could not resolve hostname .*|Host key verification failed\.|\S+: Permission denied \([a-z,-]+\)\.)$`)
 )
 
 // cuminExitMeaning describes cumin's exit codes for messages.
@@ -153,16 +154,17 @@ func (c *Cumin) Run(ctx context.Context, host string, argv []string) (Result, er
 	raw := out.Bytes()
 	text := StripANSI(raw)
 	res.Output, res.OutputBytes = text, out.Total()
-	if host, ok := cuminHostOutput(text, ShellJoin(argv)); ok && out.Total() == int64(len(raw)) {
+	hostOut, ok := cuminHostOutput(text, ShellJoin(argv))
+	if ok && out.Total() == int64(len(raw)) {
 		// What the command printed, without cumin's own lines (they are
 		// in the log, and Detail has the report line that matters).
-		res.Output, res.OutputBytes = host, int64(len(host))
+		res.Output, res.OutputBytes = hostOut, int64(len(hostOut))
 	}
 	res.Duration = c.opts.Clock.Since(start)
 	if err != nil {
 		return fail(op, err)
 	}
-	v := readCuminOutcome(outcome.exitCode, text)
+	v := readCuminOutcome(outcome.exitCode, text, hostOut)
 	res.Detail = v.detail
 	if v.err != nil {
 		return fail(v.op, v.err)
@@ -185,13 +187,14 @@ type cuminOutcome struct {
 }
 
 // readCuminOutcome reads cumin's exit code and output (escape sequences
-// removed): 0 is success; 1 or 2 with a "failed to execute" or "success
-// ratio (<" report is the command failing on the host, unless the output
-// is OpenSSH's own "could not connect/log in" line, which means it never
-// ran; a "timeout to execute" report or exit 4 (v6's TIMEDOUT) is a
-// timeout; anything else is cumin failing (usage, configuration,
-// exception, interrupt).
-func readCuminOutcome(code int, output []byte) cuminOutcome {
+// removed; hostOutput is the host's part of it, see cuminHostOutput, nil
+// when there is none): 0 is success; 1 or 2 with a "failed to execute" or
+// "success ratio (<" report is the command failing on the host, unless the
+// host's output ends with OpenSSH's own "could not connect/log in" line,
+// which means it never ran; a "timeout to execute" report or exit 4 (v6's
+// TIMEDOUT) is a timeout; anything else is cumin failing (usage,
+// configuration, exception, interrupt).
+func readCuminOutcome(code int, output, hostOutput []byte) cuminOutcome {
 	if code == 0 {
 		return cuminOutcome{}
 	}
@@ -211,12 +214,21 @@ func readCuminOutcome(code int, output []byte) cuminOutcome {
 	case code == 4:
 		return cuminOutcome{detail: detail, op: "run", err: fmt.Errorf("cumin exited 4 (%s): %w", cuminExitMeaning(code), ErrTimeout)}
 	case (code == 1 || code == 2) && detail != "":
-		if m := cuminSSHErrorRE.Find(output); m != nil && len(report) > 0 && string(report[len(report)-1][1]) == "failed" {
-			return cuminOutcome{detail: detail, op: "connect", err: fmt.Errorf("%s (cumin: %s)", OneLineTail(m, 200), detail)}
+		if last := lastLine(hostOutput); len(report) > 0 && cuminSSHErrorRE.Match(last) {
+			return cuminOutcome{detail: detail, op: "connect", err: fmt.Errorf("%s (cumin: %s)", OneLineTail(last, 200), detail)}
 		}
 		return cuminOutcome{exitCode: code, detail: detail}
 	}
 	return cuminOutcome{op: "run", err: fmt.Errorf("cumin exited %d (%s): %s", code, cuminExitMeaning(code), cuminErrorText(output))}
+}
+
+// lastLine is the last non-empty line of out, without its line break.
+func lastLine(out []byte) []byte {
+	out = bytes.TrimRight(out, "\r\n")
+	if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[i+1:]
+	}
+	return bytes.TrimRight(out, "\r")
 }
 
 // cuminShortCommand is how cumin names a command in its headers and

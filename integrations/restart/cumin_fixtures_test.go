@@ -120,8 +120,14 @@ func TestReadCuminOutcome(t *testing.T) {
 	for _, f := range cuminFixtures() {
 		fx[f.file] = f.exit
 	}
+	commands := map[string]string{}
+	for _, f := range cuminFixtures() {
+		commands[f.file] = f.args[len(f.args)-1]
+	}
 	outcome := func(name string) cuminOutcome {
-		return readCuminOutcome(fx[name], StripANSI(readCuminFixture(t, name)))
+		text := StripANSI(readCuminFixture(t, name))
+		host, _ := cuminHostOutput(text, commands[name])
+		return readCuminOutcome(fx[name], text, host)
 	}
 	if o := outcome("run-ok.txt"); o != (cuminOutcome{}) {
 		t.Fatalf("ok: %+v", o)
@@ -148,18 +154,28 @@ func TestReadCuminOutcome(t *testing.T) {
 	// is the documented one (cumin doc/source/introduction.rst).
 	v6 := "100.0% (1/1) of nodes failed to execute command #1: 'systemctl restart x.service': registry2003.codfw.wmnet\n" +
 		"0.0% (0/1) success ratio (< 100.0% threshold) for command #1: 'systemctl restart x.service'. Aborting.\n"
-	if o := readCuminOutcome(2, []byte(v6)); o.err != nil || o.exitCode != 2 || !strings.HasSuffix(o.detail, ": registry2003.codfw.wmnet") {
+	if o := readCuminOutcome(2, []byte(v6), nil); o.err != nil || o.exitCode != 2 || !strings.HasSuffix(o.detail, ": registry2003.codfw.wmnet") {
 		t.Fatalf("v6 failure: %+v", o)
 	}
-	if o := readCuminOutcome(4, nil); !errors.Is(o.err, ErrTimeout) || o.err.Error() != "cumin exited 4 (timed out): timed out" {
+	if o := readCuminOutcome(4, nil, nil); !errors.Is(o.err, ErrTimeout) || o.err.Error() != "cumin exited 4 (timed out): timed out" {
 		t.Fatalf("v6 timeout: %+v", o)
 	}
+	// OpenSSH's line counts only as the host's last line: a command that
+	// printed one and went on failed by itself.
+	failText := StripANSI(readCuminFixture(t, "run-fail.txt"))
+	if o := readCuminOutcome(2, failText, []byte("ssh: connect to host x port 22: Connection refused\nretrying\n")); o.err != nil || o.exitCode != 2 {
+		t.Fatalf("ssh line not last: %+v", o)
+	}
+	if o := readCuminOutcome(2, failText, []byte("Warning: something\nroot@h: Permission denied (publickey,password).\n")); o.op != "connect" ||
+		!strings.HasPrefix(o.err.Error(), "root@h: Permission denied (publickey,password). (cumin: 100.0% (1/1) of nodes failed") {
+		t.Fatalf("permission denied: %+v", o)
+	}
 	// A failure exit without a report is not a command failure.
-	if o := readCuminOutcome(2, []byte("usage: cumin ...\n")); o.err == nil || o.exitCode != 0 {
+	if o := readCuminOutcome(2, []byte("usage: cumin ...\n"), nil); o.err == nil || o.exitCode != 0 {
 		t.Fatalf("report-less exit 2: %+v", o)
 	}
 	// Interrupted.
-	if o := readCuminOutcome(98, []byte("Execution interrupted by Ctrl+c/SIGINT/Aborted\n")); o.err == nil || !strings.Contains(o.err.Error(), "cumin exited 98 (interrupted or aborted)") {
+	if o := readCuminOutcome(98, []byte("Execution interrupted by Ctrl+c/SIGINT/Aborted\n"), nil); o.err == nil || !strings.Contains(o.err.Error(), "cumin exited 98 (interrupted or aborted)") {
 		t.Fatalf("interrupted: %+v", o)
 	}
 }
