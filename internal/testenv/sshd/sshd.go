@@ -60,6 +60,7 @@ type Server struct {
 
 	authorizedKeys string
 	logs           logBuffer
+	stop           func()
 }
 
 // Logs returns what sshd has written to stderr (-e) so far.
@@ -122,9 +123,17 @@ func WithHost(addr string) Option { return func(o *options) { o.host = addr } }
 // OpenSSH format, to path (encrypted when passphrase is not empty).
 func NewKey(t testing.TB, path string, passphrase []byte) ssh.Signer {
 	t.Helper()
+	signer, err := newKey(path, passphrase)
+	if err != nil {
+		t.Fatalf("sshd: %v", err)
+	}
+	return signer
+}
+
+func newKey(path string, passphrase []byte) (ssh.Signer, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		t.Fatalf("sshd: generate key: %v", err)
+		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	var block *pem.Block
 	if len(passphrase) > 0 {
@@ -133,76 +142,110 @@ func NewKey(t testing.TB, path string, passphrase []byte) ssh.Signer {
 		block, err = ssh.MarshalPrivateKey(priv, "poolbot-test")
 	}
 	if err != nil {
-		t.Fatalf("sshd: marshal key: %v", err)
+		return nil, fmt.Errorf("marshal key: %w", err)
 	}
 	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatalf("sshd: write key: %v", err)
+		return nil, fmt.Errorf("write key: %w", err)
 	}
 	signer, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
-		t.Fatalf("sshd: signer: %v", err)
+		return nil, fmt.Errorf("signer: %w", err)
 	}
-	return signer
+	return signer, nil
 }
 
-func newECDSAHostKey(t testing.TB, path string) ssh.PublicKey {
-	t.Helper()
+func newECDSAHostKey(path string) (ssh.PublicKey, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("sshd: generate ECDSA key: %v", err)
+		return nil, fmt.Errorf("generate ECDSA key: %w", err)
 	}
 	block, err := ssh.MarshalPrivateKey(priv, "poolbot-test")
 	if err != nil {
-		t.Fatalf("sshd: marshal ECDSA key: %v", err)
+		return nil, fmt.Errorf("marshal ECDSA key: %w", err)
 	}
 	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatalf("sshd: write ECDSA key: %v", err)
+		return nil, fmt.Errorf("write ECDSA key: %w", err)
 	}
 	pub, err := ssh.NewPublicKey(&priv.PublicKey)
 	if err != nil {
-		t.Fatalf("sshd: ECDSA public key: %v", err)
+		return nil, fmt.Errorf("ECDSA public key: %w", err)
 	}
-	return pub
+	return pub, nil
 }
 
 // Start starts sshd on a free loopback port and waits until it accepts
-// connections. It skips the test when sshd is not installed (fails in CI).
+// connections; it stops with the test. It skips the test when sshd is not
+// installed (fails in CI).
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	bin := testenv.Need(t, "sshd")
+	s, err := launch(bin, t.TempDir(), opts...)
+	if err != nil {
+		t.Fatalf("sshd: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("sshd log:\n%s", s.Logs())
+		}
+	})
+	return s
+}
+
+// Launch is Start for programs that are not tests (the lab): the files go
+// to dir, and the caller stops the server with Stop.
+func Launch(dir string, opts ...Option) (*Server, error) {
+	bin, err := testenv.Lookup("sshd")
+	if err != nil {
+		return nil, fmt.Errorf("sshd: %w", err)
+	}
+	s, err := launch(bin, dir, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sshd: %w", err)
+	}
+	return s, nil
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after 5 s).
+func (s *Server) Stop() {
+	if s.stop != nil {
+		s.stop()
+	}
+}
+
+func launch(bin, dir string, opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	bin := testenv.Need(t, "sshd")
 	if !filepath.IsAbs(bin) {
 		// sshd re-executes itself and refuses a relative path.
 		abs, err := filepath.Abs(bin)
 		if err != nil {
-			t.Fatalf("sshd: %v", err)
+			return nil, err
 		}
 		bin = abs
 	}
 	if os.Geteuid() == 0 {
 		if _, err := user.Lookup("sshd"); err != nil {
-			t.Fatalf("sshd: running as root needs the privilege separation user sshd (installed by openssh-server): %v", err)
+			return nil, fmt.Errorf("running as root needs the privilege separation user sshd (installed by openssh-server): %w", err)
 		}
 		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatalf("sshd: create /run/sshd: %v", err)
+			return nil, fmt.Errorf("create /run/sshd: %w", err)
 		}
 	}
 	u, err := user.Current()
 	if err != nil {
-		t.Fatalf("sshd: current user: %v", err)
+		return nil, fmt.Errorf("current user: %w", err)
 	}
 
 	host := "127.0.0.1"
 	if o.host != "" {
 		if ip := net.ParseIP(o.host); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
-			t.Fatalf("sshd: WithHost(%q): want an IPv4 loopback address", o.host)
+			return nil, fmt.Errorf("WithHost(%q): want an IPv4 loopback address", o.host)
 		}
 		host = o.host
 	}
-	dir := t.TempDir()
 	s := &Server{
 		Host:           host,
 		User:           u.Username,
@@ -211,14 +254,21 @@ func Start(t testing.TB, opts ...Option) *Server {
 		KnownHostsPath: filepath.Join(dir, "known_hosts"),
 		authorizedKeys: filepath.Join(dir, "authorized_keys"),
 	}
-	hostSigner := NewKey(t, filepath.Join(dir, "host_key"), nil)
+	hostSigner, err := newKey(filepath.Join(dir, "host_key"), nil)
+	if err != nil {
+		return nil, err
+	}
 	s.HostKey = hostSigner.PublicKey()
 	if o.ecdsaHostKey {
-		s.ECDSAHostKey = newECDSAHostKey(t, filepath.Join(dir, "host_key_ecdsa"))
+		if s.ECDSAHostKey, err = newECDSAHostKey(filepath.Join(dir, "host_key_ecdsa")); err != nil {
+			return nil, err
+		}
 	}
-	s.ClientSigner = NewKey(t, s.ClientKeyPath, nil)
+	if s.ClientSigner, err = newKey(s.ClientKeyPath, nil); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(s.authorizedKeys, ssh.MarshalAuthorizedKey(s.ClientSigner.PublicKey()), 0o600); err != nil {
-		t.Fatalf("sshd: %v", err)
+		return nil, err
 	}
 
 	// OpenSSH 9.8 added PerSourcePenalties, which would lock the loopback
@@ -228,11 +278,14 @@ func Start(t testing.TB, opts ...Option) *Server {
 	penalties := true
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port := testenv.FreePort(t)
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
 		cfgPath := filepath.Join(dir, "sshd_config")
 		for {
 			if err := os.WriteFile(cfgPath, []byte(s.config(port, penalties)), 0o600); err != nil {
-				t.Fatalf("sshd: %v", err)
+				return nil, err
 			}
 			out, err := exec.Command(bin, "-t", "-f", cfgPath).CombinedOutput()
 			if err == nil {
@@ -242,20 +295,31 @@ func Start(t testing.TB, opts ...Option) *Server {
 				penalties = false
 				continue
 			}
-			t.Fatalf("sshd: config rejected by sshd -t: %v\n%s", err, out)
+			return nil, fmt.Errorf("config rejected by sshd -t: %v\n%s", err, out)
 		}
-		if err := s.start(t, bin, cfgPath, port); err != nil {
+		if err := s.start(bin, cfgPath, port); err != nil {
 			lastErr = err
 			continue
 		}
 		line := knownhosts.Line([]string{s.Addr}, s.HostKey)
 		if err := os.WriteFile(s.KnownHostsPath, []byte(line+"\n"), 0o600); err != nil {
-			t.Fatalf("sshd: %v", err)
+			s.Stop()
+			return nil, err
 		}
-		return s
+		return s, nil
 	}
-	t.Fatalf("sshd: could not start: %v\n%s", lastErr, s.Logs())
-	return nil
+	return nil, fmt.Errorf("could not start: %v\n%s", lastErr, s.Logs())
+}
+
+// freePort is a TCP port that was free on 127.0.0.1 a moment ago (see
+// testenv.FreePort); start retries when it is taken meanwhile.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) config(port int, penalties bool) string {
@@ -285,8 +349,7 @@ func (s *Server) config(port int, penalties bool) string {
 // start runs sshd in the foreground (-D) with logs on stderr (-e) and
 // waits for the port; it returns an error when sshd exits first (e.g. the
 // port was taken meanwhile).
-func (s *Server) start(t testing.TB, bin, cfgPath string, port int) error {
-	t.Helper()
+func (s *Server) start(bin, cfgPath string, port int) error {
 	cmd := exec.Command(bin, "-D", "-e", "-f", cfgPath)
 	cmd.Stdout = &s.logs
 	cmd.Stderr = &s.logs
@@ -322,17 +385,17 @@ func (s *Server) start(t testing.TB, bin, cfgPath string, port int) error {
 	}
 	s.Port = port
 	s.Addr = addr
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", s.Logs())
-		}
-	})
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		})
+	}
 	return nil
 }
