@@ -12,7 +12,10 @@
 //   - a wikitech stand-in answering the MediaWiki API (action=query and
 //     action=parse) with a Deployments page whose window starts soon;
 //   - a "systemctl" for the local executor: this binary, run by poolbot
-//     with POOLBOT_TEST_CTL set, restarts the registry processes;
+//     with POOLBOT_TEST_CTL set, restarts the registry processes; with
+//     -executor cumin, poolbot resolves the hosts (hosts_query
+//     "A:docker-registry") and restarts them with the real cumin, over an
+//     sshd on each host's address, where this binary is systemctl again;
 //   - poolbot itself: the poolbot binary, built with go build from this
 //     repository and run with a generated config, exactly as `poolbot run`
 //     runs in production (nothing of the lab links into it).
@@ -60,6 +63,7 @@ type options struct {
 	poolbot             string
 	install             bool
 	fastIRC             bool
+	executor            string
 }
 
 // timing is the config's durations, as YAML.
@@ -81,6 +85,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.DurationVar(&o.margin, "margin", 0, "calendar lead and tail margins (default 30s, scenario 2s)")
 	fs.StringVar(&o.poolbot, "poolbot", "", "a poolbot binary to run (default: go build ./cmd/poolbot)")
 	fs.BoolVar(&o.fastIRC, "fast-irc", false, "poolbot talks fast on a relaxed IRC port (for tests); default: Libera-like pacing and flood limits")
+	fs.StringVar(&o.executor, "executor", "local", "how poolbot restarts the hosts: local (the lab binary as systemctl) or cumin (the real cumin, over an sshd on each host)")
 	fs.BoolVar(&o.install, "install", true, "as root, install missing Debian packages with scripts/install-test-deps.sh")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: poolbot-lab [flags]\n\nA local world of real parts with poolbot running in it; see the package doc.\n\n")
@@ -93,8 +98,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 2
 	}
-	if fs.NArg() != 0 || o.hosts < 2 || o.hosts > 200 {
-		fmt.Fprintln(stderr, "poolbot-lab: takes only flags; -hosts must be 2..200")
+	if fs.NArg() != 0 || o.hosts < 2 || o.hosts > 200 || (o.executor != "local" && o.executor != "cumin") {
+		fmt.Fprintln(stderr, "poolbot-lab: takes only flags; -hosts must be 2..200, -executor local or cumin")
 		return 2
 	}
 	def := func(d *time.Duration, interactive, scenario time.Duration) {

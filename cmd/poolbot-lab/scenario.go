@@ -58,6 +58,11 @@ func stories(o options, hosts []string) []story {
 	n := len(hosts)
 	all := fmt.Sprintf("(%d/%d)", n, n)
 	step := 60 * time.Second // generous: a CI machine is slow and shared
+	if o.executor == "cumin" {
+		// Every restart and check starts cumin (Python, then ssh): a
+		// second or more each on a shared machine.
+		step = 3 * time.Minute
+	}
 	return []story{
 		{"1. a depool blocked by a deployment window, then proceeding when it ends", func(ctx context.Context, s *scenario) error {
 			// The window is placed now, not at start-up (see wiki.floatFirst).

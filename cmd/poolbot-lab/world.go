@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"poolbot/internal/testenv"
+	cuminenv "poolbot/internal/testenv/cumin"
 	etcdenv "poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/ircnet"
 	"poolbot/internal/testenv/lab"
@@ -43,10 +44,11 @@ type world struct {
 	port    int // every registry host's API port
 	debug   int // and debug port, the same on each host as in production
 
-	irc  *ircnet.Net
-	etcd *etcdenv.Server
-	ctl  *lab.Systemctl
-	wiki *wiki
+	irc   *ircnet.Net
+	etcd  *etcdenv.Server
+	ctl   *lab.Systemctl
+	wiki  *wiki
+	cumin *cuminenv.Env // -executor cumin: an sshd per host and cumin's config
 
 	poolbotBin string
 	labBin     string
@@ -68,8 +70,13 @@ var needed = []struct{ binary, pkg string }{
 // checkDeps finds the servers, installing their packages with the
 // repository's script when allowed (root), or says what to install.
 func checkDeps(ctx context.Context, o options, out io.Writer) error {
+	need := needed
+	if o.executor == "cumin" {
+		need = append(need[:len(need):len(need)], struct{ binary, pkg string }{"sshd", "openssh-server"},
+			struct{ binary, pkg string }{"cumin", "cumin"})
+	}
 	missing := func() (bins, pkgs []string) {
-		for _, n := range needed {
+		for _, n := range need {
 			if _, err := testenv.Lookup(n.binary); err != nil {
 				bins, pkgs = append(bins, n.binary), append(pkgs, n.pkg)
 			}
@@ -211,7 +218,22 @@ func startWorld(ctx context.Context, o options, dir string, out io.Writer) (*wor
 		w.close()
 		return nil, err
 	}
+	if o.executor == "cumin" {
+		start := time.Now()
+		if w.cumin, err = cuminenv.Launch(mkdir(filepath.Join(dir, "cumin")), cuminenv.Options{Hosts: w.hosts, Aliases: lab.CuminAliases(w.hosts)}); err != nil {
+			w.close()
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		fmt.Fprintf(out, "lab: %-44s %5.1fs\n", fmt.Sprintf("cumin, an sshd on each of %s..%s", w.hosts[0], w.hosts[len(w.hosts)-1]), time.Since(start).Seconds())
+	}
 	return w, nil
+}
+
+// mkdir creates dir (for a launcher that writes into it) and returns it;
+// a failure shows up when the launcher writes there.
+func mkdir(dir string) string {
+	_ = os.MkdirAll(dir, 0o700)
+	return dir
 }
 
 func mustCachePath() string {
@@ -291,11 +313,7 @@ services:
   apus:
     datacenters: [eqiad, codfw]
     restart:
-      executor: local
-      # The lab binary is the "systemctl" of every host (POOLBOT_TEST_CTL).
-      local: {command: [%q, "{host}", "{argv}"]}
-      hosts: [%s]
-      units: [docker-registry-restricted.service]
+%s      units: [docker-registry-restricted.service]
       pace: %s
       per_host_timeout: 60s
     registry:
@@ -324,7 +342,7 @@ scap:
   channel: {enabled: true, relay_nicks: [logmsgbot]}
 conftool: {backend: etcd, etcd: {endpoints: [%q], timeout: 5s}}
 http: {listen: %q}
-`, server, pacing, labChannel, pw, w.labBin, strings.Join(w.hosts, ", "), t.pace, w.port, w.debug,
+`, server, pacing, labChannel, pw, w.restartSection(), t.pace, w.port, w.debug,
 		filepath.Join(w.dir, "poolbot.db"), labChannel, t.perHost, w.wiki.APIURL(), t.margin, t.margin,
 		global, staging, global, w.etcd.ClientURL, w.httpAddr)
 	w.configPath = filepath.Join(w.dir, "poolbot.yaml")
@@ -399,8 +417,24 @@ func (w *world) stopPoolbot() {
 }
 
 // close stops everything the world started.
+// restartSection is the executor part of services.apus.restart: the lab
+// binary as every host's "systemctl" (POOLBOT_TEST_CTL), run by the local
+// executor or, with -executor cumin, by cumin over each host's sshd.
+func (w *world) restartSection() string {
+	if w.cumin != nil {
+		return lab.CuminRestart(w.cumin, w.labBin, w.ctl.URL)
+	}
+	return fmt.Sprintf(`      executor: local
+      local: {command: [%q, "{host}", "{argv}"]}
+      hosts: [%s]
+`, w.labBin, strings.Join(w.hosts, ", "))
+}
+
 func (w *world) close() {
 	w.stopPoolbot()
+	if w.cumin != nil {
+		w.cumin.Stop()
+	}
 	if w.wiki != nil {
 		w.wiki.close()
 	}

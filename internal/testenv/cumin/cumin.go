@@ -25,6 +25,9 @@
 // Options.Unreachable points at 127.0.0.1 port 1, where nothing listens:
 // ssh gets "Connection refused", as for a host that is down.
 //
+// Start is for tests (the servers stop with the test); Launch, for the lab,
+// leaves that to Env.Stop.
+//
 // Env.Command is the argv prefix that runs cumin with that config. As root
 // (USER=root) cumin insists on knowing the real user from SUDO_USER, which
 // it logs; the prefix sets both as `sudo cumin` would in production, along
@@ -87,28 +90,14 @@ type Env struct {
 func Start(t testing.TB, o Options) *Env {
 	t.Helper()
 	bin := testenv.Need(t, "cumin")
-	dir := t.TempDir()
-	e := &Env{
-		Dir:            dir,
-		ConfigPath:     filepath.Join(dir, "config.yaml"),
-		SSHConfigPath:  filepath.Join(dir, "ssh_config"),
-		KnownHostsPath: filepath.Join(dir, "known_hosts"),
-		LogPath:        filepath.Join(dir, "cumin.log"),
-		Hosts:          append([]string(nil), o.Hosts...),
-		Servers:        map[string]*sshd.Server{},
-		Binary:         bin,
-	}
+	servers := map[string]*sshd.Server{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, h := range o.Hosts {
-		var opts []sshd.Option
-		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() && ip.To4() != nil {
-			opts = append(opts, sshd.WithHost(h))
-		}
 		wg.Go(func() {
-			srv := sshd.Start(t, opts...)
+			srv := sshd.Start(t, hostOptions(h)...)
 			mu.Lock()
-			e.Servers[h] = srv
+			servers[h] = srv
 			mu.Unlock()
 		})
 	}
@@ -116,12 +105,86 @@ func Start(t testing.TB, o Options) *Env {
 	if t.Skipped() || t.Failed() {
 		t.FailNow()
 	}
+	e, err := write(bin, t.TempDir(), o, servers)
+	if err != nil {
+		t.Fatalf("cumin: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := os.ReadFile(e.LogPath); err == nil {
+				t.Logf("cumin log (%s):\n%s", e.LogPath, b)
+			}
+		}
+	})
+	return e
+}
 
-	knownHosts := e.KnownHostsPath
+// Launch is Start for programs that are not tests (the lab): the files
+// and each host's sshd go under dir; Stop stops the servers.
+func Launch(dir string, o Options) (*Env, error) {
+	bin, err := testenv.Lookup("cumin")
+	if err != nil {
+		return nil, fmt.Errorf("cumin: %w", err)
+	}
+	servers := map[string]*sshd.Server{}
+	stop := func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	}
+	for _, h := range o.Hosts {
+		d := filepath.Join(dir, "sshd-"+h)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			stop()
+			return nil, err
+		}
+		srv, err := sshd.Launch(d, hostOptions(h)...)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("cumin: host %s: %w", h, err)
+		}
+		servers[h] = srv
+	}
+	e, err := write(bin, dir, o, servers)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("cumin: %w", err)
+	}
+	return e, nil
+}
+
+// Stop stops the hosts' sshd.
+func (e *Env) Stop() {
+	for _, s := range e.Servers {
+		s.Stop()
+	}
+}
+
+// hostOptions puts the sshd of a host named by a loopback address on that
+// address.
+func hostOptions(h string) []sshd.Option {
+	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() && ip.To4() != nil {
+		return []sshd.Option{sshd.WithHost(h)}
+	}
+	return nil
+}
+
+// write writes the configuration for the running servers into dir.
+func write(bin, dir string, o Options, servers map[string]*sshd.Server) (*Env, error) {
+	e := &Env{
+		Dir:            dir,
+		ConfigPath:     filepath.Join(dir, "config.yaml"),
+		SSHConfigPath:  filepath.Join(dir, "ssh_config"),
+		KnownHostsPath: filepath.Join(dir, "known_hosts"),
+		LogPath:        filepath.Join(dir, "cumin.log"),
+		Hosts:          append([]string(nil), o.Hosts...),
+		Servers:        servers,
+		Binary:         bin,
+	}
 	var kh, sc strings.Builder
 	sc.WriteString("# Written by internal/testenv/cumin: the only ssh config cumin's ssh reads (-F).\n")
 	for _, h := range o.Hosts {
-		srv := e.Servers[h]
+		srv := servers[h]
 		kh.WriteString(knownhosts.Line([]string{srv.Addr}, srv.HostKey) + "\n")
 		fmt.Fprintf(&sc, "\nHost %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n", h, srv.Host, srv.Port, srv.User, srv.ClientKeyPath)
 	}
@@ -137,19 +200,20 @@ Host *
   PasswordAuthentication no
   KbdInteractiveAuthentication no
   LogLevel ERROR
-`, knownHosts)
-	write(t, knownHosts, kh.String())
-	write(t, e.SSHConfigPath, sc.String())
-
-	// cumin's config (see /usr/share/doc/cumin/examples/config.yaml).
-	write(t, e.ConfigPath, fmt.Sprintf(`# Written by internal/testenv/cumin.
+`, e.KnownHostsPath)
+	files := []struct{ path, content string }{
+		{e.KnownHostsPath, kh.String()},
+		{e.SSHConfigPath, sc.String()},
+		// cumin's config (see /usr/share/doc/cumin/examples/config.yaml).
+		{e.ConfigPath, fmt.Sprintf(`# Written by internal/testenv/cumin.
 transport: clustershell
 log_file: %s
 default_backend: direct
 clustershell:
   ssh_options: ['-F', %s]
   fanout: 16
-`, yamlQuote(e.LogPath), yamlQuote(e.SSHConfigPath)))
+`, yamlQuote(e.LogPath), yamlQuote(e.SSHConfigPath))},
+	}
 	if len(o.Aliases) > 0 {
 		names := make([]string, 0, len(o.Aliases))
 		for n := range o.Aliases {
@@ -160,22 +224,20 @@ clustershell:
 		for _, n := range names {
 			fmt.Fprintf(&b, "%s: %s\n", n, yamlQuote(o.Aliases[n]))
 		}
-		write(t, filepath.Join(dir, "aliases.yaml"), b.String())
+		files = append(files, struct{ path, content string }{filepath.Join(dir, "aliases.yaml"), b.String()})
+	}
+	for _, f := range files {
+		if err := os.WriteFile(f.path, []byte(f.content), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	e.Command = []string{"/usr/bin/env", "USER=root", "SUDO_USER=poolbot-test", "HOME=" + home, "XDG_CONFIG_HOME=" + home,
 		bin, "-c", e.ConfigPath}
-	t.Cleanup(func() {
-		if t.Failed() {
-			if b, err := os.ReadFile(e.LogPath); err == nil {
-				t.Logf("cumin log (%s):\n%s", e.LogPath, b)
-			}
-		}
-	})
-	return e
+	return e, nil
 }
 
 // Version returns `cumin --version` ("cumin 4.2.0").
@@ -186,13 +248,6 @@ func (e *Env) Version(t testing.TB) string {
 		t.Fatalf("cumin --version: %v\n%s", err, out)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func write(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatalf("cumin: %v", err)
-	}
 }
 
 // yamlQuote writes s as a single-quoted YAML scalar.

@@ -75,15 +75,14 @@ func (w *World) GlobalLock() string { return filepath.Join(w.LockDir, "scap-glob
 // test binary as systemctl on the host, over SSH (see SSHHost).
 func (w *World) UseCumin(t testing.TB) *cuminenv.Env {
 	t.Helper()
-	w.Cumin = cuminenv.Start(t, cuminenv.Options{Hosts: w.Hosts,
-		Aliases: map[string]string{"docker-registry": "D{" + strings.Join(w.Hosts, ",") + "}"}})
+	w.Cumin = cuminenv.Start(t, cuminenv.Options{Hosts: w.Hosts, Aliases: CuminAliases(w.Hosts)})
 	return w.Cumin
 }
 
-// restartSection is the config's services.apus.restart, without pace and
-// per_host_timeout: the local executor running the test binary as every
-// host's systemctl, or (UseCumin) cumin reaching each host's sshd, where
-// the test binary is systemctl again.
+// restartSection is the config's services.apus.restart, without units,
+// pace and per_host_timeout: the local executor running the test binary as
+// every host's systemctl, or (UseCumin) cumin reaching each host's sshd,
+// where the test binary is systemctl again.
 func (w *World) restartSection() string {
 	if w.Cumin == nil {
 		return fmt.Sprintf(`      executor: local
@@ -91,12 +90,21 @@ func (w *World) restartSection() string {
       hosts: [%s]
 `, os.Args[0], strings.Join(w.Hosts, ", "))
 	}
-	// The SSH session does not carry the test's environment: the command
-	// sets what the helper needs (and keeps the race runtime from
-	// sleeping a second at exit).
-	remote := fmt.Sprintf(`[env, %q, "GORACE=atexit_sleep_ms=0", %q, %q, systemctl`, EnvCtl+"="+w.Systemctl.URL, os.Args[0], SSHHost)
-	quoted := make([]string, len(w.Cumin.Command))
-	for i, a := range w.Cumin.Command {
+	return CuminRestart(w.Cumin, os.Args[0], w.Systemctl.URL)
+}
+
+// CuminRestart is the executor part of a restart section (YAML keys at six
+// spaces) for restarts through env's cumin: hosts_query
+// "A:docker-registry", and restart and check commands that run helper (a
+// program whose main calls Main first) as systemctl on the host, over
+// SSH, talking to the Systemctl at ctlURL.
+func CuminRestart(env *cuminenv.Env, helper, ctlURL string) string {
+	// The SSH session does not carry the caller's environment: the command
+	// sets what the helper needs (and keeps a race-enabled test binary
+	// from sleeping a second at exit).
+	remote := fmt.Sprintf(`[env, %q, "GORACE=atexit_sleep_ms=0", %q, %q, systemctl`, EnvCtl+"="+ctlURL, helper, SSHHost)
+	quoted := make([]string, len(env.Command))
+	for i, a := range env.Command {
 		quoted[i] = fmt.Sprintf("%q", a)
 	}
 	return fmt.Sprintf(`      executor: cumin
@@ -105,6 +113,12 @@ func (w *World) restartSection() string {
       restart_command: %s, restart, "{units}"]
       check_command: %s, is-active, --quiet, "{unit}"]
 `, strings.Join(quoted, ", "), remote, remote)
+}
+
+// CuminAliases are the aliases UseCumin (and the lab) give cumin:
+// docker-registry selects hosts.
+func CuminAliases(hosts []string) map[string]string {
+	return map[string]string{"docker-registry": "D{" + strings.Join(hosts, ",") + "}"}
 }
 
 // Config writes a poolbot config for the world and returns its path;
