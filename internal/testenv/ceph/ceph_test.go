@@ -1,0 +1,113 @@
+package ceph_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"poolbot/internal/testenv"
+	"poolbot/internal/testenv/ceph"
+)
+
+// TestTwoSitesHaveTheirOwnData starts two sites on one port at two loopback
+// addresses and shows that an object written to one is not in the other.
+func TestTwoSitesHaveTheirOwnData(t *testing.T) {
+	ctx := context.Background()
+	port := testenv.FreePort(t)
+	eqiad := ceph.Start(t, ceph.Options{Name: "eqiad", Host: "127.0.0.1", Port: port, Buckets: []string{"registry-test"}})
+	codfw := ceph.Start(t, ceph.Options{Name: "codfw", Host: "127.0.0.2", Port: port, Buckets: []string{"registry-test"}})
+
+	if err := eqiad.PutObject(ctx, "registry-test", "a/b/data", []byte("eqiad only")); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := eqiad.GetObject(ctx, "registry-test", "a/b/data")
+	if err != nil || !found || string(got) != "eqiad only" {
+		t.Fatalf("eqiad get = %q %v %v", got, found, err)
+	}
+	if _, found, err := codfw.GetObject(ctx, "registry-test", "a/b/data"); err != nil || found {
+		t.Fatalf("codfw has eqiad's object: found=%v err=%v", found, err)
+	}
+	keys, err := eqiad.ListObjects(ctx, "registry-test", "a/")
+	if err != nil || len(keys) != 1 || keys[0] != "a/b/data" {
+		t.Fatalf("eqiad list = %v %v", keys, err)
+	}
+	if keys, err := codfw.ListObjects(ctx, "registry-test", ""); err != nil || len(keys) != 0 {
+		t.Fatalf("codfw list = %v %v", keys, err)
+	}
+
+	// A wrong secret is refused by the gateway: the credentials are checked.
+	bad := *codfw
+	bad.SecretKey = "wrong"
+	if err := bad.PutObject(ctx, "registry-test", "x", []byte("x")); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("put with a wrong secret: %v", err)
+	}
+
+	// Site down: the gateway stops, connections are refused; it comes back
+	// with the data (the cluster kept running).
+	if err := eqiad.StopGateway(); err != nil {
+		t.Fatal(err)
+	}
+	c := net.Dialer{Timeout: time.Second}
+	if conn, err := c.Dial("tcp", eqiad.Addr); err == nil {
+		conn.Close()
+		t.Fatal("stopped gateway still accepts connections")
+	}
+	if err := eqiad.StartGateway(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, found, err := eqiad.GetObject(ctx, "registry-test", "a/b/data"); err != nil || !found || !bytes.Equal(got, []byte("eqiad only")) {
+		t.Fatalf("after gateway restart: %q %v %v", got, found, err)
+	}
+
+	// Frozen: TCP connects, nothing answers.
+	if err := codfw.FreezeGateway(); err != nil {
+		t.Fatal(err)
+	}
+	cl := &http.Client{Timeout: 500 * time.Millisecond}
+	if _, err := cl.Get(codfw.Endpoint() + "/"); err == nil {
+		t.Fatal("frozen gateway answered")
+	}
+	if err := codfw.ThawGateway(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := codfw.ListObjects(ctx, "registry-test", ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkSiteStart measures a site's start (monitor, OSD, gateway, user,
+// one bucket) and the RSS of its daemons right after.
+//
+//	go test ./internal/testenv/ceph/ -run '^$' -bench SiteStart -benchtime 1x
+func BenchmarkSiteStart(b *testing.B) {
+	for _, bin := range ceph.Binaries {
+		testenv.Need(b, bin)
+	}
+	var rss int64
+	for i := 0; i < b.N; i++ {
+		s, err := ceph.Launch(context.Background(), ceph.Options{Name: "bench" + strconv.Itoa(i), Buckets: []string{"b"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		for _, pid := range s.PIDs() {
+			n, err := testenv.RSS(pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rss += n
+		}
+		s.Close()
+		if _, err := os.Stat(s.Dir); !os.IsNotExist(err) {
+			b.Fatalf("Close left %s", s.Dir)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(rss)/float64(b.N)/(1<<20), "MiB-RSS/site")
+}
