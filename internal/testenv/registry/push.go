@@ -166,7 +166,9 @@ func (p *Pusher) location(resp *http.Response, step string) (*url.URL, error) {
 }
 
 // noKeepAlive is the default client: each request a new connection.
-func noKeepAlive() *http.Client { return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} }
+func noKeepAlive() *http.Client {
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+}
 
 func (p *Pusher) do(ctx context.Context, method, u string, body []byte, h http.Header) (*http.Response, string, error) {
 	c := p.Client
