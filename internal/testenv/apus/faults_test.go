@@ -134,12 +134,15 @@ func TestProbeIsBoundedWhenTheSiteHangs(t *testing.T) {
 	t.Logf("health with the site hanging: still 200 {} after 2 s")
 
 	thaw()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	thawedAt := time.Now()
+	deadline := thawedAt.Add(30 * time.Second)
+	for attempt := 1; ; attempt++ {
 		res = probeClient(t, 30*time.Second).Probe(ctx, target(h), "lab/probe")
 		if res.OK {
+			t.Logf("probe ok %s after the thaw (attempt %d)", time.Since(thawedAt).Round(time.Millisecond), attempt)
 			break
 		}
+		t.Logf("probe after the thaw: %v", res)
 		if time.Now().After(deadline) {
 			t.Fatalf("probe after the thaw: %v", res)
 		}
