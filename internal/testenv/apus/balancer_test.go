@@ -34,7 +34,9 @@ func TestPushThroughTheBalancer(t *testing.T) {
 		{Name: old.name, Addr: old.reg.Addr}, {Name: moved.name, Addr: moved.reg.Addr},
 	}})
 	e := etcd.Start(t)
-	key := func(h *host) string { return etcd.DefaultPrefix + "/pools/eqiad/docker-registry/docker-registry/" + h.name }
+	key := func(h *host) string {
+		return etcd.DefaultPrefix + "/pools/eqiad/docker-registry/docker-registry/" + h.name
+	}
 	e.Put(t, key(old), `{"pooled": "yes", "weight": 10}`)
 	idx := e.Put(t, key(moved), `{"pooled": "yes", "weight": 10}`)
 	pybal := &haproxy.Pybal{EtcdURL: e.ClientURL, DC: "eqiad", Cluster: "docker-registry", Service: "docker-registry", Balancer: lb}
