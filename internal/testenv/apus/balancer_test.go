@@ -110,16 +110,19 @@ func BenchmarkWorld(b *testing.B) {
 	}
 	bin := registry.Build(b)
 	var rss int64
+	var sitesT, regsT, lbT time.Duration
 	for range b.N {
 		dir, err := os.MkdirTemp("", "poolbot-apus-bench-")
 		if err != nil {
 			b.Fatal(err)
 		}
 		ctx := context.Background()
+		t0 := time.Now()
 		a, err := apus.Launch(ctx, dir)
 		if err != nil {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
 		var regs []*registry.Instance
 		var servers []haproxy.Server
 		for i, dc := range apus.DCs {
@@ -134,11 +137,13 @@ func BenchmarkWorld(b *testing.B) {
 			regs = append(regs, r)
 			servers = append(servers, haproxy.Server{Name: "registry" + string(rune('1'+i)), Addr: r.Addr})
 		}
+		t2 := time.Now()
 		lb, err := haproxy.Launch(ctx, haproxy.Options{Servers: servers})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		sitesT, regsT, lbT = sitesT+t1.Sub(t0), regsT+t2.Sub(t1), lbT+time.Since(t2)
 		pids := []int{lb.PID()}
 		for _, s := range a.Sites {
 			pids = append(pids, s.PIDs()...)
@@ -162,4 +167,7 @@ func BenchmarkWorld(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(rss)/float64(b.N)/(1<<20), "MiB-RSS")
+	b.ReportMetric(float64(sitesT.Milliseconds())/float64(b.N), "ms-sites")
+	b.ReportMetric(float64(regsT.Milliseconds())/float64(b.N), "ms-registries")
+	b.ReportMetric(float64(lbT.Milliseconds())/float64(b.N), "ms-haproxy")
 }

@@ -91,7 +91,7 @@ func BenchmarkSiteStart(b *testing.B) {
 	}
 	var rss int64
 	for i := 0; i < b.N; i++ {
-		s, err := ceph.Launch(context.Background(), ceph.Options{Name: "bench" + strconv.Itoa(i), Buckets: []string{"b"}})
+		s, err := ceph.Launch(context.Background(), ceph.Options{Name: "bench" + strconv.Itoa(i), Buckets: []string{"registry-bench"}})
 		if err != nil {
 			b.Fatal(err)
 		}
