@@ -109,7 +109,7 @@ func BenchmarkWorld(b *testing.B) {
 		b.Skip(err)
 	}
 	bin := registry.Build(b)
-	var rss int64
+	var rss, rssSites, rssRegs, rssLB int64
 	var sitesT, regsT, lbT time.Duration
 	for range b.N {
 		dir, err := os.MkdirTemp("", "poolbot-apus-bench-")
@@ -144,19 +144,22 @@ func BenchmarkWorld(b *testing.B) {
 		}
 		b.StopTimer()
 		sitesT, regsT, lbT = sitesT+t1.Sub(t0), regsT+t2.Sub(t1), lbT+time.Since(t2)
-		pids := []int{lb.PID()}
+		add := func(into *int64, pids ...int) {
+			for _, pid := range pids {
+				n, err := testenv.RSS(pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				*into += n
+				rss += n
+			}
+		}
+		add(&rssLB, lb.PID())
 		for _, s := range a.Sites {
-			pids = append(pids, s.PIDs()...)
+			add(&rssSites, s.PIDs()...)
 		}
 		for _, r := range regs {
-			pids = append(pids, r.PID())
-		}
-		for _, pid := range pids {
-			n, err := testenv.RSS(pid)
-			if err != nil {
-				b.Fatal(err)
-			}
-			rss += n
+			add(&rssRegs, r.PID())
 		}
 		lb.Close()
 		for _, r := range regs {
@@ -166,7 +169,11 @@ func BenchmarkWorld(b *testing.B) {
 		os.RemoveAll(dir)
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(rss)/float64(b.N)/(1<<20), "MiB-RSS")
+	mib := func(n int64) float64 { return float64(n) / float64(b.N) / (1 << 20) }
+	b.ReportMetric(mib(rss), "MiB-RSS")
+	b.ReportMetric(mib(rssSites), "MiB-sites")
+	b.ReportMetric(mib(rssRegs), "MiB-registries")
+	b.ReportMetric(mib(rssLB), "MiB-haproxy")
 	b.ReportMetric(float64(sitesT.Milliseconds())/float64(b.N), "ms-sites")
 	b.ReportMetric(float64(regsT.Milliseconds())/float64(b.N), "ms-registries")
 	b.ReportMetric(float64(lbT.Milliseconds())/float64(b.N), "ms-haproxy")

@@ -87,7 +87,7 @@ func TestProbeFailsClosedWhenTheSiteIsDown(t *testing.T) {
 
 // TestProbeIsBoundedWhenTheSiteHangs: the site accepts connections but
 // answers nothing (gateway frozen). The driver sets no timeout of its own
-// (registry.S3KeepAlive), so what bounds the probe is its own timeout: it
+// (registry.S3Storage), so what bounds the probe is its own timeout: it
 // fails in that time, and the registry gives up the S3 call when the
 // client goes away. After the thaw the registry works again.
 func TestProbeIsBoundedWhenTheSiteHangs(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 )
 
 // TestS3RegistryKeepsTheOldSite shows what T422166 needs from the driver
-// (registry.S3KeepAlive): after apus.discovery.wmnet moves from eqiad to
+// (registry.S3Storage): after apus.discovery.wmnet moves from eqiad to
 // codfw, a running registry keeps writing to eqiad over the connections it
 // holds; only a restart moves it to codfw.
 func TestS3RegistryKeepsTheOldSite(t *testing.T) {

@@ -8,7 +8,7 @@
 // $POOLBOT_REGISTRY_BIN.
 //
 // Options.S3 puts an instance on distribution's s3 driver instead (WMF's
-// registries use apus, Ceph RGW; see testenv/apus and S3KeepAlive), and
+// registries use apus, Ceph RGW; see testenv/apus and S3Storage), and
 // Options.Wrapper runs it under a command that gives the host its own view
 // of DNS.
 //
@@ -96,10 +96,24 @@ type Options struct {
 
 // S3Storage is the registry's s3 storage driver configuration (the keys of
 // `storage: s3:`), as in WMF's config-<instance>.yml.
+//
+// How distribution v3.1.2's s3 driver keeps its connections
+// (registry/storage/driver/s3-aws/s3.go, New): unless skipverify is set it
+// gives aws-sdk-go no HTTP client, so the SDK uses http.DefaultClient, that
+// is Go's http.DefaultTransport: keep-alive on, up to 2 idle connections
+// per host kept for 90 s, and no request timeout (only the incoming
+// request's context bounds an S3 call; the storage health check has none).
+// The endpoint's name is resolved only when a new connection is dialled. A
+// registry whose health check (every 10 s at WMF) or traffic touches S3
+// more often than every 90 s therefore keeps its idle connections to the
+// address it resolved at its last dial, through any DNS change, until it
+// restarts; only requests that find no idle connection (more than 2 at
+// once) dial again and reach the new address. testenv/apus's
+// TestS3RegistryKeepsTheOldSite shows it.
 type S3Storage struct {
 	// RegionEndpoint is the S3 URL, e.g. http://apus.discovery.wmnet:7480.
 	// The registry resolves its host name itself, whenever its HTTP client
-	// opens a new connection (see S3KeepAlive).
+	// opens a new connection.
 	RegionEndpoint string
 	// Region is required by the driver and ignored by Ceph; default
 	// us-west-1, as WMF's ("useless but required").
@@ -113,19 +127,6 @@ type S3Storage struct {
 	RootDirectory string
 }
 
-// S3KeepAlive says how distribution v3.1.2's s3 driver keeps connections
-// (registry/storage/driver/s3-aws/s3.go, New): unless skipverify is set it
-// gives aws-sdk-go no HTTP client, so the SDK uses http.DefaultClient, that
-// is Go's http.DefaultTransport: keep-alive on, up to 2 idle connections
-// per host kept for 90 s, no overall request timeout (only the incoming
-// request's context bounds an S3 call). The endpoint's name is resolved
-// only when a new connection is dialled. A registry whose health check
-// (interval 10 s at WMF) or traffic touches S3 more often than every 90 s
-// therefore keeps its idle connections to the address it resolved at its
-// last dial, through any DNS change, until it restarts; only requests that
-// find no idle connection (more than 2 at once) dial again and reach the
-// new address. TestS3RegistryKeepsTheOldSite shows it.
-const S3KeepAlive = "http.DefaultTransport: keep-alive, 2 idle conns/host, 90s idle timeout"
 
 // Instance is one running (or stopped) registry process.
 type Instance struct {
