@@ -127,7 +127,6 @@ type S3Storage struct {
 	RootDirectory string
 }
 
-
 // Instance is one running (or stopped) registry process.
 type Instance struct {
 	// Addr and DebugAddr are host:port of the main and debug listeners.
