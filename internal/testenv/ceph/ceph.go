@@ -450,7 +450,7 @@ func (d *daemon) running() bool {
 
 func (d *daemon) signal(sig syscall.Signal) error {
 	if !d.running() {
-		return fmt.Errorf("%s is not running", d.role)
+		return errors.New("daemon is not running")
 	}
 	return syscall.Kill(-d.cmd.Process.Pid, sig)
 }

@@ -66,7 +66,9 @@ func (p *Pybal) PoolDir() string {
 }
 
 // Run applies the current node objects, then every change, until ctx ends.
-// After an etcd error it waits a second and lists the pool again.
+// After an etcd error it reports it through OnApply (node ""), waits a
+// second and lists the pool again; so does it, without waiting, when the
+// watch falls behind etcd's 1000-event history.
 func (p *Pybal) Run(ctx context.Context) error {
 	if p.DC == "" || p.Cluster == "" || p.Service == "" || p.Balancer == nil {
 		return errors.New("pybal: DC, Cluster, Service and Balancer are required")
@@ -75,6 +77,9 @@ func (p *Pybal) Run(ctx context.Context) error {
 		err := p.watch(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if err == nil { // the watch fell behind etcd's history: list again
+			continue
 		}
 		if p.OnApply != nil {
 			p.OnApply("", "", 0, fmt.Errorf("pybal: watch %s: %w", p.PoolDir(), err))
