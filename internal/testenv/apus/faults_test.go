@@ -121,6 +121,13 @@ func TestProbeIsBoundedWhenTheSiteHangs(t *testing.T) {
 	if res.OK || res.Code != intreg.CodeTimeout {
 		t.Fatalf("probe with the site hanging: %v, want %s", res, intreg.CodeTimeout)
 	}
+	// The registry gave up its S3 call when the probe's connection closed.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(h.reg.LogTail(8192), "s3aws: RequestCanceled: request context canceled"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry did not cancel its S3 call when the client left:\n%s", h.reg.LogTail(2048))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// What the registry's own health check does meanwhile: its Stat has no
 	// timeout either, so the check hangs and its last result, healthy,
 	// stays: /debug/health hides a hanging S3 (here for 8 intervals; it
