@@ -83,7 +83,7 @@ func Launch(ctx context.Context, dir string, dcs ...string) (*Apus, error) {
 	}
 	a := &Apus{Sites: map[string]*ceph.Site{}}
 	// One port free on every address; a clash later fails that site's
-	// start, and the whole start is retried once with new ones.
+	// start, and the whole start is retried (twice) with new ones.
 	for attempt := 0; ; attempt++ {
 		if a.Port, err = commonFreePort(hosts); err != nil {
 			return nil, err
@@ -111,7 +111,7 @@ func Launch(ctx context.Context, dir string, dcs ...string) (*Apus, error) {
 			return a, nil
 		}
 		a.Close()
-		if attempt == 1 {
+		if attempt == 2 {
 			return nil, errors.Join(errs...)
 		}
 		a.Sites = map[string]*ceph.Site{}

@@ -315,6 +315,13 @@ func (s *Site) StartGateway(ctx context.Context) error {
 		resp, err := s.http.Do(req)
 		if err == nil {
 			resp.Body.Close()
+			// Another server on the address (the port was taken between
+			// choosing and binding it; radosgw then exits) answers
+			// without RGW's request id.
+			if resp.Header.Get("X-Amz-Request-Id") == "" || !rgw.running() {
+				_ = rgw.kill()
+				return fmt.Errorf("something other than radosgw answers on %s (address already in use?)", s.Addr)
+			}
 			return nil
 		}
 		select {

@@ -3,6 +3,9 @@ package ceph_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,15 +16,28 @@ import (
 
 	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/ceph"
+	"poolbot/internal/testenv/registry"
 )
 
 // TestTwoSitesHaveTheirOwnData starts two sites on one port at two loopback
 // addresses and shows that an object written to one is not in the other.
 func TestTwoSitesHaveTheirOwnData(t *testing.T) {
 	ctx := context.Background()
-	port := testenv.FreePort(t)
-	eqiad := ceph.Start(t, ceph.Options{Name: "eqiad", Host: "127.0.0.1", Port: port, Buckets: []string{"registry-test"}})
-	codfw := ceph.Start(t, ceph.Options{Name: "codfw", Host: "127.0.0.2", Port: port, Buckets: []string{"registry-test"}})
+	// Addresses of their own (127.R.R.1 and .2): lab worlds of other tests
+	// use 127.0.0.2 and up.
+	var r [2]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		t.Fatal(err)
+	}
+	hostA, hostB := fmt.Sprintf("127.%d.%d.1", r[0]|1, r[1]), fmt.Sprintf("127.%d.%d.2", r[0]|1, r[1])
+	l, err := net.Listen("tcp", hostA+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	eqiad := ceph.Start(t, ceph.Options{Name: "eqiad", Host: hostA, Port: port, Buckets: []string{"registry-test"}})
+	codfw := ceph.Start(t, ceph.Options{Name: "codfw", Host: hostB, Port: port, Buckets: []string{"registry-test"}})
 
 	if err := eqiad.PutObject(ctx, "registry-test", "a/b/data", []byte("eqiad only")); err != nil {
 		t.Fatal(err)
@@ -39,6 +55,21 @@ func TestTwoSitesHaveTheirOwnData(t *testing.T) {
 	}
 	if keys, err := codfw.ListObjects(ctx, "registry-test", ""); err != nil || len(keys) != 0 {
 		t.Fatalf("codfw list = %v %v", keys, err)
+	}
+
+	// A registry with the site's address as its endpoint (no name to
+	// resolve, no namespace needed) stores a pushed blob in the bucket.
+	reg := registry.Start(t, registry.Options{S3: &registry.S3Storage{
+		RegionEndpoint: eqiad.Endpoint(), Bucket: "registry-test", AccessKey: eqiad.AccessKey, SecretKey: eqiad.SecretKey,
+	}})
+	blob := []byte("a layer stored in eqiad")
+	var p registry.Pusher
+	if err := p.PushBlob(ctx, reg.URL(), "lab/direct", blob); err != nil {
+		t.Fatalf("push to a registry on eqiad: %v", err)
+	}
+	hex := strings.TrimPrefix(registry.Digest(blob), "sha256:")
+	if got, found, err := eqiad.GetObject(ctx, "registry-test", "docker/registry/v2/blobs/sha256/"+hex[:2]+"/"+hex+"/data"); err != nil || !found || !bytes.Equal(got, blob) {
+		t.Fatalf("pushed blob in eqiad's bucket: %q %v %v", got, found, err)
 	}
 
 	// A wrong secret is refused by the gateway: the credentials are checked.
@@ -69,9 +100,11 @@ func TestTwoSitesHaveTheirOwnData(t *testing.T) {
 	if err := codfw.FreezeGateway(); err != nil {
 		t.Fatal(err)
 	}
-	cl := &http.Client{Timeout: 500 * time.Millisecond}
-	if _, err := cl.Get(codfw.Endpoint() + "/"); err == nil {
-		t.Fatal("frozen gateway answered")
+	cl := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	if resp, err := cl.Get(codfw.Endpoint() + "/"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("frozen gateway answered: %d %v %s", resp.StatusCode, resp.Header, b)
 	}
 	if err := codfw.ThawGateway(); err != nil {
 		t.Fatal(err)
