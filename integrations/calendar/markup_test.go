@@ -157,17 +157,20 @@ func TestParseDeploymentsHTMLFailsClosed(t *testing.T) {
 	}
 }
 
+// itemsTestPage has good, broken, duplicate and nested cards.
+const itemsTestPage = `<div class="mw-parser-output">` +
+	item + // good
+	`<div class="deploycal-item" id="bad-start" data-utcstart="2026-13-02T08:00:00Z" data-utcend="2026-11-02T09:00:00Z"></div>` +
+	`<div class="deploycal-item" id="no-end" data-utcstart="2026-11-02T08:00:00Z"></div>` +
+	`<div class="deploycal-item" id="inverted" data-utcstart="2026-11-02T10:00:00Z" data-utcend="2026-11-02T09:00:00Z"></div>` +
+	`<div class="deploycal-item" data-utcstart="2026-11-02 12:00:00Z" data-utcend="2026-11-02 13:00:00Z"><span class="deploycal-item-window">no id</span></div>` +
+	`<div class="deploycal-item other" id="deploycal-item-20261102T0800" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T08:00:00Z">dup id, zero length</div>` +
+	`<table><tr class="x deploycal-item	y" id="outer" data-utcstart="2026-11-02T14:00:00Z" data-utcend="2026-11-02T15:00:00Z">` +
+	`<td class="deploycal-item-window">Outer <span class="deploycal-item" id="inner" data-utcstart="2026-11-02T14:30:00Z" data-utcend="2026-11-02T14:45:00Z"><span class="deploycal-item-window">Inner</span><span class="deploycal-item-deployer"><span class="ircnick">innernick</span></span></span></td></tr></table>` +
+	`</div>`
+
 func TestParseDeploymentsHTMLItems(t *testing.T) {
-	page, err := ParseDeploymentsHTML(`<div class="mw-parser-output">`+
-		item+ // good
-		`<div class="deploycal-item" id="bad-start" data-utcstart="2026-13-02T08:00:00Z" data-utcend="2026-11-02T09:00:00Z"></div>`+
-		`<div class="deploycal-item" id="no-end" data-utcstart="2026-11-02T08:00:00Z"></div>`+
-		`<div class="deploycal-item" id="inverted" data-utcstart="2026-11-02T10:00:00Z" data-utcend="2026-11-02T09:00:00Z"></div>`+
-		`<div class="deploycal-item" data-utcstart="2026-11-02 12:00:00Z" data-utcend="2026-11-02 13:00:00Z"><span class="deploycal-item-window">no id</span></div>`+
-		`<div class="deploycal-item other" id="deploycal-item-20261102T0800" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T08:00:00Z">dup id, zero length</div>`+
-		`<table><tr class="x deploycal-item	y" id="outer" data-utcstart="2026-11-02T14:00:00Z" data-utcend="2026-11-02T15:00:00Z">`+
-		`<td class="deploycal-item-window">Outer <span class="deploycal-item" id="inner" data-utcstart="2026-11-02T14:30:00Z" data-utcend="2026-11-02T14:45:00Z"><span class="deploycal-item-window">Inner</span><span class="deploycal-item-deployer"><span class="ircnick">innernick</span></span></span></td></tr></table>`+
-		`</div>`, fixturePageURL)
+	page, err := ParseDeploymentsHTML(itemsTestPage, fixturePageURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,13 +202,16 @@ func TestParseDeploymentsHTMLItems(t *testing.T) {
 	}
 }
 
+// namesTestPage has a card with every kind of name and nick noise.
+const namesTestPage = `<div class="deploycal-item" id="x" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T09:00:00Z">` +
+	`<div class="deploycal-item-window"><style>.a{color:red}</style><a href="/wiki/Backport_windows">UTC&nbsp;morning<br>backport   window</a>` +
+	`<small><b>Your patch may or may not be deployed at the sole discretion of the deployer</b><b>(Max 6 patches)</b> (Max two patches) (Max 1 patch)</small><!-- comment --></div>` +
+	`<div class="deploycal-item-deployer"><span class="ircnick"> Amir1 <span class="ircnick-name">(Amir)</span></span>, <span class="ircnick"><b>Urbanecm</b></span>, <span class="ircnick">amir1</span>, <span class="ircnick">evil&#13;&#10;PRIVMSG #x :hi&#0;</span><span class="ircnick">Lucas_WMDE</span><span class="ircnick">1abc</span><span class="ircnick">[m]x` + "`" + `^{|}-</span></div>` +
+	`<div class="deploycal-item-changes"><span class="ircnick">IRC-Nickname</span><span class="ircnick">Someone</span><span class="ircnick"></span></div>` +
+	`</div>`
+
 func TestWindowNameAndNicks(t *testing.T) {
-	page, err := ParseDeploymentsHTML(`<div class="deploycal-item" id="x" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T09:00:00Z">`+
-		`<div class="deploycal-item-window"><style>.a{color:red}</style><a href="/wiki/Backport_windows">UTC&nbsp;morning<br>backport   window</a>`+
-		`<small><b>Your patch may or may not be deployed at the sole discretion of the deployer</b><b>(Max 6 patches)</b> (Max two patches) (Max 1 patch)</small><!-- comment --></div>`+
-		`<div class="deploycal-item-deployer"><span class="ircnick"> Amir1 <span class="ircnick-name">(Amir)</span></span>, <span class="ircnick"><b>Urbanecm</b></span>, <span class="ircnick">amir1</span>, <span class="ircnick">evil&#13;&#10;PRIVMSG #x :hi&#0;</span><span class="ircnick">Lucas_WMDE</span><span class="ircnick">1abc</span><span class="ircnick">[m]x`+"`"+`^{|}-</span></div>`+
-		`<div class="deploycal-item-changes"><span class="ircnick">IRC-Nickname</span><span class="ircnick">Someone</span><span class="ircnick"></span></div>`+
-		`</div>`, "")
+	page, err := ParseDeploymentsHTML(namesTestPage, "")
 	if err != nil {
 		t.Fatal(err)
 	}
