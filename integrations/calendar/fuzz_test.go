@@ -88,7 +88,7 @@ func FuzzParseDeploymentsHTML(f *testing.F) {
 		if len(page) > maxFuzzPage {
 			return
 		}
-		p, err := ParseDeploymentsHTML(page, "https://wikitech.wikimedia.org/wiki/Deployments")
+		p, err := ParseDeploymentsHTML(page, "https://wikitech.wikimedia.org/wiki/Deployments", 0)
 		if err != nil {
 			if len(p.Windows) != 0 {
 				t.Fatal("windows returned with an error")
@@ -164,14 +164,14 @@ func yearOfMarkup() string {
 
 func BenchmarkParseDeploymentsHTMLYear(b *testing.B) {
 	page := yearOfMarkup()
-	p, err := ParseDeploymentsHTML(page, fixturePageURL)
+	p, err := ParseDeploymentsHTML(page, fixturePageURL, 0)
 	if err != nil || len(p.Windows) != 1560 {
 		b.Fatalf("%d windows, %v", len(p.Windows), err)
 	}
 	b.SetBytes(int64(len(page)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseDeploymentsHTML(page, fixturePageURL); err != nil {
+		if _, err := ParseDeploymentsHTML(page, fixturePageURL, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

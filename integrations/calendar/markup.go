@@ -33,12 +33,16 @@ const (
 // windows, so this is an error rather than an empty schedule.
 var ErrNoWindows = errors.New("no deployment windows (no .deploycal-item elements) on the page: markup changed or wrong page")
 
+// ErrUnreadableCard is wrapped by the error for a page with a card whose
+// start time cannot be read: such a card cannot be placed anywhere, so the
+// whole calendar counts as unreadable (and Cached closes the gate at once,
+// without falling back to the last good schedule).
+var ErrUnreadableCard = errors.New("unreadable calendar card")
+
 // Page is the result of parsing the rendered Deployments page.
 type Page struct {
 	// Windows in document order, with IDs made unique.
 	Windows []Window
-	// Skipped describes each item that was left out, and why.
-	Skipped []string
 }
 
 // ParseDeploymentsHTML extracts the deployment windows from the rendered HTML
@@ -47,16 +51,23 @@ type Page struct {
 //
 // Items without an id get "deploycal-item-<UTC start as 20060102T1504>", the
 // form the real ids use, and a URL without fragment. Repeated ids are made
-// unique with "-2", "-3"... (the URL keeps the page's anchor). An item whose
-// start or end is missing, unparseable, or whose end is before its start is
-// skipped and listed in Page.Skipped. The result is an error when the page
-// has no item at all (ErrNoWindows) or when every item was skipped.
+// unique with "-2", "-3"... (the URL keeps the page's anchor).
+//
+// A card that cannot be read completely still blocks what it can: a card
+// whose end is missing, unparseable, or before its start becomes a window of
+// unreadableLength from its start (0: DefaultUnreadableWindowLength), with
+// Window.Unreadable saying why. A card whose start is missing or unparseable
+// makes the page an error wrapping ErrUnreadableCard. A page without any card
+// is an error too (ErrNoWindows).
 //
 // The page is read in one pass over the HTML tokens (see markupScanner),
 // without building a tree.
-func ParseDeploymentsHTML(page, pageURL string) (Page, error) {
+func ParseDeploymentsHTML(page, pageURL string, unreadableLength time.Duration) (Page, error) {
+	if unreadableLength <= 0 {
+		unreadableLength = DefaultUnreadableWindowLength
+	}
 	s := markupScanner{z: html.NewTokenizer(strings.NewReader(page))}
-	s.b.pageURL = pageURL
+	s.b.pageURL, s.b.unreadableLength = pageURL, unreadableLength
 	// Every card has one data-utcstart: a good guess of the number of
 	// windows, bounded so that a page of nothing else cannot claim much.
 	s.b.windows = make([]Window, 0, min(strings.Count(page, attrUTCStart), len(page)/128))
@@ -68,13 +79,16 @@ func ParseDeploymentsHTML(page, pageURL string) (Page, error) {
 // its element starts and closed when it ends, so a card nested in another
 // one (broken markup) closes first; its slot keeps the document order.
 type pageBuilder struct {
-	pageURL string
-	windows []Window // one slot per card; ID "" marks a skipped card
-	skipped []skippedCard
+	pageURL          string
+	unreadableLength time.Duration
+	windows          []Window // one slot per card
+	startless        []startlessCard
 }
 
-type skippedCard struct {
+// startlessCard is a card without a readable start.
+type startlessCard struct {
 	ordinal int // 1-based position of the card on the page
+	label   string
 	reason  string
 }
 
@@ -84,39 +98,83 @@ func (b *pageBuilder) openCard() int {
 	return len(b.windows) - 1
 }
 
-// closeCard fills the slot i with the card's window.
-func (b *pageBuilder) closeCard(i int, w Window) {
+// closeCard reads the card in slot i from its id and time attributes (has*
+// says whether each is present) and returns its window, with ID, URL,
+// Start, End and Unreadable set. ok is false when the card has no readable
+// start: it is recorded, and the page will be an error.
+func (b *pageBuilder) closeCard(i int, id, startAttr []byte, hasStart bool, endAttr []byte, hasEnd bool) (w Window, ok bool) {
+	var err error
+	switch {
+	case !hasStart:
+		err = errors.New("no start time")
+	default:
+		if w.Start, err = parseUTCAttr(string(startAttr)); err != nil {
+			err = fmt.Errorf("unreadable start time %q", attrSnippet(startAttr))
+		}
+	}
+	if err != nil {
+		label := cleanBytes(id)
+		if label == "" {
+			label = fmt.Sprintf("#%d", i+1)
+		}
+		b.startless = append(b.startless, startlessCard{ordinal: i + 1, label: label, reason: err.Error()})
+		return Window{}, false
+	}
+
+	switch {
+	case !hasEnd:
+		w.Unreadable = "no end time"
+	default:
+		if w.End, err = parseUTCAttr(string(endAttr)); err != nil {
+			w.Unreadable = fmt.Sprintf("unreadable end time %q", attrSnippet(endAttr))
+		} else if w.End.Before(w.Start) {
+			w.Unreadable = "end " + w.End.Format("2006-01-02 15:04") + " UTC before start"
+		}
+	}
+	if w.Unreadable != "" {
+		w.End = w.Start.Add(b.unreadableLength)
+	}
+
+	w.ID = cleanBytes(id)
+	switch {
+	case w.ID == "":
+		w.ID = "deploycal-item-" + w.Start.Format("20060102T1504")
+		w.URL = b.pageURL
+	case b.pageURL != "":
+		w.URL = b.pageURL + "#" + w.ID
+	}
+	return w, true
+}
+
+// attrSnippet is an attribute value for a message: cleaned, and cut after
+// 40 characters.
+func attrSnippet(v []byte) string {
+	s := cleanBytes(v)
+	if r := []rune(s); len(r) > 40 {
+		s = string(r[:40]) + "…"
+	}
+	return s
+}
+
+// setWindow fills slot i.
+func (b *pageBuilder) setWindow(i int, w Window) {
 	b.windows[i] = w
 }
 
-// skipCard records why the card in slot i was left out. id is the card's
-// id attribute, for the message.
-func (b *pageBuilder) skipCard(i int, id string, err error) {
-	label := id
-	if label == "" {
-		label = fmt.Sprintf("#%d", i+1)
-	}
-	b.skipped = append(b.skipped, skippedCard{ordinal: i + 1,
-		reason: fmt.Sprintf("deployment window %s skipped: %v", label, err)})
-}
-
-// page returns the windows of the readable cards in document order, with
-// repeated IDs made unique.
+// page returns the windows in document order, with repeated IDs made
+// unique.
 func (b *pageBuilder) page() (Page, error) {
-	cards := len(b.windows)
-	if cards == 0 {
+	if len(b.windows) == 0 {
 		return Page{}, ErrNoWindows
 	}
-	var p Page
-	if len(b.skipped) > 0 {
-		slices.SortFunc(b.skipped, func(x, y skippedCard) int { return x.ordinal - y.ordinal })
-		for _, s := range b.skipped {
-			p.Skipped = append(p.Skipped, s.reason)
+	if len(b.startless) > 0 {
+		slices.SortFunc(b.startless, func(x, y startlessCard) int { return x.ordinal - y.ordinal })
+		first := b.startless[0]
+		more := ""
+		if n := len(b.startless) - 1; n > 0 {
+			more = fmt.Sprintf(" (and %d more like it)", n)
 		}
-		b.windows = slices.DeleteFunc(b.windows, func(w Window) bool { return w.ID == "" })
-	}
-	if len(b.windows) == 0 {
-		return p, fmt.Errorf("none of the %d deployment windows on the page could be read (first: %s)", cards, p.Skipped[0])
+		return Page{}, fmt.Errorf("%w %s (%s)%s: the calendar cannot be read", ErrUnreadableCard, first.label, first.reason, more)
 	}
 	seen := make(map[string]int, len(b.windows))
 	for i := range b.windows {
@@ -126,41 +184,7 @@ func (b *pageBuilder) page() (Page, error) {
 			w.ID = fmt.Sprintf("%s-%d", w.ID, n)
 		}
 	}
-	p.Windows = b.windows
-	return p, nil
-}
-
-// cardWindow reads a card's id and its data-utcstart/data-utcend
-// attributes (has* says whether each attribute is present) into a Window
-// with ID, URL, Start and End set.
-func cardWindow(id, startAttr []byte, hasStart bool, endAttr []byte, hasEnd bool, pageURL string) (Window, error) {
-	var w Window
-	if !hasStart {
-		return w, errors.New("no data-utcstart")
-	}
-	if !hasEnd {
-		return w, errors.New("no data-utcend")
-	}
-	var err error
-	if w.Start, err = parseUTCAttr(string(startAttr)); err != nil {
-		return w, fmt.Errorf("data-utcstart: %w", err)
-	}
-	if w.End, err = parseUTCAttr(string(endAttr)); err != nil {
-		return w, fmt.Errorf("data-utcend: %w", err)
-	}
-	if w.End.Before(w.Start) {
-		return w, fmt.Errorf("ends (%s) before it starts (%s)", w.End.Format(time.RFC3339), w.Start.Format(time.RFC3339))
-	}
-
-	w.ID = cleanBytes(id)
-	switch {
-	case w.ID == "":
-		w.ID = "deploycal-item-" + w.Start.Format("20060102T1504")
-		w.URL = pageURL
-	case pageURL != "":
-		w.URL = pageURL + "#" + w.ID
-	}
-	return w, nil
+	return Page{Windows: b.windows}, nil
 }
 
 // addDeployer adds the text of a .deploycal-item-deployer .ircnick element

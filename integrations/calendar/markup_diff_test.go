@@ -18,8 +18,8 @@ import (
 // sameAsOracle fails t when the two parsers disagree on page.
 func sameAsOracle(t *testing.T, name, page string) {
 	t.Helper()
-	got, gotErr := ParseDeploymentsHTML(page, fixturePageURL)
-	want, wantErr := oracleParseDeploymentsHTML(page, fixturePageURL)
+	got, gotErr := ParseDeploymentsHTML(page, fixturePageURL, 0)
+	want, wantErr := oracleParseDeploymentsHTML(page, fixturePageURL, 0)
 	if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 		t.Fatalf("%s: error %v, oracle %v\npage: %q", name, gotErr, wantErr, page)
 	}
@@ -222,7 +222,7 @@ func BenchmarkParseDeploymentsHTMLYearOracle(b *testing.B) {
 	b.SetBytes(int64(len(page)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := oracleParseDeploymentsHTML(page, fixturePageURL); err != nil {
+		if _, err := oracleParseDeploymentsHTML(page, fixturePageURL, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package calendar
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -16,7 +17,10 @@ import (
 // scanner. The meaning of a card's fields (cardWindow, Window.addDeployer,
 // ...) is shared, so the comparison is about finding the fields.
 
-func oracleParseDeploymentsHTML(page, pageURL string) (Page, error) {
+func oracleParseDeploymentsHTML(page, pageURL string, unreadableLength time.Duration) (Page, error) {
+	if unreadableLength <= 0 {
+		unreadableLength = DefaultUnreadableWindowLength
+	}
 	doc, err := html.Parse(strings.NewReader(page))
 	if err != nil {
 		return Page{}, fmt.Errorf("parse html: %w", err)
@@ -25,26 +29,22 @@ func oracleParseDeploymentsHTML(page, pageURL string) (Page, error) {
 	if len(items) == 0 {
 		return Page{}, ErrNoWindows
 	}
-	var b pageBuilder
-	b.pageURL = pageURL
+	b := pageBuilder{pageURL: pageURL, unreadableLength: unreadableLength}
 	for _, item := range items {
 		i := b.openCard()
-		w, err := oracleParseItem(item, pageURL)
-		if err != nil {
-			b.skipCard(i, oracleAttr(item, "id"), err)
-			continue
+		if w, ok := oracleParseItem(&b, i, item); ok {
+			b.setWindow(i, w)
 		}
-		b.closeCard(i, w)
 	}
 	return b.page()
 }
 
-func oracleParseItem(item *html.Node, pageURL string) (Window, error) {
+func oracleParseItem(b *pageBuilder, i int, item *html.Node) (Window, bool) {
 	startAttr, hasStart := oracleLookupAttr(item, "data-utcstart")
 	endAttr, hasEnd := oracleLookupAttr(item, "data-utcend")
-	w, err := cardWindow([]byte(oracleAttr(item, "id")), []byte(startAttr), hasStart, []byte(endAttr), hasEnd, pageURL)
-	if err != nil {
-		return w, err
+	w, ok := b.closeCard(i, []byte(oracleAttr(item, "id")), []byte(startAttr), hasStart, []byte(endAttr), hasEnd)
+	if !ok {
+		return w, false
 	}
 	var name strings.Builder
 	for _, n := range oracleSelectAll(item, classWindow) {
@@ -60,7 +60,7 @@ func oracleParseItem(item *html.Node, pageURL string) (Window, error) {
 	for _, n := range oracleSelectAll(item, classChanges, classNick) {
 		w.addOwner(oracleNickText(n))
 	}
-	return w, nil
+	return w, true
 }
 
 func oracleNickText(n *html.Node) string {

@@ -311,9 +311,8 @@ func (s *markupScanner) openCard(t *startTag) {
 func (s *markupScanner) closeCard() {
 	c := s.card()
 	s.cards = s.cards[:len(s.cards)-1]
-	w, err := cardWindow(c.id, c.start, c.hasStart, c.end, c.hasEnd, s.b.pageURL)
-	if err != nil {
-		s.b.skipCard(c.slot, string(c.id), err)
+	w, ok := s.b.closeCard(c.slot, c.id, c.start, c.hasStart, c.end, c.hasEnd)
+	if !ok {
 		return
 	}
 	if len(c.windows) == 1 {
@@ -338,7 +337,7 @@ func (s *markupScanner) closeCard() {
 			w.addOwner(nick)
 		}
 	}
-	s.b.closeCard(c.slot, w)
+	s.b.setWindow(c.slot, w)
 }
 
 // nickText is an .ircnick element's nick: its own text (jouncebot reads
