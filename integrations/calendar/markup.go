@@ -209,9 +209,10 @@ func (w *Window) addOwner(nick string) {
 // caller may reuse from one call to the next.
 func windowName(scratch *[]byte, s []byte) string {
 	b := appendClean((*scratch)[:0], s)
-	b = removeDisclaimer(b)
-	b = removeMaxPatches(b)
-	b = appendClean(b[:0], b)
+	if cut := removeMaxPatches(removeDisclaimer(b)); len(cut) != len(b) {
+		// Something was removed: collapse the spaces left behind.
+		b = appendClean(cut[:0], cut)
+	}
 	*scratch = b
 	return string(b)
 }

@@ -471,8 +471,11 @@ func (t *startTag) scan(raw []byte) {
 		default:
 			continue
 		}
-		if bytes.ContainsAny(val, "&\r\x00") {
-			t.slow = true
+		for _, c := range val {
+			if c == '&' || c == '\r' || c == 0 {
+				t.slow = true
+				break
+			}
 		}
 	}
 }
