@@ -286,6 +286,8 @@ func validNick(s string) bool {
 	return true
 }
 
+// inlineElement: elements whose end is not a word boundary in a window's
+// or nick's text (appendText in the oracle: every other element's end is).
 func inlineElement(a atom.Atom) bool {
 	switch a {
 	case atom.A, atom.Abbr, atom.B, atom.Bdi, atom.Bdo, atom.Cite, atom.Code, atom.Data,

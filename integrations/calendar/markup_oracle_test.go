@@ -14,8 +14,9 @@ import (
 // as the oracle of the differential tests (markup_diff_test.go). It is
 // slow (a year of the page: ~70 ms, 15 MB) but its reading of the markup
 // is the HTML5 tree's, which makes it the reference for the streaming
-// scanner. The meaning of a card's fields (cardWindow, Window.addDeployer,
-// ...) is shared, so the comparison is about finding the fields.
+// scanner. The meaning of a card's fields (pageBuilder.closeCard,
+// Window.addDeployer, ...) is shared, so the comparison is about finding
+// the fields. Its name cleaning (oracleWindowName) is the original one.
 
 func oracleParseDeploymentsHTML(page, pageURL string, unreadableLength time.Duration) (Page, error) {
 	if unreadableLength <= 0 {
