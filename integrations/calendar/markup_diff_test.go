@@ -33,11 +33,15 @@ func sameAsOracle(t *testing.T, name, page string) {
 // fuzz corpus in testdata/fuzz.
 func TestParseMatchesOracle(t *testing.T) {
 	pages := map[string]string{
-		"fixture":     readFixture(t, "deployments-2026-10-26.html"),
-		"year":        yearOfMarkup(),
-		"items test":  itemsTestPage,
-		"names test":  namesTestPage,
-		"broken card": `<div class="deploycal-item" id="a" data-utcstart="tomorrow" data-utcend="2026-11-02T09:00:00Z"></div><div class="deploycal-item" id="b"></div>`,
+		"fixture":    readFixture(t, "deployments-2026-10-26.html"),
+		"year":       yearOfMarkup(),
+		"items test": itemsTestPage,
+		"names test": namesTestPage,
+		// html.Parse keeps <body> open after </body>; end tags in any case.
+		"body card":    `<body class="deploycal-item" data-utcstart="2026-11-02T08:00Z" data-utcend="2026-11-02T09:00Z"><div class="deploycal-item-window">a</div></body><div class="deploycal-item-window">b</div>`,
+		"after body":   `<html><body><div class="deploycal-item" data-utcstart="2026-11-02T08:00Z" data-utcend="2026-11-02T09:00Z"><div class="deploycal-item-window">a</body></html>c</div>`,
+		"end tag case": `<DIV class="deploycal-item" data-utcstart="2026-11-02T08:00Z" data-utcend="2026-11-02T09:00Z"><SPAN class="deploycal-item-window">a</Span>b</DIV>`,
+		"broken card":  `<div class="deploycal-item" id="a" data-utcstart="tomorrow" data-utcend="2026-11-02T09:00:00Z"></div><div class="deploycal-item" id="b"></div>`,
 	}
 	for i, s := range markupSeeds(t) {
 		pages[fmt.Sprintf("seed %d", i)] = s

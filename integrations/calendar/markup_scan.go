@@ -234,6 +234,13 @@ func (s *markupScanner) startTag() {
 
 func (s *markupScanner) endTag() {
 	name := endTagName(s.z.Raw())
+	if n := len(s.stack); n > 0 {
+		// Well-formed markup closes the innermost element: no lookup.
+		if top := s.stack[n-1]; top.atom != 0 && top.atom != atom.Body && top.atom != atom.Html && equalFoldASCII(name, top.atom.String()) {
+			s.popTo(n - 1)
+			return
+		}
+	}
 	a, str := tagAtom(name)
 	switch a {
 	case atom.Body, atom.Html:
@@ -553,6 +560,22 @@ func endTagName(raw []byte) []byte {
 		i++
 	}
 	return raw[:i]
+}
+
+// equalFoldASCII reports whether b is s (lower-case) in any ASCII case.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // tagAtom returns the atom of a tag name, or 0 and the lower-cased name

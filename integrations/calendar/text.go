@@ -52,20 +52,30 @@ func appendClean(dst, s []byte) []byte {
 	start := len(dst)
 	var c cleaner
 	for len(s) > 0 {
-		r, n := rune(s[0]), 1
-		if r >= utf8.RuneSelf {
-			r, n = utf8.DecodeRune(s)
+		if b := s[0]; b < utf8.RuneSelf {
+			// ASCII, the bulk of the text: cleaner.step inlined.
+			s = s[1:]
+			switch {
+			case b == ' ' || '\t' <= b && b <= '\r':
+				c.spacePending = len(dst) > start
+				continue
+			case b < ' ' || b == 0x7f:
+				continue
+			}
+			if c.spacePending {
+				dst = append(dst, ' ')
+				c.spacePending = false
+			}
+			dst = append(dst, b)
+			continue
 		}
+		r, n := utf8.DecodeRune(s)
 		s = s[n:]
 		if keep, space := c.step(r, len(dst) > start); keep {
 			if space {
 				dst = append(dst, ' ')
 			}
-			if n == 1 {
-				dst = append(dst, byte(r))
-			} else {
-				dst = utf8.AppendRune(dst, r)
-			}
+			dst = utf8.AppendRune(dst, r)
 		}
 	}
 	return dst
