@@ -115,7 +115,7 @@ func startWorld(ctx context.Context, o options, dir string, out io.Writer) (*wor
 		return nil, err
 	}
 	if _, err := os.Stat(mustCachePath()); err != nil && os.Getenv(regenv.BinEnv) == "" {
-		fmt.Fprintln(out, "lab: building the docker registry from tools/go.mod (once; about two minutes)")
+		fmt.Fprintln(out, "lab: building the docker registry from tools/go.mod (once; about 3–4 minutes on 2 cores)")
 	}
 	regBin, err := regenv.Binary(ctx)
 	if err != nil {

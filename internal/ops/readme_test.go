@@ -7,17 +7,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 )
 
 // troubleshootingMessages are messages an operator can see (chat replies
-// and notices, SAL lines, log lines, startup errors) that README's
-// Troubleshooting section must explain. code is a fragment of a string
+// and notices, SAL lines, log lines, startup errors) that
+// docs/troubleshooting.md must explain. code is a fragment of a string
 // literal in poolbot's own Go sources, so a change of wording there fails
-// this test until the README (and this list) follow; readme is how the
-// README shows it, when that differs (a format verb filled in). lib marks
+// this test until docs/troubleshooting.md (and this list) follow; readme is
+// how that page shows it, when that differs (a format verb filled in). lib marks
 // a message that comes from a library, not from poolbot's sources.
 var troubleshootingMessages = []struct {
 	code, readme string
@@ -78,15 +79,18 @@ var troubleshootingMessages = []struct {
 	{code: `SAL lines left in the outbox at shutdown; they are delivered after the next start`},
 }
 
-// Every listed message is still what the code says, and README's
-// Troubleshooting section explains it.
+// Every listed message is still what the code says, and
+// docs/troubleshooting.md explains it.
 func TestReadmeTroubleshootingCoversMessages(t *testing.T) {
 	root := filepath.Join("..", "..")
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	page, err := os.ReadFile(filepath.Join(root, "docs", "troubleshooting.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := troubleshootingSection(t, string(readme))
+	section := string(page)
+	if !strings.HasPrefix(section, "# Troubleshooting\n") {
+		t.Fatal(`docs/troubleshooting.md does not start with "# Troubleshooting"`)
+	}
 	literals := sourceLiterals(t, root)
 	inCode := func(fragment string) bool {
 		for _, l := range literals {
@@ -98,30 +102,48 @@ func TestReadmeTroubleshootingCoversMessages(t *testing.T) {
 	}
 	for _, m := range troubleshootingMessages {
 		if m.code != "" && !m.lib && !inCode(m.code) {
-			t.Errorf("no string literal in poolbot's sources contains %q: the message changed; update README's Troubleshooting and this list", m.code)
+			t.Errorf("no string literal in poolbot's sources contains %q: the message changed; update docs/troubleshooting.md and this list", m.code)
 		}
 		want := m.readme
 		if want == "" {
 			want = m.code
 		}
 		if !strings.Contains(section, want) {
-			t.Errorf("README's Troubleshooting section does not explain %q", want)
+			t.Errorf("docs/troubleshooting.md does not explain %q", want)
 		}
 	}
 }
 
-// troubleshootingSection is README's "## Troubleshooting" up to the next
-// second-level heading.
-func troubleshootingSection(t *testing.T, readme string) string {
-	t.Helper()
-	_, rest, ok := strings.Cut(readme, "\n## Troubleshooting\n")
-	if !ok {
-		t.Fatal(`README has no "## Troubleshooting" section`)
+// Every relative link in README.md and docs/ names a file that exists, so
+// the README's "Read on" table leads somewhere.
+func TestReadmeLinksResolve(t *testing.T) {
+	root := filepath.Join("..", "..")
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if i := strings.Index(rest, "\n## "); i >= 0 {
-		rest = rest[:i]
+	pages = append(pages, filepath.Join(root, "README.md"))
+	link := regexp.MustCompile(`\]\(([^)#]+)(#[^)]*)?\)`)
+	links := 0
+	for _, p := range pages {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") {
+				continue
+			}
+			links++
+			if _, err := os.Stat(filepath.Join(filepath.Dir(p), target)); err != nil {
+				t.Errorf("%s links to %s: %v", p, target, err)
+			}
+		}
 	}
-	return rest
+	if links < 6 {
+		t.Errorf("only %d relative links in README.md and docs/: the README no longer points to docs/?", links)
+	}
 }
 
 // sourceLiterals returns every string literal of the Go sources that end
