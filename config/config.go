@@ -25,6 +25,7 @@ import (
 	"poolbot/commands"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
@@ -47,6 +48,10 @@ type Config struct {
 	HTTP      HTTP                `yaml:"http"`
 	// Watch is the drift watch and the periodic registry probe.
 	Watch watch.Config `yaml:"watch"`
+	// LogMsgBot is the relay whose channel lines are trusted: scap's
+	// Started/Finished lines for the scap gate, and conftool's and
+	// cookbooks' !log lines to name who made a drift.
+	LogMsgBot logmsgbot.Config `yaml:"logmsgbot"`
 }
 
 // Procedure tunes the request lifecycle.
@@ -299,6 +304,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.Scap = c.Scap.WithDefaults()
 	c.Watch = c.Watch.WithDefaults()
+	c.LogMsgBot = c.LogMsgBot.WithDefaults()
 	for name, svc := range c.Services {
 		svc.Registry = registryDefaults(svc.Registry)
 		c.Services[name] = svc
@@ -411,6 +417,9 @@ func (c *Config) validate(p *Problems) {
 	}
 	if err := c.Watch.Validate(); err != nil {
 		p.addErr("", err)
+	}
+	if err := c.LogMsgBot.Validate(); err != nil {
+		p.addErr("logmsgbot", err)
 	}
 	if err := c.Conftool.Validate(); err != nil {
 		p.addErr("", err)

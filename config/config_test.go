@@ -196,3 +196,30 @@ func TestSecret(t *testing.T) {
 		t.Fatal("String shows the secret")
 	}
 }
+
+// The relay's old per-section keys are refused with where the setting
+// lives now, each with its line, and the new section is validated.
+func TestRetiredRelayKeys(t *testing.T) {
+	s := strings.Replace(string(exampleIn(t, t.TempDir())), "    enabled: true                       # watch scap's !log lines",
+		"    relay_nicks: [logmsgbot]\n    enabled: true                       # watch scap's !log lines", 1)
+	s = strings.Replace(s, "    attribution_window: 10m", "    relay_accounts: []\n    attribution_window: 10m", 1)
+	s = strings.Replace(s, "  nicks: [logmsgbot]", "  nicks: [log msgbot]", 1)
+	_, err := Parse("old.yaml", []byte(s))
+	p, ok := err.(*Problems)
+	if !ok {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{
+		"scap.channel.relay_nicks is no longer read: set logmsgbot.nicks",
+		"watch.drift.relay_accounts is no longer read: set logmsgbot.accounts",
+		`logmsgbot.nicks[0]: not a valid IRC nick: "log msgbot"`,
+	}
+	if len(p.List) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(p.List), len(want), strings.Join(p.List, "\n"))
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(p.List, func(l string) bool { return strings.HasPrefix(l, "line ") && strings.Contains(l, w) }) {
+			t.Errorf("no problem %q with its line in:\n%s", w, strings.Join(p.List, "\n"))
+		}
+	}
+}

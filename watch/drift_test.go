@@ -15,6 +15,7 @@ import (
 	"poolbot/bot"
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	etcdenv "poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/lab"
 	"poolbot/store"
@@ -86,6 +87,7 @@ func newDriftLab(t *testing.T, o labOptions) *driftLab {
 	cfg.Drift.Mode = o.mode
 	cfg.Drift.Debounce = o.debounce
 	deps := Deps{Store: l.store, Conftool: l.conftool, Announce: l.notices, Metrics: l.metrics, Clock: l.clock,
+		Relay: logmsgbot.New(logmsgbot.Config{}),
 		Notify: func(s string) {
 			l.mu.Lock()
 			defer l.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"poolbot/bot"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/store"
 )
@@ -50,7 +51,10 @@ type Deps struct {
 	// OwnWrites is the record the procedure feeds (Deps.OwnWrites there);
 	// nil makes a new one (then nothing is recorded as poolbot's own).
 	OwnWrites *OwnWrites
-	Announce  Announcer
+	// Relay says which channel lines are logmsgbot's, for naming who made
+	// a change; the zero value trusts none (drifts are "by whom unknown").
+	Relay    logmsgbot.Relay
+	Announce Announcer
 	// Notify wakes the procedure's worker of a service after the watch
 	// queued a request (procedure.Engine.Notify).
 	Notify func(service string)
@@ -124,7 +128,7 @@ func New(cfg Config, deps Deps, opts Options, services []Service) (*Watch, error
 	}
 	w := &Watch{cfg: cfg, store: deps.Store, clock: deps.Clock, log: deps.Log, services: slices.Clone(services),
 		own: deps.OwnWrites, metrics: metrics,
-		attr: NewAttributor(cfg.Drift.RelayNicks, cfg.Drift.RelayAccounts, cfg.Drift.AttributionWindow, deps.Clock)}
+		attr: NewAttributor(deps.Relay, cfg.Drift.AttributionWindow, deps.Clock)}
 
 	if cfg.Drift.Enabled {
 		watcher := deps.Watcher

@@ -321,7 +321,8 @@ calendar:
 scap:
   locks: {files: [%q, %q]}
   deploy_block: {global_lock: %q}
-  channel: {enabled: true, relay_nicks: [logmsgbot]}
+  channel: {enabled: true}
+logmsgbot: {nicks: [logmsgbot]}
 conftool: {backend: etcd, etcd: {endpoints: [%q], timeout: 5s}}
 http: {listen: %q}
 `, server, pacing, labChannel, pw, w.labBin, strings.Join(w.hosts, ", "), t.pace, w.port, w.debug,

@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"poolbot/internal/ircname"
 )
 
 // Classes of the deployment calendar's semantic markup (see the package doc).
@@ -176,24 +178,10 @@ func removeMaxPatches(s string) string {
 	return b.String()
 }
 
-// validNick reports whether s can be an IRC nick (RFC 2812 letters, digits
-// and specials, at most 64 bytes). Anything else in an .ircnick element is
-// not a nick the bot could address, and is dropped.
-func validNick(s string) bool {
-	if s == "" || len(s) > 64 || (s[0] >= '0' && s[0] <= '9') || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("[]\\`_^{|}-", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validNick is poolbot's one nick rule (ircname.ValidNick). Anything else
+// in an .ircnick element is not a nick the bot could address, and is
+// dropped.
+func validNick(s string) bool { return ircname.ValidNick(s) }
 
 // nickText returns an .ircnick element's nick: its own text (jouncebot reads
 // lxml's .text, the text before the first child element), or, when the nick

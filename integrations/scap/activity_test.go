@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/logmsgbot"
 )
 
 // All three sources through New: a real scap holder on the lock files, a
@@ -36,7 +38,7 @@ func TestNewCombinesSourcesAndReportsFailures(t *testing.T) {
 		Locks:       LocksConfig{Files: []string{global, staging}},
 		DeployBlock: DeployBlockConfig{GlobalLock: global},
 		SpiderPig:   SpiderPigConfig{URL: srv.URL, CookieFile: cookie},
-	}, Options{Clock: clock})
+	}, Options{Clock: clock, Relay: logmsgbot.New(logmsgbot.Config{})})
 	if err != nil {
 		t.Fatal(err)
 	}

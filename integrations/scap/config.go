@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -47,7 +46,6 @@ const (
 	DefaultSpiderPigLimit = 10
 	DefaultSpiderPigWait  = 10 * time.Second
 	DefaultMaxRunAge      = 2 * time.Hour
-	DefaultRelayNick      = "logmsgbot"
 )
 
 // Config is the `scap:` section of poolbot's configuration. The zero value
@@ -115,11 +113,6 @@ type SpiderPigConfig struct {
 type ChannelConfig struct {
 	// Enabled turns the channel source on or off (default on).
 	Enabled *bool `yaml:"enabled"`
-	// RelayNicks are the nicks whose !log lines are trusted (default [logmsgbot]).
-	RelayNicks []string `yaml:"relay_nicks"`
-	// RelayAccounts, when set, additionally require the sender's services
-	// account (IRCv3 account-tag) to be one of these.
-	RelayAccounts []string `yaml:"relay_accounts"`
 	// MaxRunAge forgets a Started line with no matching end after this long (default 2h).
 	MaxRunAge time.Duration `yaml:"max_run_age"`
 }
@@ -149,9 +142,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SpiderPig.JobsLimit == 0 {
 		c.SpiderPig.JobsLimit = DefaultSpiderPigLimit
-	}
-	if c.Channel.RelayNicks == nil {
-		c.Channel.RelayNicks = []string{DefaultRelayNick}
 	}
 	if c.Channel.MaxRunAge == 0 {
 		c.Channel.MaxRunAge = DefaultMaxRunAge
@@ -248,19 +238,6 @@ func (c Config) Validate() error {
 	}
 
 	ch := c.Channel
-	if ch.ChannelEnabled() && len(ch.RelayNicks) == 0 {
-		bad("channel.relay_nicks", "must list at least one nick while channel.enabled is true")
-	}
-	for i, n := range ch.RelayNicks {
-		if !validNick(n) {
-			bad(fmt.Sprintf("channel.relay_nicks[%d]", i), "%q is not a valid IRC nick", n)
-		}
-	}
-	for i, a := range ch.RelayAccounts {
-		if !validNick(a) {
-			bad(fmt.Sprintf("channel.relay_accounts[%d]", i), "%q is not a valid account name", a)
-		}
-	}
 	if ch.MaxRunAge < 0 {
 		bad("channel.max_run_age", "must be positive, got %s", ch.MaxRunAge)
 	}
@@ -339,20 +316,6 @@ func validLocker(s string) bool {
 	return true
 }
 
-// validNick accepts RFC 2812 nick characters (plus a leading digit, which
-// services account names may have).
-func validNick(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_[]\\`^{}|", r)) {
-			return false
-		}
-	}
-	return true
-}
-
 // ReadSecret returns a secret from the file at path, or from the environment
 // variable env when path is empty. Exactly one must be set. Trailing
 // whitespace (a final newline) is trimmed; an empty secret, or one with a
@@ -411,31 +374,4 @@ func (c SpiderPigConfig) Credentials() (Credentials, error) {
 		return Credentials{Token: v}, nil
 	}
 	return Credentials{}, nil
-}
-
-// nicksContain reports whether nick is in list under IRC (rfc1459) case rules.
-func nicksContain(list []string, nick string) bool {
-	f := ircFold(nick)
-	return slices.ContainsFunc(list, func(n string) bool { return ircFold(n) == f })
-}
-
-// ircFold maps a nick to its rfc1459 canonical form (Libera's casemapping):
-// ASCII lower case, and []\~ are the upper case of {}|^.
-func ircFold(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		case c == '[':
-			b[i] = '{'
-		case c == ']':
-			b[i] = '}'
-		case c == '\\':
-			b[i] = '|'
-		case c == '~':
-			b[i] = '^'
-		}
-	}
-	return string(b)
 }

@@ -17,7 +17,7 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if strings.Join(c.Locks.Files, ",") != "/var/lock/scap-global-lock,/var/lock/scap.srv_mediawiki-staging.lock,/var/lock/scap.backport.lock" ||
 		c.DeployBlock.Backend != "lockfile" || c.DeployBlock.GlobalLock != "/var/lock/scap-global-lock" ||
-		c.DeployBlock.Locker != "poolbot" || c.Channel.RelayNicks[0] != "logmsgbot" || c.Channel.MaxRunAge != 2*time.Hour ||
+		c.DeployBlock.Locker != "poolbot" || c.Channel.MaxRunAge != 2*time.Hour ||
 		!c.Locks.LocksEnabled() || !c.Channel.ChannelEnabled() || c.SpiderPig.SpiderPigEnabled() {
 		t.Fatalf("%+v", c)
 	}
@@ -42,8 +42,6 @@ spiderpig:
   timeout: 5s
   jobs_limit: 20
 channel:
-  relay_nicks: [logmsgbot]
-  relay_accounts: [logmsgbot]
   max_run_age: 3h
 `
 	var c Config
@@ -54,13 +52,13 @@ channel:
 		t.Fatal(err)
 	}
 	if c.DeployBlock.CommandTimeout != 90*time.Second || c.Channel.MaxRunAge != 3*time.Hour || c.SpiderPig.JobsLimit != 20 ||
-		c.DeployBlock.LockCommand[6] != "{reason_sh}" || len(c.Locks.Files) != 3 || c.Channel.RelayAccounts[0] != "logmsgbot" {
+		c.DeployBlock.LockCommand[6] != "{reason_sh}" || len(c.Locks.Files) != 3 {
 		t.Fatalf("%+v", c)
 	}
 
 	var typo Config
-	err := yaml.UnmarshalWithOptions([]byte("channel:\n  relay_nick: [logmsgbot]\n"), &typo, yaml.Strict())
-	if err == nil || !strings.Contains(err.Error(), "relay_nick") {
+	err := yaml.UnmarshalWithOptions([]byte("channel:\n  max_run_ages: 3h\n"), &typo, yaml.Strict())
+	if err == nil || !strings.Contains(err.Error(), "max_run_ages") {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
@@ -84,7 +82,6 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		{"spiderpig two creds", Config{SpiderPig: SpiderPigConfig{URL: "https://s", CookieFile: "/a", TokenEnv: "T"}}, "scap.spiderpig: set only one of"},
 		{"spiderpig creds without url", Config{SpiderPig: SpiderPigConfig{TokenEnv: "T"}}, "scap.spiderpig.url: is empty but token_env is set"},
 		{"spiderpig limit", Config{SpiderPig: SpiderPigConfig{URL: "https://s", JobsLimit: 1000}}, "scap.spiderpig.jobs_limit"},
-		{"nick", Config{Channel: ChannelConfig{RelayNicks: []string{"log msg bot"}}}, "scap.channel.relay_nicks[0]"},
 		{"age", Config{Channel: ChannelConfig{MaxRunAge: -time.Second}}, "scap.channel.max_run_age: must be positive"},
 		{"all off", Config{Locks: LocksConfig{Enabled: &f}, Channel: ChannelConfig{Enabled: &f}}, "every scap source is off"},
 	}

@@ -77,6 +77,7 @@ var troubleshootingMessages = []struct {
 	{code: `SAL line not delivered; will retry`},
 	{code: `notice not delivered`},
 	{code: `SAL lines left in the outbox at shutdown; they are delivered after the next start`},
+	{code: `logmsgbot.accounts is empty: relayed lines are trusted by the relay's nick alone`},
 }
 
 // Every listed message is still what the code says, and
