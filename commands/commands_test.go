@@ -381,3 +381,17 @@ func TestCancelWhileTakingTheBlockSaysWhere(t *testing.T) {
 		t.Fatalf("cancel reply %q", got)
 	}
 }
+
+// "<command> failed: …" is for internal errors only: an answer the user
+// can act on is said plainly.
+func TestAnswersAreNotInternalErrors(t *testing.T) {
+	f := newFixture(t, true)
+	if got := one(t, f.say("alice", "!cancel 99")); got != "no request #99" {
+		t.Errorf("!cancel 99 → %q, want %q", got, "no request #99")
+	}
+	one(t, f.say("alice", "!depool apus codfw T1 first"))
+	got := one(t, f.say("bob", "!depool apus codfw T1 again"))
+	if !strings.HasPrefix(got, "depool apus in codfw is already open as #1 (queued, requested by alice)") {
+		t.Errorf("second depool → %q", got)
+	}
+}
