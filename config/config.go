@@ -29,6 +29,7 @@ import (
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
+	"poolbot/internal/secret"
 	"poolbot/watch"
 )
 
@@ -140,51 +141,8 @@ type Log struct {
 }
 
 // Secret is read from a file or an environment variable, never written in
-// the YAML itself.
-type Secret struct {
-	File string `yaml:"file"`
-	Env  string `yaml:"env"`
-}
-
-// IsSet reports whether a source is configured.
-func (s Secret) IsSet() bool { return s.File != "" || s.Env != "" }
-
-// Read returns the secret, trimmed of surrounding white space (files
-// usually end in a newline).
-func (s Secret) Read() (string, error) {
-	switch {
-	case s.File != "" && s.Env != "":
-		return "", errors.New("set either file or env, not both")
-	case s.File != "":
-		b, err := os.ReadFile(s.File)
-		if err != nil {
-			return "", fmt.Errorf("read secret file: %w", err)
-		}
-		v := strings.TrimSpace(string(b))
-		if v == "" {
-			return "", fmt.Errorf("secret file %s is empty", s.File)
-		}
-		return v, nil
-	case s.Env != "":
-		v := strings.TrimSpace(os.Getenv(s.Env))
-		if v == "" {
-			return "", fmt.Errorf("environment variable %s is empty or unset", s.Env)
-		}
-		return v, nil
-	}
-	return "", errors.New("no secret source configured")
-}
-
-// String never shows the secret, only where it comes from.
-func (s Secret) String() string {
-	switch {
-	case s.File != "":
-		return "file:" + s.File
-	case s.Env != "":
-		return "env:" + s.Env
-	}
-	return "unset"
-}
+// the YAML itself: the one style of every secret in the config.
+type Secret = secret.Ref
 
 // Problems is every problem found in a configuration.
 type Problems struct {

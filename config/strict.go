@@ -334,6 +334,15 @@ var retiredKeys = []struct{ pattern, now string }{
 	{"scap.channel.relay_accounts", "set logmsgbot.accounts (one relay rule for the scap gate and the drift watch)"},
 	{"watch.drift.relay_nicks", "set logmsgbot.nicks (one relay rule for the scap gate and the drift watch)"},
 	{"watch.drift.relay_accounts", "set logmsgbot.accounts (one relay rule for the scap gate and the drift watch)"},
+	// Every secret is named one way: {file: …} or {env: …}.
+	{"conftool.etcd.password_file", "set conftool.etcd.password: {file: …}"},
+	{"conftool.etcd.password_env", "set conftool.etcd.password: {env: …}"},
+	{"services.*.registry.auth.password_file", "set auth.password: {file: …}"},
+	{"services.*.restart.ssh.passphrase_file", "set ssh.passphrase: {file: …}"},
+	{"scap.spiderpig.cookie_file", "set scap.spiderpig.cookie: {file: …}"},
+	{"scap.spiderpig.cookie_env", "set scap.spiderpig.cookie: {env: …}"},
+	{"scap.spiderpig.token_file", "set scap.spiderpig.token: {file: …}"},
+	{"scap.spiderpig.token_env", "set scap.spiderpig.token: {env: …}"},
 }
 
 // retired returns the advice for a retired key path.

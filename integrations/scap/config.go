@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"poolbot/internal/secret"
 )
 
 // Paths and names scap uses on the deploy host.
@@ -95,14 +95,11 @@ type DeployBlockConfig struct {
 type SpiderPigConfig struct {
 	// URL is SpiderPig's base URL, e.g. https://spiderpig.wikimedia.org. Empty disables the source.
 	URL string `yaml:"url"`
-	// CookieFile holds the Cookie header value of an authenticated session.
-	CookieFile string `yaml:"cookie_file"`
-	// CookieEnv names an environment variable holding that value instead.
-	CookieEnv string `yaml:"cookie_env"`
-	// TokenFile holds a bearer token.
-	TokenFile string `yaml:"token_file"`
-	// TokenEnv names an environment variable holding a bearer token instead.
-	TokenEnv string `yaml:"token_env"`
+	// Cookie is the Cookie header value of an authenticated session, read
+	// from a file or an environment variable.
+	Cookie secret.Ref `yaml:"cookie"`
+	// Token is a bearer token, read from a file or an environment variable.
+	Token secret.Ref `yaml:"token"`
 	// Timeout bounds each request (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// JobsLimit is how many of the newest jobs to inspect (default 10).
@@ -214,21 +211,26 @@ func (c Config) Validate() error {
 		}
 	}
 	var creds []string
-	for _, kv := range [][2]string{{"cookie_file", sp.CookieFile}, {"cookie_env", sp.CookieEnv}, {"token_file", sp.TokenFile}, {"token_env", sp.TokenEnv}} {
-		if kv[1] != "" {
-			creds = append(creds, kv[0])
+	for _, kv := range []struct {
+		key string
+		ref secret.Ref
+	}{{"cookie", sp.Cookie}, {"token", sp.Token}} {
+		if !kv.ref.IsSet() {
+			continue
+		}
+		creds = append(creds, kv.key)
+		if err := kv.ref.Validate(); err != nil {
+			bad("spiderpig."+kv.key, "%v", err)
+		}
+		if kv.ref.File != "" && !filepath.IsAbs(kv.ref.File) {
+			bad("spiderpig."+kv.key+".file", "must be an absolute path, got %q", kv.ref.File)
 		}
 	}
 	if len(creds) > 1 {
-		bad("spiderpig", "set only one of cookie_file, cookie_env, token_file, token_env (got %s)", strings.Join(creds, ", "))
+		bad("spiderpig", "set only one of cookie, token (got %s)", strings.Join(creds, ", "))
 	}
 	if len(creds) > 0 && !sp.SpiderPigEnabled() {
 		bad("spiderpig.url", "is empty but %s is set; set the url to enable SpiderPig", creds[0])
-	}
-	for _, kv := range [][2]string{{"cookie_file", sp.CookieFile}, {"token_file", sp.TokenFile}} {
-		if kv[1] != "" && !filepath.IsAbs(kv[1]) {
-			bad("spiderpig."+kv[0], "must be an absolute path, got %q", kv[1])
-		}
 	}
 	if sp.Timeout < 0 {
 		bad("spiderpig.timeout", "must be positive, got %s", sp.Timeout)
@@ -316,60 +318,20 @@ func validLocker(s string) bool {
 	return true
 }
 
-// ReadSecret returns a secret from the file at path, or from the environment
-// variable env when path is empty. Exactly one must be set. Trailing
-// whitespace (a final newline) is trimmed; an empty secret, or one with a
-// control character inside (it goes into an HTTP header), is an error.
-// Error messages name the file or variable, never the secret.
-func ReadSecret(path, env string) (string, error) {
-	var (
-		raw    string
-		source string
-	)
-	switch {
-	case path != "" && env != "":
-		return "", fmt.Errorf("secret: give a file or an environment variable, not both (%s, $%s)", path, env)
-	case path != "":
-		source = path
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("secret: read %s: %w", path, err)
-		}
-		raw = string(b)
-	case env != "":
-		source = "$" + env
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return "", fmt.Errorf("secret: environment variable %s is not set", env)
-		}
-		raw = v
-	default:
-		return "", errors.New("secret: no file or environment variable given")
-	}
-	s := strings.TrimRight(raw, " \t\r\n")
-	if s == "" {
-		return "", fmt.Errorf("secret: %s is empty", source)
-	}
-	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return "", fmt.Errorf("secret: %s contains a control character or invalid UTF-8", source)
-	}
-	return s, nil
-}
-
-// Credentials reads the SpiderPig credential configured by cookie_file,
-// cookie_env, token_file or token_env. None configured gives zero Credentials.
+// Credentials reads the SpiderPig credential configured by cookie or
+// token. None configured gives zero Credentials.
 func (c SpiderPigConfig) Credentials() (Credentials, error) {
 	switch {
-	case c.CookieFile != "" || c.CookieEnv != "":
-		v, err := ReadSecret(c.CookieFile, c.CookieEnv)
+	case c.Cookie.IsSet():
+		v, err := c.Cookie.Read()
 		if err != nil {
-			return Credentials{}, fmt.Errorf("spiderpig cookie: %w", err)
+			return Credentials{}, fmt.Errorf("spiderpig cookie (%s): %w", c.Cookie, err)
 		}
 		return Credentials{Cookie: v}, nil
-	case c.TokenFile != "" || c.TokenEnv != "":
-		v, err := ReadSecret(c.TokenFile, c.TokenEnv)
+	case c.Token.IsSet():
+		v, err := c.Token.Read()
 		if err != nil {
-			return Credentials{}, fmt.Errorf("spiderpig token: %w", err)
+			return Credentials{}, fmt.Errorf("spiderpig token (%s): %w", c.Token, err)
 		}
 		return Credentials{Token: v}, nil
 	}

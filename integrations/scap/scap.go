@@ -18,7 +18,7 @@ type Options struct {
 	// HTTPClient for SpiderPig; nil uses a default client.
 	HTTPClient *http.Client
 	// SpiderPigCredentials overrides the credentials named in the config
-	// (cookie_file, token_env, …); nil reads them with ReadSecret.
+	// (spiderpig.cookie or spiderpig.token); nil reads them.
 	SpiderPigCredentials *Credentials
 	// SpiderPigMinInterval: ask SpiderPig at most this often (default 5s;
 	// negative asks on every check).

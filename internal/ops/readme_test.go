@@ -56,7 +56,7 @@ var troubleshootingMessages = []struct {
 	// Restart executors.
 	{code: `timed out`},
 	{code: `no SSH handshake within `},
-	{code: ` is encrypted: set ssh.passphrase_file`},
+	{code: ` is encrypted: set ssh.passphrase`},
 	{code: `restart: ssh.known_hosts: `},
 	{code: `known_hosts: required (host keys are always checked)`},
 	{readme: `knownhosts: key is unknown`, lib: true}, // golang.org/x/crypto/ssh/knownhosts
