@@ -231,10 +231,10 @@ func TestRetiredRelayKeys(t *testing.T) {
 func TestRetiredSecretKeys(t *testing.T) {
 	s := string(exampleIn(t, t.TempDir()))
 	for old, repl := range map[string]string{
-		"    password:                           # the password, from a file":  "    password_env: ETCD_PW\n    password:                           # the password, from a file",
-		"        password:                       # the password, from a file":  "        password_file: /x\n        password:                       # the password, from a file",
-		"        passphrase:                     # if the key is encrypted":    "        passphrase_file: /x\n        passphrase:                     # if the key is encrypted",
-		"    cookie:                             # a session cookie":           "    token_file: /x\n    cookie:                             # a session cookie",
+		"    password:                           # the password, from a file": "    password_env: ETCD_PW\n    password:                           # the password, from a file",
+		"        password:                       # the password, from a file": "        password_file: /x\n        password:                       # the password, from a file",
+		"        passphrase:                     # if the key is encrypted":   "        passphrase_file: /x\n        passphrase:                     # if the key is encrypted",
+		"    cookie:                             # a session cookie":          "    token_file: /x\n    cookie:                             # a session cookie",
 	} {
 		if !strings.Contains(s, old) {
 			t.Fatalf("example lacks %q", old)
