@@ -141,7 +141,7 @@ func (r *Router) enqueue(c *call, action poolbot.Action) error {
 			return r.usageError(name, "%v", err)
 		}
 	}
-	reason, err := r.reasonArg(name, rest, true)
+	reason, err := r.reasonArg(c, name, rest, true)
 	if err != nil {
 		return err
 	}
@@ -241,13 +241,19 @@ func (r *Router) queueSAL(tx *store.Tx, id poolbot.RequestID, line string) error
 
 // reasonArg cleans and checks a reason; required says whether it may be
 // empty.
-func (r *Router) reasonArg(name, rest string, required bool) (string, error) {
-	reason := CleanReason(rest)
+func (r *Router) reasonArg(c *call, name, rest string, required bool) (string, error) {
+	reason, changes := CleanReasonChanges(rest)
 	if required && reason == "" {
 		return "", r.usageError(name, "a reason is required")
 	}
 	if len(reason) > MaxReasonBytes {
 		return "", r.usageError(name, "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
+	}
+	if note := changes.String(); note != "" {
+		c.reasonNote = "reason: " + note + "; stored as: " + reason
+		if reason == "" {
+			c.reasonNote = "reason: " + note + "; nothing was left, so none was stored"
+		}
 	}
 	return reason, nil
 }
@@ -257,7 +263,7 @@ func (r *Router) cancel(c *call) error {
 	if err != nil {
 		return err
 	}
-	reason, err := r.reasonArg("cancel", rest, false)
+	reason, err := r.reasonArg(c, "cancel", rest, false)
 	if err != nil {
 		return err
 	}
@@ -303,7 +309,7 @@ func (r *Router) force(c *call) error {
 	if err != nil {
 		return err
 	}
-	reason, err := r.reasonArg("force", rest, true)
+	reason, err := r.reasonArg(c, "force", rest, true)
 	if err != nil {
 		return err
 	}
