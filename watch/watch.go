@@ -64,7 +64,9 @@ type Deps struct {
 	// them unregistered.
 	Metrics prometheus.Registerer
 	Clock   clockwork.Clock
-	Log     *slog.Logger
+	// Log carries no component: the watch's parts name theirs (watch,
+	// drift, probe, conftool).
+	Log *slog.Logger
 }
 
 // Options are settings from other sections of the config.
@@ -126,7 +128,9 @@ func New(cfg Config, deps Deps, opts Options, services []Service) (*Watch, error
 			return nil, fmt.Errorf("watch: %w", err)
 		}
 	}
-	w := &Watch{cfg: cfg, store: deps.Store, clock: deps.Clock, log: deps.Log, services: slices.Clone(services),
+	// Each part names its own component (deps.Log carries none): a nested
+	// With would repeat the key in every line.
+	w := &Watch{cfg: cfg, store: deps.Store, clock: deps.Clock, log: deps.Log.With("component", "watch"), services: slices.Clone(services),
 		own: deps.OwnWrites, metrics: metrics,
 		attr: NewAttributor(deps.Relay, cfg.Drift.AttributionWindow, deps.Clock)}
 
@@ -137,7 +141,7 @@ func New(cfg Config, deps Deps, opts Options, services []Service) (*Watch, error
 				return nil, errors.New("watch: the drift watch needs conftool")
 			}
 			watcher = conftool.WatcherFor(deps.Conftool, cfg.Drift.PollInterval,
-				conftool.Options{Clock: deps.Clock, Logger: deps.Log.With("component", "conftool-watch")})
+				conftool.Options{Clock: deps.Clock, Logger: deps.Log})
 		}
 		w.drift = &DriftWatcher{cfg: cfg.Drift, watcher: watcher, own: w.own, attr: w.attr, store: deps.Store,
 			announce: deps.Announce, notify: deps.Notify, salWritten: deps.SALWritten, metrics: metrics,

@@ -86,7 +86,7 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 	}
 	deps.Scap, deps.Blocker = sc.Monitor, sc.Blocker
 
-	deps.Conftool, err = conftool.New(cfg.Conftool, conftool.Options{Clock: clock, Logger: log.With("component", "conftool")})
+	deps.Conftool, err = conftool.New(cfg.Conftool, conftool.Options{Clock: clock, Logger: log}) // conftool names its component
 	if err != nil {
 		return nil, err
 	}

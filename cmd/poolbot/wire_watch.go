@@ -40,7 +40,7 @@ func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log 
 	return watch.New(cfg.Watch, watch.Deps{Store: st, Conftool: proc.conftool, OwnWrites: own, Announce: ann,
 		Relay:  logmsgbot.New(cfg.LogMsgBot),
 		Notify: proc.engine.Notify, SALWritten: salWritten, Metrics: reg, Clock: clock,
-		Log: log.With("component", "watch")},
+		Log: log},
 		watch.Options{CommandPrefix: cfg.Chat.CommandPrefix, DryRun: cfg.Procedure.DryRun}, services)
 }
 
