@@ -206,6 +206,11 @@ func (r *replies) Reply(_ context.Context, text string) error {
 func TestDriftQueuesRestartWithinSeconds(t *testing.T) {
 	t.Parallel()
 	l := newDriftLab(t, labOptions{mode: ModeAuto, debounce: 300 * time.Millisecond})
+	// Every service × datacenter series exists at 0 before the first drift,
+	// so increase() and rate() see the first one.
+	if n, err := testutil.GatherAndCount(l.metrics, "poolbot_drift_total"); err != nil || n != 2 {
+		t.Fatalf("poolbot_drift_total series before any drift: %d, %v; want 2 (eqiad, codfw)", n, err)
+	}
 
 	start := time.Now()
 	index := l.etcd.PutDiscovery(t, "apus", "codfw", false)

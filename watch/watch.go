@@ -123,6 +123,15 @@ func New(cfg Config, deps Deps, opts Options, services []Service) (*Watch, error
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Drift.Enabled {
+		// Series exist at 0 from the start: an alert on increase() sees the
+		// first drift, not only the second.
+		for _, s := range services {
+			for _, dc := range s.Datacenters {
+				metrics.drifts.WithLabelValues(s.Name, dc)
+			}
+		}
+	}
 	for _, s := range services {
 		if err := conftool.ValidateName("service", s.Name); err != nil {
 			return nil, fmt.Errorf("watch: %w", err)

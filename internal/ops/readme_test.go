@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -11,6 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"poolbot"
+	"poolbot/watch"
 )
 
 // troubleshootingMessages are messages an operator can see (chat replies
@@ -191,3 +198,57 @@ func sourceLiterals(t *testing.T, root string) []string {
 	}
 	return out
 }
+
+// Every poolbot_* metric is in docs/operations.md's metrics table, and
+// poolbot_blocked_seconds' HELP and the table say the same thing: counted
+// from when the request was created, queue time included.
+func TestOperationsDocListsMetrics(t *testing.T) {
+	page, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(page)
+	reg := prometheus.NewRegistry()
+	if _, err := New(Options{Registry: reg, Store: fakeStore{}, Services: []string{"apus"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := map[string]string{}
+	for _, f := range families {
+		help[f.GetName()] = f.GetHelp()
+	}
+	for _, name := range []string{"poolbot_requests", "poolbot_blocked_seconds", "poolbot_gate_closed", "poolbot_build_info",
+		"poolbot_sal_outbox_depth", "poolbot_host_restart_duration_seconds", "poolbot_drift_total", "poolbot_registry_probe_ok",
+		"poolbot_registry_probe_failures_total", "poolbot_registry_probe_duration_seconds", "poolbot_registry_probe_skipped_total"} {
+		if !strings.Contains(doc, "`"+name) {
+			t.Errorf("docs/operations.md does not list %s", name)
+		}
+	}
+	for name := range help {
+		if strings.HasPrefix(name, "poolbot_") && !strings.Contains(doc, "`"+name) {
+			t.Errorf("docs/operations.md does not list %s (%s)", name, help[name])
+		}
+	}
+	if h := help["poolbot_blocked_seconds"]; !strings.Contains(h, "counted from when it was created (time queued behind another request of the service included)") ||
+		!strings.Contains(doc, "counted from when the request was created: it includes time spent queued behind another request") {
+		t.Errorf("poolbot_blocked_seconds: HELP %q and docs/operations.md disagree", h)
+	}
+	if h := help["poolbot_requests"]; !strings.Contains(h, "ended in the last 24h") || !strings.Contains(doc, "ended in the last 24 hours") {
+		t.Errorf("poolbot_requests: HELP %q and docs/operations.md disagree", h)
+	}
+}
+
+// fakeStore answers the store reads of the metrics with nothing.
+type fakeStore struct{}
+
+func (fakeStore) CountByState(context.Context, time.Time) (map[poolbot.State]int, error) {
+	return map[poolbot.State]int{}, nil
+}
+func (fakeStore) SALBacklog(context.Context) (int, error) { return 0, nil }
+func (fakeStore) Ping(context.Context) error              { return nil }
