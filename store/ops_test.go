@@ -18,15 +18,7 @@ func TestCountByStateAndReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dc := range []string{"eqiad", "codfw"} {
-		if err := s.Tx(ctx, func(tx *Tx) error {
-			_, err := tx.InsertRequest(poolbot.Request{Action: poolbot.ActionDepool, Service: "apus", Datacenter: dc,
-				Reason: "test", Operator: "alice", Origin: poolbot.Origin{Network: "irc"}})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueDepools(t, s)
 	counts, err := s.CountByState(ctx, time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -77,15 +69,7 @@ func TestCountByStateBoundsFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, dc := range []string{"eqiad", "codfw"} {
-		if err := s.Tx(ctx, func(tx *Tx) error {
-			_, err := tx.InsertRequest(poolbot.Request{Action: poolbot.ActionDepool, Service: "apus", Datacenter: dc,
-				Reason: "test", Operator: "alice", Origin: poolbot.Origin{Network: "irc"}})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueDepools(t, s)
 	// A finished request counts while it is recent, an open one always.
 	r, err := s.Request(ctx, 1)
 	if err != nil {
@@ -108,6 +92,21 @@ func TestCountByStateBoundsFinished(t *testing.T) {
 		}
 		if counts[poolbot.StateDone] != wantDone || counts[poolbot.StateQueued] != 1 {
 			t.Errorf("finished since %s: counts %v, want done=%d queued=1", since, counts, wantDone)
+		}
+	}
+}
+
+// queueDepools stores two queued requests, #1 depool apus eqiad and #2
+// depool apus codfw.
+func queueDepools(t *testing.T, s *Store) {
+	t.Helper()
+	for _, dc := range []string{"eqiad", "codfw"} {
+		if err := s.Tx(context.Background(), func(tx *Tx) error {
+			_, err := tx.InsertRequest(poolbot.Request{Action: poolbot.ActionDepool, Service: "apus", Datacenter: dc,
+				Reason: "test", Operator: "alice", Origin: poolbot.Origin{Network: "irc"}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
