@@ -296,7 +296,7 @@ func TestRepliesCannotInject(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := reply(t, alice, "reason: red ACTION x")
-	if !strings.HasSuffix(got, "reason: red ACTION x") || !strings.Contains(got, "#1 depool apus in codfw") {
+	if !strings.HasSuffix(got, "reason: red ACTION x") || !strings.Contains(got, "#1 requested") {
 		t.Fatalf("status echoes %q", got)
 	}
 	// A SAL line with CR/LF inside (text a handler built from user input)
