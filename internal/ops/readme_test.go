@@ -85,6 +85,8 @@ var troubleshootingMessages = []struct {
 	{code: `notice not delivered`},
 	{code: `SAL lines left in the outbox at shutdown; they are delivered after the next start`},
 	{code: `logmsgbot.accounts is empty: relayed lines are trusted by the relay's nick alone`},
+	{code: `%s is no longer read: %s`, readme: `scap.channel.relay_nicks is no longer read: set logmsgbot.nicks`},
+	{code: `reason: `, readme: `reason: removed 3 invalid bytes (not UTF-8); stored as:`},
 }
 
 // Every listed message is still what the code says, and
