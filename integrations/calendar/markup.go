@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"poolbot/internal/ircname"
 )
 
 // Classes of the deployment calendar's semantic markup (see the package doc).
@@ -267,24 +269,10 @@ func removeMaxPatches(s []byte) []byte {
 	return append(out, s...)
 }
 
-// validNick reports whether s can be an IRC nick (RFC 2812 letters, digits
-// and specials, at most 64 bytes). Anything else in an .ircnick element is
-// not a nick the bot could address, and is dropped.
-func validNick(s string) bool {
-	if s == "" || len(s) > 64 || (s[0] >= '0' && s[0] <= '9') || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("[]\\`_^{|}-", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validNick is poolbot's one nick rule (ircname.ValidNick). Anything else
+// in an .ircnick element is not a nick the bot could address, and is
+// dropped.
+func validNick(s string) bool { return ircname.ValidNick(s) }
 
 // inlineElement: elements whose end is not a word boundary in a window's
 // or nick's text (appendText in the oracle: every other element's end is).
