@@ -46,6 +46,8 @@ import (
 	"github.com/ergochat/irc-go/ircevent"
 	"github.com/ergochat/irc-go/ircmsg"
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/internal/ircname"
 )
 
 // Errors Say and Reply return (wrapped); the SAL outbox retries on them.
@@ -317,24 +319,8 @@ func (c IRCConfig) joinList() []string {
 	return out
 }
 
-func validNick(n string) error {
-	if n == "" {
-		return errors.New("required")
-	}
-	if len(n) > 30 {
-		return fmt.Errorf("%q is longer than 30 bytes", n)
-	}
-	if c := n[0]; c >= '0' && c <= '9' || c == '-' {
-		return fmt.Errorf("%q must not start with a digit or '-'", n)
-	}
-	for _, c := range []byte(n) {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("[]\\`_^{|}-", c) >= 0
-		if !ok {
-			return fmt.Errorf("%q: only letters, digits and []\\`_^{|}- are allowed", n)
-		}
-	}
-	return nil
-}
+// validNick is poolbot's one nick rule (ircname.CheckNick).
+func validNick(n string) error { return ircname.CheckNick(n) }
 
 // validWord: non-empty, no space or control character, none of extra.
 func validWord(s, extra string) bool {

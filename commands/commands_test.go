@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -94,9 +95,11 @@ func one(t *testing.T, lines []string) string {
 
 func TestDepoolQueuedAndStored(t *testing.T) {
 	f := newFixture(t, true)
-	got := one(t, f.say("alice", "!depool apus codfw T422166 switchover \x02test\x02"))
-	if got != "#1 queued: depool apus in codfw (T422166), position 1 in the apus queue" {
-		t.Fatalf("reply %q", got)
+	// Bold codes are removed and the operator is told (TestReasonChangesAreSaid).
+	got := f.say("alice", "!depool apus codfw T422166 switchover \x02test\x02")
+	if len(got) != 2 || got[0] != "#1 queued: depool apus in codfw (T422166), position 1 in the apus queue" ||
+		got[1] != "reason: removed 2 IRC formatting codes; stored as: T422166 switchover test" {
+		t.Fatalf("replies %q", got)
 	}
 	req, err := f.store.Request(context.Background(), 1)
 	if err != nil {
@@ -379,5 +382,72 @@ func TestCancelWhileTakingTheBlockSaysWhere(t *testing.T) {
 	})
 	if got := one(t, f.say("bob", "!cancel 1")); !strings.Contains(got, "stops before conftool is changed") {
 		t.Fatalf("cancel reply %q", got)
+	}
+}
+
+// "<command> failed: …" is for internal errors only: an answer the user
+// can act on is said plainly.
+func TestAnswersAreNotInternalErrors(t *testing.T) {
+	f := newFixture(t, true)
+	if got := one(t, f.say("alice", "!cancel 99")); got != "no request #99" {
+		t.Errorf("!cancel 99 → %q, want %q", got, "no request #99")
+	}
+	one(t, f.say("alice", "!depool apus codfw T1 first"))
+	got := one(t, f.say("bob", "!depool apus codfw T1 again"))
+	if !strings.HasPrefix(got, "depool apus in codfw is already open as #1 (queued, requested by alice)") {
+		t.Errorf("second depool → %q", got)
+	}
+}
+
+// A reason is stored as meant and the operator is told what was changed:
+// bytes that are not UTF-8 and IRC formatting codes are removed, control
+// characters become spaces. A clean reason gets no note; a command that
+// fails says only its error.
+func TestReasonChangesAreSaid(t *testing.T) {
+	f := newFixture(t, true)
+	got := f.say("alice", "!depool apus codfw bad\xff\xfe\xfd T1 \x0304,01red\x03 tab\there")
+	want := []string{"#1 queued: depool apus in codfw (T1), position 1 in the apus queue",
+		"reason: removed 3 invalid bytes (not UTF-8), removed 2 IRC formatting codes, replaced 1 control character by a space; stored as: bad T1 red tab here"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("replies %q, want %q", got, want)
+	}
+	if req, err := f.store.Request(context.Background(), 1); err != nil || req.Reason != "bad T1 red tab here" {
+		t.Fatalf("stored %q, %v", req.Reason, err)
+	}
+	if got := f.say("alice", "!pool apus eqiad T2 plain reason"); len(got) != 1 {
+		t.Errorf("a clean reason got a note: %q", got)
+	}
+	// Refused: the error alone, no note, nothing stored.
+	if got := f.say("alice", "!depool apus codfw again\xff"); len(got) != 1 || !strings.Contains(got[0], "already open") {
+		t.Errorf("failed command: %q", got)
+	}
+	// Nothing left after cleaning is a missing reason.
+	if got := f.say("alice", "!restart apus \x02\xff\x0f"); len(got) != 1 || !strings.Contains(got[0], "a reason is required") {
+		t.Errorf("empty after cleaning: %q", got)
+	}
+	// Cancel's reason is optional: what was removed is said.
+	if got := f.say("alice", "!cancel 1 \xff"); len(got) != 2 || got[1] != "reason: removed 1 invalid byte (not UTF-8); nothing was left, so none was stored" {
+		t.Errorf("cancel: %q", got)
+	}
+}
+
+func TestCleanReasonChanges(t *testing.T) {
+	for in, want := range map[string]struct {
+		out string
+		ch  ReasonChanges
+	}{
+		"T1 ok":                      {"T1 ok", ReasonChanges{}},
+		"  many   spaces\u00a0here ": {"many spaces here", ReasonChanges{}},
+		"\x0312,04blue\x03,5 text":   {"blue,5 text", ReasonChanges{Formatting: 2}},
+		"\x04ff00ffpink\x0f":         {"pink", ReasonChanges{Formatting: 2}},
+		"a\r\nPRIVMSG #x :y":         {"a PRIVMSG #x :y", ReasonChanges{Controls: 2}},
+		"\u202eevil":                 {"evil", ReasonChanges{Controls: 1}},
+		"caf\xc3":                    {"caf", ReasonChanges{InvalidBytes: 1}},
+		"literal \ufffd stays":       {"literal \ufffd stays", ReasonChanges{}},
+	} {
+		out, ch := CleanReasonChanges(in)
+		if out != want.out || ch != want.ch {
+			t.Errorf("CleanReasonChanges(%q) = %q, %+v; want %q, %+v", in, out, ch, want.out, want.ch)
+		}
 	}
 }

@@ -98,11 +98,25 @@ func (r *Router) usageError(name, format string, args ...any) error {
 	return errUsage{cmd: r.lookup(name), msg: fmt.Sprintf(format, args...)}
 }
 
+// errAnswer is an answer the user can act on, not a fault of poolbot (no
+// such request, the same operation already open): the reply is the
+// message alone. "<command> failed: …" is kept for internal errors.
+type errAnswer struct{ msg string }
+
+func (e errAnswer) Error() string { return e.msg }
+
+func answerf(format string, args ...any) error { return errAnswer{msg: fmt.Sprintf(format, args...)} }
+
 // replyError turns a handler error into the one-line reply.
 func (r *Router) replyError(c *call, err error) {
 	var u errUsage
 	if errors.As(err, &u) {
 		c.say("%s (usage: %s)", u.msg, r.usage(u.cmd))
+		return
+	}
+	var a errAnswer
+	if errors.As(err, &a) {
+		c.say("%s", a.msg)
 		return
 	}
 	c.say("%s failed: %v", c.inv.Name, err)
@@ -127,7 +141,7 @@ func (r *Router) enqueue(c *call, action poolbot.Action) error {
 			return r.usageError(name, "%v", err)
 		}
 	}
-	reason, err := r.reasonArg(name, rest, true)
+	reason, err := r.reasonArg(c, name, rest, true)
 	if err != nil {
 		return err
 	}
@@ -144,7 +158,7 @@ func (r *Router) enqueue(c *call, action poolbot.Action) error {
 		}
 		for _, o := range open {
 			if o.Action == action && o.Datacenter == dc {
-				return fmt.Errorf("%s is already open as %s (%s, requested by %s)", req.Summary(), o.ID, o.State, o.Operator)
+				return answerf("%s is already open as %s (%s, requested by %s)", req.Summary(), o.ID, o.State, o.Operator)
 			}
 		}
 		position = len(open) + 1
@@ -179,7 +193,7 @@ func (r *Router) requestArg(c *call, name string) (poolbot.Request, string, erro
 	}
 	req, err := r.store.Request(c.ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return req, "", fmt.Errorf("no request %s", id)
+		return req, "", answerf("no request %s", id)
 	}
 	return req, rest, err
 }
@@ -227,13 +241,19 @@ func (r *Router) queueSAL(tx *store.Tx, id poolbot.RequestID, line string) error
 
 // reasonArg cleans and checks a reason; required says whether it may be
 // empty.
-func (r *Router) reasonArg(name, rest string, required bool) (string, error) {
-	reason := CleanReason(rest)
+func (r *Router) reasonArg(c *call, name, rest string, required bool) (string, error) {
+	reason, changes := CleanReasonChanges(rest)
 	if required && reason == "" {
 		return "", r.usageError(name, "a reason is required")
 	}
 	if len(reason) > MaxReasonBytes {
 		return "", r.usageError(name, "reason too long (%d bytes, at most %d)", len(reason), MaxReasonBytes)
+	}
+	if note := changes.String(); note != "" {
+		c.reasonNote = "reason: " + note + "; stored as: " + reason
+		if reason == "" {
+			c.reasonNote = "reason: " + note + "; nothing was left, so none was stored"
+		}
 	}
 	return reason, nil
 }
@@ -243,7 +263,7 @@ func (r *Router) cancel(c *call) error {
 	if err != nil {
 		return err
 	}
-	reason, err := r.reasonArg("cancel", rest, false)
+	reason, err := r.reasonArg(c, "cancel", rest, false)
 	if err != nil {
 		return err
 	}
@@ -289,7 +309,7 @@ func (r *Router) force(c *call) error {
 	if err != nil {
 		return err
 	}
-	reason, err := r.reasonArg("force", rest, true)
+	reason, err := r.reasonArg(c, "force", rest, true)
 	if err != nil {
 		return err
 	}

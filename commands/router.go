@@ -140,6 +140,9 @@ type call struct {
 	reply    bot.Replier
 	inv      Invocation
 	operator string // set for operator commands after authorization
+	// reasonNote says how the reason was cleaned ("" when it was stored
+	// as typed); said after the command succeeded.
+	reasonNote string
 }
 
 func (c *call) origin() poolbot.Origin {
@@ -193,6 +196,8 @@ func (r *Router) HandleMessage(ctx context.Context, m bot.Message, rep bot.Repli
 	if err := cmd.run(c); err != nil {
 		r.log.Warn("command failed", "command", cmd.name, "err", err)
 		r.replyError(c, err)
+	} else if c.reasonNote != "" {
+		c.say("%s", c.reasonNote)
 	}
 }
 

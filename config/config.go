@@ -25,9 +25,11 @@ import (
 	"poolbot/commands"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
+	"poolbot/internal/secret"
 	"poolbot/watch"
 )
 
@@ -47,6 +49,10 @@ type Config struct {
 	HTTP      HTTP                `yaml:"http"`
 	// Watch is the drift watch and the periodic registry probe.
 	Watch watch.Config `yaml:"watch"`
+	// LogMsgBot is the relay whose channel lines are trusted: scap's
+	// Started/Finished lines for the scap gate, and conftool's and
+	// cookbooks' !log lines to name who made a drift.
+	LogMsgBot logmsgbot.Config `yaml:"logmsgbot"`
 }
 
 // Procedure tunes the request lifecycle.
@@ -135,51 +141,8 @@ type Log struct {
 }
 
 // Secret is read from a file or an environment variable, never written in
-// the YAML itself.
-type Secret struct {
-	File string `yaml:"file"`
-	Env  string `yaml:"env"`
-}
-
-// IsSet reports whether a source is configured.
-func (s Secret) IsSet() bool { return s.File != "" || s.Env != "" }
-
-// Read returns the secret, trimmed of surrounding white space (files
-// usually end in a newline).
-func (s Secret) Read() (string, error) {
-	switch {
-	case s.File != "" && s.Env != "":
-		return "", errors.New("set either file or env, not both")
-	case s.File != "":
-		b, err := os.ReadFile(s.File)
-		if err != nil {
-			return "", fmt.Errorf("read secret file: %w", err)
-		}
-		v := strings.TrimSpace(string(b))
-		if v == "" {
-			return "", fmt.Errorf("secret file %s is empty", s.File)
-		}
-		return v, nil
-	case s.Env != "":
-		v := strings.TrimSpace(os.Getenv(s.Env))
-		if v == "" {
-			return "", fmt.Errorf("environment variable %s is empty or unset", s.Env)
-		}
-		return v, nil
-	}
-	return "", errors.New("no secret source configured")
-}
-
-// String never shows the secret, only where it comes from.
-func (s Secret) String() string {
-	switch {
-	case s.File != "":
-		return "file:" + s.File
-	case s.Env != "":
-		return "env:" + s.Env
-	}
-	return "unset"
-}
+// the YAML itself: the one style of every secret in the config.
+type Secret = secret.Ref
 
 // Problems is every problem found in a configuration.
 type Problems struct {
@@ -299,6 +262,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.Scap = c.Scap.WithDefaults()
 	c.Watch = c.Watch.WithDefaults()
+	c.LogMsgBot = c.LogMsgBot.WithDefaults()
 	for name, svc := range c.Services {
 		svc.Registry = registryDefaults(svc.Registry)
 		c.Services[name] = svc
@@ -411,6 +375,9 @@ func (c *Config) validate(p *Problems) {
 	}
 	if err := c.Watch.Validate(); err != nil {
 		p.addErr("", err)
+	}
+	if err := c.LogMsgBot.Validate(); err != nil {
+		p.addErr("logmsgbot", err)
 	}
 	if err := c.Conftool.Validate(); err != nil {
 		p.addErr("", err)

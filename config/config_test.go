@@ -182,7 +182,9 @@ func TestSecret(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "pw")
 	os.WriteFile(f, []byte(" hunter2 \n"), 0o600)
-	if v, err := (Secret{File: f}).Read(); err != nil || v != "hunter2" {
+	// Only the line end goes: a password or passphrase may begin or end
+	// with a space (one rule for every secret, see internal/secret).
+	if v, err := (Secret{File: f}).Read(); err != nil || v != " hunter2 " {
 		t.Fatalf("file secret %q %v", v, err)
 	}
 	t.Setenv("POOLBOT_TEST_SECRET", "tok")
@@ -194,5 +196,68 @@ func TestSecret(t *testing.T) {
 	}
 	if s := (Secret{File: f}).String(); strings.Contains(s, "hunter2") {
 		t.Fatal("String shows the secret")
+	}
+}
+
+// The relay's old per-section keys are refused with where the setting
+// lives now, each with its line, and the new section is validated.
+func TestRetiredRelayKeys(t *testing.T) {
+	s := strings.Replace(string(exampleIn(t, t.TempDir())), "    enabled: true                       # watch scap's !log lines",
+		"    relay_nicks: [logmsgbot]\n    enabled: true                       # watch scap's !log lines", 1)
+	s = strings.Replace(s, "    attribution_window: 10m", "    relay_accounts: []\n    attribution_window: 10m", 1)
+	s = strings.Replace(s, "  nicks: [logmsgbot]", "  nicks: [log msgbot]", 1)
+	_, err := Parse("old.yaml", []byte(s))
+	p, ok := err.(*Problems)
+	if !ok {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{
+		"scap.channel.relay_nicks is no longer read: set logmsgbot.nicks",
+		"watch.drift.relay_accounts is no longer read: set logmsgbot.accounts",
+		`logmsgbot.nicks[0]: not a valid IRC nick: "log msgbot"`,
+	}
+	if len(p.List) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(p.List), len(want), strings.Join(p.List, "\n"))
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(p.List, func(l string) bool { return strings.HasPrefix(l, "line ") && strings.Contains(l, w) }) {
+			t.Errorf("no problem %q with its line in:\n%s", w, strings.Join(p.List, "\n"))
+		}
+	}
+}
+
+// Every secret has one style, {file: …} or {env: …}: the older
+// *_file/*_env keys are refused with the key to set instead.
+func TestRetiredSecretKeys(t *testing.T) {
+	s := string(exampleIn(t, t.TempDir()))
+	for old, repl := range map[string]string{
+		"    password:                           # the password, from a file": "    password_env: ETCD_PW\n    password:                           # the password, from a file",
+		"        password:                       # the password, from a file": "        password_file: /x\n        password:                       # the password, from a file",
+		"        passphrase:                     # if the key is encrypted":   "        passphrase_file: /x\n        passphrase:                     # if the key is encrypted",
+		"    cookie:                             # a session cookie":          "    token_file: /x\n    cookie:                             # a session cookie",
+	} {
+		if !strings.Contains(s, old) {
+			t.Fatalf("example lacks %q", old)
+		}
+		s = strings.Replace(s, old, repl, 1)
+	}
+	_, err := Parse("old.yaml", []byte(s))
+	p, ok := err.(*Problems)
+	if !ok {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{
+		"conftool.etcd.password_env is no longer read: set conftool.etcd.password: {env: …}",
+		"services.apus.registry.auth.password_file is no longer read: set auth.password: {file: …}",
+		"services.apus.restart.ssh.passphrase_file is no longer read: set ssh.passphrase: {file: …}",
+		"scap.spiderpig.token_file is no longer read: set scap.spiderpig.token: {file: …}",
+	}
+	if len(p.List) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(p.List), len(want), strings.Join(p.List, "\n"))
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(p.List, func(l string) bool { return strings.HasPrefix(l, "line ") && strings.Contains(l, w) }) {
+			t.Errorf("no problem %q with its line in:\n%s", w, strings.Join(p.List, "\n"))
+		}
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	pathpkg "path"
 	"reflect"
 	"regexp"
 	"slices"
@@ -75,6 +76,11 @@ func walk(n ast.Node, t reflect.Type, path string, problems *[]string) (bad bool
 					known = append(known, k)
 				}
 				slices.Sort(known)
+				if now, ok := retired(join(path, key)); ok {
+					*problems = append(*problems, fmt.Sprintf("line %d: %s is no longer read: %s",
+						mv.Key.GetToken().Position.Line, join(path, key), now))
+					return true
+				}
 				*problems = append(*problems, fmt.Sprintf("line %d: unknown key %q%s (known keys: %s)",
 					mv.Key.GetToken().Position.Line, key, in(path), strings.Join(known, ", ")))
 				return true
@@ -316,6 +322,38 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 		out[name] = f.Type
 	}
 	return out
+}
+
+// retiredKeys are keys earlier versions read, as path patterns ('*' is
+// one key, e.g. a service name), with what replaces them. A config that
+// still sets one is refused with that advice, not with a bare "unknown
+// key", and not silently mapped: the meaning of a security setting must
+// be read by the operator who moves it.
+var retiredKeys = []struct{ pattern, now string }{
+	{"scap.channel.relay_nicks", "set logmsgbot.nicks (one relay rule for the scap gate and the drift watch)"},
+	{"scap.channel.relay_accounts", "set logmsgbot.accounts (one relay rule for the scap gate and the drift watch)"},
+	{"watch.drift.relay_nicks", "set logmsgbot.nicks (one relay rule for the scap gate and the drift watch)"},
+	{"watch.drift.relay_accounts", "set logmsgbot.accounts (one relay rule for the scap gate and the drift watch)"},
+	// Every secret is named one way: {file: …} or {env: …}.
+	{"conftool.etcd.password_file", "set conftool.etcd.password: {file: …}"},
+	{"conftool.etcd.password_env", "set conftool.etcd.password: {env: …}"},
+	{"services.*.registry.auth.password_file", "set auth.password: {file: …}"},
+	{"services.*.restart.ssh.passphrase_file", "set ssh.passphrase: {file: …}"},
+	{"scap.spiderpig.cookie_file", "set scap.spiderpig.cookie: {file: …}"},
+	{"scap.spiderpig.cookie_env", "set scap.spiderpig.cookie: {env: …}"},
+	{"scap.spiderpig.token_file", "set scap.spiderpig.token: {file: …}"},
+	{"scap.spiderpig.token_env", "set scap.spiderpig.token: {env: …}"},
+}
+
+// retired returns the advice for a retired key path.
+func retired(keyPath string) (string, bool) {
+	p := strings.ReplaceAll(keyPath, ".", "/")
+	for _, r := range retiredKeys {
+		if ok, _ := pathpkg.Match(strings.ReplaceAll(r.pattern, ".", "/"), p); ok {
+			return r.now, true
+		}
+	}
+	return "", false
 }
 
 func join(path, key string) string {

@@ -290,11 +290,13 @@ func TestRepliesCannotInject(t *testing.T) {
 		t.Fatal(err)
 	}
 	reply(t, alice, "#1 queued")
+	// The operator is told what was taken out of the reason.
+	reply(t, alice, "reason: removed 2 IRC formatting codes, replaced 2 control characters by a space; stored as: red ACTION x")
 	if err := alice.Privmsg(channel, "!status 1"); err != nil {
 		t.Fatal(err)
 	}
-	got := reply(t, alice, "reason:")
-	if !strings.HasSuffix(got, "reason: red ACTION x") {
+	got := reply(t, alice, "reason: red ACTION x")
+	if !strings.HasSuffix(got, "reason: red ACTION x") || !strings.Contains(got, "#1 requested") {
 		t.Fatalf("status echoes %q", got)
 	}
 	// A SAL line with CR/LF inside (text a handler built from user input)

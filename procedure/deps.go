@@ -21,19 +21,6 @@ type Calendar interface {
 	Schedule() (calendar.Schedule, time.Time, error)
 }
 
-// ScapActivity tells whether a deployment is running. Sources that could
-// not be read are in Activity.Failed (the error joins them).
-type ScapActivity interface {
-	Check(ctx context.Context) (scap.Activity, error)
-}
-
-// Registry checks registry instances after a restart.
-type Registry interface {
-	WaitHealthy(ctx context.Context, inst registry.Instance, opts registry.WaitOptions) error
-	Probe(ctx context.Context, inst registry.Instance, repo string) registry.ProbeResult
-	Health(ctx context.Context, inst registry.Instance) error
-}
-
 // Announcer says notices in the operations channel (and mirrors them to
 // Slack). Notices are not durable: SAL lines are, through the outbox.
 type Announcer interface {
@@ -49,7 +36,7 @@ type Service struct {
 	// Executor runs the restart commands on the hosts.
 	Executor restart.Executor
 	// Registry checks the instances after each host.
-	Registry Registry
+	Registry registry.Checker
 	// Instances returns the registry instances that run on a host and must
 	// be healthy after it is restarted.
 	Instances func(host string) []registry.Instance
@@ -100,7 +87,7 @@ type Deps struct {
 	// Calendar may be nil only when the config says so explicitly
 	// (calendar.source: none); the gate is then reported as disabled.
 	Calendar Calendar
-	Scap     ScapActivity
+	Scap     scap.ActivityChecker
 	Blocker  scap.Blocker
 	Conftool conftool.Client
 	// OwnWrites, when set, is told of each successful SetPooled (with the

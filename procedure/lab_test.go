@@ -16,6 +16,7 @@ import (
 	"poolbot"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
@@ -137,7 +138,7 @@ func newLab(t *testing.T, nHosts int, cfg Config, opts ...labOption) *world {
 	for _, o := range opts {
 		o(&scfg)
 	}
-	l.scap, err = scap.New(scfg, scap.Options{Clock: l.clock})
+	l.scap, err = scap.New(scfg, scap.Options{Clock: l.clock, Relay: logmsgbot.New(logmsgbot.Config{})})
 	if err != nil {
 		t.Fatal(err)
 	}

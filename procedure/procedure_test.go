@@ -132,6 +132,11 @@ func TestCalendarDownWaitsThenProceeds(t *testing.T) {
 	if !hasLine(l.notices.All(), "deployment calendar unreadable") {
 		t.Fatalf("notices %q", l.notices.All())
 	}
+	// !windows answers with the outage, not with an internal error.
+	if lines, err := l.engine.Windows(context.Background(), "apus"); err != nil || len(lines) != 1 ||
+		lines[0] != "deployment calendar unreadable (calendar: schedule is stale: wikitech answered 503): the calendar gate stays closed until it can be read" {
+		t.Fatalf("windows %q, %v", lines, err)
+	}
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), nil), nil)
 	l.engine.NotifyAll() // what the calendar cache's Changed does
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {

@@ -58,7 +58,8 @@ func (e *Engine) Windows(ctx context.Context, service string) ([]string, error) 
 	}
 	sched, fetched, err := e.deps.Calendar.Schedule()
 	if err != nil {
-		return nil, fmt.Errorf("deployment calendar unreadable: %w", err)
+		// An outage of the calendar is the answer, not a fault of poolbot.
+		return []string{"deployment calendar unreadable (" + err.Error() + "): the calendar gate stays closed until it can be read"}, nil
 	}
 	now := e.clock.Now()
 	var lines []string

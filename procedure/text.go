@@ -11,7 +11,17 @@ import (
 
 // describeWindow names a deployment window for a notice:
 // "deployment window "UTC late backport window" 20:00–21:00 UTC (deployers: a, b)".
+//
+// A calendar entry that could not be read completely is named as such:
+// "unreadable calendar card at 10:00 UTC (no end time): treated as 10:00–11:00 UTC".
 func describeWindow(w calendar.Window, now time.Time) string {
+	if w.Unreadable != "" {
+		at := w.Start.UTC().Format("15:04")
+		if !sameDay(w.Start, now) {
+			at = w.Start.UTC().Format("Mon 15:04")
+		}
+		return fmt.Sprintf("unreadable calendar card at %s UTC (%s): treated as %s–%s UTC", at, w.Unreadable, at, w.End.UTC().Format("15:04"))
+	}
 	s := fmt.Sprintf("deployment window %q %s–%s UTC", w.Name, w.Start.UTC().Format("15:04"), w.End.UTC().Format("15:04"))
 	if !sameDay(w.Start, now) {
 		s = fmt.Sprintf("deployment window %q %s–%s UTC", w.Name, w.Start.UTC().Format("Mon 15:04"), w.End.UTC().Format("15:04"))

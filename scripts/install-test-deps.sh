@@ -19,15 +19,21 @@ cd "$(dirname "$0")/.."
 # them on random loopback addresses; util-linux: unshare and nsenter
 # (internal/testenv/hostns); prometheus-alertmanager: the silence tests
 # (internal/testenv/alertmanager, random loopback port, no clustering).
-pkgs="inspircd atheme-services etcd-server openssh-server systemd cumin gdnsd pdns-recursor util-linux libc-bin prometheus-alertmanager"
+# ceph-mon ceph-osd radosgw (with ceph-common's ceph, radosgw-admin,
+# monmaptool, ceph-authtool): one small Ceph RGW cluster per apus site
+# (internal/testenv/ceph). haproxy: the load balancer in front of the
+# registry hosts (internal/testenv/haproxy). mount: per-host /etc/hosts for
+# registries in internal/testenv/apus.
+pkgs="inspircd atheme-services etcd-server openssh-server systemd cumin gdnsd pdns-recursor util-linux libc-bin prometheus-alertmanager ceph-mon ceph-osd radosgw ceph-common haproxy mount"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
 	# Packages must not start their system services (sshd on :22, inspircd
-	# on :6667, gdnsd and pdns-recursor on :53): the tests start their own
-	# on random loopback addresses and ports.
+	# on :6667, gdnsd and pdns-recursor on :53, haproxy on :80, ceph
+	# daemons): the tests start their own on random loopback addresses and
+	# ports.
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 		chmod +x /usr/sbin/policy-rc.d

@@ -11,6 +11,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot/bot"
+	"poolbot/integrations/logmsgbot"
 )
 
 // Who changed a discovery object is not in etcd. It is in the channel:
@@ -234,10 +235,9 @@ func parseConftoolAction(body string) (LogLine, bool) {
 // the channel, so a drift can name who made it. It is a bot.Handler
 // observer. Safe for concurrent use.
 type Attributor struct {
-	relayNicks    []string
-	relayAccounts []string
-	window        time.Duration
-	clock         clockwork.Clock
+	relay  logmsgbot.Relay
+	window time.Duration
+	clock  clockwork.Clock
 
 	mu    sync.Mutex
 	lines []LogLine
@@ -245,33 +245,27 @@ type Attributor struct {
 
 var _ bot.Handler = (*Attributor)(nil)
 
-// NewAttributor returns an Attributor trusting lines from relayNicks (and,
-// when given, only from those services accounts) and keeping them for
+// NewAttributor returns an Attributor keeping the lines relay trusts for
 // window.
-func NewAttributor(relayNicks, relayAccounts []string, window time.Duration, clock clockwork.Clock) *Attributor {
+func NewAttributor(relay logmsgbot.Relay, window time.Duration, clock clockwork.Clock) *Attributor {
 	if clock == nil {
 		clock = clockwork.NewRealClock()
 	}
-	return &Attributor{relayNicks: slices.Clone(relayNicks), relayAccounts: slices.Clone(relayAccounts),
-		window: window, clock: clock}
+	return &Attributor{relay: relay, window: window, clock: clock}
 }
 
-// HandleMessage implements bot.Handler: channel lines from a trusted relay
-// that parse are kept. logmsgbot relays on IRC only; on Slack anyone can
-// pick "logmsgbot" as a display name.
+// HandleMessage implements bot.Handler: channel lines from the relay that
+// parse are kept.
 func (a *Attributor) HandleMessage(_ context.Context, m bot.Message, _ bot.Replier) {
-	if m.Private() || m.Network == "slack" {
+	if m.Private() {
 		return
 	}
-	a.Observe(m.Nick, m.Account, m.Text)
+	a.Observe(logmsgbot.Sender{Network: m.Network, Nick: m.Nick, Account: m.Account}, m.Text)
 }
 
 // Observe feeds one channel line; it reports whether it was kept.
-func (a *Attributor) Observe(nick, account, text string) bool {
-	if !containsFold(a.relayNicks, nick) {
-		return false
-	}
-	if len(a.relayAccounts) > 0 && (account == "" || !containsFold(a.relayAccounts, account)) {
+func (a *Attributor) Observe(from logmsgbot.Sender, text string) bool {
+	if !a.relay.Trusts(from) {
 		return false
 	}
 	l, ok := ParseLogLine(text)
@@ -316,13 +310,4 @@ func (a *Attributor) pruneLocked(now time.Time) {
 		cut++
 	}
 	a.lines = slices.Delete(a.lines, 0, cut)
-}
-
-func containsFold(list []string, s string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, s) {
-			return true
-		}
-	}
-	return false
 }

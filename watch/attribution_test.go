@@ -9,6 +9,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot/bot"
+	"poolbot/integrations/logmsgbot"
 )
 
 func TestParseLogLine(t *testing.T) {
@@ -92,11 +93,11 @@ func TestParseLogLine(t *testing.T) {
 // names the author.
 func TestAttributor(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(t0)
-	a := NewAttributor([]string{"logmsgbot"}, []string{"logmsgbot-account"}, 10*time.Minute, clock)
+	a := NewAttributor(logmsgbot.New(logmsgbot.Config{Nicks: []string{"logmsgbot"}, Accounts: []string{"logmsgbot-account"}}), 10*time.Minute, clock)
 	line := func(who string) string {
 		return "!log " + who + " conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw"
 	}
-	if a.Observe("logmsgbot", "", line("mallory@x")) || a.Observe("mallory", "logmsgbot-account", line("mallory@x")) {
+	if a.Observe(logmsgbot.Sender{Network: "irc", Nick: "logmsgbot", Account: ""}, line("mallory@x")) || a.Observe(logmsgbot.Sender{Network: "irc", Nick: "mallory", Account: "logmsgbot-account"}, line("mallory@x")) {
 		t.Fatal("untrusted sender kept")
 	}
 	a.HandleMessage(context.Background(), bot.Message{Network: "slack", Channel: "C1", Nick: "logmsgbot",
@@ -106,11 +107,11 @@ func TestAttributor(t *testing.T) {
 	if len(a.lines) != 0 {
 		t.Fatal("a Slack or private line was kept")
 	}
-	if !a.Observe("LogMsgBot", "logmsgbot-account", line("alice@cumin1003")) {
+	if !a.Observe(logmsgbot.Sender{Network: "irc", Nick: "LogMsgBot", Account: "logmsgbot-account"}, line("alice@cumin1003")) {
 		t.Fatal("relay line dropped")
 	}
 	clock.Advance(time.Minute)
-	a.Observe("logmsgbot", "logmsgbot-account", line("bob@cumin2002"))
+	a.Observe(logmsgbot.Sender{Network: "irc", Nick: "logmsgbot", Account: "logmsgbot-account"}, line("bob@cumin2002"))
 	from := t0.Add(-time.Minute)
 	if who := a.Who("apus", "codfw", false, from, clock.Now()); who != "bob@cumin2002" {
 		t.Fatalf("who %q", who)
@@ -126,7 +127,7 @@ func TestAttributor(t *testing.T) {
 	}
 	// Bounded: a flood keeps the newest lines only.
 	for range 3 * maxLogLines {
-		a.Observe("logmsgbot", "logmsgbot-account", line("flood@x"))
+		a.Observe(logmsgbot.Sender{Network: "irc", Nick: "logmsgbot", Account: "logmsgbot-account"}, line("flood@x"))
 	}
 	if n := len(a.lines); n != maxLogLines {
 		t.Fatalf("%d lines kept", n)

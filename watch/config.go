@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -22,7 +21,6 @@ const (
 	DefaultOperator             = "poolbot"
 	DefaultPollInterval         = 30 * time.Second
 	DefaultAttributionWindow    = 10 * time.Minute
-	DefaultRelayNick            = "logmsgbot"
 	DefaultProbeInterval        = 2 * time.Minute
 	DefaultFailuresBeforeNotice = 3
 )
@@ -61,12 +59,6 @@ type DriftConfig struct {
 	// AttributionWindow is how long before a change a conftool or cookbook
 	// !log line may have been said and still name who made it (default 10m).
 	AttributionWindow time.Duration `yaml:"attribution_window"`
-	// RelayNicks are the nicks whose !log lines are trusted for
-	// attribution (default [logmsgbot]): anyone can type a !log line.
-	RelayNicks []string `yaml:"relay_nicks"`
-	// RelayAccounts, when set, additionally require the relay's services
-	// account to be one of these.
-	RelayAccounts []string `yaml:"relay_accounts"`
 }
 
 // ProbeConfig tunes the periodic registry probe.
@@ -92,7 +84,6 @@ func DefaultConfig() Config {
 			Operator:          DefaultOperator,
 			PollInterval:      DefaultPollInterval,
 			AttributionWindow: DefaultAttributionWindow,
-			RelayNicks:        []string{DefaultRelayNick},
 		},
 		Probe: ProbeConfig{
 			Enabled:              true,
@@ -102,8 +93,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// WithDefaults fills zero values (not Enabled, whose zero is meaningful,
-// nor RelayNicks once set).
+// WithDefaults fills zero values (not Enabled, whose zero is meaningful).
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.Drift.Mode == "" {
@@ -120,9 +110,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Drift.AttributionWindow == 0 {
 		c.Drift.AttributionWindow = d.Drift.AttributionWindow
-	}
-	if c.Drift.RelayNicks == nil {
-		c.Drift.RelayNicks = d.Drift.RelayNicks
 	}
 	if c.Probe.Interval == 0 {
 		c.Probe.Interval = d.Probe.Interval
@@ -162,19 +149,6 @@ func (c Config) Validate() error {
 	if d.AttributionWindow < 0 || d.AttributionWindow > 24*time.Hour {
 		bad("drift.attribution_window", "%s must be between 0s and 24h", d.AttributionWindow)
 	}
-	if d.Enabled && len(d.RelayNicks) == 0 {
-		bad("drift.relay_nicks", "must list at least one nick (the relay of conftool's !log lines, usually logmsgbot)")
-	}
-	for i, n := range d.RelayNicks {
-		if !validNick(n) {
-			bad(fmt.Sprintf("drift.relay_nicks[%d]", i), "%q is not a valid IRC nick", n)
-		}
-	}
-	for i, a := range d.RelayAccounts {
-		if !validNick(a) {
-			bad(fmt.Sprintf("drift.relay_accounts[%d]", i), "%q is not a valid account name", a)
-		}
-	}
 	p := c.Probe
 	if p.Interval < 10*time.Second {
 		bad("probe.interval", "%s must be at least 10s", p.Interval)
@@ -183,20 +157,6 @@ func (c Config) Validate() error {
 		bad("probe.failures_before_notice", "%d must be between 1 and 100", p.FailuresBeforeNotice)
 	}
 	return errors.Join(errs...)
-}
-
-// validNick accepts RFC 2812 nick characters (plus a leading digit, which
-// services account names may have).
-func validNick(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_[]\\`^{}|", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 // OwnWriteWindow is how far apart poolbot's own confctl write and the poll

@@ -15,6 +15,7 @@ import (
 	"poolbot/bot"
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	etcdenv "poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/lab"
 	"poolbot/store"
@@ -86,6 +87,7 @@ func newDriftLab(t *testing.T, o labOptions) *driftLab {
 	cfg.Drift.Mode = o.mode
 	cfg.Drift.Debounce = o.debounce
 	deps := Deps{Store: l.store, Conftool: l.conftool, Announce: l.notices, Metrics: l.metrics, Clock: l.clock,
+		Relay: logmsgbot.New(logmsgbot.Config{}),
 		Notify: func(s string) {
 			l.mu.Lock()
 			defer l.mu.Unlock()
@@ -204,6 +206,11 @@ func (r *replies) Reply(_ context.Context, text string) error {
 func TestDriftQueuesRestartWithinSeconds(t *testing.T) {
 	t.Parallel()
 	l := newDriftLab(t, labOptions{mode: ModeAuto, debounce: 300 * time.Millisecond})
+	// Every service × datacenter series exists at 0 before the first drift,
+	// so increase() and rate() see the first one.
+	if n, err := testutil.GatherAndCount(l.metrics, "poolbot_drift_total"); err != nil || n != 2 {
+		t.Fatalf("poolbot_drift_total series before any drift: %d, %v; want 2 (eqiad, codfw)", n, err)
+	}
 
 	start := time.Now()
 	index := l.etcd.PutDiscovery(t, "apus", "codfw", false)

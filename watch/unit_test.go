@@ -25,21 +25,14 @@ func TestConfigValidate(t *testing.T) {
 	c.Drift.Debounce = -time.Second
 	c.Drift.Operator = "Not An Operator"
 	c.Drift.PollInterval = time.Millisecond
-	c.Drift.RelayNicks = []string{"log msgbot"}
-	c.Drift.RelayAccounts = []string{""}
 	c.Probe.Interval = time.Second
 	c.Probe.FailuresBeforeNotice = 1000
 	err := c.Validate()
 	for _, key := range []string{"watch.drift.mode", "watch.drift.debounce", "watch.drift.operator", "watch.drift.poll_interval",
-		"watch.drift.relay_nicks[0]", "watch.drift.relay_accounts[0]", "watch.probe.interval", "watch.probe.failures_before_notice"} {
+		"watch.probe.interval", "watch.probe.failures_before_notice"} {
 		if err == nil || !strings.Contains(err.Error(), key+":") {
 			t.Errorf("no problem reported for %s: %v", key, err)
 		}
-	}
-	c = DefaultConfig()
-	c.Drift.RelayNicks = []string{}
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "watch.drift.relay_nicks: must list") {
-		t.Errorf("empty relay_nicks: %v", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"poolbot/bot"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/store"
 )
@@ -50,7 +51,10 @@ type Deps struct {
 	// OwnWrites is the record the procedure feeds (Deps.OwnWrites there);
 	// nil makes a new one (then nothing is recorded as poolbot's own).
 	OwnWrites *OwnWrites
-	Announce  Announcer
+	// Relay says which channel lines are logmsgbot's, for naming who made
+	// a change; the zero value trusts none (drifts are "by whom unknown").
+	Relay    logmsgbot.Relay
+	Announce Announcer
 	// Notify wakes the procedure's worker of a service after the watch
 	// queued a request (procedure.Engine.Notify).
 	Notify func(service string)
@@ -60,7 +64,9 @@ type Deps struct {
 	// them unregistered.
 	Metrics prometheus.Registerer
 	Clock   clockwork.Clock
-	Log     *slog.Logger
+	// Log carries no component: the watch's parts name theirs (watch,
+	// drift, probe, conftool).
+	Log *slog.Logger
 }
 
 // Options are settings from other sections of the config.
@@ -117,14 +123,25 @@ func New(cfg Config, deps Deps, opts Options, services []Service) (*Watch, error
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Drift.Enabled {
+		// Series exist at 0 from the start: an alert on increase() sees the
+		// first drift, not only the second.
+		for _, s := range services {
+			for _, dc := range s.Datacenters {
+				metrics.drifts.WithLabelValues(s.Name, dc)
+			}
+		}
+	}
 	for _, s := range services {
 		if err := conftool.ValidateName("service", s.Name); err != nil {
 			return nil, fmt.Errorf("watch: %w", err)
 		}
 	}
-	w := &Watch{cfg: cfg, store: deps.Store, clock: deps.Clock, log: deps.Log, services: slices.Clone(services),
+	// Each part names its own component (deps.Log carries none): a nested
+	// With would repeat the key in every line.
+	w := &Watch{cfg: cfg, store: deps.Store, clock: deps.Clock, log: deps.Log.With("component", "watch"), services: slices.Clone(services),
 		own: deps.OwnWrites, metrics: metrics,
-		attr: NewAttributor(cfg.Drift.RelayNicks, cfg.Drift.RelayAccounts, cfg.Drift.AttributionWindow, deps.Clock)}
+		attr: NewAttributor(deps.Relay, cfg.Drift.AttributionWindow, deps.Clock)}
 
 	if cfg.Drift.Enabled {
 		watcher := deps.Watcher
@@ -133,7 +150,7 @@ func New(cfg Config, deps Deps, opts Options, services []Service) (*Watch, error
 				return nil, errors.New("watch: the drift watch needs conftool")
 			}
 			watcher = conftool.WatcherFor(deps.Conftool, cfg.Drift.PollInterval,
-				conftool.Options{Clock: deps.Clock, Logger: deps.Log.With("component", "conftool-watch")})
+				conftool.Options{Clock: deps.Clock, Logger: deps.Log})
 		}
 		w.drift = &DriftWatcher{cfg: cfg.Drift, watcher: watcher, own: w.own, attr: w.attr, store: deps.Store,
 			announce: deps.Announce, notify: deps.Notify, salWritten: deps.SALWritten, metrics: metrics,

@@ -122,7 +122,7 @@ func startWorld(ctx context.Context, o options, dir string, out io.Writer) (*wor
 		return nil, err
 	}
 	if _, err := os.Stat(mustCachePath()); err != nil && os.Getenv(regenv.BinEnv) == "" {
-		fmt.Fprintln(out, "lab: building the docker registry from tools/go.mod (once; about two minutes)")
+		fmt.Fprintln(out, "lab: building the docker registry from tools/go.mod (once; about 3–4 minutes on 2 cores)")
 	}
 	regBin, err := regenv.Binary(ctx)
 	if err != nil {
@@ -339,7 +339,8 @@ calendar:
 scap:
   locks: {files: [%q, %q]}
   deploy_block: {global_lock: %q}
-  channel: {enabled: true, relay_nicks: [logmsgbot]}
+  channel: {enabled: true}
+logmsgbot: {nicks: [logmsgbot]}
 conftool: {backend: etcd, etcd: {endpoints: [%q], timeout: 5s}}
 http: {listen: %q}
 `, server, pacing, labChannel, pw, w.restartSection(), t.pace, w.port, w.debug,

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 
@@ -291,22 +290,16 @@ func configSecrets(cfg *config.Config) []string {
 	if creds, err := cfg.Scap.SpiderPig.Credentials(); err == nil {
 		out = append(out, creds.Cookie, creds.Token)
 	}
-	readFile := func(path string) {
-		if path == "" {
-			return
-		}
-		if b, err := os.ReadFile(path); err == nil {
-			out = append(out, string(b))
+	read := func(ref config.Secret) {
+		if v, err := ref.Read(); err == nil {
+			out = append(out, v)
 		}
 	}
-	readFile(cfg.Conftool.Etcd.PasswordFile)
-	if env := cfg.Conftool.Etcd.PasswordEnv; env != "" {
-		out = append(out, os.Getenv(env))
-	}
+	read(cfg.Conftool.Etcd.Password)
 	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
 		svc := cfg.Services[name]
-		readFile(svc.Registry.Auth.PasswordFile)
-		readFile(svc.Restart.SSH.PassphraseFile)
+		read(svc.Registry.Auth.Password)
+		read(svc.Restart.SSH.Passphrase)
 	}
 	return out
 }

@@ -9,16 +9,24 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/jonboulle/clockwork"
 
 	"poolbot"
 	"poolbot/config"
+	"poolbot/procedure"
 	"poolbot/store"
 )
 
 const dryRunUsage = "usage: poolbot dry-run [-config FILE] <depool|pool> <service> <dc>\n" +
-	"       poolbot dry-run [-config FILE] restart <service>\n"
+	"       poolbot dry-run [-config FILE] restart <service>\n" +
+	"exit status: 0 it would start now; 3 it would wait (a gate is closed) or a registry instance is unhealthy now;\n" +
+	"             1 an error (config, store, a backend); 2 bad usage\n"
+
+// Exit statuses of dry-run besides 0 (it would start now), 1 (an error)
+// and 2 (bad usage).
+const exitWouldWait = 3
 
 // runDryRun prints what a request would do now without changing anything:
 // the gates evaluated for real (calendar fetched, scap's locks probed,
@@ -33,6 +41,9 @@ func runDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	cfgPath := fs.String("config", "/etc/poolbot/config.yaml", "configuration file")
 	fs.Usage = func() { fmt.Fprint(stderr, dryRunUsage) }
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	r, err := dryRunRequest(fs.Args())
@@ -45,11 +56,36 @@ func runDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if err := dryRun(ctx, cfg, r, stdout, stderr); err != nil {
+	x, err := dryRun(ctx, cfg, r, stdout, stderr)
+	if err != nil {
 		fmt.Fprintln(stderr, "dry-run:", err)
 		return 1
 	}
+	if why := notReady(x); len(why) > 0 {
+		fmt.Fprintf(stderr, "dry-run: it would not start now: %s\n", strings.Join(why, "; "))
+		return exitWouldWait
+	}
 	return 0
+}
+
+// notReady lists why the request would not start now and run cleanly: the
+// gates that are closed and the registry instances unhealthy now (a
+// restart would stop at that host). Empty means it would start now.
+func notReady(x procedure.Explanation) []string {
+	var why []string
+	for _, g := range x.Gates {
+		if !g.Open {
+			why = append(why, g.Gate+" gate closed")
+		}
+	}
+	for _, h := range x.Hosts {
+		for _, inst := range h.Instances {
+			if inst.Health != nil {
+				why = append(why, fmt.Sprintf("registry %s on %s unhealthy", inst.Name, h.Host))
+			}
+		}
+	}
+	return why
 }
 
 func dryRunRequest(args []string) (poolbot.Request, error) {
@@ -74,7 +110,7 @@ func dryRunRequest(args []string) (poolbot.Request, error) {
 	return r, nil
 }
 
-func dryRun(ctx context.Context, cfg *config.Config, r poolbot.Request, stdout, stderr io.Writer) error {
+func dryRun(ctx context.Context, cfg *config.Config, r poolbot.Request, stdout, stderr io.Writer) (procedure.Explanation, error) {
 	// Warnings only: the output is the plan.
 	logCfg := cfg.Log
 	if logCfg.Level == "debug" || logCfg.Level == "info" {
@@ -85,13 +121,13 @@ func dryRun(ctx context.Context, cfg *config.Config, r poolbot.Request, stdout, 
 
 	st, note, cleanup, err := openStoreForReading(ctx, cfg.Store.Path, clock)
 	if err != nil {
-		return err
+		return procedure.Explanation{}, err
 	}
 	defer cleanup()
 
 	proc, err := buildProcedure(ctx, cfg, st, clock, log, nil, nil)
 	if err != nil {
-		return err
+		return procedure.Explanation{}, err
 	}
 	if proc.calendar != nil {
 		if err := proc.calendar.Refresh(ctx); err != nil {
@@ -100,7 +136,7 @@ func dryRun(ctx context.Context, cfg *config.Config, r poolbot.Request, stdout, 
 	}
 	x, err := proc.engine.Explain(ctx, r)
 	if err != nil {
-		return err
+		return x, err
 	}
 	for _, l := range x.Lines() {
 		fmt.Fprintln(stdout, l)
@@ -108,7 +144,7 @@ func dryRun(ctx context.Context, cfg *config.Config, r poolbot.Request, stdout, 
 	if note != "" {
 		fmt.Fprintln(stdout, note)
 	}
-	return nil
+	return x, nil
 }
 
 // openStoreForReading opens the configured store read-only, or, when it

@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"poolbot"
+	"poolbot/integrations/registry"
 	"poolbot/internal/testenv/lab"
+	"poolbot/procedure"
 	"poolbot/store"
 )
 
@@ -24,8 +27,8 @@ func TestDryRun(t *testing.T) {
 	// A scap run holds the global lock shared.
 	release := lab.HoldLock(t, w.GlobalLock(), "shared")
 	code, out, errs := runCmd("", "dry-run", "-config", cfg, "depool", "apus", "codfw")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errs)
+	if code != exitWouldWait || !strings.Contains(errs, "dry-run: it would not start now: scap gate closed") {
+		t.Fatalf("exit %d, want %d (scap runs): %s", code, exitWouldWait, errs)
 	}
 	for _, want := range []string{
 		"DRY RUN: depool apus in codfw. Nothing is changed",
@@ -46,6 +49,10 @@ func TestDryRun(t *testing.T) {
 		}
 	}
 	release()
+	// Every gate open and every instance healthy: it would start now.
+	if code, out, errs := runCmd("", "dry-run", "-config", cfg, "depool", "apus", "codfw"); code != 0 || strings.Contains(errs, "would not start") {
+		t.Fatalf("exit %d, want 0 with every gate open: %s\n%s", code, errs, out)
+	}
 	if _, err := os.Stat(db); err == nil {
 		t.Fatal("dry-run created the store")
 	}
@@ -72,8 +79,8 @@ func TestDryRun(t *testing.T) {
 	sum := func() [32]byte { b, _ := os.ReadFile(db); return sha256.Sum256(b) }
 	before := sum()
 	code, out, errs = runCmd("", "dry-run", "-config", cfg, "restart", "apus")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errs)
+	if code != exitWouldWait || !strings.Contains(errs, "queue gate closed") {
+		t.Fatalf("exit %d, want %d (a request ahead): %s", code, exitWouldWait, errs)
 	}
 	if !strings.Contains(out, "queue    CLOSED behind #1 pool apus in codfw (queued)") || strings.Contains(out, "does not exist") ||
 		strings.Contains(out, "through conftool") || !strings.Contains(out, "scap     open") {
@@ -97,5 +104,24 @@ func TestDryRunUsage(t *testing.T) {
 	}
 	if code, _, errs := runCmd("", "dry-run", "-config", "/nonexistent.yaml", "restart", "apus"); code != 1 || !strings.Contains(errs, "nonexistent") {
 		t.Errorf("missing config: %d %q", code, errs)
+	}
+}
+
+// An unhealthy registry instance makes dry-run fail like a closed gate: a
+// restart would stop at that host.
+func TestDryRunNotReady(t *testing.T) {
+	x := procedure.Explanation{
+		Gates: []procedure.GateStatus{{Gate: "queue", Open: true}, {Gate: "calendar", Open: false}, {Gate: "scap", Open: true}},
+		Hosts: []procedure.HostPlan{
+			{Host: "registry1003", Instances: []procedure.InstanceHealth{{Instance: registry.Instance{Name: "restricted"}}}},
+			{Host: "registry1004", Instances: []procedure.InstanceHealth{{Instance: registry.Instance{Name: "ml"}, Health: errors.New("503")}}},
+		},
+	}
+	if got := strings.Join(notReady(x), "; "); got != "calendar gate closed; registry ml on registry1004 unhealthy" {
+		t.Errorf("notReady = %q", got)
+	}
+	x.Gates[1].Open, x.Hosts[1].Instances[0].Health = true, nil
+	if got := notReady(x); len(got) != 0 {
+		t.Errorf("all open and healthy: %q", got)
 	}
 }

@@ -82,11 +82,11 @@ func TestLogScrubsSecretValues(t *testing.T) {
 	cfg := &config.Config{}
 	cfg.Chat.IRC = &bot.IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot", Password: "hunter2-sasl"}
 	cfg.Chat.Slack = &bot.SlackConfig{AppToken: "xapp-1-secretapp", BotToken: "xoxb-1-secretbot"}
-	cfg.Scap.SpiderPig.CookieFile = file("cookie", "spiderpig_session=c00kie-value\n")
-	cfg.Conftool.Etcd.PasswordEnv = "POOLBOT_TEST_ETCD_PW"
+	cfg.Scap.SpiderPig.Cookie = config.Secret{File: file("cookie", "spiderpig_session=c00kie-value\n")}
+	cfg.Conftool.Etcd.Password = config.Secret{Env: "POOLBOT_TEST_ETCD_PW"}
 	svc := config.Service{}
-	svc.Registry.Auth.PasswordFile = file("registry-pw", "registry-pw-42\n")
-	svc.Restart.SSH.PassphraseFile = file("passphrase", "ssh-pass-phrase\r\n")
+	svc.Registry.Auth.Password = config.Secret{File: file("registry-pw", "registry-pw-42\n")}
+	svc.Restart.SSH.Passphrase = config.Secret{File: file("passphrase", "ssh-pass-phrase\r\n")}
 	cfg.Services = map[string]config.Service{"apus": svc}
 	secrets := []string{"hunter2-sasl", "xapp-1-secretapp", "xoxb-1-secretbot", "spiderpig_session=c00kie-value",
 		"etcd-env-pw-77", "registry-pw-42", "ssh-pass-phrase"}

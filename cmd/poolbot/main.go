@@ -4,7 +4,7 @@
 //
 //	poolbot run -config /etc/poolbot/config.yaml
 //	poolbot console -config config.yaml -as alice
-//	poolbot check-config config.yaml
+//	poolbot check-config -config config.yaml
 //	poolbot dry-run -config config.yaml depool apus codfw
 //	poolbot version
 package main
@@ -37,9 +37,10 @@ const usage = `usage: poolbot <command> [flags]
 commands:
   run -config FILE                 run the bot on the chat networks in FILE
   console -config FILE -as NAME    run the bot with a local console as operator NAME
-  check-config FILE                print every problem in FILE, exit 1 if any
+  check-config -config FILE        print every problem in FILE, exit 1 if any (or: check-config FILE)
   dry-run -config FILE <depool|pool|restart> <service> [<dc>]
-                                   print the plan and the gates now; changes nothing
+                                   print the plan and the gates now; changes nothing;
+                                   exit 0 it would start now, 3 it would wait or a registry is unhealthy
   version                          print the version
 `
 
@@ -55,8 +56,30 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		cfgPath := fs.String("config", "/etc/poolbot/config.yaml", "configuration file")
-		as := fs.String("as", "", "console: the operator you are")
+		// -as exists only for the console: run -h does not list it.
+		var as *string
+		if args[0] == "console" {
+			as = fs.String("as", "", "the operator you are (one of the operators in the config)")
+		} else {
+			as = new(string)
+		}
+		fs.Usage = func() {
+			fmt.Fprintf(stderr, "usage: poolbot %s -config FILE", args[0])
+			if args[0] == "console" {
+				fmt.Fprint(stderr, " -as NAME")
+			}
+			fmt.Fprintln(stderr)
+			fs.PrintDefaults()
+		}
 		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "%s: unexpected argument %q\n", args[0], fs.Arg(0))
+			fs.Usage()
 			return 2
 		}
 		cfg, err := config.Load(*cfgPath)
@@ -75,16 +98,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "check-config":
-		if len(args) != 2 {
-			fmt.Fprintln(stderr, "usage: poolbot check-config FILE")
-			return 2
-		}
-		if _, err := config.Load(args[1]); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "%s: OK\n", args[1])
-		return 0
+		return checkConfig(args[1:], stdout, stderr)
 	case "dry-run":
 		return runDryRun(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
@@ -96,6 +110,40 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "unknown command %q\n%s", args[0], usage)
 	return 2
+}
+
+const checkConfigUsage = "usage: poolbot check-config -config FILE\n" +
+	"       poolbot check-config FILE\n" +
+	"prints every problem in FILE, one a line with its key and line; exit 0 when there is none, 1 otherwise\n"
+
+// checkConfig loads the config named by -config, or by the one positional
+// argument (the older form), and prints every problem in it.
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file")
+	fs.Usage = func() { fmt.Fprint(stderr, checkConfigUsage) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	path := *cfgPath
+	switch {
+	case path != "" && fs.NArg() == 0:
+	case path == "" && fs.NArg() == 1:
+		path = fs.Arg(0)
+	default:
+		fs.Usage()
+		return 2
+	}
+	if _, err := config.Load(path); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", path)
+	return 0
 }
 
 func buildVersion() string {

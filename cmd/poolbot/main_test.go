@@ -36,6 +36,36 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
+// check-config takes -config FILE like run and dry-run (and still the
+// positional FILE); -h prints each command's usage; run's usage does not
+// list the console's flags.
+func TestCommandLineFlags(t *testing.T) {
+	if code, out, errs := runCmd("", "check-config", "-config", "../../lab/console.yaml"); code != 0 || !strings.Contains(out, "console.yaml: OK") {
+		t.Errorf("check-config -config: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runCmd("", "check-config", "-config", "/nonexistent.yaml"); code != 1 || !strings.Contains(errs, "nonexistent") {
+		t.Errorf("check-config -config missing: %d %q", code, errs)
+	}
+	for _, args := range [][]string{{"check-config"}, {"check-config", "a.yaml", "b.yaml"}, {"check-config", "-config", "a.yaml", "b.yaml"}} {
+		if code, _, errs := runCmd("", args...); code != 2 || !strings.Contains(errs, "usage: poolbot check-config -config FILE") {
+			t.Errorf("%q: %d %q", args, code, errs)
+		}
+	}
+	if code, _, errs := runCmd("", "check-config", "-h"); code != 0 || !strings.Contains(errs, "usage: poolbot check-config -config FILE") {
+		t.Errorf("check-config -h: %d %q", code, errs)
+	}
+	code, _, errs := runCmd("", "run", "-h")
+	if code != 0 || !strings.Contains(errs, "usage: poolbot run -config FILE") || !strings.Contains(errs, "-config") || strings.Contains(errs, "-as") {
+		t.Errorf("run -h: %d %q", code, errs)
+	}
+	if code, _, errs := runCmd("", "console", "-h"); code != 0 || !strings.Contains(errs, "-as") {
+		t.Errorf("console -h: %d %q", code, errs)
+	}
+	if code, _, errs := runCmd("", "dry-run", "-h"); code != 0 || !strings.Contains(errs, "exit status: 0 it would start now; 3") {
+		t.Errorf("dry-run -h: %d %q", code, errs)
+	}
+}
+
 // check-config prints every problem at once, one a line: an unknown key,
 // a bad duration and two invalid IRC fields are four lines, each with its
 // line number and key path.

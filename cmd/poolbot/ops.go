@@ -48,8 +48,12 @@ func newOps(ctx context.Context, cfg *config.Config, console bool, st *store.Sto
 func (p *opsParts) procedureHook(d *procedure.Deps) { d.Metrics = p.metrics }
 
 // attach adds each chat connection's state (IRC or the console, and
-// Slack) and the calendar's last fetch.
+// Slack) and the calendar's last fetch, and creates every host's restart
+// series at zero.
 func (p *opsParts) attach(chat chatAdapter, slk *slackParts, proc *procedureParts) error {
+	for _, svc := range proc.services {
+		p.metrics.SeedHosts(svc.Name, svc.Plan.Hosts)
+	}
 	if chat != nil {
 		network, connected := "console", func() bool { return true }
 		if c, ok := chat.(interface{ Connected() bool }); ok {

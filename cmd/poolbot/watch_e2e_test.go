@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -24,6 +25,9 @@ func TestWatchInDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// JSON at debug: every line of every part is checked for a key said
+	// twice (component=watch component=drift was).
+	cfg.Log.Format, cfg.Log.Level = "json", "debug"
 	stdin, typeLine := io.Pipe()
 	out := &testenv.SyncBuffer{}
 	logs := &testenv.SyncBuffer{}
@@ -54,12 +58,42 @@ func TestWatchInDaemon(t *testing.T) {
 		waitUntil(t, fmt.Sprintf("%q on the console", sub), func() bool { return strings.Contains(out.String(), sub) })
 	}
 
+	// checkLogKeys: no log line says a key twice, and the parts that
+	// matter here did log.
+	checkLogKeys := func() {
+		t.Helper()
+		components := map[string]bool{}
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			keys, err := topLevelKeys(l)
+			if err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			seen := map[string]bool{}
+			for _, k := range keys {
+				if seen[k] {
+					t.Errorf("log line has %q twice: %s", k, l)
+				}
+				seen[k] = true
+			}
+			var rec struct{ Component string }
+			if json.Unmarshal([]byte(l), &rec) == nil && rec.Component != "" {
+				components[rec.Component] = true
+			}
+		}
+		for _, c := range []string{"drift", "probe", "procedure"} {
+			if !components[c] {
+				t.Errorf("no log line of component %q (seen %v): the check above did not see that part", c, components)
+			}
+		}
+	}
+
 	say("!depool apus codfw T422166 watch e2e")
 	waitOut("#1 depool apus in codfw DONE")
 	w.Etcd.PutDiscovery(t, "apus", "codfw", true)
 	waitOut("drift: apus/codfw pooled=true changed outside poolbot (by whom unknown)")
 	waitOut("queued #2 restart apus (as poolbot)")
 	waitOut("#2 restart apus DONE")
+	checkLogKeys()
 	if strings.Contains(out.String(), "pooled=false changed outside poolbot") {
 		t.Fatalf("poolbot's own depool was taken for drift:\n%s", out.String())
 	}
@@ -75,4 +109,27 @@ func TestWatchInDaemon(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("poolbot did not stop")
 	}
+	checkLogKeys()
+}
+
+// topLevelKeys returns the keys of a JSON object in order, duplicates
+// included (encoding/json keeps the last silently).
+func topLevelKeys(line string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object: %v", err)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tok.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
 }

@@ -13,6 +13,7 @@ import (
 	"poolbot/config"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
@@ -72,13 +73,20 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 		log.Warn("calendar gate disabled by configuration (calendar.source: none)")
 	}
 
-	sc, err := scap.New(cfg.Scap, scap.Options{Clock: clock, Logger: log})
+	relay := logmsgbot.New(cfg.LogMsgBot)
+	if relay.NickOnly() && (cfg.Scap.Channel.ChannelEnabled() || cfg.Watch.Drift.Enabled) {
+		// Anyone can take a nick: a forged "Finished scap" line would open
+		// the scap gate early, a forged conftool line would blame someone.
+		log.Warn("logmsgbot.accounts is empty: relayed lines are trusted by the relay's nick alone; set the relay's services account",
+			"nicks", cfg.LogMsgBot.Nicks)
+	}
+	sc, err := scap.New(cfg.Scap, scap.Options{Clock: clock, Logger: log, Relay: relay})
 	if err != nil {
 		return nil, err
 	}
 	deps.Scap, deps.Blocker = sc.Monitor, sc.Blocker
 
-	deps.Conftool, err = conftool.New(cfg.Conftool, conftool.Options{Clock: clock, Logger: log.With("component", "conftool")})
+	deps.Conftool, err = conftool.New(cfg.Conftool, conftool.Options{Clock: clock, Logger: log}) // conftool names its component
 	if err != nil {
 		return nil, err
 	}
@@ -145,13 +153,11 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 	// at once, without waiting for the next probe.
 	if sc.Tracker != nil {
 		parts.observer = bot.HandlerFunc(func(_ context.Context, m bot.Message, _ bot.Replier) {
-			// scap's lines are relayed on IRC only. A Slack user can pick any
-			// display name, "logmsgbot" included, and trust is by nick when
-			// no relay account is configured.
-			if m.Private() || m.Network == "slack" {
+			if m.Private() {
 				return
 			}
-			if ev, ok := sc.Tracker.Observe(scap.Sender{Nick: m.Nick, Account: m.Account}, m.Text); ok && ev.Ends() {
+			from := logmsgbot.Sender{Network: m.Network, Nick: m.Nick, Account: m.Account}
+			if ev, ok := sc.Tracker.Observe(from, m.Text); ok && ev.Ends() {
 				engine.NotifyAll()
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"poolbot/config"
+	"poolbot/integrations/logmsgbot"
 	"poolbot/procedure"
 	"poolbot/store"
 	"poolbot/watch"
@@ -37,8 +38,9 @@ func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log 
 		ann = announce
 	}
 	return watch.New(cfg.Watch, watch.Deps{Store: st, Conftool: proc.conftool, OwnWrites: own, Announce: ann,
+		Relay:  logmsgbot.New(cfg.LogMsgBot),
 		Notify: proc.engine.Notify, SALWritten: salWritten, Metrics: reg, Clock: clock,
-		Log: log.With("component", "watch")},
+		Log: log},
 		watch.Options{CommandPrefix: cfg.Chat.CommandPrefix, DryRun: cfg.Procedure.DryRun}, services)
 }
 

@@ -35,7 +35,11 @@ type Cached struct {
 	sched     Schedule
 	fetchedAt time.Time // zero until the first success
 	lastErr   error
-	changed   chan struct{}
+	// unreadable is the last fetch's error when it wraps ErrUnreadableCard:
+	// the source was read and says something the gate cannot place, so
+	// the last good schedule no longer stands in for it.
+	unreadable error
+	changed    chan struct{}
 }
 
 // afterWindowStart is how long after a window's start Run re-reads the
@@ -66,11 +70,16 @@ func NewCached(src Source, refreshInterval, maxAge time.Duration, opt Options) (
 // Schedule returns the last good schedule and when it was fetched. A non-nil
 // error means the calendar gate cannot be read and must count as closed:
 // ErrNotFetched before the first success, ErrStale when the last success is
-// older than max_age (both wrap the last fetch error, if any). With ErrStale
-// the stale schedule is still returned, for display only.
+// older than max_age (both wrap the last fetch error, if any), and the last
+// fetch's error itself when it wraps ErrUnreadableCard (the calendar was
+// read, and one of its entries cannot be placed in time). With ErrStale the
+// stale schedule is still returned, for display only.
 func (c *Cached) Schedule() (Schedule, time.Time, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.unreadable != nil {
+		return Schedule{}, time.Time{}, c.unreadable
+	}
 	if c.fetchedAt.IsZero() {
 		if c.lastErr != nil {
 			return Schedule{}, time.Time{}, fmt.Errorf("%w: %w", ErrNotFetched, c.lastErr)
@@ -121,6 +130,10 @@ func (c *Cached) Refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastErr = err
+	c.unreadable = nil
+	if errors.Is(err, ErrUnreadableCard) {
+		c.unreadable = err
+	}
 	if err == nil {
 		c.sched = sched
 		c.fetchedAt = sched.FetchedAt

@@ -26,6 +26,9 @@ const (
 	DefaultMaxAge          = time.Hour
 	DefaultLeadMargin      = 10 * time.Minute
 	DefaultTailMargin      = 15 * time.Minute
+	// DefaultUnreadableWindowLength is how long a calendar entry whose end
+	// cannot be read is taken to last.
+	DefaultUnreadableWindowLength = time.Hour
 )
 
 // Config selects and configures the calendar source (YAML key "calendar").
@@ -44,6 +47,12 @@ type Config struct {
 	LeadMargin time.Duration `yaml:"lead_margin"`
 	// TailMargin must be clear after an operation's estimated end.
 	TailMargin time.Duration `yaml:"tail_margin"`
+	// UnreadableWindowLength is how long a calendar entry whose end cannot
+	// be read (a Deployments card without data-utcend, an iCalendar event
+	// without DTEND or DURATION) is taken to last from its start. Such an
+	// entry is shown as unreadable and keeps the gate closed that long. An
+	// entry without a readable start makes the whole calendar unreadable.
+	UnreadableWindowLength time.Duration `yaml:"unreadable_window_length"`
 }
 
 // WikitechConfig points at a MediaWiki wiki's rendered deployment calendar.
@@ -59,6 +68,9 @@ type WikitechConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxBodyBytes bounds each API response.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// UnreadableWindowLength is set by NewSource from the calendar section
+	// (calendar.unreadable_window_length).
+	UnreadableWindowLength time.Duration `yaml:"-"`
 }
 
 // ICalConfig points at an iCalendar feed: exactly one of URL and File.
@@ -80,6 +92,9 @@ type ICalConfig struct {
 	UserAgent    string        `yaml:"user_agent"`
 	Timeout      time.Duration `yaml:"timeout"`
 	MaxBodyBytes int64         `yaml:"max_body_bytes"`
+	// UnreadableWindowLength is set by NewSource from the calendar section
+	// (calendar.unreadable_window_length).
+	UnreadableWindowLength time.Duration `yaml:"-"`
 }
 
 // WithDefaults returns c with zero-valued fields set to their defaults.
@@ -101,6 +116,11 @@ func (c Config) WithDefaults() Config {
 	if c.TailMargin == 0 {
 		c.TailMargin = DefaultTailMargin
 	}
+	if c.UnreadableWindowLength == 0 {
+		c.UnreadableWindowLength = DefaultUnreadableWindowLength
+	}
+	c.Wikitech.UnreadableWindowLength = c.UnreadableWindowLength
+	c.ICal.UnreadableWindowLength = c.UnreadableWindowLength
 	return c
 }
 
@@ -116,6 +136,9 @@ func (c WikitechConfig) withDefaults() WikitechConfig {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.UnreadableWindowLength == 0 {
+		c.UnreadableWindowLength = DefaultUnreadableWindowLength
 	}
 	return c
 }
@@ -138,6 +161,9 @@ func (c ICalConfig) withDefaults() ICalConfig {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.UnreadableWindowLength == 0 {
+		c.UnreadableWindowLength = DefaultUnreadableWindowLength
 	}
 	return c
 }
@@ -167,6 +193,8 @@ func (c Config) Validate() error {
 	if c.TailMargin < 0 {
 		errs = append(errs, fmt.Errorf("calendar.tail_margin: %s is negative", c.TailMargin))
 	}
+	// calendar.unreadable_window_length is checked with the source's
+	// section, which WithDefaults gives it to.
 	return errors.Join(errs...)
 }
 
@@ -186,6 +214,9 @@ func (c WikitechConfig) validate(prefix string) error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("%s.max_body_bytes: %d is too small", prefix, c.MaxBodyBytes))
+	}
+	if err := checkUnreadableWindowLength(c.UnreadableWindowLength); err != nil {
+		errs = append(errs, fmt.Errorf("calendar.unreadable_window_length: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -223,7 +254,20 @@ func (c ICalConfig) validate(prefix string) error {
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("%s.max_body_bytes: %d is too small", prefix, c.MaxBodyBytes))
 	}
+	if err := checkUnreadableWindowLength(c.UnreadableWindowLength); err != nil {
+		errs = append(errs, fmt.Errorf("calendar.unreadable_window_length: %w", err))
+	}
 	return errors.Join(errs...)
+}
+
+// checkUnreadableWindowLength: an entry without a readable end must block
+// for some time (a window shorter than a minute is not a window), and not
+// for more than a day, which would look like a calendar that never opens.
+func checkUnreadableWindowLength(d time.Duration) error {
+	if d < time.Minute || d > 24*time.Hour {
+		return fmt.Errorf("%s is not between 1m and 24h", d)
+	}
+	return nil
 }
 
 func checkHTTPURL(s string) error {

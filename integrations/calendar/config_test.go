@@ -27,6 +27,7 @@ refresh_interval: 10m
 max_age: 45m
 lead_margin: 5m
 tail_margin: 20m
+unreadable_window_length: 2h
 `
 	var c Config
 	if err := yaml.UnmarshalWithOptions([]byte(doc), &c, yaml.Strict()); err != nil {
@@ -35,8 +36,13 @@ tail_margin: 20m
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Wikitech.Timeout != 20*time.Second || c.ICal.Horizon != 7*24*time.Hour || c.MaxAge != 45*time.Minute || c.TailMargin != 20*time.Minute {
+	if c.Wikitech.Timeout != 20*time.Second || c.ICal.Horizon != 7*24*time.Hour || c.MaxAge != 45*time.Minute || c.TailMargin != 20*time.Minute ||
+		c.UnreadableWindowLength != 2*time.Hour {
 		t.Errorf("decoded %+v", c)
+	}
+	// The sources get the length from the calendar section.
+	if w := c.WithDefaults(); w.Wikitech.UnreadableWindowLength != 2*time.Hour || w.ICal.UnreadableWindowLength != 2*time.Hour {
+		t.Errorf("unreadable_window_length not passed on: %+v", w)
 	}
 	if err := yaml.UnmarshalWithOptions([]byte("wikitech:\n  usr_agent: x\n"), &Config{}, yaml.Strict()); err == nil {
 		t.Error("unknown key accepted")
@@ -44,7 +50,7 @@ tail_margin: 20m
 
 	d := Config{Wikitech: WikitechConfig{UserAgent: "ua"}}.WithDefaults()
 	if d.Source != SourceWikitech || d.Wikitech.APIURL != DefaultAPIURL || d.Wikitech.Page != "Deployments" ||
-		d.RefreshInterval != 15*time.Minute || d.MaxAge != time.Hour || d.ICal.Horizon != 14*24*time.Hour || d.ICal.Lookback != 24*time.Hour {
+		d.RefreshInterval != 15*time.Minute || d.MaxAge != time.Hour || d.Wikitech.UnreadableWindowLength != time.Hour || d.ICal.Horizon != 14*24*time.Hour || d.ICal.Lookback != 24*time.Hour {
 		t.Errorf("defaults %+v", d)
 	}
 }
@@ -66,6 +72,13 @@ func TestConfigValidate(t *testing.T) {
 		{"stale before refresh", func(c *Config) { c.RefreshInterval = time.Hour }, []string{"calendar.max_age: 1h0m0s must exceed calendar.refresh_interval (1h0m0s)"}},
 		{"refresh too often", func(c *Config) { c.RefreshInterval = time.Second }, []string{"calendar.refresh_interval: 1s is below 1m"}},
 		{"negative margins", func(c *Config) { c.LeadMargin, c.TailMargin = -1, -1 }, []string{"calendar.lead_margin", "calendar.tail_margin"}},
+		{"unreadable length too short", func(c *Config) { c.UnreadableWindowLength = time.Second }, []string{"calendar.unreadable_window_length: 1s is not between 1m and 24h"}},
+		{"unreadable length negative", func(c *Config) { c.UnreadableWindowLength = -time.Hour }, []string{"calendar.unreadable_window_length: -1h0m0s is not between 1m and 24h"}},
+		{"unreadable length too long", func(c *Config) {
+			c.Source = SourceICal
+			c.ICal.File = "/y.ics"
+			c.UnreadableWindowLength = 48 * time.Hour
+		}, []string{"calendar.unreadable_window_length: 48h0m0s is not between 1m and 24h"}},
 		{"ical without location", func(c *Config) { c.Source = SourceICal }, []string{"calendar.ical: set url or file"}},
 		{"ical with both", func(c *Config) { c.Source = SourceICal; c.ICal.URL = "https://x/y.ics"; c.ICal.File = "/y.ics" }, []string{"set only one of url and file"}},
 		{"ical bad zone", func(c *Config) { c.Source = SourceICal; c.ICal.File = "/y.ics"; c.ICal.Timezone = "PST" }, []string{`calendar.ical.timezone: unknown time zone "PST"`}},

@@ -42,9 +42,14 @@
 // package never turns "could not understand" into "no windows": a page without
 // any deploycal-item, a page whose items all have unreadable times, an
 // unknown time zone, a MediaWiki API error, an oversized or malformed reply,
-// and a schedule older than the configured max age are all errors. Individual
-// items with unreadable times are skipped and listed in Schedule.Warnings so
-// the notice can say so. A schedule also knows how far it reaches
+// and a schedule older than the configured max age are all errors. A card
+// (or iCalendar event) that cannot be read completely is never skipped: one
+// without a readable end still blocks from its start for
+// calendar.unreadable_window_length (default 1h) and carries
+// Window.Unreadable, so notices name it ("unreadable calendar card at 10:00
+// UTC (no end time): treated as 10:00–11:00 UTC"); one without a readable
+// start makes the calendar unreadable (ErrUnreadableCard), and Cached then
+// closes the gate at once rather than serving the last good schedule. A schedule also knows how far it reaches
 // (Schedule.Until): time past the end of the published calendar is treated as
 // busy by FirstGap and reported by Blocking, because a week the page does not
 // list yet is unknown, not free.

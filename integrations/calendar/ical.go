@@ -67,7 +67,8 @@ func (c *ICal) Fetch(ctx context.Context) (Schedule, error) {
 	}
 	now := c.opt.Clock.Now()
 	from, to := now.Add(-c.cfg.Lookback), now.Add(c.cfg.Horizon)
-	windows, err := ExpandICS(body, from, to, ICSOptions{Zone: c.zone, DeployersProperty: c.cfg.DeployersProperty})
+	windows, err := ExpandICS(body, from, to, ICSOptions{Zone: c.zone, DeployersProperty: c.cfg.DeployersProperty,
+		UnreadableLength: c.cfg.UnreadableWindowLength})
 	if err != nil {
 		return Schedule{}, fmt.Errorf("calendar: ical: %s: %w", where, err)
 	}
@@ -135,6 +136,9 @@ type ICSOptions struct {
 	// are the deployers' nicks. Events without it (or when empty) take the
 	// CN parameter of each ATTENDEE.
 	DeployersProperty string
+	// UnreadableLength is how long an event whose end cannot be read lasts
+	// (0: DefaultUnreadableWindowLength); see ExpandICS.
+	UnreadableLength time.Duration
 }
 
 // ExpandICS parses an iCalendar document and returns the instances of its
@@ -151,8 +155,14 @@ type ICSOptions struct {
 //     including Windows zone names, is an error: the wall clock of such an
 //     event cannot be placed in UTC. VTIMEZONE definitions are not read.
 //   - DATE values (all-day events) are days in the calendar's X-WR-TIMEZONE,
-//     or opt.Zone; DTEND defaults to DTSTART + 1 day for them, to DTSTART for
-//     timed events.
+//     or opt.Zone; DTEND defaults to DTSTART + 1 day for them.
+//   - A timed event without DTEND or DURATION (RFC 5545 makes it end when it
+//     starts), or whose DTEND or DURATION cannot be read or ends before
+//     DTSTART, lasts opt.UnreadableLength and its windows carry
+//     Window.Unreadable: a deployment calendar entry without an end is not
+//     an instant, and the gate stays closed around what can be read, as for
+//     a Deployments card. An event without a readable DTSTART is an error
+//     wrapping ErrUnreadableCard.
 //
 // Window fields: Name = SUMMARY, ID = "<UID>/<start as 20060102T150405Z>"
 // (the RECURRENCE-ID's time for an override, so a moved instance keeps its
@@ -172,7 +182,11 @@ func ExpandICS(data []byte, from, to time.Time, opt ICSOptions) ([]Window, error
 			return nil, fmt.Errorf("X-WR-TIMEZONE: %w", err)
 		}
 	}
-	x := expander{zone: zone, from: from, to: to, deployersProp: strings.ToUpper(opt.DeployersProperty)}
+	x := expander{zone: zone, from: from, to: to, deployersProp: strings.ToUpper(opt.DeployersProperty),
+		unreadableLength: opt.UnreadableLength}
+	if x.unreadableLength <= 0 {
+		x.unreadableLength = DefaultUnreadableWindowLength
+	}
 
 	type override struct {
 		ev    ical.Event
@@ -314,9 +328,10 @@ func precheckICS(data []byte) error {
 }
 
 type expander struct {
-	zone          *time.Location
-	from, to      time.Time
-	deployersProp string
+	zone             *time.Location
+	from, to         time.Time
+	deployersProp    string
+	unreadableLength time.Duration
 }
 
 // instantKey is an instance's start; a DATE value matches any instance
@@ -383,6 +398,9 @@ type eventTiming struct {
 	nominalDays  int
 	nominalExtra time.Duration
 	nominal      bool
+	// unreadable says why the end could not be read (Window.Unreadable);
+	// exact is then the configured length.
+	unreadable string
 }
 
 func (t eventTiming) end(start time.Time) time.Time {
@@ -396,19 +414,23 @@ func (x *expander) timing(ev ical.Event) (eventTiming, error) {
 	var tm eventTiming
 	sp := ev.Props.Get(ical.PropDateTimeStart)
 	if sp == nil {
-		return tm, errors.New("no DTSTART")
+		return tm, fmt.Errorf("%w: no DTSTART", ErrUnreadableCard)
 	}
 	var err error
 	if tm.start, tm.isDate, err = x.propTime(sp, sp.Value); err != nil {
-		return tm, fmt.Errorf("DTSTART: %w", err)
+		return tm, fmt.Errorf("%w: DTSTART: %w", ErrUnreadableCard, err)
+	}
+	unreadable := func(why string) (eventTiming, error) {
+		tm.nominal, tm.exact, tm.unreadable = false, x.unreadableLength, why
+		return tm, nil
 	}
 	if ep := ev.Props.Get(ical.PropDateTimeEnd); ep != nil {
 		end, _, err := x.propTime(ep, ep.Value)
 		if err != nil {
-			return tm, fmt.Errorf("DTEND: %w", err)
+			return unreadable(fmt.Sprintf("unreadable end time %q", attrSnippet([]byte(ep.Value))))
 		}
 		if end.Before(tm.start) {
-			return tm, fmt.Errorf("DTEND %s is before DTSTART %s", end.Format(time.RFC3339), tm.start.Format(time.RFC3339))
+			return unreadable("end " + end.UTC().Format("2006-01-02 15:04") + " UTC before start")
 		}
 		if tm.isDate {
 			// Whole days on the calendar, not 24-hour periods.
@@ -424,10 +446,10 @@ func (x *expander) timing(ev ical.Event) (eventTiming, error) {
 	if dp := ev.Props.Get(ical.PropDuration); dp != nil {
 		d, err := dp.Duration()
 		if err != nil {
-			return tm, fmt.Errorf("DURATION: %w", err)
+			return unreadable(fmt.Sprintf("unreadable duration %q", attrSnippet([]byte(dp.Value))))
 		}
 		if d < 0 {
-			return tm, fmt.Errorf("DURATION %s is negative", dp.Value)
+			return unreadable(fmt.Sprintf("negative duration %q", attrSnippet([]byte(dp.Value))))
 		}
 		tm.nominal = true
 		tm.nominalDays, tm.nominalExtra = int(d/(24*time.Hour)), d%(24*time.Hour)
@@ -435,8 +457,9 @@ func (x *expander) timing(ev ical.Event) (eventTiming, error) {
 	}
 	if tm.isDate {
 		tm.nominal, tm.nominalDays = true, 1
+		return tm, nil
 	}
-	return tm, nil
+	return unreadable("no end time")
 }
 
 func (x *expander) expandMaster(ev ical.Event, uid string, replaced *instantSet) ([]Window, error) {
@@ -531,6 +554,7 @@ func (x *expander) expandMaster(ev ical.Event, uid string, replaced *instantSet)
 		w := base
 		w.ID = uid + "/" + start.UTC().Format("20060102T150405Z")
 		w.Start, w.End = start.UTC(), end.UTC()
+		w.Unreadable = tm.unreadable
 		out = append(out, w)
 	}
 	return out, nil
@@ -548,6 +572,7 @@ func (x *expander) override(ev ical.Event, uid string, recur instantKey, master 
 	w := x.window(ev, master)
 	w.ID = uid + "/" + recur.t.UTC().Format("20060102T150405Z")
 	w.Start, w.End = start.UTC(), end.UTC()
+	w.Unreadable = tm.unreadable
 	return w, true, nil
 }
 

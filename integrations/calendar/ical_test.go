@@ -167,22 +167,69 @@ func TestICSDateExdateOnTimedEvent(t *testing.T) {
 	}
 }
 
+// TestICSUnreadableEnd: an event whose end cannot be read (no DTEND or
+// DURATION on a timed event, which RFC 5545 makes an instant, an unreadable
+// or negative one, an end before the start) blocks from its start for the
+// configured length and is named unreadable, like a Deployments card
+// without an end; before, it was an instant (or the whole feed an error).
+func TestICSUnreadableEnd(t *testing.T) {
+	data := icsHead +
+		vevent("UID:noend", "DTSTART:20261102T100000Z", "SUMMARY:Switchover") +
+		vevent("UID:series", "DTSTART:20261102T120000Z", "RRULE:FREQ=DAILY;COUNT=2", "SUMMARY:Daily") +
+		vevent("UID:eb", "DTSTART:20261102T140000Z", "DTEND:20261102T130000Z") +
+		vevent("UID:nd", "DTSTART:20261102T150000Z", "DURATION:-PT1H") +
+		vevent("UID:bad", "DTSTART:20261102T160000Z", "DTEND:tomorrow") +
+		vevent("UID:allday", "DTSTART;VALUE=DATE:20261105") +
+		icsTail
+	ws, err := ExpandICS([]byte(data), utc("2026-11-01T00:00:00Z"), utc("2026-11-15T00:00:00Z"), ICSOptions{UnreadableLength: 45 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSchedule(time.Time{}, time.Time{}, ws)
+	want := map[string]string{
+		"noend/20261102T100000Z":  "no end time",
+		"series/20261102T120000Z": "no end time",
+		"series/20261103T120000Z": "no end time",
+		"eb/20261102T140000Z":     "end 2026-11-02 13:00 UTC before start",
+		"nd/20261102T150000Z":     `negative duration "-PT1H"`,
+		"bad/20261102T160000Z":    `unreadable end time "tomorrow"`,
+		"allday/20261105T000000Z": "",
+	}
+	if len(s.Windows) != len(want) {
+		t.Fatalf("windows %v", ids(s.Windows))
+	}
+	for _, w := range s.Windows {
+		why, ok := want[w.ID]
+		if !ok || w.Unreadable != why {
+			t.Errorf("%s: unreadable %q, want %q", w.ID, w.Unreadable, why)
+		}
+		length := 45 * time.Minute
+		if why == "" {
+			length = 24 * time.Hour // an all-day event is a day (RFC 5545)
+		}
+		if got := w.End.Sub(w.Start); got != length {
+			t.Errorf("%s: lasts %s, want %s", w.ID, got, length)
+		}
+	}
+	if a := s.Active(utc("2026-11-02T10:30:00Z")); len(a) != 1 || a[0].ID != "noend/20261102T100000Z" {
+		t.Errorf("active at 10:30: %v", ids(a))
+	}
+}
+
 func TestICSErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, ics, want string
 	}{
 		{"unknown TZID", vevent("UID:outlook", "DTSTART;TZID=W. Europe Standard Time:20260302T090000", "DTEND;TZID=W. Europe Standard Time:20260302T100000"),
-			`event "outlook": DTSTART: TZID: unknown time zone "W. Europe Standard Time"`},
+			`event "outlook": unreadable calendar card: DTSTART: TZID: unknown time zone "W. Europe Standard Time"`},
 		{"unknown TZID in EXDATE", vevent("UID:e", "DTSTART:20260302T090000Z", "RRULE:FREQ=DAILY;COUNT=2", "EXDATE;TZID=Mars/Olympus:20260303T090000"),
 			`EXDATE: TZID: unknown time zone "Mars/Olympus"`},
 		{"Local is not a zone", vevent("UID:l", "DTSTART;TZID=Local:20260302T090000"), `unknown time zone "Local"`},
 		{"hourly", vevent("UID:h", "DTSTART:20260302T090000Z", "RRULE:FREQ=HOURLY;INTERVAL=24;BYHOUR=5"), "frequency HOURLY is not supported"},
 		{"bad rrule", vevent("UID:r", "DTSTART:20260302T090000Z", "RRULE:FREQ=WEEKLY;BYDAY=XX"), `RRULE "FREQ=WEEKLY;BYDAY=XX"`},
 		{"this and future", vevent("UID:t", "RECURRENCE-ID;RANGE=THISANDFUTURE:20260302T090000Z", "DTSTART:20260302T100000Z"), "THISANDFUTURE is not supported"},
-		{"no dtstart", vevent("UID:n", "SUMMARY:x"), `event "n": no DTSTART`},
+		{"no dtstart", vevent("UID:n", "SUMMARY:x"), `event "n": unreadable calendar card: no DTSTART`},
 		{"bad dtstart", vevent("UID:b", "DTSTART:2026-03-02T09:00:00Z"), `bad DATE-TIME "2026-03-02T09:00:00Z"`},
-		{"end before start", vevent("UID:eb", "DTSTART:20260302T090000Z", "DTEND:20260302T080000Z"), "DTEND 2026-03-02T08:00:00Z is before DTSTART"},
-		{"negative duration", vevent("UID:nd", "DTSTART:20260302T090000Z", "DURATION:-PT1H"), "is negative"},
 		{"period rdate", vevent("UID:p", "DTSTART:20260302T090000Z", "RDATE;VALUE=PERIOD:20260303T090000Z/PT1H"), "VALUE=PERIOD is not supported"},
 		{"too many instances", vevent("UID:m", "DTSTART:20000101T000000Z", "RRULE:FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23"),
 			"more than 100000 instances"},

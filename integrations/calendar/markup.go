@@ -1,13 +1,17 @@
 package calendar
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"poolbot/internal/ircname"
 )
 
 // Classes of the deployment calendar's semantic markup (see the package doc).
@@ -31,12 +35,16 @@ const (
 // windows, so this is an error rather than an empty schedule.
 var ErrNoWindows = errors.New("no deployment windows (no .deploycal-item elements) on the page: markup changed or wrong page")
 
+// ErrUnreadableCard is wrapped by the error for a page with a card whose
+// start time cannot be read: such a card cannot be placed anywhere, so the
+// whole calendar counts as unreadable (and Cached closes the gate at once,
+// without falling back to the last good schedule).
+var ErrUnreadableCard = errors.New("unreadable calendar card")
+
 // Page is the result of parsing the rendered Deployments page.
 type Page struct {
 	// Windows in document order, with IDs made unique.
 	Windows []Window
-	// Skipped describes each item that was left out, and why.
-	Skipped []string
 }
 
 // ParseDeploymentsHTML extracts the deployment windows from the rendered HTML
@@ -45,205 +53,229 @@ type Page struct {
 //
 // Items without an id get "deploycal-item-<UTC start as 20060102T1504>", the
 // form the real ids use, and a URL without fragment. Repeated ids are made
-// unique with "-2", "-3"... (the URL keeps the page's anchor). An item whose
-// start or end is missing, unparseable, or whose end is before its start is
-// skipped and listed in Page.Skipped. The result is an error when the page
-// has no item at all (ErrNoWindows) or when every item was skipped.
-func ParseDeploymentsHTML(page, pageURL string) (Page, error) {
-	doc, err := html.Parse(strings.NewReader(page))
-	if err != nil {
-		return Page{}, fmt.Errorf("parse html: %w", err)
+// unique with "-2", "-3"... (the URL keeps the page's anchor).
+//
+// A card that cannot be read completely still blocks what it can: a card
+// whose end is missing, unparseable, or before its start becomes a window of
+// unreadableLength from its start (0: DefaultUnreadableWindowLength), with
+// Window.Unreadable saying why. A card whose start is missing or unparseable
+// makes the page an error wrapping ErrUnreadableCard. A page without any card
+// is an error too (ErrNoWindows).
+//
+// The page is read in one pass over the HTML tokens (see markupScanner),
+// without building a tree.
+func ParseDeploymentsHTML(page, pageURL string, unreadableLength time.Duration) (Page, error) {
+	if unreadableLength <= 0 {
+		unreadableLength = DefaultUnreadableWindowLength
 	}
-	items := selectAll(doc, classItem)
-	if len(items) == 0 {
+	s := markupScanner{z: html.NewTokenizer(strings.NewReader(page))}
+	s.b.pageURL, s.b.unreadableLength = pageURL, unreadableLength
+	// Every card has one data-utcstart: a good guess of the number of
+	// windows, bounded so that a page of nothing else cannot claim much.
+	s.b.windows = make([]Window, 0, min(strings.Count(page, attrUTCStart), len(page)/128))
+	s.run()
+	return s.b.page()
+}
+
+// pageBuilder collects the cards in document order. A card is opened when
+// its element starts and closed when it ends, so a card nested in another
+// one (broken markup) closes first; its slot keeps the document order.
+type pageBuilder struct {
+	pageURL          string
+	unreadableLength time.Duration
+	windows          []Window // one slot per card
+	startless        []startlessCard
+}
+
+// startlessCard is a card without a readable start.
+type startlessCard struct {
+	ordinal int // 1-based position of the card on the page
+	label   string
+	reason  string
+}
+
+// openCard reserves the next card's slot and returns its index.
+func (b *pageBuilder) openCard() int {
+	b.windows = append(b.windows, Window{})
+	return len(b.windows) - 1
+}
+
+// closeCard reads the card in slot i from its id and time attributes (has*
+// says whether each is present) and returns its window, with ID, URL,
+// Start, End and Unreadable set. ok is false when the card has no readable
+// start: it is recorded, and the page will be an error.
+func (b *pageBuilder) closeCard(i int, id, startAttr []byte, hasStart bool, endAttr []byte, hasEnd bool) (w Window, ok bool) {
+	var err error
+	switch {
+	case !hasStart:
+		err = errors.New("no start time")
+	default:
+		if w.Start, err = parseUTCAttr(string(startAttr)); err != nil {
+			err = fmt.Errorf("unreadable start time %q", attrSnippet(startAttr))
+		}
+	}
+	if err != nil {
+		label := cleanBytes(id)
+		if label == "" {
+			label = fmt.Sprintf("#%d", i+1)
+		}
+		b.startless = append(b.startless, startlessCard{ordinal: i + 1, label: label, reason: err.Error()})
+		return Window{}, false
+	}
+
+	switch {
+	case !hasEnd:
+		w.Unreadable = "no end time"
+	default:
+		if w.End, err = parseUTCAttr(string(endAttr)); err != nil {
+			w.Unreadable = fmt.Sprintf("unreadable end time %q", attrSnippet(endAttr))
+		} else if w.End.Before(w.Start) {
+			w.Unreadable = "end " + w.End.Format("2006-01-02 15:04") + " UTC before start"
+		}
+	}
+	if w.Unreadable != "" {
+		w.End = w.Start.Add(b.unreadableLength)
+	}
+
+	w.ID = cleanBytes(id)
+	switch {
+	case w.ID == "":
+		w.ID = "deploycal-item-" + w.Start.Format("20060102T1504")
+		w.URL = b.pageURL
+	case b.pageURL != "":
+		w.URL = b.pageURL + "#" + w.ID
+	}
+	return w, true
+}
+
+// attrSnippet is an attribute value for a message: cleaned, and cut after
+// 40 characters.
+func attrSnippet(v []byte) string {
+	s := cleanBytes(v)
+	if r := []rune(s); len(r) > 40 {
+		s = string(r[:40]) + "…"
+	}
+	return s
+}
+
+// setWindow fills slot i.
+func (b *pageBuilder) setWindow(i int, w Window) {
+	b.windows[i] = w
+}
+
+// page returns the windows in document order, with repeated IDs made
+// unique.
+func (b *pageBuilder) page() (Page, error) {
+	if len(b.windows) == 0 {
 		return Page{}, ErrNoWindows
 	}
-	var p Page
-	seen := make(map[string]int, len(items))
-	for i, item := range items {
-		w, err := parseItem(item, pageURL)
-		if err != nil {
-			label := attr(item, "id")
-			if label == "" {
-				label = fmt.Sprintf("#%d", i+1)
-			}
-			p.Skipped = append(p.Skipped, fmt.Sprintf("deployment window %s skipped: %v", label, err))
-			continue
+	if len(b.startless) > 0 {
+		slices.SortFunc(b.startless, func(x, y startlessCard) int { return x.ordinal - y.ordinal })
+		first := b.startless[0]
+		more := ""
+		if n := len(b.startless) - 1; n > 0 {
+			more = fmt.Sprintf(" (and %d more like it)", n)
 		}
+		return Page{}, fmt.Errorf("%w %s (%s)%s: the calendar cannot be read", ErrUnreadableCard, first.label, first.reason, more)
+	}
+	seen := make(map[string]int, len(b.windows))
+	for i := range b.windows {
+		w := &b.windows[i]
 		seen[w.ID]++
 		if n := seen[w.ID]; n > 1 {
 			w.ID = fmt.Sprintf("%s-%d", w.ID, n)
 		}
-		p.Windows = append(p.Windows, w)
 	}
-	if len(p.Windows) == 0 {
-		return p, fmt.Errorf("none of the %d deployment windows on the page could be read (first: %s)", len(items), p.Skipped[0])
-	}
-	return p, nil
+	return Page{Windows: b.windows}, nil
 }
 
-func parseItem(item *html.Node, pageURL string) (Window, error) {
-	var w Window
-	startAttr, ok := lookupAttr(item, "data-utcstart")
-	if !ok {
-		return w, errors.New("no data-utcstart")
+// addDeployer adds the text of a .deploycal-item-deployer .ircnick element
+// to the deployers, if it is a nick and not there yet.
+func (w *Window) addDeployer(nick string) {
+	if validNick(nick) {
+		w.Deployers = appendUnique(w.Deployers, nick)
 	}
-	endAttr, ok := lookupAttr(item, "data-utcend")
-	if !ok {
-		return w, errors.New("no data-utcend")
-	}
-	var err error
-	if w.Start, err = parseUTCAttr(startAttr); err != nil {
-		return w, fmt.Errorf("data-utcstart: %w", err)
-	}
-	if w.End, err = parseUTCAttr(endAttr); err != nil {
-		return w, fmt.Errorf("data-utcend: %w", err)
-	}
-	if w.End.Before(w.Start) {
-		return w, fmt.Errorf("ends (%s) before it starts (%s)", w.End.Format(time.RFC3339), w.Start.Format(time.RFC3339))
-	}
+}
 
-	w.ID = cleanText(attr(item, "id"))
-	switch {
-	case w.ID == "":
-		w.ID = "deploycal-item-" + w.Start.Format("20060102T1504")
-		w.URL = pageURL
-	case pageURL != "":
-		w.URL = pageURL + "#" + w.ID
+// addOwner adds the text of a .deploycal-item-changes .ircnick element to
+// the patch owners, unless it is not a nick, already there, or the
+// template's placeholder.
+func (w *Window) addOwner(nick string) {
+	if validNick(nick) && !strings.EqualFold(nick, placeholderNick) {
+		w.Owners = appendUnique(w.Owners, nick)
 	}
-
-	var name strings.Builder
-	for _, n := range selectAll(item, classWindow) {
-		if name.Len() > 0 {
-			name.WriteByte(' ')
-		}
-		appendText(&name, n)
-	}
-	w.Name = windowName(name.String())
-
-	for _, n := range selectAll(item, classDeployer, classNick) {
-		if nick := nickText(n); validNick(nick) {
-			w.Deployers = appendUnique(w.Deployers, nick)
-		}
-	}
-	for _, n := range selectAll(item, classChanges, classNick) {
-		if nick := nickText(n); validNick(nick) && !strings.EqualFold(nick, placeholderNick) {
-			w.Owners = appendUnique(w.Owners, nick)
-		}
-	}
-	return w, nil
 }
 
 // windowName cleans a window title: the disclaimer and the "(Max N patches)"
-// note are removed and whitespace is collapsed.
-func windowName(s string) string {
-	s = cleanText(s)
-	s = strings.ReplaceAll(s, backportDisclaimer, " ")
-	s = removeMaxPatches(s)
-	return cleanText(s)
+// note are removed and whitespace is collapsed. scratch is a buffer the
+// caller may reuse from one call to the next.
+func windowName(scratch *[]byte, s []byte) string {
+	b := appendClean((*scratch)[:0], s)
+	if cut := removeMaxPatches(removeDisclaimer(b)); len(cut) != len(b) {
+		// Something was removed: collapse the spaces left behind.
+		b = appendClean(cut[:0], cut)
+	}
+	*scratch = b
+	return string(b)
 }
 
-// removeMaxPatches removes every "(Max N patches)" (or "patch"), the note
-// jouncebot strips with the regexp `\(Max \d+ patches\)`.
-func removeMaxPatches(s string) string {
-	const prefix = "(Max "
-	var b strings.Builder
+// removeDisclaimer replaces every backport disclaimer in s with a space, in
+// place.
+func removeDisclaimer(s []byte) []byte {
+	out := s[:0]
 	for {
-		i := strings.Index(s, prefix)
+		i := bytes.Index(s, []byte(backportDisclaimer))
+		if i < 0 {
+			return append(out, s...)
+		}
+		out = append(append(out, s[:i]...), ' ')
+		s = s[i+len(backportDisclaimer):]
+	}
+}
+
+// removeMaxPatches replaces every "(Max N patches)" (or "patch"), the note
+// jouncebot strips with the regexp `\(Max \d+ patches\)`, with a space, in
+// place. (Writing never overtakes reading: what is written is never longer
+// than what was read.)
+func removeMaxPatches(s []byte) []byte {
+	const prefix = "(Max "
+	out := s[:0]
+	for {
+		i := bytes.Index(s, []byte(prefix))
 		if i < 0 {
 			break
 		}
 		rest := s[i+len(prefix):]
-		digits := len(rest) - len(strings.TrimLeft(rest, "0123456789"))
+		digits := 0
+		for digits < len(rest) && '0' <= rest[digits] && rest[digits] <= '9' {
+			digits++
+		}
 		tail := rest[digits:]
 		var suffix string
 		switch {
-		case digits > 0 && strings.HasPrefix(tail, " patches)"):
+		case digits > 0 && bytes.HasPrefix(tail, []byte(" patches)")):
 			suffix = " patches)"
-		case digits > 0 && strings.HasPrefix(tail, " patch)"):
+		case digits > 0 && bytes.HasPrefix(tail, []byte(" patch)")):
 			suffix = " patch)"
 		}
 		if suffix == "" {
-			b.WriteString(s[:i+len(prefix)])
+			out = append(out, s[:i+len(prefix)]...)
 			s = rest
 			continue
 		}
-		b.WriteString(s[:i])
-		b.WriteByte(' ')
+		out = append(append(out, s[:i]...), ' ')
 		s = tail[len(suffix):]
 	}
-	b.WriteString(s)
-	return b.String()
+	return append(out, s...)
 }
 
-// validNick reports whether s can be an IRC nick (RFC 2812 letters, digits
-// and specials, at most 64 bytes). Anything else in an .ircnick element is
-// not a nick the bot could address, and is dropped.
-func validNick(s string) bool {
-	if s == "" || len(s) > 64 || (s[0] >= '0' && s[0] <= '9') || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("[]\\`_^{|}-", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validNick is poolbot's one nick rule (ircname.ValidNick). Anything else
+// in an .ircnick element is not a nick the bot could address, and is
+// dropped.
+func validNick(s string) bool { return ircname.ValidNick(s) }
 
-// nickText returns an .ircnick element's nick: its own text (jouncebot reads
-// lxml's .text, the text before the first child element), or, when the nick
-// is wrapped in a child element such as <b>, all of its text.
-func nickText(n *html.Node) string {
-	var b strings.Builder
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		if c.Type == html.TextNode {
-			b.WriteString(c.Data)
-		}
-	}
-	if s := cleanText(b.String()); s != "" {
-		return s
-	}
-	b.Reset()
-	appendText(&b, n)
-	return cleanText(b.String())
-}
-
-// appendText appends the text content of n (XPath string()), skipping
-// <style> and <script> (MediaWiki's TemplateStyles puts a <style> element
-// inside the first use of a template) and turning <br> and block boundaries
-// into spaces so words do not run together.
-func appendText(b *strings.Builder, n *html.Node) {
-	switch n.Type {
-	case html.TextNode:
-		b.WriteString(n.Data)
-		return
-	case html.ElementNode:
-		if hasClass(n, classItem) {
-			return // a nested item's text is its own
-		}
-		switch n.DataAtom {
-		case atom.Style, atom.Script, atom.Template:
-			return
-		case atom.Br:
-			b.WriteByte(' ')
-			return
-		}
-	case html.CommentNode:
-		return
-	}
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		appendText(b, c)
-	}
-	if n.Type == html.ElementNode && !inlineElement(n.DataAtom) {
-		b.WriteByte(' ')
-	}
-}
-
+// inlineElement: elements whose end is not a word boundary in a window's
+// or nick's text (appendText in the oracle: every other element's end is).
 func inlineElement(a atom.Atom) bool {
 	switch a {
 	case atom.A, atom.Abbr, atom.B, atom.Bdi, atom.Bdo, atom.Cite, atom.Code, atom.Data,
@@ -254,75 +286,7 @@ func inlineElement(a atom.Atom) bool {
 	return false
 }
 
-// selectAll returns the elements under root (root excluded) matching the
-// selector ".c0 .c1 ... .cn" (class names joined by descendant combinators),
-// in document order. Matching is greedy, which is exact for a chain of
-// descendant combinators. Each node is visited once, so nothing is returned
-// twice. When root is itself an item, the search does not enter an item
-// nested in it (broken markup): the nested item is found on its own and its
-// name and nicks belong to it alone.
-func selectAll(root *html.Node, classes ...string) []*html.Node {
-	var out []*html.Node
-	inItem := hasClass(root, classItem)
-	var walk func(n *html.Node, i int)
-	walk = func(n *html.Node, i int) {
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			if c.Type != html.ElementNode {
-				continue
-			}
-			if inItem && hasClass(c, classItem) {
-				// Inside an item, a nested item belongs to itself.
-				continue
-			}
-			next := i
-			if hasClass(c, classes[i]) {
-				if i == len(classes)-1 {
-					out = append(out, c)
-				} else {
-					next = i + 1
-				}
-			}
-			walk(c, next)
-		}
-	}
-	walk(root, 0)
-	return out
-}
-
-// hasClass reports whether n's class attribute contains the token class.
-// HTML splits class lists on ASCII whitespace.
-func hasClass(n *html.Node, class string) bool {
-	for _, a := range n.Attr {
-		if a.Namespace != "" || a.Key != "class" {
-			continue
-		}
-		v := a.Val
-		for len(v) > 0 {
-			v = strings.TrimLeft(v, " \t\n\f\r")
-			end := strings.IndexAny(v, " \t\n\f\r")
-			if end < 0 {
-				end = len(v)
-			}
-			if v[:end] == class {
-				return true
-			}
-			v = v[end:]
-		}
-		return false
-	}
-	return false
-}
-
-func lookupAttr(n *html.Node, key string) (string, bool) {
-	for _, a := range n.Attr {
-		if a.Namespace == "" && a.Key == key {
-			return a.Val, true
-		}
-	}
-	return "", false
-}
-
-func attr(n *html.Node, key string) string {
-	v, _ := lookupAttr(n, key)
-	return v
+// isHTMLSpace: the ASCII whitespace of HTML (space, tab, LF, FF, CR).
+func isHTMLSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
 }

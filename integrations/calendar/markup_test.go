@@ -2,6 +2,7 @@ package calendar
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -44,12 +45,14 @@ func findWindow(t *testing.T, ws []Window, id string) Window {
 // are pinned to San Francisco, so from the second week on their UTC times
 // are one hour later.
 func TestParseFixtureWeekAcrossDST(t *testing.T) {
-	page, err := ParseDeploymentsHTML(readFixture(t, "deployments-2026-10-26.html"), fixturePageURL)
+	page, err := ParseDeploymentsHTML(readFixture(t, "deployments-2026-10-26.html"), fixturePageURL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Skipped) != 0 {
-		t.Errorf("skipped: %v", page.Skipped)
+	for _, w := range page.Windows {
+		if w.Unreadable != "" {
+			t.Errorf("%s: unreadable: %s", w.ID, w.Unreadable)
+		}
 	}
 	if len(page.Windows) != 36 {
 		t.Fatalf("got %d windows, want 36: %v", len(page.Windows), ids(page.Windows))
@@ -143,54 +146,59 @@ func TestParseDeploymentsHTMLFailsClosed(t *testing.T) {
 		{"empty page", ``, "no deployment windows"},
 		{"other page", `<div class="mw-parser-output"><p>Hello</p><div class="deploycal-itemx"></div></div>`, "no deployment windows"},
 		{"old table markup only", `<table><tr class="deploycal-row"><td><span class="deploycal-time-utc"><time datetime="2026-11-02T08:00Z">08:00</time></span></td></tr></table>`, "no deployment windows"},
-		{"all times broken", `<div class="deploycal-item" id="a" data-utcstart="tomorrow" data-utcend="2026-11-02T09:00:00Z"></div><div class="deploycal-item" id="b"></div>`, "none of the 2 deployment windows"},
+		{"start unreadable", `<div class="deploycal-item" id="a" data-utcstart="tomorrow" data-utcend="2026-11-02T09:00:00Z"></div><div class="deploycal-item" id="b"></div>`,
+			`unreadable calendar card a (unreadable start time "tomorrow") (and 1 more like it): the calendar cannot be read`},
+		{"no start", item + `<div class="deploycal-item" data-utcend="2026-11-02T09:00:00Z"><div class="deploycal-item-window">W</div></div>`,
+			`unreadable calendar card #2 (no start time): the calendar cannot be read`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseDeploymentsHTML(tc.html, "")
+			_, err := ParseDeploymentsHTML(tc.html, "", 0)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 			if tc.want == "no deployment windows" && !errors.Is(err, ErrNoWindows) {
 				t.Errorf("err does not wrap ErrNoWindows")
 			}
+			if strings.Contains(tc.want, "unreadable calendar card") && !errors.Is(err, ErrUnreadableCard) {
+				t.Errorf("err does not wrap ErrUnreadableCard")
+			}
 		})
 	}
 }
 
+// itemsTestPage has good, broken, duplicate and nested cards.
+const itemsTestPage = `<div class="mw-parser-output">` +
+	item + // good
+	`<div class="deploycal-item" id="no-end" data-utcstart="2026-11-02T08:00:00Z"></div>` +
+	`<div class="deploycal-item" id="inverted" data-utcstart="2026-11-02T10:00:00Z" data-utcend="2026-11-02T09:00:00Z"></div>` +
+	`<div class="deploycal-item" data-utcstart="2026-11-02 12:00:00Z" data-utcend="2026-11-02 13:00:00Z"><span class="deploycal-item-window">no id</span></div>` +
+	`<div class="deploycal-item other" id="deploycal-item-20261102T0800" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T08:00:00Z">dup id, zero length</div>` +
+	`<table><tr class="x deploycal-item	y" id="outer" data-utcstart="2026-11-02T14:00:00Z" data-utcend="2026-11-02T15:00:00Z">` +
+	`<td class="deploycal-item-window">Outer <span class="deploycal-item" id="inner" data-utcstart="2026-11-02T14:30:00Z" data-utcend="2026-11-02T14:45:00Z"><span class="deploycal-item-window">Inner</span><span class="deploycal-item-deployer"><span class="ircnick">innernick</span></span></span></td></tr></table>` +
+	`</div>`
+
 func TestParseDeploymentsHTMLItems(t *testing.T) {
-	page, err := ParseDeploymentsHTML(`<div class="mw-parser-output">`+
-		item+ // good
-		`<div class="deploycal-item" id="bad-start" data-utcstart="2026-13-02T08:00:00Z" data-utcend="2026-11-02T09:00:00Z"></div>`+
-		`<div class="deploycal-item" id="no-end" data-utcstart="2026-11-02T08:00:00Z"></div>`+
-		`<div class="deploycal-item" id="inverted" data-utcstart="2026-11-02T10:00:00Z" data-utcend="2026-11-02T09:00:00Z"></div>`+
-		`<div class="deploycal-item" data-utcstart="2026-11-02 12:00:00Z" data-utcend="2026-11-02 13:00:00Z"><span class="deploycal-item-window">no id</span></div>`+
-		`<div class="deploycal-item other" id="deploycal-item-20261102T0800" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T08:00:00Z">dup id, zero length</div>`+
-		`<table><tr class="x deploycal-item	y" id="outer" data-utcstart="2026-11-02T14:00:00Z" data-utcend="2026-11-02T15:00:00Z">`+
-		`<td class="deploycal-item-window">Outer <span class="deploycal-item" id="inner" data-utcstart="2026-11-02T14:30:00Z" data-utcend="2026-11-02T14:45:00Z"><span class="deploycal-item-window">Inner</span><span class="deploycal-item-deployer"><span class="ircnick">innernick</span></span></span></td></tr></table>`+
-		`</div>`, fixturePageURL)
+	page, err := ParseDeploymentsHTML(itemsTestPage, fixturePageURL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := ids(page.Windows), []string{"deploycal-item-20261102T0800", "deploycal-item-20261102T1200", "deploycal-item-20261102T0800-2", "outer", "inner"}; !slices.Equal(got, want) {
+	if got, want := ids(page.Windows), []string{"deploycal-item-20261102T0800", "no-end", "inverted", "deploycal-item-20261102T1200", "deploycal-item-20261102T0800-2", "outer", "inner"}; !slices.Equal(got, want) {
 		t.Fatalf("ids = %v, want %v", got, want)
 	}
-	if len(page.Skipped) != 3 {
-		t.Fatalf("skipped = %q, want 3", page.Skipped)
-	}
-	for i, want := range []string{"bad-start skipped: data-utcstart", "no-end skipped: no data-utcend", "inverted skipped: ends"} {
-		if !strings.Contains(page.Skipped[i], want) {
-			t.Errorf("skipped[%d] = %q, want %q", i, page.Skipped[i], want)
+	for i, want := range []string{"", "no end time", "end 2026-11-02 09:00 UTC before start", "", "", "", ""} {
+		if got := page.Windows[i].Unreadable; got != want {
+			t.Errorf("%s: unreadable %q, want %q", page.Windows[i].ID, got, want)
 		}
 	}
-	noID := page.Windows[1]
+	noID := page.Windows[3]
 	if noID.URL != fixturePageURL || noID.Name != "no id" {
 		t.Errorf("item without id: %+v", noID)
 	}
-	dup := page.Windows[2]
+	dup := page.Windows[4]
 	if dup.URL != fixturePageURL+"#deploycal-item-20261102T0800" || !dup.Start.Equal(dup.End) {
 		t.Errorf("duplicate id item: %+v", dup)
 	}
-	outer, inner := page.Windows[3], page.Windows[4]
+	outer, inner := page.Windows[5], page.Windows[6]
 	if outer.Name != "Outer" || len(outer.Deployers) != 0 {
 		t.Errorf("outer item took its nested item's content: %+v", outer)
 	}
@@ -199,13 +207,59 @@ func TestParseDeploymentsHTMLItems(t *testing.T) {
 	}
 }
 
+// namesTestPage has a card with every kind of name and nick noise.
+const namesTestPage = `<div class="deploycal-item" id="x" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T09:00:00Z">` +
+	`<div class="deploycal-item-window"><style>.a{color:red}</style><a href="/wiki/Backport_windows">UTC&nbsp;morning<br>backport   window</a>` +
+	`<small><b>Your patch may or may not be deployed at the sole discretion of the deployer</b><b>(Max 6 patches)</b> (Max two patches) (Max 1 patch)</small><!-- comment --></div>` +
+	`<div class="deploycal-item-deployer"><span class="ircnick"> Amir1 <span class="ircnick-name">(Amir)</span></span>, <span class="ircnick"><b>Urbanecm</b></span>, <span class="ircnick">amir1</span>, <span class="ircnick">evil&#13;&#10;PRIVMSG #x :hi&#0;</span><span class="ircnick">Lucas_WMDE</span><span class="ircnick">1abc</span><span class="ircnick">[m]x` + "`" + `^{|}-</span></div>` +
+	`<div class="deploycal-item-changes"><span class="ircnick">IRC-Nickname</span><span class="ircnick">Someone</span><span class="ircnick"></span></div>` +
+	`</div>`
+
+// TestUnreadableCardBlocks: a card whose end cannot be read blocks from its
+// start for the configured length, names itself unreadable, and is found by
+// Active and Blocking; before, it was skipped and the gate saw nothing.
+func TestUnreadableCardBlocks(t *testing.T) {
+	const card = `<div class="deploycal-item" id="deploycal-item-20261102T1000" data-utcstart="2026-11-02T10:00:00Z"%s>` +
+		`<div class="deploycal-item-window">Emergency config change</div>` +
+		`<div class="deploycal-item-deployer"><span class="ircnick">Amir1</span></div></div>`
+	for _, tc := range []struct {
+		name, end string
+		length    time.Duration
+		want      string
+		wantEnd   string
+	}{
+		{"no end", ``, 0, "no end time", "2026-11-02T11:00:00Z"},
+		{"no end, 30m", ``, 30 * time.Minute, "no end time", "2026-11-02T10:30:00Z"},
+		{"end unreadable", ` data-utcend="11:00"`, 0, `unreadable end time "11:00"`, "2026-11-02T11:00:00Z"},
+		{"end before start", ` data-utcend="2026-11-02T09:00:00Z"`, 0, "end 2026-11-02 09:00 UTC before start", "2026-11-02T11:00:00Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			page, err := ParseDeploymentsHTML(item+fmt.Sprintf(card, tc.end), fixturePageURL, tc.length)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := NewSchedule(utc("2026-11-02T09:00:00Z"), utc("2026-11-09T00:00:00Z"), page.Windows)
+			at := utc("2026-11-02T10:20:00Z")
+			active := s.Active(at)
+			if len(active) != 1 || active[0].ID != "deploycal-item-20261102T1000" {
+				t.Fatalf("active at 10:20: %+v", active)
+			}
+			w := active[0]
+			if w.Unreadable != tc.want || !w.End.Equal(utc(tc.wantEnd)) || w.Name != "Emergency config change" || !slices.Equal(w.Deployers, []string{"Amir1"}) {
+				t.Errorf("window %+v, want unreadable %q until %s", w, tc.want, tc.wantEnd)
+			}
+			if b := s.Blocking(utc("2026-11-02T09:50:00Z"), 5*time.Minute, 0, 10*time.Minute); len(b) != 1 || b[0].ID != w.ID {
+				t.Errorf("blocking before it: %+v", b)
+			}
+			if gap, ok := s.FirstGap(at, 10*time.Minute, 0, 0); !ok || !gap.Equal(w.End) {
+				t.Errorf("first gap %s %v, want %s", gap, ok, w.End)
+			}
+		})
+	}
+}
+
 func TestWindowNameAndNicks(t *testing.T) {
-	page, err := ParseDeploymentsHTML(`<div class="deploycal-item" id="x" data-utcstart="2026-11-02T08:00:00Z" data-utcend="2026-11-02T09:00:00Z">`+
-		`<div class="deploycal-item-window"><style>.a{color:red}</style><a href="/wiki/Backport_windows">UTC&nbsp;morning<br>backport   window</a>`+
-		`<small><b>Your patch may or may not be deployed at the sole discretion of the deployer</b><b>(Max 6 patches)</b> (Max two patches) (Max 1 patch)</small><!-- comment --></div>`+
-		`<div class="deploycal-item-deployer"><span class="ircnick"> Amir1 <span class="ircnick-name">(Amir)</span></span>, <span class="ircnick"><b>Urbanecm</b></span>, <span class="ircnick">amir1</span>, <span class="ircnick">evil&#13;&#10;PRIVMSG #x :hi&#0;</span><span class="ircnick">Lucas_WMDE</span><span class="ircnick">1abc</span><span class="ircnick">[m]x`+"`"+`^{|}-</span></div>`+
-		`<div class="deploycal-item-changes"><span class="ircnick">IRC-Nickname</span><span class="ircnick">Someone</span><span class="ircnick"></span></div>`+
-		`</div>`, "")
+	page, err := ParseDeploymentsHTML(namesTestPage, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

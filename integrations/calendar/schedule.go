@@ -22,6 +22,12 @@ type Window struct {
 	Owners []string
 	// URL points at the window on the calendar (may be empty).
 	URL string
+	// Unreadable is set when the calendar entry could not be read
+	// completely, and says what is missing ("no end time"): End is then
+	// Start plus calendar.unreadable_window_length, so that the gate stays
+	// closed around what could be read, and notices name the entry as
+	// unreadable rather than as a window.
+	Unreadable string
 }
 
 // BeyondCalendarID is the ID of the synthetic window Blocking reports when
@@ -64,10 +70,6 @@ type Schedule struct {
 	// Revision identifies the content (wikitech revid, HTTP ETag, ...) for
 	// logs and notices; may be empty.
 	Revision string
-	// Warnings lists items that could not be understood and were skipped,
-	// e.g. a window with an unparseable start time. The procedure should show
-	// them: a skipped window is a window the gate cannot see.
-	Warnings []string
 }
 
 // NewSchedule returns a schedule of a copy of windows, sorted, with times

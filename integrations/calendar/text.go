@@ -15,24 +15,100 @@ import (
 func cleanText(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
-	space := false
+	var c cleaner
 	for _, r := range s {
-		switch {
-		case r == utf8.RuneError:
-			continue
-		case unicode.IsSpace(r):
-			space = b.Len() > 0
-			continue
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
-			continue
+		if keep, space := c.step(r, b.Len() > 0); keep {
+			if space {
+				b.WriteByte(' ')
+			}
+			b.WriteRune(r)
 		}
-		if space {
-			b.WriteByte(' ')
-			space = false
-		}
-		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// cleanBytes is cleanText of text collected from the markup, without
+// copying it first.
+func cleanBytes(s []byte) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	var c cleaner
+	for len(s) > 0 {
+		r, n := utf8.DecodeRune(s)
+		s = s[n:]
+		if keep, space := c.step(r, b.Len() > 0); keep {
+			if space {
+				b.WriteByte(' ')
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// appendClean appends cleanText(s) to dst. It may clean in place
+// (appendClean(s[:0], s)): it never writes more than it has read.
+func appendClean(dst, s []byte) []byte {
+	start := len(dst)
+	var c cleaner
+	for len(s) > 0 {
+		if b := s[0]; b < utf8.RuneSelf {
+			// ASCII, the bulk of the text: cleaner.step inlined.
+			s = s[1:]
+			switch {
+			case b == ' ' || '\t' <= b && b <= '\r':
+				c.spacePending = len(dst) > start
+				continue
+			case b < ' ' || b == 0x7f:
+				continue
+			}
+			if c.spacePending {
+				dst = append(dst, ' ')
+				c.spacePending = false
+			}
+			dst = append(dst, b)
+			continue
+		}
+		r, n := utf8.DecodeRune(s)
+		s = s[n:]
+		if keep, space := c.step(r, len(dst) > start); keep {
+			if space {
+				dst = append(dst, ' ')
+			}
+			dst = utf8.AppendRune(dst, r)
+		}
+	}
+	return dst
+}
+
+// cleaner is the rule shared by cleanText, cleanBytes and appendClean.
+type cleaner struct{ spacePending bool }
+
+// step says whether rune r is kept and whether a space goes before it;
+// started says whether anything was kept yet.
+func (c *cleaner) step(r rune, started bool) (keep, space bool) {
+	if r < utf8.RuneSelf { // the common case, without the tables
+		switch {
+		case r == ' ' || '\t' <= r && r <= '\r':
+			c.spacePending = started
+			return false, false
+		case r < ' ' || r == 0x7f:
+			return false, false
+		}
+		space, c.spacePending = c.spacePending, false
+		return true, space
+	}
+	switch {
+	case r == utf8.RuneError:
+		return false, false
+	case unicode.IsSpace(r):
+		c.spacePending = started
+		return false, false
+	case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+		return false, false
+	}
+	space, c.spacePending = c.spacePending, false
+	return true, space
 }
 
 // appendUnique appends s to list unless it is empty or already present

@@ -84,18 +84,22 @@ func (w *Wikitech) Fetch(ctx context.Context) (Schedule, error) {
 	if err != nil {
 		return Schedule{}, fmt.Errorf("calendar: wikitech: parse page %q: %w", w.cfg.Page, explainTimeout(ctx, err))
 	}
-	page, err := ParseDeploymentsHTML(text, info.FullURL)
+	page, err := ParseDeploymentsHTML(text, info.FullURL, w.cfg.UnreadableWindowLength)
 	if err != nil {
 		return Schedule{}, fmt.Errorf("calendar: wikitech: page %q revision %d: %w", w.cfg.Page, revid, err)
 	}
-	for _, s := range page.Skipped {
-		w.opt.Logger.Warn("calendar: skipped a deployment window", "page", w.cfg.Page, "revid", revid, "reason", s)
+	unreadable := 0
+	for _, win := range page.Windows {
+		if win.Unreadable != "" {
+			unreadable++
+			w.opt.Logger.Warn("calendar: deployment window card not fully readable: blocking from its start",
+				"page", w.cfg.Page, "revid", revid, "id", win.ID, "start", win.Start, "problem", win.Unreadable, "until", win.End)
+		}
 	}
 	sched := NewSchedule(now, coveredUntil(page.Windows), page.Windows)
 	sched.Revision = strconv.FormatInt(revid, 10)
-	sched.Warnings = page.Skipped
 	w.opt.Logger.Info("calendar: parsed wikitech page", "page", w.cfg.Page, "revid", revid,
-		"windows", len(sched.Windows), "skipped", len(page.Skipped), "until", sched.Until)
+		"windows", len(sched.Windows), "unreadable", unreadable, "until", sched.Until)
 
 	w.mu.Lock()
 	w.last = &wikitechParse{revid: revid, touched: info.Touched, pageURL: info.FullURL, sched: sched}

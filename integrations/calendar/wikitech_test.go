@@ -155,8 +155,8 @@ func TestWikitechFetchAndConditionalRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Windows) != 36 || s.Revision != "2187654" || len(s.Warnings) != 0 {
-		t.Fatalf("windows %d, revision %q, warnings %q", len(s.Windows), s.Revision, s.Warnings)
+	if len(s.Windows) != 36 || s.Revision != "2187654" {
+		t.Fatalf("windows %d, revision %q", len(s.Windows), s.Revision)
 	}
 	if !s.FetchedAt.Equal(clock.Now()) || !s.Until.Equal(utc("2026-11-09T00:00:00Z")) {
 		t.Errorf("fetchedAt %s until %s", s.FetchedAt, s.Until)
@@ -444,16 +444,46 @@ func TestNewWikitechValidates(t *testing.T) {
 	wantErrContains(t, err, "calendar.wikitech.user_agent: contains control characters")
 }
 
-func TestWikitechWarnings(t *testing.T) {
-	_, srv := newFakeWiki(t, `<div class="mw-parser-output">`+item+
+// TestWikitechUnreadableCards: a card without a readable end is in the
+// schedule as an unreadable window from its start; a card without a
+// readable start makes the fetch fail with ErrUnreadableCard, which closes a
+// Cached gate at once instead of falling back to the last good schedule.
+func TestWikitechUnreadableCards(t *testing.T) {
+	fake, srv := newFakeWiki(t, `<div class="mw-parser-output">`+item+
 		`<div class="deploycal-item" id="deploycal-item-20261102T1400" data-utcstart="2026-11-02T14:00" data-utcend="Nov 2, 15:00"><div class="deploycal-item-window">Hand-edited window</div></div></div>`)
-	src := newTestWikitech(t, srv.URL, clockwork.NewFakeClockAt(utc("2026-11-02T06:00:00Z")), nil)
-	s, err := src.Fetch(t.Context())
+	clock := clockwork.NewFakeClockAt(utc("2026-11-02T06:00:00Z"))
+	src := newTestWikitech(t, srv.URL, clock, func(c *WikitechConfig) { c.UnreadableWindowLength = 90 * time.Minute })
+	c, err := NewCached(src, 15*time.Minute, time.Hour, Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Windows) != 1 || len(s.Warnings) != 1 {
-		t.Fatalf("windows %d warnings %q", len(s.Windows), s.Warnings)
+	if err := c.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
 	}
-	wantErrContains(t, errors.New(s.Warnings[0]), `deployment window deploycal-item-20261102T1400 skipped: data-utcend: time "Nov 2, 15:00": not RFC 3339 or a known variant`)
+	s, _, err := c.Schedule()
+	if err != nil || len(s.Windows) != 2 {
+		t.Fatalf("windows %d, %v", len(s.Windows), err)
+	}
+	w := s.Windows[1]
+	if w.Unreadable != `unreadable end time "Nov 2, 15:00"` || !w.Start.Equal(utc("2026-11-02T14:00:00Z")) || !w.End.Equal(utc("2026-11-02T15:30:00Z")) {
+		t.Errorf("window %+v", w)
+	}
+
+	fake.set(func(f *fakeWiki) {
+		f.revid++
+		f.html = `<div class="mw-parser-output">` + item + `<div class="deploycal-item" id="x" data-utcstart="soon"></div></div>`
+	})
+	clock.Advance(time.Minute)
+	err = c.Refresh(t.Context())
+	wantErrContains(t, err, `unreadable calendar card x (unreadable start time "soon"): the calendar cannot be read`)
+	if _, _, err := c.Schedule(); !errors.Is(err, ErrUnreadableCard) {
+		t.Fatalf("gate after an unreadable card: %v, want ErrUnreadableCard at once", err)
+	}
+	fake.set(func(f *fakeWiki) { f.revid++; f.html = item })
+	if err := c.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s, _, err := c.Schedule(); err != nil || len(s.Windows) != 1 {
+		t.Fatalf("after the card was fixed: %d windows, %v", len(s.Windows), err)
+	}
 }

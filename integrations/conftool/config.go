@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"poolbot/internal/secret"
 )
 
 // Backend names for Config.Backend.
@@ -42,10 +44,8 @@ type EtcdConfig struct {
 	Prefix string `yaml:"prefix"`
 	// Username for etcd v2 basic auth; empty disables auth.
 	Username string `yaml:"username"`
-	// PasswordFile holds the password (trailing newline stripped).
-	PasswordFile string `yaml:"password_file"`
-	// PasswordEnv names an environment variable holding the password.
-	PasswordEnv string `yaml:"password_env"`
+	// Password is read from a file or an environment variable.
+	Password secret.Ref `yaml:"password"`
 	// CAFile is a PEM bundle to verify the servers' certificates; empty uses
 	// the system roots.
 	CAFile string `yaml:"ca_file"`
@@ -121,15 +121,18 @@ func (c EtcdConfig) Validate() error {
 			}
 		}
 	}
-	if c.Username == "" && (c.PasswordFile != "" || c.PasswordEnv != "") {
-		return errors.New("conftool.etcd.username: required when password_file or password_env is set")
+	if c.Username == "" && c.Password.IsSet() {
+		return errors.New("conftool.etcd.username: required when password is set")
 	}
 	if c.Username != "" {
 		if strings.ContainsAny(c.Username, ":\x00\r\n") {
 			return errors.New("conftool.etcd.username: must not contain ':' or control characters")
 		}
-		if (c.PasswordFile == "") == (c.PasswordEnv == "") {
-			return errors.New("conftool.etcd.password_file / password_env: set exactly one when username is set")
+		if !c.Password.IsSet() {
+			return errors.New("conftool.etcd.password: a file or env is required when username is set")
+		}
+		if err := c.Password.Validate(); err != nil {
+			return fmt.Errorf("conftool.etcd.password: %w", err)
 		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"poolbot/internal/secret"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -26,9 +28,9 @@ func TestConfigValidate(t *testing.T) {
 		{"prefix relative", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Prefix: "conftool/v1"}}, "conftool.etcd.prefix"},
 		{"prefix trailing", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Prefix: "/conftool/v1/"}}, "conftool.etcd.prefix"},
 		{"prefix dotdot", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Prefix: "/conftool/../x"}}, "conftool.etcd.prefix"},
-		{"password without user", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, PasswordFile: "/p"}}, "conftool.etcd.username"},
-		{"user without password", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Username: "conftool"}}, "password_file / password_env"},
-		{"both passwords", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Username: "conftool", PasswordFile: "/p", PasswordEnv: "P"}}, "exactly one"},
+		{"password without user", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Password: secret.Ref{File: "/p"}}}, "conftool.etcd.username"},
+		{"user without password", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Username: "conftool"}}, "conftool.etcd.password: a file or env is required"},
+		{"both passwords", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Username: "conftool", Password: secret.Ref{File: "/p", Env: "P"}}}, "not both"},
 		{"cert without key", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, CertFile: "/c"}}, "cert_file / key_file"},
 		{"ca with http", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: []string{"http://h:1"}, CAFile: "/ca"}}, "no endpoint uses https"},
 		{"negative timeout", Config{Backend: "etcd", Etcd: EtcdConfig{Endpoints: ok.Endpoints, Timeout: -time.Second}}, "conftool.etcd.timeout"},
@@ -85,10 +87,10 @@ func TestNewEtcdSecretsAndFiles(t *testing.T) {
 	dir := t.TempDir()
 	eps := []string{"https://127.0.0.1:2379"}
 	t.Setenv("POOLBOT_EMPTY_PW", "")
-	if _, err := NewEtcd(EtcdConfig{Endpoints: eps, Username: "u", PasswordEnv: "POOLBOT_EMPTY_PW"}, Options{}); err == nil || !strings.Contains(err.Error(), "POOLBOT_EMPTY_PW") {
+	if _, err := NewEtcd(EtcdConfig{Endpoints: eps, Username: "u", Password: secret.Ref{Env: "POOLBOT_EMPTY_PW"}}, Options{}); err == nil || !strings.Contains(err.Error(), "POOLBOT_EMPTY_PW") {
 		t.Fatalf("empty env password: %v", err)
 	}
-	if _, err := NewEtcd(EtcdConfig{Endpoints: eps, Username: "u", PasswordFile: filepath.Join(dir, "missing")}, Options{}); err == nil || !strings.Contains(err.Error(), "password_file") {
+	if _, err := NewEtcd(EtcdConfig{Endpoints: eps, Username: "u", Password: secret.Ref{File: filepath.Join(dir, "missing")}}, Options{}); err == nil || !strings.Contains(err.Error(), "conftool.etcd.password (file:") {
 		t.Fatalf("missing password file: %v", err)
 	}
 	notPEM := filepath.Join(dir, "ca.pem")

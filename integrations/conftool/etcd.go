@@ -140,18 +140,12 @@ func NewEtcd(cfg EtcdConfig, opts Options) (*Etcd, error) {
 		u.Path = ""
 		e.endpoints = append(e.endpoints, u)
 	}
-	switch {
-	case cfg.PasswordFile != "":
-		b, err := os.ReadFile(cfg.PasswordFile)
+	if cfg.Password.IsSet() {
+		pw, err := cfg.Password.Read()
 		if err != nil {
-			return nil, fmt.Errorf("conftool.etcd.password_file: %w", err)
+			return nil, fmt.Errorf("conftool.etcd.password (%s): %w", cfg.Password, err)
 		}
-		e.password = strings.TrimRight(string(b), "\r\n")
-	case cfg.PasswordEnv != "":
-		e.password = os.Getenv(cfg.PasswordEnv)
-		if e.password == "" {
-			return nil, fmt.Errorf("conftool.etcd.password_env: environment variable %s is empty or unset", cfg.PasswordEnv)
-		}
+		e.password = pw
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"poolbot/internal/secret"
 	etcdtest "poolbot/internal/testenv/etcd"
 )
 
@@ -294,18 +295,18 @@ func TestEtcdBasicAuth(t *testing.T) {
 	if _, err := anon.Get(ctx, "apus", "codfw"); err == nil {
 		t.Fatal("anonymous read succeeded with auth enabled")
 	}
-	wrong := newEtcdClient(t, EtcdConfig{Endpoints: []string{srv.ClientURL}, Username: "root", PasswordFile: bad})
+	wrong := newEtcdClient(t, EtcdConfig{Endpoints: []string{srv.ClientURL}, Username: "root", Password: secret.Ref{File: bad}})
 	_, err := wrong.Get(ctx, "apus", "codfw")
 	if err == nil || strings.Contains(err.Error(), "wrong-pw") {
 		t.Fatalf("wrong password: %v", err)
 	}
-	authed := newEtcdClient(t, EtcdConfig{Endpoints: []string{srv.ClientURL}, Username: "root", PasswordFile: good})
+	authed := newEtcdClient(t, EtcdConfig{Endpoints: []string{srv.ClientURL}, Username: "root", Password: secret.Ref{File: good}})
 	if _, err := authed.SetPooled(ctx, "apus", "codfw", false); err != nil {
 		t.Fatal(err)
 	}
 
 	t.Setenv("POOLBOT_TEST_ETCD_PW", password)
-	fromEnv := newEtcdClient(t, EtcdConfig{Endpoints: []string{srv.ClientURL}, Username: "root", PasswordEnv: "POOLBOT_TEST_ETCD_PW"})
+	fromEnv := newEtcdClient(t, EtcdConfig{Endpoints: []string{srv.ClientURL}, Username: "root", Password: secret.Ref{Env: "POOLBOT_TEST_ETCD_PW"}})
 	if st, err := fromEnv.Get(ctx, "apus", "codfw"); err != nil || st.Pooled {
 		t.Fatalf("password from env: %+v, %v", st, err)
 	}

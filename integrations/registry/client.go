@@ -108,7 +108,7 @@ type Client struct {
 // procedure reads probe.enabled and the instance list from it).
 func (c *Client) Config() Config { return c.cfg }
 
-// New builds a Client from a validated config. It reads auth.password_file
+// New builds a Client from a validated config. It reads auth.password
 // and ca_file now, so a missing secret fails at startup, not mid-operation.
 func New(cfg Config, opts Options) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
@@ -126,9 +126,9 @@ func New(cfg Config, opts Options) (*Client, error) {
 		c.rand = rand.Reader
 	}
 	if cfg.Auth.Username != "" {
-		pw, err := readSecretFile(cfg.Auth.PasswordFile)
+		pw, err := cfg.Auth.Password.Read()
 		if err != nil {
-			return nil, fmt.Errorf("registry.auth.password_file: %w", err)
+			return nil, fmt.Errorf("registry.auth.password (%s): %w", cfg.Auth.Password, err)
 		}
 		c.username, c.password = cfg.Auth.Username, pw
 	}
@@ -153,21 +153,6 @@ func New(cfg Config, opts Options) (*Client, error) {
 	}
 	c.http = &http.Client{Transport: rt}
 	return c, nil
-}
-
-func readSecretFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	if strings.ContainsAny(s, "\r\n") {
-		return "", fmt.Errorf("%s has more than one line", path)
-	}
-	return s, nil
 }
 
 func loadCAs(path string) (*x509.CertPool, error) {

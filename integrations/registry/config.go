@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"poolbot/internal/secret"
 )
 
 // Config is the `registry:` section of poolbot's config. Decode YAML onto
@@ -73,8 +75,8 @@ type ProbeConfig struct {
 // AuthConfig is optional HTTP basic auth for the main port.
 type AuthConfig struct {
 	Username string `yaml:"username"`
-	// PasswordFile holds the password (one line; trailing newline ignored).
-	PasswordFile string `yaml:"password_file"`
+	// Password is read from a file or an environment variable.
+	Password secret.Ref `yaml:"password"`
 }
 
 // Defaults.
@@ -223,8 +225,11 @@ func (c Config) Validate() error {
 		bad("probe.blob_size", "must be 1-%d bytes, got %d", maxBlobSize, p.BlobSize)
 	}
 	a := c.Auth
-	if (a.Username == "") != (a.PasswordFile == "") {
-		bad("auth", "username and password_file go together")
+	if (a.Username == "") != !a.Password.IsSet() {
+		bad("auth", "username and password go together")
+	}
+	if err := a.Password.Validate(); err != nil {
+		bad("auth.password", "%v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"poolbot/integrations/registry"
+	"poolbot/internal/secret"
 )
 
 func TestDefaultConfigIsWMF(t *testing.T) {
@@ -60,7 +61,7 @@ probe:
   keep_blobs: true
 auth:
   username: poolbot
-  password_file: /etc/poolbot/registry-password
+  password: {file: /etc/poolbot/registry-password}
 `
 	cfg := registry.DefaultConfig()
 	if err := yaml.UnmarshalWithOptions([]byte(doc), &cfg, yaml.Strict()); err != nil {
@@ -108,7 +109,7 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		{mutate(func(c *registry.Config) { c.Health.V2ExpectStatus = 42 }), "registry.health.v2_expect_status"},
 		{mutate(func(c *registry.Config) { c.Probe.Repository = "a//b" }), "registry.probe.repository"},
 		{mutate(func(c *registry.Config) { c.Probe.BlobSize = 2 << 20 }), "registry.probe.blob_size"},
-		{mutate(func(c *registry.Config) { c.Auth.Username = "poolbot" }), "registry.auth: username and password_file go together"},
+		{mutate(func(c *registry.Config) { c.Auth.Username = "poolbot" }), "registry.auth: username and password go together"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -126,15 +127,15 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 func TestNewReadsSecrets(t *testing.T) {
 	dir := t.TempDir()
 	cfg := registry.DefaultConfig()
-	cfg.Auth = registry.AuthConfig{Username: "poolbot", PasswordFile: filepath.Join(dir, "missing")}
-	if _, err := registry.New(cfg, registry.Options{}); err == nil || !strings.Contains(err.Error(), "registry.auth.password_file") {
+	cfg.Auth = registry.AuthConfig{Username: "poolbot", Password: secret.Ref{File: filepath.Join(dir, "missing")}}
+	if _, err := registry.New(cfg, registry.Options{}); err == nil || !strings.Contains(err.Error(), "registry.auth.password (file:") {
 		t.Errorf("missing password file: %v", err)
 	}
 	pw := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pw, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Auth.PasswordFile = pw
+	cfg.Auth.Password = secret.Ref{File: pw}
 	if _, err := registry.New(cfg, registry.Options{}); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty password file: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"poolbot/integrations/registry"
+	"poolbot/internal/secret"
 	regtest "poolbot/internal/testenv/registry"
 )
 
@@ -357,7 +358,7 @@ func TestProbeAndHealthWithBasicAuth(t *testing.T) {
 
 	withAuth := func(pwFile string) registry.Config {
 		cfg := testConfig()
-		cfg.Auth = registry.AuthConfig{Username: "poolbot", PasswordFile: pwFile}
+		cfg.Auth = registry.AuthConfig{Username: "poolbot", Password: secret.Ref{File: pwFile}}
 		return cfg
 	}
 	t.Run("credentials", func(t *testing.T) {

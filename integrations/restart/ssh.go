@@ -1,7 +1,6 @@
 package restart
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"poolbot/internal/secret"
 )
 
 // SSHConfig configures the ssh executor.
@@ -25,9 +26,9 @@ type SSHConfig struct {
 	Port int `yaml:"port"`
 	// KeyFile is a private key in OpenSSH, PKCS#1/PKCS#8 or SEC1 PEM form.
 	KeyFile string `yaml:"key_file"`
-	// PassphraseFile holds the key's passphrase (one line; a trailing newline
-	// is ignored). Only for an encrypted KeyFile.
-	PassphraseFile string `yaml:"passphrase_file"`
+	// Passphrase is the key's passphrase, read from a file or an
+	// environment variable. Only for an encrypted KeyFile.
+	Passphrase secret.Ref `yaml:"passphrase"`
 	// UseAgent authenticates with the keys of the SSH agent at
 	// $SSH_AUTH_SOCK (tried after KeyFile when both are set).
 	UseAgent bool `yaml:"use_agent"`
@@ -65,12 +66,17 @@ func (c SSHConfig) Validate(prefix string) error {
 			errs = append(errs, fmt.Errorf("%skey_file: %w", prefix, err))
 		}
 	}
-	if c.PassphraseFile != "" {
+	if c.Passphrase.IsSet() {
 		if c.KeyFile == "" {
-			errs = append(errs, fmt.Errorf("%spassphrase_file: set without %skey_file", prefix, prefix))
+			errs = append(errs, fmt.Errorf("%spassphrase: set without %skey_file", prefix, prefix))
 		}
-		if err := fileExists(c.PassphraseFile); err != nil {
-			errs = append(errs, fmt.Errorf("%spassphrase_file: %w", prefix, err))
+		if err := c.Passphrase.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%spassphrase: %w", prefix, err))
+		}
+		if c.Passphrase.File != "" {
+			if err := fileExists(c.Passphrase.File); err != nil {
+				errs = append(errs, fmt.Errorf("%spassphrase.file: %w", prefix, err))
+			}
 		}
 	}
 	if c.KnownHosts == "" {
@@ -141,7 +147,7 @@ func NewSSH(cfg SSHConfig, opts Options) (*SSH, error) {
 	s := &SSH{cfg: cfg, opts: opts.withDefaults()}
 
 	if cfg.KeyFile != "" {
-		signer, err := loadSigner(cfg.KeyFile, cfg.PassphraseFile)
+		signer, err := loadSigner(cfg.KeyFile, cfg.Passphrase)
 		if err != nil {
 			return nil, fmt.Errorf("restart: ssh.key_file: %w", err)
 		}
@@ -161,32 +167,30 @@ func NewSSH(cfg SSHConfig, opts Options) (*SSH, error) {
 	return s, nil
 }
 
-func loadSigner(keyFile, passphraseFile string) (ssh.Signer, error) {
+func loadSigner(keyFile string, passphrase secret.Ref) (ssh.Signer, error) {
 	pemBytes, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, err
 	}
-	if passphraseFile == "" {
+	if !passphrase.IsSet() {
 		signer, err := ssh.ParsePrivateKey(pemBytes)
 		var missing *ssh.PassphraseMissingError
 		if errors.As(err, &missing) {
-			return nil, fmt.Errorf("%s is encrypted: set ssh.passphrase_file", keyFile)
+			return nil, fmt.Errorf("%s is encrypted: set ssh.passphrase", keyFile)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", keyFile, err)
 		}
 		return signer, nil
 	}
-	pass, err := os.ReadFile(passphraseFile)
+	pass, err := passphrase.Read()
 	if err != nil {
-		return nil, fmt.Errorf("passphrase: %w", err)
+		return nil, fmt.Errorf("passphrase (%s): %w", passphrase, err)
 	}
-	pass = bytes.TrimSuffix(pass, []byte("\n"))
-	pass = bytes.TrimSuffix(pass, []byte("\r"))
-	signer, err := ssh.ParsePrivateKeyWithPassphrase(pemBytes, pass)
+	signer, err := ssh.ParsePrivateKeyWithPassphrase(pemBytes, []byte(pass))
 	if err != nil {
 		// The error never contains the passphrase.
-		return nil, fmt.Errorf("%s with passphrase from ssh.passphrase_file: %w", keyFile, err)
+		return nil, fmt.Errorf("%s with passphrase from ssh.passphrase (%s): %w", keyFile, passphrase, err)
 	}
 	return signer, nil
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"poolbot/internal/secret"
 	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/sshd"
 )
@@ -525,17 +526,17 @@ func TestSSHPassphraseKey(t *testing.T) {
 	}
 	srv.AuthorizeKey(t, pub)
 
-	if _, err := NewSSH(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "passphrase_file") {
+	if _, err := NewSSH(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "is encrypted: set ssh.passphrase") {
 		t.Fatalf("encrypted key without passphrase: err %v", err)
 	}
-	cfg.PassphraseFile = filepath.Join(dir, "pass")
-	if err := os.WriteFile(cfg.PassphraseFile, []byte("wrong\n"), 0o600); err != nil {
+	cfg.Passphrase = secret.Ref{File: filepath.Join(dir, "pass")}
+	if err := os.WriteFile(cfg.Passphrase.File, []byte("wrong\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewSSH(cfg, Options{}); err == nil || strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("wrong passphrase: err %v (must fail and not echo the passphrase)", err)
 	}
-	if err := os.WriteFile(cfg.PassphraseFile, []byte("correct horse\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg.Passphrase.File, []byte("correct horse\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res, err := newTestSSH(t, cfg).Run(context.Background(), srv.Host, []string{"true"})

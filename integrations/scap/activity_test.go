@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/logmsgbot"
+	"poolbot/internal/secret"
 )
 
 // All three sources through New: a real scap holder on the lock files, a
@@ -35,8 +38,8 @@ func TestNewCombinesSourcesAndReportsFailures(t *testing.T) {
 	s, err := New(Config{
 		Locks:       LocksConfig{Files: []string{global, staging}},
 		DeployBlock: DeployBlockConfig{GlobalLock: global},
-		SpiderPig:   SpiderPigConfig{URL: srv.URL, CookieFile: cookie},
-	}, Options{Clock: clock})
+		SpiderPig:   SpiderPigConfig{URL: srv.URL, Cookie: secret.Ref{File: cookie}},
+	}, Options{Clock: clock, Relay: logmsgbot.New(logmsgbot.Config{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"poolbot/internal/secret"
 )
 
 // Paths and names scap uses on the deploy host.
@@ -47,7 +46,6 @@ const (
 	DefaultSpiderPigLimit = 10
 	DefaultSpiderPigWait  = 10 * time.Second
 	DefaultMaxRunAge      = 2 * time.Hour
-	DefaultRelayNick      = "logmsgbot"
 )
 
 // Config is the `scap:` section of poolbot's configuration. The zero value
@@ -97,14 +95,11 @@ type DeployBlockConfig struct {
 type SpiderPigConfig struct {
 	// URL is SpiderPig's base URL, e.g. https://spiderpig.wikimedia.org. Empty disables the source.
 	URL string `yaml:"url"`
-	// CookieFile holds the Cookie header value of an authenticated session.
-	CookieFile string `yaml:"cookie_file"`
-	// CookieEnv names an environment variable holding that value instead.
-	CookieEnv string `yaml:"cookie_env"`
-	// TokenFile holds a bearer token.
-	TokenFile string `yaml:"token_file"`
-	// TokenEnv names an environment variable holding a bearer token instead.
-	TokenEnv string `yaml:"token_env"`
+	// Cookie is the Cookie header value of an authenticated session, read
+	// from a file or an environment variable.
+	Cookie secret.Ref `yaml:"cookie"`
+	// Token is a bearer token, read from a file or an environment variable.
+	Token secret.Ref `yaml:"token"`
 	// Timeout bounds each request (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// JobsLimit is how many of the newest jobs to inspect (default 10).
@@ -115,11 +110,6 @@ type SpiderPigConfig struct {
 type ChannelConfig struct {
 	// Enabled turns the channel source on or off (default on).
 	Enabled *bool `yaml:"enabled"`
-	// RelayNicks are the nicks whose !log lines are trusted (default [logmsgbot]).
-	RelayNicks []string `yaml:"relay_nicks"`
-	// RelayAccounts, when set, additionally require the sender's services
-	// account (IRCv3 account-tag) to be one of these.
-	RelayAccounts []string `yaml:"relay_accounts"`
 	// MaxRunAge forgets a Started line with no matching end after this long (default 2h).
 	MaxRunAge time.Duration `yaml:"max_run_age"`
 }
@@ -149,9 +139,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SpiderPig.JobsLimit == 0 {
 		c.SpiderPig.JobsLimit = DefaultSpiderPigLimit
-	}
-	if c.Channel.RelayNicks == nil {
-		c.Channel.RelayNicks = []string{DefaultRelayNick}
 	}
 	if c.Channel.MaxRunAge == 0 {
 		c.Channel.MaxRunAge = DefaultMaxRunAge
@@ -224,21 +211,26 @@ func (c Config) Validate() error {
 		}
 	}
 	var creds []string
-	for _, kv := range [][2]string{{"cookie_file", sp.CookieFile}, {"cookie_env", sp.CookieEnv}, {"token_file", sp.TokenFile}, {"token_env", sp.TokenEnv}} {
-		if kv[1] != "" {
-			creds = append(creds, kv[0])
+	for _, kv := range []struct {
+		key string
+		ref secret.Ref
+	}{{"cookie", sp.Cookie}, {"token", sp.Token}} {
+		if !kv.ref.IsSet() {
+			continue
+		}
+		creds = append(creds, kv.key)
+		if err := kv.ref.Validate(); err != nil {
+			bad("spiderpig."+kv.key, "%v", err)
+		}
+		if kv.ref.File != "" && !filepath.IsAbs(kv.ref.File) {
+			bad("spiderpig."+kv.key+".file", "must be an absolute path, got %q", kv.ref.File)
 		}
 	}
 	if len(creds) > 1 {
-		bad("spiderpig", "set only one of cookie_file, cookie_env, token_file, token_env (got %s)", strings.Join(creds, ", "))
+		bad("spiderpig", "set only one of cookie, token (got %s)", strings.Join(creds, ", "))
 	}
 	if len(creds) > 0 && !sp.SpiderPigEnabled() {
 		bad("spiderpig.url", "is empty but %s is set; set the url to enable SpiderPig", creds[0])
-	}
-	for _, kv := range [][2]string{{"cookie_file", sp.CookieFile}, {"token_file", sp.TokenFile}} {
-		if kv[1] != "" && !filepath.IsAbs(kv[1]) {
-			bad("spiderpig."+kv[0], "must be an absolute path, got %q", kv[1])
-		}
 	}
 	if sp.Timeout < 0 {
 		bad("spiderpig.timeout", "must be positive, got %s", sp.Timeout)
@@ -248,19 +240,6 @@ func (c Config) Validate() error {
 	}
 
 	ch := c.Channel
-	if ch.ChannelEnabled() && len(ch.RelayNicks) == 0 {
-		bad("channel.relay_nicks", "must list at least one nick while channel.enabled is true")
-	}
-	for i, n := range ch.RelayNicks {
-		if !validNick(n) {
-			bad(fmt.Sprintf("channel.relay_nicks[%d]", i), "%q is not a valid IRC nick", n)
-		}
-	}
-	for i, a := range ch.RelayAccounts {
-		if !validNick(a) {
-			bad(fmt.Sprintf("channel.relay_accounts[%d]", i), "%q is not a valid account name", a)
-		}
-	}
 	if ch.MaxRunAge < 0 {
 		bad("channel.max_run_age", "must be positive, got %s", ch.MaxRunAge)
 	}
@@ -339,103 +318,22 @@ func validLocker(s string) bool {
 	return true
 }
 
-// validNick accepts RFC 2812 nick characters (plus a leading digit, which
-// services account names may have).
-func validNick(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_[]\\`^{}|", r)) {
-			return false
-		}
-	}
-	return true
-}
-
-// ReadSecret returns a secret from the file at path, or from the environment
-// variable env when path is empty. Exactly one must be set. Trailing
-// whitespace (a final newline) is trimmed; an empty secret, or one with a
-// control character inside (it goes into an HTTP header), is an error.
-// Error messages name the file or variable, never the secret.
-func ReadSecret(path, env string) (string, error) {
-	var (
-		raw    string
-		source string
-	)
-	switch {
-	case path != "" && env != "":
-		return "", fmt.Errorf("secret: give a file or an environment variable, not both (%s, $%s)", path, env)
-	case path != "":
-		source = path
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("secret: read %s: %w", path, err)
-		}
-		raw = string(b)
-	case env != "":
-		source = "$" + env
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return "", fmt.Errorf("secret: environment variable %s is not set", env)
-		}
-		raw = v
-	default:
-		return "", errors.New("secret: no file or environment variable given")
-	}
-	s := strings.TrimRight(raw, " \t\r\n")
-	if s == "" {
-		return "", fmt.Errorf("secret: %s is empty", source)
-	}
-	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return "", fmt.Errorf("secret: %s contains a control character or invalid UTF-8", source)
-	}
-	return s, nil
-}
-
-// Credentials reads the SpiderPig credential configured by cookie_file,
-// cookie_env, token_file or token_env. None configured gives zero Credentials.
+// Credentials reads the SpiderPig credential configured by cookie or
+// token. None configured gives zero Credentials.
 func (c SpiderPigConfig) Credentials() (Credentials, error) {
 	switch {
-	case c.CookieFile != "" || c.CookieEnv != "":
-		v, err := ReadSecret(c.CookieFile, c.CookieEnv)
+	case c.Cookie.IsSet():
+		v, err := c.Cookie.Read()
 		if err != nil {
-			return Credentials{}, fmt.Errorf("spiderpig cookie: %w", err)
+			return Credentials{}, fmt.Errorf("spiderpig cookie (%s): %w", c.Cookie, err)
 		}
 		return Credentials{Cookie: v}, nil
-	case c.TokenFile != "" || c.TokenEnv != "":
-		v, err := ReadSecret(c.TokenFile, c.TokenEnv)
+	case c.Token.IsSet():
+		v, err := c.Token.Read()
 		if err != nil {
-			return Credentials{}, fmt.Errorf("spiderpig token: %w", err)
+			return Credentials{}, fmt.Errorf("spiderpig token (%s): %w", c.Token, err)
 		}
 		return Credentials{Token: v}, nil
 	}
 	return Credentials{}, nil
-}
-
-// nicksContain reports whether nick is in list under IRC (rfc1459) case rules.
-func nicksContain(list []string, nick string) bool {
-	f := ircFold(nick)
-	return slices.ContainsFunc(list, func(n string) bool { return ircFold(n) == f })
-}
-
-// ircFold maps a nick to its rfc1459 canonical form (Libera's casemapping):
-// ASCII lower case, and []\~ are the upper case of {}|^.
-func ircFold(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		case c == '[':
-			b[i] = '{'
-		case c == ']':
-			b[i] = '}'
-		case c == '\\':
-			b[i] = '|'
-		case c == '~':
-			b[i] = '^'
-		}
-	}
-	return string(b)
 }

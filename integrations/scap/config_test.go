@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"poolbot/internal/secret"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -17,7 +19,7 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if strings.Join(c.Locks.Files, ",") != "/var/lock/scap-global-lock,/var/lock/scap.srv_mediawiki-staging.lock,/var/lock/scap.backport.lock" ||
 		c.DeployBlock.Backend != "lockfile" || c.DeployBlock.GlobalLock != "/var/lock/scap-global-lock" ||
-		c.DeployBlock.Locker != "poolbot" || c.Channel.RelayNicks[0] != "logmsgbot" || c.Channel.MaxRunAge != 2*time.Hour ||
+		c.DeployBlock.Locker != "poolbot" || c.Channel.MaxRunAge != 2*time.Hour ||
 		!c.Locks.LocksEnabled() || !c.Channel.ChannelEnabled() || c.SpiderPig.SpiderPigEnabled() {
 		t.Fatalf("%+v", c)
 	}
@@ -38,12 +40,10 @@ deploy_block:
   command_timeout: 90s
 spiderpig:
   url: https://spiderpig.wikimedia.org
-  token_file: /etc/poolbot/spiderpig-token
+  token: {file: /etc/poolbot/spiderpig-token}
   timeout: 5s
   jobs_limit: 20
 channel:
-  relay_nicks: [logmsgbot]
-  relay_accounts: [logmsgbot]
   max_run_age: 3h
 `
 	var c Config
@@ -54,13 +54,13 @@ channel:
 		t.Fatal(err)
 	}
 	if c.DeployBlock.CommandTimeout != 90*time.Second || c.Channel.MaxRunAge != 3*time.Hour || c.SpiderPig.JobsLimit != 20 ||
-		c.DeployBlock.LockCommand[6] != "{reason_sh}" || len(c.Locks.Files) != 3 || c.Channel.RelayAccounts[0] != "logmsgbot" {
+		c.DeployBlock.LockCommand[6] != "{reason_sh}" || len(c.Locks.Files) != 3 {
 		t.Fatalf("%+v", c)
 	}
 
 	var typo Config
-	err := yaml.UnmarshalWithOptions([]byte("channel:\n  relay_nick: [logmsgbot]\n"), &typo, yaml.Strict())
-	if err == nil || !strings.Contains(err.Error(), "relay_nick") {
+	err := yaml.UnmarshalWithOptions([]byte("channel:\n  max_run_ages: 3h\n"), &typo, yaml.Strict())
+	if err == nil || !strings.Contains(err.Error(), "max_run_ages") {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
@@ -81,10 +81,11 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		{"commands with lockfile", Config{DeployBlock: DeployBlockConfig{LockCommand: []string{"x"}}}, "scap.deploy_block.lock_command: is only used with backend \"command\""},
 		{"locker", Config{DeployBlock: DeployBlockConfig{Locker: "pool bot"}}, "scap.deploy_block.locker"},
 		{"spiderpig http", Config{SpiderPig: SpiderPigConfig{URL: "http://spiderpig.wikimedia.org"}}, "scap.spiderpig.url: must use https"},
-		{"spiderpig two creds", Config{SpiderPig: SpiderPigConfig{URL: "https://s", CookieFile: "/a", TokenEnv: "T"}}, "scap.spiderpig: set only one of"},
-		{"spiderpig creds without url", Config{SpiderPig: SpiderPigConfig{TokenEnv: "T"}}, "scap.spiderpig.url: is empty but token_env is set"},
+		{"spiderpig two creds", Config{SpiderPig: SpiderPigConfig{URL: "https://s", Cookie: secret.Ref{File: "/a"}, Token: secret.Ref{Env: "T"}}}, "scap.spiderpig: set only one of cookie, token"},
+		{"spiderpig creds without url", Config{SpiderPig: SpiderPigConfig{Token: secret.Ref{Env: "T"}}}, "scap.spiderpig.url: is empty but token is set"},
+		{"spiderpig relative file", Config{SpiderPig: SpiderPigConfig{URL: "https://s", Cookie: secret.Ref{File: "cookie"}}}, "scap.spiderpig.cookie.file: must be an absolute path"},
+		{"spiderpig file and env", Config{SpiderPig: SpiderPigConfig{URL: "https://s", Token: secret.Ref{File: "/t", Env: "T"}}}, "scap.spiderpig.token: set either file or env, not both"},
 		{"spiderpig limit", Config{SpiderPig: SpiderPigConfig{URL: "https://s", JobsLimit: 1000}}, "scap.spiderpig.jobs_limit"},
-		{"nick", Config{Channel: ChannelConfig{RelayNicks: []string{"log msg bot"}}}, "scap.channel.relay_nicks[0]"},
 		{"age", Config{Channel: ChannelConfig{MaxRunAge: -time.Second}}, "scap.channel.max_run_age: must be positive"},
 		{"all off", Config{Locks: LocksConfig{Enabled: &f}, Channel: ChannelConfig{Enabled: &f}}, "every scap source is off"},
 	}
@@ -100,30 +101,17 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 	}
 }
 
-func TestReadSecret(t *testing.T) {
+func TestSpiderPigCredentials(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "token")
 	os.WriteFile(good, []byte("abc123\n"), 0o600)
-	if s, err := ReadSecret(good, ""); err != nil || s != "abc123" {
-		t.Fatalf("%q %v", s, err)
-	}
-	t.Setenv("POOLBOT_TEST_SECRET", "cookie=v")
-	if s, err := ReadSecret("", "POOLBOT_TEST_SECRET"); err != nil || s != "cookie=v" {
-		t.Fatalf("%q %v", s, err)
-	}
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(bad, []byte("line1\nline2-secret"), 0o600)
-	empty := filepath.Join(dir, "empty")
-	os.WriteFile(empty, []byte("\n"), 0o600)
-	for _, c := range [][2]string{{bad, ""}, {empty, ""}, {"", "POOLBOT_TEST_UNSET"}, {"", ""}, {good, "POOLBOT_TEST_SECRET"}, {filepath.Join(dir, "missing"), ""}} {
-		_, err := ReadSecret(c[0], c[1])
-		if err == nil {
-			t.Errorf("ReadSecret(%q, %q) succeeded", c[0], c[1])
-		} else if strings.Contains(err.Error(), "line2-secret") || strings.Contains(err.Error(), "abc123") {
-			t.Errorf("error leaks the secret: %v", err)
-		}
+	if _, err := (SpiderPigConfig{URL: "https://s", Cookie: secret.Ref{File: bad}}).Credentials(); err == nil ||
+		!strings.Contains(err.Error(), "spiderpig cookie (file:"+bad+")") || strings.Contains(err.Error(), "line2-secret") {
+		t.Errorf("bad cookie file: %v", err)
 	}
-	creds, err := SpiderPigConfig{URL: "https://s", TokenFile: good}.Credentials()
+	creds, err := SpiderPigConfig{URL: "https://s", Token: secret.Ref{File: good}}.Credentials()
 	if err != nil || creds.Token != "abc123" || creds.Cookie != "" {
 		t.Fatalf("%v %v", creds, err)
 	}

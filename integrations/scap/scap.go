@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/logmsgbot"
 )
 
 // Options are the dependencies New injects.
@@ -16,11 +18,14 @@ type Options struct {
 	// HTTPClient for SpiderPig; nil uses a default client.
 	HTTPClient *http.Client
 	// SpiderPigCredentials overrides the credentials named in the config
-	// (cookie_file, token_env, …); nil reads them with ReadSecret.
+	// (spiderpig.cookie or spiderpig.token); nil reads them.
 	SpiderPigCredentials *Credentials
 	// SpiderPigMinInterval: ask SpiderPig at most this often (default 5s;
 	// negative asks on every check).
 	SpiderPigMinInterval time.Duration
+	// Relay says which channel lines are logmsgbot's, for the channel
+	// source; the zero value trusts none.
+	Relay logmsgbot.Relay
 }
 
 // DefaultSpiderPigMinInterval is how long New's Monitor reuses a SpiderPig
@@ -96,13 +101,7 @@ func New(cfg Config, o Options) (*Scap, error) {
 		s.SpiderPig = sp
 	}
 	if cfg.Channel.ChannelEnabled() {
-		s.Tracker = NewTracker(cfg.Channel, o.Clock, log)
-		if len(cfg.Channel.RelayAccounts) == 0 {
-			// Anyone can take a nick: a forged "Finished scap" line would
-			// open the scap gate early.
-			log.Warn("scap.channel.relay_accounts is empty: scap lines are trusted by the relay's nick alone; set the relay's services account",
-				"relay_nicks", cfg.Channel.RelayNicks)
-		}
+		s.Tracker = NewTracker(cfg.Channel, o.Relay, o.Clock, log)
 	}
 
 	if o.SpiderPigMinInterval == 0 {

@@ -8,17 +8,16 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/logmsgbot"
 )
 
 // maxTrackedRuns bounds the Tracker; beyond it the oldest run is dropped.
 const maxTrackedRuns = 64
 
-// Sender is who sent a channel message: the nick, and the services account
-// from the IRCv3 account-tag ("" when the server did not send one).
-type Sender struct {
-	Nick    string
-	Account string
-}
+// Sender is who sent a channel message; which senders count is
+// logmsgbot's rule.
+type Sender = logmsgbot.Sender
 
 // RunKind says what a tracked run is.
 type RunKind int
@@ -95,18 +94,18 @@ func (e Event) Ends() bool { return e.Line.Kind.Ends() }
 // seen (a lost line, a netsplit) is forgotten after max_run_age, so it
 // cannot block forever; NextExpiry tells when. Safe for concurrent use.
 type Tracker struct {
-	relayNicks    []string
-	relayAccounts []string
-	maxAge        time.Duration
-	clock         clockwork.Clock
-	log           *slog.Logger
+	relay  logmsgbot.Relay
+	maxAge time.Duration
+	clock  clockwork.Clock
+	log    *slog.Logger
 
 	mu   sync.Mutex
 	runs map[string]Run
 }
 
-// NewTracker returns a Tracker for cfg (defaults filled in).
-func NewTracker(cfg ChannelConfig, clock clockwork.Clock, log *slog.Logger) *Tracker {
+// NewTracker returns a Tracker for cfg (defaults filled in) reading the
+// lines relay trusts.
+func NewTracker(cfg ChannelConfig, relay logmsgbot.Relay, clock clockwork.Clock, log *slog.Logger) *Tracker {
 	cfg = Config{Channel: cfg}.WithDefaults().Channel
 	if clock == nil {
 		clock = clockwork.NewRealClock()
@@ -115,27 +114,18 @@ func NewTracker(cfg ChannelConfig, clock clockwork.Clock, log *slog.Logger) *Tra
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Tracker{
-		relayNicks:    slices.Clone(cfg.RelayNicks),
-		relayAccounts: slices.Clone(cfg.RelayAccounts),
-		maxAge:        cfg.MaxRunAge,
-		clock:         clock,
-		log:           log,
-		runs:          map[string]Run{},
+		relay:  relay,
+		maxAge: cfg.MaxRunAge,
+		clock:  clock,
+		log:    log,
+		runs:   map[string]Run{},
 	}
-}
-
-// Trusted reports whether lines from this sender count.
-func (t *Tracker) Trusted(from Sender) bool {
-	if !nicksContain(t.relayNicks, from.Nick) {
-		return false
-	}
-	return len(t.relayAccounts) == 0 || from.Account != "" && nicksContain(t.relayAccounts, from.Account)
 }
 
 // Observe feeds one channel message. ok is false when the message is not a
 // scap announcement from a trusted relay (nothing changed).
 func (t *Tracker) Observe(from Sender, text string) (ev Event, ok bool) {
-	if !t.Trusted(from) {
+	if !t.relay.Trusts(from) {
 		return Event{}, false
 	}
 	line, ok := ParseLine(text)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/logmsgbot"
 )
 
 // logmsgbot relays every tool's lines, not only scap's. A one-word
@@ -14,7 +16,7 @@ import (
 // whatever program name they carry.
 func TestTrackerFailedFallbackOnlyForScap(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 4, 2, 14, 0, 0, 0, time.UTC))
-	tr := NewTracker(ChannelConfig{}, clock, nil)
+	tr := NewTracker(ChannelConfig{}, logmsgbot.New(logmsgbot.Config{}), clock, nil)
 	relay := Sender{Nick: "logmsgbot"}
 	active := func() string {
 		var out []string

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot/integrations/logmsgbot"
 )
 
 func describeEvent(e Event) string {
@@ -32,7 +34,7 @@ func describeEvent(e Event) string {
 func TestTrackerReplaysTranscript(t *testing.T) {
 	entries := readTranscript(t)
 	clock := clockwork.NewFakeClockAt(entries[0].at)
-	tr := NewTracker(ChannelConfig{MaxRunAge: 2 * time.Hour}, clock, nil)
+	tr := NewTracker(ChannelConfig{MaxRunAge: 2 * time.Hour}, logmsgbot.New(logmsgbot.Config{}), clock, nil)
 
 	var events []string
 	checkpoints := map[string][]string{
@@ -104,7 +106,7 @@ func TestTrackerReplaysTranscript(t *testing.T) {
 
 func TestTrackerRelayAccounts(t *testing.T) {
 	clock := clockwork.NewFakeClock()
-	tr := NewTracker(ChannelConfig{RelayNicks: []string{"logmsgbot"}, RelayAccounts: []string{"logmsgbot"}}, clock, nil)
+	tr := NewTracker(ChannelConfig{}, logmsgbot.New(logmsgbot.Config{Nicks: []string{"logmsgbot"}, Accounts: []string{"logmsgbot"}}), clock, nil)
 	line := "!log jdoe@deploy1003 Started scap sync-world: x"
 	for _, s := range []Sender{{Nick: "logmsgbot"}, {Nick: "logmsgbot", Account: "mallory"}, {Nick: "mallory", Account: "logmsgbot"}} {
 		if _, ok := tr.Observe(s, line); ok {
@@ -115,14 +117,15 @@ func TestTrackerRelayAccounts(t *testing.T) {
 	if _, ok := tr.Observe(Sender{Nick: "LogMsgBot", Account: "LOGMSGBOT"}, line); !ok {
 		t.Fatal("the relay was not trusted")
 	}
-	if !(&Tracker{relayNicks: []string{"log[bot]"}}).Trusted(Sender{Nick: "LOG{BOT}"}) {
-		t.Fatal("rfc1459: [] are the upper case of {}")
+	// The tracker trusts no one without a relay.
+	if _, ok := NewTracker(ChannelConfig{}, logmsgbot.Relay{}, clock, nil).Observe(Sender{Nick: "logmsgbot"}, line); ok {
+		t.Fatal("a tracker without a relay trusted logmsgbot")
 	}
 }
 
 func TestTrackerRestartedRunRefreshesSinceAndBounds(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 4, 2, 10, 0, 0, 0, time.UTC))
-	tr := NewTracker(ChannelConfig{}, clock, nil)
+	tr := NewTracker(ChannelConfig{}, logmsgbot.New(logmsgbot.Config{}), clock, nil)
 	relay := Sender{Nick: "logmsgbot"}
 	tr.Observe(relay, "!log a@deploy1003 Started scap sync-world: first")
 	clock.Advance(time.Hour)
@@ -141,7 +144,7 @@ func TestTrackerRestartedRunRefreshesSinceAndBounds(t *testing.T) {
 }
 
 func TestTrackerConcurrentUse(t *testing.T) {
-	tr := NewTracker(ChannelConfig{}, clockwork.NewFakeClock(), nil)
+	tr := NewTracker(ChannelConfig{}, logmsgbot.New(logmsgbot.Config{}), clockwork.NewFakeClock(), nil)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -159,7 +162,7 @@ func TestTrackerConcurrentUse(t *testing.T) {
 
 func TestMonitorChannelReasons(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 4, 2, 14, 2, 10, 0, time.UTC))
-	tr := NewTracker(ChannelConfig{}, clock, nil)
+	tr := NewTracker(ChannelConfig{}, logmsgbot.New(logmsgbot.Config{}), clock, nil)
 	m := NewMonitor(MonitorOptions{Tracker: tr, Clock: clock})
 	tr.Observe(Sender{Nick: "logmsgbot"}, "!log jdoe@deploy1003 Started scap sync-world: Backport for [[gerrit:1|x (T1)]]")
 	act, err := m.Check(context.Background())
@@ -186,7 +189,7 @@ func TestMonitorChannelReasons(t *testing.T) {
 }
 
 func BenchmarkTrackerObserve(b *testing.B) {
-	tr := NewTracker(ChannelConfig{}, clockwork.NewFakeClock(), nil)
+	tr := NewTracker(ChannelConfig{}, logmsgbot.New(logmsgbot.Config{}), clockwork.NewFakeClock(), nil)
 	relay := Sender{Nick: "logmsgbot"}
 	start := "!log jdoe@deploy1003 Started scap sync-world: Backport for [[gerrit:1101577|Fix foo (T123456)]]"
 	fin := "!log jdoe@deploy1003 Finished scap sync-world: Backport for [[gerrit:1101577|Fix foo (T123456)]] (duration: 08m 47s)"

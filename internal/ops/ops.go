@@ -39,10 +39,14 @@ import (
 
 // Store is what the metrics and health checks read from the store.
 type Store interface {
-	CountByState(ctx context.Context) (map[poolbot.State]int, error)
+	CountByState(ctx context.Context, finishedSince time.Time) (map[poolbot.State]int, error)
 	SALBacklog(ctx context.Context) (int, error)
 	Ping(ctx context.Context) error
 }
+
+// FinishedWindow is how long a finished request counts in
+// poolbot_requests: the gauge shows recent outcomes, not all history.
+const FinishedWindow = 24 * time.Hour
 
 // Gates are the gate names the procedure reports; each service gets a
 // series for every one, so an alert on a gate sees 0 rather than nothing.
@@ -178,6 +182,17 @@ func (m *Ops) Gates(service string, closed []string, since time.Time) {
 	m.mu.Unlock()
 }
 
+// SeedHosts creates the host-restart series of a service's hosts, both
+// outcomes, at zero: an alert on increase(…_count{outcome="fail"}[1h])
+// then sees the first failure, not only the second.
+func (m *Ops) SeedHosts(service string, hosts []string) {
+	for _, h := range hosts {
+		for _, outcome := range []string{"ok", "fail"} {
+			m.hostRestart.WithLabelValues(service, h, outcome)
+		}
+	}
+}
+
 // HostRestarted implements procedure.Metrics.
 func (m *Ops) HostRestarted(service, host string, took time.Duration, err error) {
 	outcome := "ok"
@@ -195,10 +210,10 @@ func boolValue(b bool) float64 {
 }
 
 var (
-	requestsDesc = prometheus.NewDesc("poolbot_requests", "Requests in the store by state (terminal states count every request ever finished that way).",
+	requestsDesc = prometheus.NewDesc("poolbot_requests", "Requests by state: every open one (queued to restarting), and those that ended in the last 24h (done, failed, cancelled, expired).",
 		[]string{"state"}, nil)
 	outboxDesc  = prometheus.NewDesc("poolbot_sal_outbox_depth", "SAL lines stored but not yet delivered.", nil, nil)
-	blockedDesc = prometheus.NewDesc("poolbot_blocked_seconds", "How long the head request of the service's queue has waited for its gates; 0 when none waits.",
+	blockedDesc = prometheus.NewDesc("poolbot_blocked_seconds", "How long the head request of the service's queue has waited, counted from when it was created (time queued behind another request of the service included); 0 when none waits.",
 		[]string{"service"}, nil)
 )
 
@@ -210,7 +225,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- requestsDes
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.m.timeout)
 	defer cancel()
-	if counts, err := c.m.store.CountByState(ctx); err != nil {
+	if counts, err := c.m.store.CountByState(ctx, c.m.clock.Now().Add(-FinishedWindow)); err != nil {
 		ch <- prometheus.NewInvalidMetric(requestsDesc, err)
 	} else {
 		for _, st := range poolbot.AllStates() {

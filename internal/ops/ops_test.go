@@ -69,7 +69,7 @@ func TestMetrics(t *testing.T) {
 
 	// Nothing reported yet: every gate open, nothing blocked.
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
-# HELP poolbot_blocked_seconds How long the head request of the service's queue has waited for its gates; 0 when none waits.
+# HELP poolbot_blocked_seconds How long the head request of the service's queue has waited, counted from when it was created (time queued behind another request of the service included); 0 when none waits.
 # TYPE poolbot_blocked_seconds gauge
 poolbot_blocked_seconds{service="apus"} 0
 `), "poolbot_blocked_seconds"); err != nil {
@@ -77,13 +77,18 @@ poolbot_blocked_seconds{service="apus"} 0
 	}
 
 	// The head request waits on the calendar and scap since 90 s ago.
+	// Every host's series exist at 0, both outcomes, before any restart.
+	m.SeedHosts("apus", []string{"registry1003", "registry1004"})
+	if n := testutil.CollectAndCount(m.hostRestart, "poolbot_host_restart_duration_seconds"); n != 4 {
+		t.Fatalf("%d host restart series before any restart, want 4 (2 hosts × ok, fail)", n)
+	}
 	m.Gates("apus", []string{"calendar", "scap"}, t0.Add(-90*time.Second))
 	clock.Advance(10 * time.Second)
 	m.HostRestarted("apus", "registry1003", 12*time.Second, nil)
 	m.HostRestarted("apus", "registry1004", 3*time.Second, errors.New("unit failed"))
 
 	want := `
-# HELP poolbot_blocked_seconds How long the head request of the service's queue has waited for its gates; 0 when none waits.
+# HELP poolbot_blocked_seconds How long the head request of the service's queue has waited, counted from when it was created (time queued behind another request of the service included); 0 when none waits.
 # TYPE poolbot_blocked_seconds gauge
 poolbot_blocked_seconds{service="apus"} 100
 # HELP poolbot_build_info Always 1; the version label is the running build.
@@ -112,8 +117,8 @@ poolbot_sal_outbox_depth 1
 	if got := testutil.ToFloat64(m.gateClosed.WithLabelValues("apus", "calendar")); got != 1 {
 		t.Fatalf("calendar gate %v", got)
 	}
-	if n := testutil.CollectAndCount(m.hostRestart, "poolbot_host_restart_duration_seconds"); n != 2 {
-		t.Fatalf("%d host restart series, want 2 (ok and fail)", n)
+	if n := testutil.CollectAndCount(m.hostRestart, "poolbot_host_restart_duration_seconds"); n != 4 {
+		t.Fatalf("%d host restart series, want 4 (2 hosts × ok, fail)", n)
 	}
 
 	// Over HTTP, with the store-backed requests gauge.
@@ -125,6 +130,7 @@ poolbot_sal_outbox_depth 1
 		`poolbot_requests{state="done"} 0`,
 		`poolbot_host_restart_duration_seconds_bucket{host="registry1003",outcome="ok",service="apus",le="20"} 1`,
 		`poolbot_host_restart_duration_seconds_count{host="registry1004",outcome="fail",service="apus"} 1`,
+		`poolbot_host_restart_duration_seconds_count{host="registry1003",outcome="fail",service="apus"} 0`,
 		`go_goroutines `, `process_open_fds `,
 	} {
 		if !strings.Contains(body, line) {
@@ -136,7 +142,7 @@ poolbot_sal_outbox_depth 1
 	m.Gates("apus", nil, time.Time{})
 	connected.Store(false)
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
-# HELP poolbot_blocked_seconds How long the head request of the service's queue has waited for its gates; 0 when none waits.
+# HELP poolbot_blocked_seconds How long the head request of the service's queue has waited, counted from when it was created (time queued behind another request of the service included); 0 when none waits.
 # TYPE poolbot_blocked_seconds gauge
 poolbot_blocked_seconds{service="apus"} 0
 # HELP poolbot_chat_connected 1 while the chat connection is up (IRC: registered with the server), else 0.

@@ -1,23 +1,31 @@
 package ops
 
 import (
+	"context"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"poolbot"
+	"poolbot/watch"
 )
 
 // troubleshootingMessages are messages an operator can see (chat replies
-// and notices, SAL lines, log lines, startup errors) that README's
-// Troubleshooting section must explain. code is a fragment of a string
+// and notices, SAL lines, log lines, startup errors) that
+// docs/troubleshooting.md must explain. code is a fragment of a string
 // literal in poolbot's own Go sources, so a change of wording there fails
-// this test until the README (and this list) follow; readme is how the
-// README shows it, when that differs (a format verb filled in). lib marks
+// this test until docs/troubleshooting.md (and this list) follow; readme is
+// how that page shows it, when that differs (a format verb filled in). lib marks
 // a message that comes from a library, not from poolbot's sources.
 var troubleshootingMessages = []struct {
 	code, readme string
@@ -55,7 +63,7 @@ var troubleshootingMessages = []struct {
 	// Restart executors.
 	{code: `timed out`},
 	{code: `no SSH handshake within `},
-	{code: ` is encrypted: set ssh.passphrase_file`},
+	{code: ` is encrypted: set ssh.passphrase`},
 	{code: `restart: ssh.known_hosts: `},
 	{code: `known_hosts: required (host keys are always checked)`},
 	{readme: `knownhosts: key is unknown`, lib: true}, // golang.org/x/crypto/ssh/knownhosts
@@ -80,17 +88,23 @@ var troubleshootingMessages = []struct {
 	{code: `SAL line not delivered; will retry`},
 	{code: `notice not delivered`},
 	{code: `SAL lines left in the outbox at shutdown; they are delivered after the next start`},
+	{code: `logmsgbot.accounts is empty: relayed lines are trusted by the relay's nick alone`},
+	{code: `%s is no longer read: %s`, readme: `scap.channel.relay_nicks is no longer read: set logmsgbot.nicks`},
+	{code: `reason: `, readme: `reason: removed 3 invalid bytes (not UTF-8); stored as:`},
 }
 
-// Every listed message is still what the code says, and README's
-// Troubleshooting section explains it.
+// Every listed message is still what the code says, and
+// docs/troubleshooting.md explains it.
 func TestReadmeTroubleshootingCoversMessages(t *testing.T) {
 	root := filepath.Join("..", "..")
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	page, err := os.ReadFile(filepath.Join(root, "docs", "troubleshooting.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := troubleshootingSection(t, string(readme))
+	section := string(page)
+	if !strings.HasPrefix(section, "# Troubleshooting\n") {
+		t.Fatal(`docs/troubleshooting.md does not start with "# Troubleshooting"`)
+	}
 	literals := sourceLiterals(t, root)
 	inCode := func(fragment string) bool {
 		for _, l := range literals {
@@ -102,30 +116,48 @@ func TestReadmeTroubleshootingCoversMessages(t *testing.T) {
 	}
 	for _, m := range troubleshootingMessages {
 		if m.code != "" && !m.lib && !inCode(m.code) {
-			t.Errorf("no string literal in poolbot's sources contains %q: the message changed; update README's Troubleshooting and this list", m.code)
+			t.Errorf("no string literal in poolbot's sources contains %q: the message changed; update docs/troubleshooting.md and this list", m.code)
 		}
 		want := m.readme
 		if want == "" {
 			want = m.code
 		}
 		if !strings.Contains(section, want) {
-			t.Errorf("README's Troubleshooting section does not explain %q", want)
+			t.Errorf("docs/troubleshooting.md does not explain %q", want)
 		}
 	}
 }
 
-// troubleshootingSection is README's "## Troubleshooting" up to the next
-// second-level heading.
-func troubleshootingSection(t *testing.T, readme string) string {
-	t.Helper()
-	_, rest, ok := strings.Cut(readme, "\n## Troubleshooting\n")
-	if !ok {
-		t.Fatal(`README has no "## Troubleshooting" section`)
+// Every relative link in README.md and docs/ names a file that exists, so
+// the README's "Read on" table leads somewhere.
+func TestReadmeLinksResolve(t *testing.T) {
+	root := filepath.Join("..", "..")
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if i := strings.Index(rest, "\n## "); i >= 0 {
-		rest = rest[:i]
+	pages = append(pages, filepath.Join(root, "README.md"))
+	link := regexp.MustCompile(`\]\(([^)#]+)(#[^)]*)?\)`)
+	links := 0
+	for _, p := range pages {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") {
+				continue
+			}
+			links++
+			if _, err := os.Stat(filepath.Join(filepath.Dir(p), target)); err != nil {
+				t.Errorf("%s links to %s: %v", p, target, err)
+			}
+		}
 	}
-	return rest
+	if links < 6 {
+		t.Errorf("only %d relative links in README.md and docs/: the README no longer points to docs/?", links)
+	}
 }
 
 // sourceLiterals returns every string literal of the Go sources that end
@@ -172,3 +204,57 @@ func sourceLiterals(t *testing.T, root string) []string {
 	}
 	return out
 }
+
+// Every poolbot_* metric is in docs/operations.md's metrics table, and
+// poolbot_blocked_seconds' HELP and the table say the same thing: counted
+// from when the request was created, queue time included.
+func TestOperationsDocListsMetrics(t *testing.T) {
+	page, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(page)
+	reg := prometheus.NewRegistry()
+	if _, err := New(Options{Registry: reg, Store: fakeStore{}, Services: []string{"apus"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := map[string]string{}
+	for _, f := range families {
+		help[f.GetName()] = f.GetHelp()
+	}
+	for _, name := range []string{"poolbot_requests", "poolbot_blocked_seconds", "poolbot_gate_closed", "poolbot_build_info",
+		"poolbot_sal_outbox_depth", "poolbot_host_restart_duration_seconds", "poolbot_drift_total", "poolbot_registry_probe_ok",
+		"poolbot_registry_probe_failures_total", "poolbot_registry_probe_duration_seconds", "poolbot_registry_probe_skipped_total"} {
+		if !strings.Contains(doc, "`"+name) {
+			t.Errorf("docs/operations.md does not list %s", name)
+		}
+	}
+	for name := range help {
+		if strings.HasPrefix(name, "poolbot_") && !strings.Contains(doc, "`"+name) {
+			t.Errorf("docs/operations.md does not list %s (%s)", name, help[name])
+		}
+	}
+	if h := help["poolbot_blocked_seconds"]; !strings.Contains(h, "counted from when it was created (time queued behind another request of the service included)") ||
+		!strings.Contains(doc, "counted from when the request was created: it includes time spent queued behind another request") {
+		t.Errorf("poolbot_blocked_seconds: HELP %q and docs/operations.md disagree", h)
+	}
+	if h := help["poolbot_requests"]; !strings.Contains(h, "ended in the last 24h") || !strings.Contains(doc, "ended in the last 24 hours") {
+		t.Errorf("poolbot_requests: HELP %q and docs/operations.md disagree", h)
+	}
+}
+
+// fakeStore answers the store reads of the metrics with nothing.
+type fakeStore struct{}
+
+func (fakeStore) CountByState(context.Context, time.Time) (map[poolbot.State]int, error) {
+	return map[poolbot.State]int{}, nil
+}
+func (fakeStore) SALBacklog(context.Context) (int, error) { return 0, nil }
+func (fakeStore) Ping(context.Context) error              { return nil }

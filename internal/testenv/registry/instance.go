@@ -7,6 +7,11 @@
 // under the user cache directory; CI prebuilds it and sets
 // $POOLBOT_REGISTRY_BIN.
 //
+// Options.S3 puts an instance on distribution's s3 driver instead (WMF's
+// registries use apus, Ceph RGW; see testenv/apus and S3Storage), and
+// Options.Wrapper runs it under a command that gives the host its own view
+// of DNS.
+//
 // Each instance gets a filesystem storage root, a main listener and a debug
 // listener (which serves /debug/health and /metrics), a shared http.secret
 // (as WMF configures all instances, so upload-state tokens from one instance
@@ -78,6 +83,48 @@ type Options struct {
 	Users map[string]string
 	// StartTimeout bounds waiting for the listeners; default 20s.
 	StartTimeout time.Duration
+	// S3 switches the storage from the filesystem to distribution's s3
+	// driver, as WMF's registries on apus; nil keeps the filesystem.
+	S3 *S3Storage
+	// Wrapper is a command line the registry command is appended to, e.g.
+	// one that enters a host's namespace with its own resolver config. It
+	// must exec the registry (not fork it), so that signals reach it.
+	Wrapper []string
+	// Env is added to the registry's environment.
+	Env []string
+}
+
+// S3Storage is the registry's s3 storage driver configuration (the keys of
+// `storage: s3:`), as in WMF's config-<instance>.yml.
+//
+// How distribution v3.1.2's s3 driver keeps its connections
+// (registry/storage/driver/s3-aws/s3.go, New): unless skipverify is set it
+// gives aws-sdk-go no HTTP client, so the SDK uses http.DefaultClient, that
+// is Go's http.DefaultTransport: keep-alive on, up to 2 idle connections
+// per host kept for 90 s, and no request timeout (only the incoming
+// request's context bounds an S3 call; the storage health check has none).
+// The endpoint's name is resolved only when a new connection is dialled. A
+// registry whose health check (every 10 s at WMF) or traffic touches S3
+// more often than every 90 s therefore keeps its idle connections to the
+// address it resolved at its last dial, through any DNS change, until it
+// restarts; only requests that find no idle connection (more than 2 at
+// once) dial again and reach the new address. testenv/apus's
+// TestS3RegistryKeepsTheOldSite shows it.
+type S3Storage struct {
+	// RegionEndpoint is the S3 URL, e.g. http://apus.discovery.wmnet:7480.
+	// The registry resolves its host name itself, whenever its HTTP client
+	// opens a new connection.
+	RegionEndpoint string
+	// Region is required by the driver and ignored by Ceph; default
+	// us-west-1, as WMF's ("useless but required").
+	Region string
+	// Bucket must exist.
+	Bucket string
+	// AccessKey and SecretKey are the S3 credentials.
+	AccessKey, SecretKey string
+	// RootDirectory is the key prefix of everything the registry stores;
+	// empty means the bucket's root.
+	RootDirectory string
 }
 
 // Instance is one running (or stopped) registry process.
@@ -96,6 +143,8 @@ type Instance struct {
 	binary       string
 	startTimeout time.Duration
 	ownsDir      bool
+	s3           *S3Storage
+	wrapper, env []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -191,6 +240,14 @@ func Launch(ctx context.Context, opts Options) (*Instance, error) {
 	}
 	inst.ConfigPath = filepath.Join(opts.Dir, "config.yml")
 	inst.LogPath = filepath.Join(opts.Dir, "registry.log")
+	if opts.S3 != nil {
+		if err := opts.S3.validate(); err != nil {
+			inst.cleanupDir()
+			return nil, err
+		}
+		inst.s3 = opts.S3
+	}
+	inst.wrapper, inst.env = opts.Wrapper, opts.Env
 	if err := os.MkdirAll(filepath.Join(inst.StorageDir, "registry"), 0o755); err != nil {
 		inst.cleanupDir()
 		return nil, fmt.Errorf("registry storage: %w", err)
@@ -270,9 +327,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: %q
-  delete:
+%s  delete:
     enabled: %t
   maintenance:
     uploadpurging:
@@ -291,7 +346,7 @@ health:
     enabled: true
     interval: %s
     threshold: %d
-`, filepath.Join(i.StorageDir, "registry"), !o.DisableDelete, i.Addr, secret, i.DebugAddr, interval, threshold)
+`, i.storageConfig(), !o.DisableDelete, i.Addr, secret, i.DebugAddr, interval, threshold)
 	if len(o.Users) > 0 {
 		htpasswd := filepath.Join(i.Dir, "htpasswd")
 		if err := writeHtpasswd(htpasswd, o.Users); err != nil {
@@ -342,9 +397,10 @@ func (i *Instance) Start(ctx context.Context) error {
 		return fmt.Errorf("registry log: %w", err)
 	}
 	// Not CommandContext: the process must outlive the ctx that bounds startup.
-	cmd := exec.Command(i.binary, "serve", i.ConfigPath)
+	argv := append(slices.Clone(i.wrapper), i.binary, "serve", i.ConfigPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = i.Dir
-	cmd.Env = registryEnv()
+	cmd.Env = append(registryEnv(), i.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Kill the registry if the test process dies without cleanup. Its own
 	// process group: a Ctrl-C at the lab's terminal is for the lab, which
@@ -546,6 +602,9 @@ const brokenSuffix = ".parked-by-BreakStorage"
 // with "not a directory" — as root too. Instances sharing the storage
 // directory all break.
 func (i *Instance) BreakStorage() error {
+	if err := i.errS3("BreakStorage"); err != nil {
+		return err
+	}
 	parked := i.StorageDir + brokenSuffix
 	if _, err := os.Lstat(parked); err == nil {
 		return fmt.Errorf("registry storage %s: already broken", i.StorageDir)
@@ -561,6 +620,9 @@ func (i *Instance) BreakStorage() error {
 
 // FixStorage undoes BreakStorage.
 func (i *Instance) FixStorage() error {
+	if err := i.errS3("FixStorage"); err != nil {
+		return err
+	}
 	parked := i.StorageDir + brokenSuffix
 	if _, err := os.Lstat(parked); err != nil {
 		return fmt.Errorf("registry storage %s: not broken: %w", i.StorageDir, err)
@@ -580,6 +642,9 @@ func (i *Instance) FixStorage() error {
 // storage access lands in target while upload sessions it started live in
 // the old one.
 func (i *Instance) RepointStorage(target string) error {
+	if err := i.errS3("RepointStorage"); err != nil {
+		return err
+	}
 	st, err := os.Lstat(i.StorageDir)
 	if err != nil {
 		return fmt.Errorf("registry repoint storage: %w", err)
