@@ -9,13 +9,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/ergochat/irc-go/ircmsg"
+
+	"poolbot/chat"
 )
 
 // worstHost is the longest host the server may put in the bot's prefix.
 var worstHost = strings.Repeat("h", maxHostLen)
 
 // FuzzIRCLine drives the path every outgoing line takes (IRC.pieces: the
-// budget for the nick and target, Sanitize, Split; then encodeLine, what
+// budget for the nick and target, chat.Sanitize, Split; then encodeLine, what
 // submit sends) and checks each line as the server relays it to others,
 // ":nick!~user@<63-byte host> PRIVMSG target :text" CR LF: at most 512
 // bytes, no CR, LF or NUL inside, valid UTF-8; and that the pieces are the
@@ -41,10 +43,10 @@ func FuzzIRCLine(f *testing.F) {
 				t.Skip()
 			}
 		}
-		i := New(cfg, nil, nil)
+		i := NewIRC(cfg, nil, nil)
 		source := nick + "!~" + i.cfg.User + "@" + worstHost
 
-		clean := Sanitize(text)
+		clean := chat.Sanitize(text)
 		pieces := i.pieces(nick, "PRIVMSG", target, prefix, text)
 		rest := clean
 		for k, p := range pieces {
@@ -77,7 +79,7 @@ func FuzzIRCLine(f *testing.F) {
 			if err != nil || back.Command != "PRIVMSG" || len(back.Params) != 2 || back.Params[0] != target || back.Params[1] != line {
 				t.Fatalf("piece %d: %q parses as %+v (%v)", k, relayed, back, err)
 			}
-			// Split drops only spaces, and only around cuts (the text's
+			// chat.Split drops only spaces, and only around cuts (the text's
 			// own leading spaces stay when no cut comes first).
 			if p == "" || p[len(p)-1] == ' ' || k > 0 && p[0] == ' ' {
 				t.Fatalf("piece %d %q: empty or space at a cut", k, p)
@@ -99,7 +101,7 @@ func FuzzIRCLine(f *testing.F) {
 // LineBudget never promises more than Say uses, for the nick the bot has
 // or one ircevent may pick on the next connection.
 func TestLineBudget(t *testing.T) {
-	i := New(IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot"}, nil, nil)
+	i := NewIRC(IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot"}, nil, nil)
 	got := i.LineBudget("#wikimedia-operations")
 	for _, nick := range []string{"poolbot", "poolbot_0", "poolbot_12"} {
 		if say := i.budgetFor(nick, "PRIVMSG", "#wikimedia-operations"); got > say {

@@ -6,9 +6,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/ergochat/irc-go/ircfmt"
-
 	"poolbot"
+	"poolbot/chat"
 )
 
 // Invocation is a parsed command line.
@@ -102,7 +101,7 @@ const MaxReasonBytes = 250
 // become spaces, runs of spaces collapse. It returns "" for a reason that
 // is empty after cleaning.
 func CleanReason(s string) string {
-	s = ircfmt.Strip(s)
+	s = chat.Sanitize(s) // formatting codes go; controls become spaces, collapsed below
 	var b strings.Builder
 	space := false
 	for _, r := range s {

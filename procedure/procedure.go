@@ -46,7 +46,6 @@ import (
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
-	"poolbot/sal"
 	"poolbot/store"
 )
 
@@ -932,7 +931,7 @@ func (e *Engine) queueSAL(tx *store.Tx, r poolbot.Request, text string) error {
 	if e.cfg.DryRun {
 		return nil
 	}
-	return tx.QueueSAL(r.ID, sal.Line(r.ID, r.Operator, text))
+	return tx.QueueSAL(r.ID, poolbot.SALLine(r.ID, r.Operator, text))
 }
 
 func (e *Engine) announce(ctx context.Context, text string) {

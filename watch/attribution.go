@@ -10,7 +10,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"poolbot/bot"
+	"poolbot/chat"
 )
 
 // Who changed a discovery object is not in etcd. It is in the channel:
@@ -231,7 +231,7 @@ func parseConftoolAction(body string) (LogLine, bool) {
 }
 
 // Attributor keeps the recent trusted conftool and cookbook !log lines of
-// the channel, so a drift can name who made it. It is a bot.Handler
+// the channel, so a drift can name who made it. It is a chat.Handler
 // observer. Safe for concurrent use.
 type Attributor struct {
 	relayNicks    []string
@@ -243,7 +243,7 @@ type Attributor struct {
 	lines []LogLine
 }
 
-var _ bot.Handler = (*Attributor)(nil)
+var _ chat.Handler = (*Attributor)(nil)
 
 // NewAttributor returns an Attributor trusting lines from relayNicks (and,
 // when given, only from those services accounts) and keeping them for
@@ -256,10 +256,10 @@ func NewAttributor(relayNicks, relayAccounts []string, window time.Duration, clo
 		window: window, clock: clock}
 }
 
-// HandleMessage implements bot.Handler: channel lines from a trusted relay
+// HandleMessage implements chat.Handler: channel lines from a trusted relay
 // that parse are kept. logmsgbot relays on IRC only; on Slack anyone can
 // pick "logmsgbot" as a display name.
-func (a *Attributor) HandleMessage(_ context.Context, m bot.Message, _ bot.Replier) {
+func (a *Attributor) HandleMessage(_ context.Context, m chat.Message, _ chat.Replier) {
 	if m.Private() || m.Network == "slack" {
 		return
 	}

@@ -13,7 +13,6 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/conftool"
-	"poolbot/sal"
 	"poolbot/store"
 )
 
@@ -426,7 +425,7 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 			default:
 				line += "; restart proposed to operators"
 			}
-			if err := tx.QueueSAL(reqID, sal.Prefix+" "+line); err != nil {
+			if err := tx.QueueSAL(reqID, poolbot.SALPrefix+" "+line); err != nil {
 				return err
 			}
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"poolbot"
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
 	etcdenv "poolbot/internal/testenv/etcd"
@@ -134,7 +134,7 @@ func newDriftLab(t *testing.T, o labOptions) *driftLab {
 // say feeds a channel line through the router, as the IRC adapter does.
 func (l *driftLab) say(nick, account, text string) []string {
 	out := &replies{}
-	l.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: opsChannel, Nick: nick,
+	l.router.HandleMessage(context.Background(), chat.Message{Network: "irc", Channel: opsChannel, Nick: nick,
 		Account: account, AccountKnown: true, Text: text, Time: l.clock.Now()}, out)
 	return out.lines
 }

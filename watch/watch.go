@@ -13,7 +13,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/registry"
 	"poolbot/store"
@@ -157,7 +157,7 @@ func (w *Watch) OwnWrites() *OwnWrites { return w.own }
 
 // Observer is the chat observer that reads conftool's and the discovery
 // cookbook's !log lines to name who made a drift.
-func (w *Watch) Observer() bot.Handler { return w.attr }
+func (w *Watch) Observer() chat.Handler { return w.attr }
 
 // Run runs the enabled parts until ctx ends.
 func (w *Watch) Run(ctx context.Context) error {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"poolbot"
-	"poolbot/bot"
+	slackbot "poolbot/bot/slack"
 	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/ircnet"
 	"poolbot/internal/testenv/lab"
@@ -150,7 +150,7 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 			}
 			k := 0
 			for _, g := range got {
-				if k < len(lines) && g == bot.SlackEscape(lines[k]) {
+				if k < len(lines) && g == slackbot.Escape(lines[k]) {
 					k++
 				}
 			}

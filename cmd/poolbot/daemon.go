@@ -14,6 +14,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/config"
 	"poolbot/procedure"
@@ -32,14 +33,14 @@ type daemonOptions struct {
 
 // chatAdapter is what runDaemon needs of IRC and the console alike.
 type chatAdapter interface {
-	bot.Sayer
+	chat.Sayer
 	Run(ctx context.Context) error
 }
 
 // consoleAdapter binds the console to its handler.
 type consoleAdapter struct {
 	*bot.Console
-	h bot.Handler
+	h chat.Handler
 }
 
 func (c consoleAdapter) Run(ctx context.Context) error { return c.Console.Run(ctx, c.h) }
@@ -72,10 +73,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	// The router is built after the adapter (it asks the adapter for the
 	// bot's current nick); the adapter reaches it through this handler.
 	var router *commands.Router
-	handler := bot.HandlerFunc(func(ctx context.Context, m bot.Message, r bot.Replier) {
+	handler := chat.HandlerFunc(func(ctx context.Context, m chat.Message, r chat.Replier) {
 		router.HandleMessage(ctx, m, r)
 	})
-	var chat chatAdapter // IRC or the console; nil with Slack only
+	var adapter chatAdapter // IRC or the console; nil with Slack only
 	nick := func() string { return "poolbot" }
 	// Slack runs beside IRC (never with the console) and asks for the nick
 	// at call time, once the switch below has set it.
@@ -92,7 +93,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		if channel == "" {
 			channel = "#console"
 		}
-		chat = consoleAdapter{bot.NewConsole(opts.stdin, opts.stdout, opts.operator, channel, "poolbot"), handler}
+		adapter = consoleAdapter{bot.NewConsole(opts.stdin, opts.stdout, opts.operator, channel, "poolbot"), handler}
 		fmt.Fprintf(opts.stdout, "poolbot console: you are operator %q in %s; try %shelp. Ctrl-D quits.\n",
 			opts.operator, channel, cfg.Chat.CommandPrefix)
 	case cfg.Chat.IRC != nil:
@@ -100,7 +101,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		if err != nil {
 			return err
 		}
-		chat, nick = irc, ircNick(irc, cfg.Chat.IRC.Nick)
+		adapter, nick = irc, ircNick(irc, cfg.Chat.IRC.Nick)
 	case slk != nil:
 		// Slack only: config requires sal.sink tcpircbot; notices go to
 		// the Slack mirror alone.
@@ -109,8 +110,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 
 	var sink sal.Sink
-	if chat != nil {
-		sink = sal.ChannelSink{Chat: chat, Channel: cfg.SAL.Channel}
+	if adapter != nil {
+		sink = sal.ChannelSink{Chat: adapter, Channel: cfg.SAL.Channel}
 	}
 	if cfg.SAL.Sink == "tcpircbot" {
 		sink = sal.TCPIRCBotSink{Addr: cfg.SAL.TCPIRCBot.Addr, Attribution: cfg.SAL.TCPIRCBot.Attribution,
@@ -123,8 +124,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	sender := sal.NewSender(st, sink, clock, log.With("component", "sal"))
 
 	var announce procedure.Announcer
-	if chat != nil {
-		announce = channelAnnouncer{chat: chat, channel: cfg.Chat.NoticeChannel, log: log}
+	if adapter != nil {
+		announce = channelAnnouncer{chat: adapter, channel: cfg.Chat.NoticeChannel, log: log}
 	}
 	announce = slk.announcer(announce)
 	// The procedure records its own conftool writes for the drift watch.
@@ -137,10 +138,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	if err != nil {
 		return err
 	}
-	if err := metrics.attach(chat, slk, proc); err != nil {
+	if err := metrics.attach(adapter, slk, proc); err != nil {
 		return err
 	}
-	var observers []bot.Handler
+	var observers []chat.Handler
 	observers = append(observers, wat.Observer())
 	if proc.observer != nil {
 		observers = append(observers, proc.observer)
@@ -169,8 +170,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	// outbox depth is what to watch then) and stops with chat, last. If it
 	// fails, it ends poolbot like a chat adapter does.
 	run := stages{flush: sender.Flush, flushTimeout: salFlushTimeout, log: log}
-	if chat != nil {
-		run.chat = append(run.chat, chat.Run)
+	if adapter != nil {
+		run.chat = append(run.chat, adapter.Run)
 	}
 	run.chat = append(run.chat, slk.runners()...)
 	run.chat = append(run.chat, metrics.runners()...)
@@ -183,9 +184,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	return err
 }
 
-func newIRC(cfg *config.Config, h bot.Handler, log *slog.Logger) (*bot.IRC, error) {
+func newIRC(cfg *config.Config, h chat.Handler, log *slog.Logger) (*bot.IRC, error) {
 	// config.Load has read the password into the IRC section.
-	return bot.New(*cfg.Chat.IRC, h, log.With("component", "irc")), nil
+	return bot.NewIRC(*cfg.Chat.IRC, h, log.With("component", "irc")), nil
 }
 
 // newLogger builds the structured logger. Attributes whose key names a

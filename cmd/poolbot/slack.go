@@ -5,6 +5,8 @@ import (
 	"log/slog"
 
 	"poolbot/bot"
+	slackbot "poolbot/bot/slack"
+	"poolbot/chat"
 	"poolbot/config"
 	"poolbot/procedure"
 	"poolbot/sal"
@@ -14,22 +16,22 @@ import (
 // configured. A nil *slackParts means no Slack; its methods then leave
 // everything as it was.
 type slackParts struct {
-	adapter *bot.Slack
-	mirror  *bot.Mirror // nil when chat.slack.mirror_channel is empty
+	adapter *slackbot.Adapter
+	mirror  *slackbot.Mirror // nil when chat.slack.mirror_channel is empty
 }
 
 // newSlack builds the Slack side from the config (config.Load has read the
 // tokens into it). Commands reach h; nick is the name the command layer
 // answers to, so a Slack mention reads as "<nick>: …".
-func newSlack(cfg *config.Config, h bot.Handler, nick func() string, log *slog.Logger) *slackParts {
+func newSlack(cfg *config.Config, h chat.Handler, nick func() string, log *slog.Logger) *slackParts {
 	if cfg.Chat.Slack == nil {
 		return nil
 	}
 	sc := *cfg.Chat.Slack
 	slackLog := log.With("component", "slack")
-	p := &slackParts{adapter: bot.NewSlack(sc, h, slackLog, bot.WithSlackNick(nick))}
+	p := &slackParts{adapter: slackbot.New(sc, h, slackLog, slackbot.WithNick(nick))}
 	if sc.MirrorChannel != "" {
-		p.mirror = bot.NewMirror(p.adapter.Client(), sc, log.With("component", "slack-mirror"))
+		p.mirror = slackbot.NewMirror(p.adapter.Client(), sc, log.With("component", "slack-mirror"))
 	}
 	return p
 }
@@ -80,7 +82,7 @@ func (f fanoutAnnouncer) Announce(ctx context.Context, text string) {
 // mirroredSink copies each delivered SAL line to the Slack mirror.
 type mirroredSink struct {
 	sal.Sink
-	mirror *bot.Mirror
+	mirror *slackbot.Mirror
 }
 
 func (s mirroredSink) Send(ctx context.Context, message string) error {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/config"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
@@ -26,7 +26,7 @@ type procedureParts struct {
 	// runners run until ctx ends (calendar refresh, change fan-out).
 	runners []func(ctx context.Context) error
 	// observer sees every chat message (scap's lines from logmsgbot).
-	observer bot.Handler
+	observer chat.Handler
 	// calendar is the cached deployment calendar; nil with source none.
 	calendar *calendar.Cached
 	// services and conftool are what the watch follows (wire_watch.go).
@@ -36,7 +36,7 @@ type procedureParts struct {
 
 // channelAnnouncer says notices in one channel through a chat adapter.
 type channelAnnouncer struct {
-	chat    bot.Sayer
+	chat    chat.Sayer
 	channel string
 	log     *slog.Logger
 }
@@ -143,7 +143,7 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 	// A "Finished scap …" line relayed by logmsgbot clears the scap gate
 	// at once, without waiting for the next probe.
 	if sc.Tracker != nil {
-		parts.observer = bot.HandlerFunc(func(_ context.Context, m bot.Message, _ bot.Replier) {
+		parts.observer = chat.HandlerFunc(func(_ context.Context, m chat.Message, _ chat.Replier) {
 			// scap's lines are relayed on IRC only. A Slack user can pick any
 			// display name, "logmsgbot" included, and trust is by nick when
 			// no relay account is configured.

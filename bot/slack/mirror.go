@@ -1,4 +1,4 @@
-package bot
+package slack
 
 import (
 	"context"
@@ -12,17 +12,17 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"github.com/slack-go/slack"
+	slackapi "github.com/slack-go/slack"
 )
 
-// SlackPoster is the part of the Slack Web API a Mirror uses; *slack.Client
+// Poster is the part of the Slack Web API a Mirror uses; *slackapi.Client
 // implements it.
-type SlackPoster interface {
-	PostMessageContext(ctx context.Context, channelID string, options ...slack.MsgOption) (string, string, error)
-	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
+type Poster interface {
+	PostMessageContext(ctx context.Context, channelID string, options ...slackapi.MsgOption) (string, string, error)
+	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slackapi.MsgOption) (string, string, string, error)
 }
 
-var _ SlackPoster = (*slack.Client)(nil)
+var _ Poster = (*slackapi.Client)(nil)
 
 // Mirror copies poolbot's notices and SAL lines to one Slack channel. It is
 // a courtesy copy, not the record: SAL lives on IRC (stashbot), so a line
@@ -43,10 +43,10 @@ var _ SlackPoster = (*slack.Client)(nil)
 // see, so it is also posted in the thread and broadcast to the channel.
 // Other notices are posted as they are.
 //
-// All text is escaped (see SlackEscape): notices carry reasons typed by
+// All text is escaped (see Escape): notices carry reasons typed by
 // users, and must not ping <!channel> or draw links.
 type Mirror struct {
-	api     SlackPoster
+	api     Poster
 	channel string
 	thread  bool
 	timeout time.Duration
@@ -80,7 +80,7 @@ func WithMirrorClock(c clockwork.Clock) MirrorOption { return func(m *Mirror) { 
 
 // NewMirror returns a mirror posting to cfg.MirrorChannel through api
 // (usually the Slack adapter's Client). A nil logger discards logs.
-func NewMirror(api SlackPoster, cfg SlackConfig, logger *slog.Logger, opts ...MirrorOption) *Mirror {
+func NewMirror(api Poster, cfg Config, logger *slog.Logger, opts ...MirrorOption) *Mirror {
 	cfg = cfg.withDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -154,7 +154,7 @@ func (m *Mirror) process(ctx context.Context, l mirrorLine) {
 		id, addressed, ok = noticeRequestID(l.text)
 	}
 	if !ok {
-		if _, err := m.post(ctx, "", false, slack.MsgOptionText(SlackEscape(truncateRunes(l.text, slackMaxReplyBytes)), false)); err != nil {
+		if _, err := m.post(ctx, "", false, slackapi.MsgOptionText(Escape(truncateRunes(l.text, slackMaxReplyBytes)), false)); err != nil {
 			m.log.Warn("slack mirror: notice not posted", "err", err)
 		}
 		return
@@ -169,7 +169,7 @@ func (m *Mirror) process(ctx context.Context, l mirrorLine) {
 		m.log.Warn("slack mirror: request status not posted", "request", id, "err", err)
 	}
 	if r.ts != "" && (m.thread || addressed) {
-		text := slack.MsgOptionText(SlackEscape(truncateRunes(l.text, slackMaxReplyBytes)), false)
+		text := slackapi.MsgOptionText(Escape(truncateRunes(l.text, slackMaxReplyBytes)), false)
 		if _, err := m.post(ctx, r.ts, addressed, text); err != nil {
 			m.log.Warn("slack mirror: thread reply not posted", "request", id, "err", err)
 		}
@@ -178,7 +178,7 @@ func (m *Mirror) process(ctx context.Context, l mirrorLine) {
 
 // show posts r's status message, or updates it in place.
 func (m *Mirror) show(ctx context.Context, r *mirrorRequest) error {
-	opts := []slack.MsgOption{slack.MsgOptionText(r.fallback(), false), slack.MsgOptionBlocks(r.blocks()...)}
+	opts := []slackapi.MsgOption{slackapi.MsgOptionText(r.fallback(), false), slackapi.MsgOptionBlocks(r.blocks()...)}
 	if r.ts != "" {
 		uctx, cancel := context.WithTimeout(ctx, m.timeout)
 		_, _, _, err := m.api.UpdateMessageContext(uctx, m.channel, r.ts, opts...)
@@ -186,7 +186,7 @@ func (m *Mirror) show(ctx context.Context, r *mirrorRequest) error {
 		if err == nil {
 			return nil
 		}
-		var se slack.SlackErrorResponse
+		var se slackapi.SlackErrorResponse
 		if !errors.As(err, &se) || (se.Err != "message_not_found" && se.Err != "cant_update_message" && se.Err != "edit_window_closed") {
 			return fmt.Errorf("chat.update: %w", err)
 		}
@@ -202,14 +202,14 @@ func (m *Mirror) show(ctx context.Context, r *mirrorRequest) error {
 	return nil
 }
 
-func (m *Mirror) post(ctx context.Context, threadTS string, broadcast bool, opts ...slack.MsgOption) (string, error) {
+func (m *Mirror) post(ctx context.Context, threadTS string, broadcast bool, opts ...slackapi.MsgOption) (string, error) {
 	pctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	opts = append(opts, slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl())
+	opts = append(opts, slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl())
 	if threadTS != "" {
-		opts = append(opts, slack.MsgOptionTS(threadTS))
+		opts = append(opts, slackapi.MsgOptionTS(threadTS))
 		if broadcast {
-			opts = append(opts, slack.MsgOptionBroadcast())
+			opts = append(opts, slackapi.MsgOptionBroadcast())
 		}
 	}
 	_, ts, err := m.api.PostMessageContext(pctx, m.channel, opts...)
@@ -346,12 +346,12 @@ var stateEmoji = map[string]string{
 // characters.
 const mirrorMaxText = 2900
 
-func (r *mirrorRequest) blocks() []slack.Block {
+func (r *mirrorRequest) blocks() []slackapi.Block {
 	title := r.title
 	if title == "" {
 		title = "request"
 	}
-	head := fmt.Sprintf("*poolbot #%d* %s", r.id, SlackEscape(truncateRunes(title, mirrorMaxText)))
+	head := fmt.Sprintf("*poolbot #%d* %s", r.id, Escape(truncateRunes(title, mirrorMaxText)))
 	var facts []string
 	if r.state != "" {
 		facts = append(facts, strings.TrimSpace(stateEmoji[r.state]+" *"+r.state+"*"))
@@ -360,29 +360,29 @@ func (r *mirrorRequest) blocks() []slack.Block {
 		facts = append(facts, fmt.Sprintf("hosts %d/%d", r.done, r.total))
 	}
 	if r.eta != "" {
-		facts = append(facts, "estimated start "+SlackEscape(r.eta))
+		facts = append(facts, "estimated start "+Escape(r.eta))
 	}
 	if r.operator != "" {
-		facts = append(facts, "by "+SlackEscape(r.operator))
+		facts = append(facts, "by "+Escape(r.operator))
 	}
 	facts = append(facts, "updated "+r.updated.UTC().Format("15:04:05 UTC"))
-	blocks := []slack.Block{
-		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, head, false, false), nil, nil),
-		slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, strings.Join(facts, "  ·  "), false, false)),
+	blocks := []slackapi.Block{
+		slackapi.NewSectionBlock(slackapi.NewTextBlockObject(slackapi.MarkdownType, head, false, false), nil, nil),
+		slackapi.NewContextBlock("", slackapi.NewTextBlockObject(slackapi.MarkdownType, strings.Join(facts, "  ·  "), false, false)),
 	}
 	if len(r.blockers) > 0 {
 		var b strings.Builder
 		b.WriteString("*waiting for:*")
 		for _, x := range r.blockers {
-			b.WriteString("\n• " + SlackEscape(x))
+			b.WriteString("\n• " + Escape(x))
 		}
-		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
+		blocks = append(blocks, slackapi.NewSectionBlock(slackapi.NewTextBlockObject(slackapi.MarkdownType,
 			truncateRunes(b.String(), mirrorMaxText), false, false), nil, nil))
 	}
 	// The last line stays visible: a SAL line such as a !force request
 	// does not change the state or the blockers.
-	return append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
-		"last: "+SlackEscape(truncateRunes(r.last, mirrorMaxText)), false, false), nil, nil))
+	return append(blocks, slackapi.NewSectionBlock(slackapi.NewTextBlockObject(slackapi.MarkdownType,
+		"last: "+Escape(truncateRunes(r.last, mirrorMaxText)), false, false), nil, nil))
 }
 
 // fallback is the message's plain text (notifications, clients without
@@ -395,7 +395,7 @@ func (r *mirrorRequest) fallback() string {
 	if r.total > 0 {
 		s += fmt.Sprintf(" (hosts %d/%d)", r.done, r.total)
 	}
-	return SlackEscape(truncateRunes(s+": "+r.last, slackMaxReplyBytes))
+	return Escape(truncateRunes(s+": "+r.last, slackMaxReplyBytes))
 }
 
 // salRequestID reads the request ID of a SAL line "poolbot #<id> …".

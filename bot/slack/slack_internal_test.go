@@ -1,4 +1,4 @@
-package bot
+package slack
 
 import (
 	"encoding/json"
@@ -24,17 +24,17 @@ func TestSlackPlainText(t *testing.T) {
 		{"unclosed <@U1 text", "unclosed <@U1 text"},
 		{"a &amp;lt; b", "a &lt; b"}, // one level of unescaping only
 	} {
-		if got := SlackPlainText(tc.in); got != tc.want {
-			t.Errorf("SlackPlainText(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := PlainText(tc.in); got != tc.want {
+			t.Errorf("PlainText(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
 
 func TestSlackEscape(t *testing.T) {
-	got := SlackEscape("<!channel> & <https://x|y>\x00\x07ok\n")
+	got := Escape("<!channel> & <https://x|y>\x00\x07ok\n")
 	want := "&lt;!channel&gt; &amp; &lt;https://x|y&gt;  ok\n"
 	if got != want {
-		t.Fatalf("SlackEscape = %q, want %q", got, want)
+		t.Fatalf("Escape = %q, want %q", got, want)
 	}
 }
 
@@ -58,24 +58,24 @@ func TestSlackStripBotMention(t *testing.T) {
 }
 
 func TestSlackConfigValidate(t *testing.T) {
-	good := SlackConfig{Channels: []string{"C0OPS"}, AppToken: "xapp-1", BotToken: "xoxb-1"}
+	good := Config{Channels: []string{"C0OPS"}, AppToken: "xapp-1", BotToken: "xoxb-1"}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
 	for name, tc := range map[string]struct {
-		mut  func(*SlackConfig)
+		mut  func(*Config)
 		want string
 	}{
-		"no app token":     {func(c *SlackConfig) { c.AppToken = "" }, "app token: required"},
-		"bot token as app": {func(c *SlackConfig) { c.AppToken = "xoxb-1" }, "app-level token"},
-		"user token":       {func(c *SlackConfig) { c.BotToken = "xoxp-1" }, "bot token (xoxb-"},
-		"channel name":     {func(c *SlackConfig) { c.Channels = []string{"#ops"} }, "channels: \"#ops\" is not a channel ID"},
-		"dm as mirror":     {func(c *SlackConfig) { c.MirrorChannel = "D0X" }, "mirror_channel"},
-		"nothing to do":    {func(c *SlackConfig) { c.Channels = nil }, "set at least one"},
-		"slash":            {func(c *SlackConfig) { c.SlashCommand = "poolbot" }, "slash_command"},
-		"url":              {func(c *SlackConfig) { c.APIURL = "ftp://x/" }, "api_url"},
-		"backoff":          {func(c *SlackConfig) { c.ReconnectMin, c.ReconnectMax = time.Hour, time.Second }, "reconnect_min"},
-		"timeout":          {func(c *SlackConfig) { c.RequestTimeout = time.Millisecond }, "request_timeout"},
+		"no app token":     {func(c *Config) { c.AppToken = "" }, "app token: required"},
+		"bot token as app": {func(c *Config) { c.AppToken = "xoxb-1" }, "app-level token"},
+		"user token":       {func(c *Config) { c.BotToken = "xoxp-1" }, "bot token (xoxb-"},
+		"channel name":     {func(c *Config) { c.Channels = []string{"#ops"} }, "channels: \"#ops\" is not a channel ID"},
+		"dm as mirror":     {func(c *Config) { c.MirrorChannel = "D0X" }, "mirror_channel"},
+		"nothing to do":    {func(c *Config) { c.Channels = nil }, "set at least one"},
+		"slash":            {func(c *Config) { c.SlashCommand = "poolbot" }, "slash_command"},
+		"url":              {func(c *Config) { c.APIURL = "ftp://x/" }, "api_url"},
+		"backoff":          {func(c *Config) { c.ReconnectMin, c.ReconnectMax = time.Hour, time.Second }, "reconnect_min"},
+		"timeout":          {func(c *Config) { c.RequestTimeout = time.Millisecond }, "request_timeout"},
 	} {
 		c := good
 		c.Channels = append([]string(nil), good.Channels...)
@@ -88,7 +88,7 @@ func TestSlackConfigValidate(t *testing.T) {
 }
 
 func TestSlackConfigNeverShowsTokens(t *testing.T) {
-	c := SlackConfig{Channels: []string{"C0OPS"}, AppToken: "xapp-secret-1", BotToken: "xoxb-secret-2"}
+	c := Config{Channels: []string{"C0OPS"}, AppToken: "xapp-secret-1", BotToken: "xoxb-secret-2"}
 	for _, s := range []string{c.String(), fmt.Sprintf("%v %+v %#v", c, c, c), c.LogValue().String()} {
 		if strings.Contains(s, "secret") {
 			t.Fatalf("token shown: %s", s)
@@ -186,7 +186,7 @@ func TestSlackTime(t *testing.T) {
 	}
 }
 
-// normalize is what text looks like after SlackEscape and SlackPlainText:
+// normalize is what text looks like after Escape and PlainText:
 // controls as spaces, line breaks as spaces, invalid UTF-8 as U+FFFD.
 func normalize(s string) string {
 	return strings.Map(func(r rune) rune {
@@ -202,21 +202,21 @@ func FuzzSlackPlainText(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		plain := SlackPlainText(s)
+		plain := PlainText(s)
 		if strings.ContainsAny(plain, "\n\r") {
-			t.Fatalf("SlackPlainText(%q) = %q keeps a line break", s, plain)
+			t.Fatalf("PlainText(%q) = %q keeps a line break", s, plain)
 		}
 		// Whatever a user or IRC says, once escaped it reads back as
 		// itself: escaping leaves no control sequence for Slack to act on.
-		esc := SlackEscape(s)
+		esc := Escape(s)
 		if strings.ContainsAny(esc, "<>") {
-			t.Fatalf("SlackEscape(%q) = %q keeps < or >", s, esc)
+			t.Fatalf("Escape(%q) = %q keeps < or >", s, esc)
 		}
-		if back := SlackPlainText(esc); back != normalize(s) {
-			t.Fatalf("SlackPlainText(SlackEscape(%q)) = %q, want %q", s, back, normalize(s))
+		if back := PlainText(esc); back != normalize(s) {
+			t.Fatalf("PlainText(Escape(%q)) = %q, want %q", s, back, normalize(s))
 		}
 		if utf8.ValidString(s) && !utf8.ValidString(plain) {
-			t.Fatalf("SlackPlainText(%q) made invalid UTF-8 %q", s, plain)
+			t.Fatalf("PlainText(%q) made invalid UTF-8 %q", s, plain)
 		}
 		rest, ok := stripBotMention(s, "U0POOLBOT")
 		if ok && len(rest) >= len(s) {
@@ -249,7 +249,7 @@ func BenchmarkSlackPlainText(b *testing.B) {
 	in := "<@U0POOLBOT> depool apus codfw <https://phabricator.wikimedia.org/T422166|T422166> registry &amp; ceph maint"
 	b.ReportAllocs()
 	for b.Loop() {
-		SlackPlainText(in)
+		PlainText(in)
 	}
 }
 

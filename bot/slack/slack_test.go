@@ -1,4 +1,4 @@
-package bot_test
+package slack_test
 
 // The Slack adapter and mirror against a local Slack (slacktest's Web API
 // plus a Socket Mode socket, see internal/testenv/slacknet), with the real
@@ -19,7 +19,8 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot"
-	"poolbot/bot"
+	"poolbot/bot/slack"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/internal/testenv/slacknet"
 	"poolbot/store"
@@ -56,15 +57,15 @@ func newTestLogger(t testing.TB) *slog.Logger {
 type slackFixture struct {
 	t       testing.TB
 	srv     *slacknet.Server
-	adapter *bot.Slack
+	adapter *slack.Adapter
 	store   *store.Store
 	router  *commands.Router
 	clock   *clockwork.FakeClock // store and router
 }
 
 type fixtureOpts struct {
-	handler     bot.Handler // default: the router
-	adapterOpts []bot.SlackOption
+	handler     chat.Handler // default: the router
+	adapterOpts []slack.Option
 	beforeRun   func(*slacknet.Server)
 	noWait      bool
 }
@@ -95,7 +96,7 @@ func newSlackFixture(t testing.TB, o fixtureOpts) *slackFixture {
 		h = router
 	}
 	f := &slackFixture{t: t, srv: srv, store: st, router: router, clock: clock}
-	f.adapter = bot.NewSlack(f.config(), h, log, append([]bot.SlackOption{bot.WithSlackNick(func() string { return "poolbot" })}, o.adapterOpts...)...)
+	f.adapter = slack.New(f.config(), h, log, append([]slack.Option{slack.WithNick(func() string { return "poolbot" })}, o.adapterOpts...)...)
 	if o.beforeRun != nil {
 		o.beforeRun(srv)
 	}
@@ -119,9 +120,9 @@ func newSlackFixture(t testing.TB, o fixtureOpts) *slackFixture {
 	return f
 }
 
-func (f *slackFixture) config() bot.SlackConfig {
+func (f *slackFixture) config() slack.Config {
 	o := f.srv.Options()
-	return bot.SlackConfig{Channels: []string{opsChannel}, MirrorChannel: mirrorChannel, APIURL: f.srv.APIURL(),
+	return slack.Config{Channels: []string{opsChannel}, MirrorChannel: mirrorChannel, APIURL: f.srv.APIURL(),
 		AppToken: o.AppToken, BotToken: o.BotToken, ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second}
 }
 
@@ -317,10 +318,10 @@ func TestSlackSlashCommandAckedAndAnswered(t *testing.T) {
 type blockingHandler struct {
 	release chan struct{}
 	mu      sync.Mutex
-	got     []bot.Message
+	got     []chat.Message
 }
 
-func (h *blockingHandler) HandleMessage(_ context.Context, m bot.Message, _ bot.Replier) {
+func (h *blockingHandler) HandleMessage(_ context.Context, m chat.Message, _ chat.Replier) {
 	if h.release != nil {
 		<-h.release
 	}
@@ -465,7 +466,7 @@ func TestSlackRetriesWhenTheLibraryGivesUp(t *testing.T) {
 	// invalid_auth from apps.connections.open makes slack-go's RunContext
 	// return; the adapter backs off (on its clock) and tries again.
 	clock := clockwork.NewFakeClock()
-	f := newSlackFixture(t, fixtureOpts{noWait: true, adapterOpts: []bot.SlackOption{bot.WithSlackClock(clock)},
+	f := newSlackFixture(t, fixtureOpts{noWait: true, adapterOpts: []slack.Option{slack.WithClock(clock)},
 		beforeRun: func(s *slacknet.Server) { s.FailConnectionsOpen(2, "invalid_auth") }})
 	for attempt := 1; attempt <= 2; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -492,7 +493,7 @@ func TestSlackSameOperatorOnIRCAndSlackIsOnePerson(t *testing.T) {
 	}
 	// alice on IRC is alice.
 	var irc ircReplies
-	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#wikimedia-operations",
+	f.router.HandleMessage(context.Background(), chat.Message{Network: "irc", Channel: "#wikimedia-operations",
 		Nick: "alice", Account: "alice", AccountKnown: true, Text: "!confirm 1"}, &irc)
 	if got := irc.take(); len(got) != 1 || !strings.Contains(got[0], "different operator") {
 		t.Fatalf("alice on IRC confirming her own force: %q", got)
@@ -528,17 +529,17 @@ func (r *ircReplies) take() []string {
 
 // --- the mirror ---
 
-func startMirror(t *testing.T, cfg func(*bot.SlackConfig)) (*slacknet.Server, *bot.Mirror, func()) {
+func startMirror(t *testing.T, cfg func(*slack.Config)) (*slacknet.Server, *slack.Mirror, func()) {
 	t.Helper()
 	srv := slacknet.Start(t, slacknet.Options{})
 	o := srv.Options()
-	c := bot.SlackConfig{MirrorChannel: mirrorChannel, APIURL: srv.APIURL(), AppToken: o.AppToken, BotToken: o.BotToken}
+	c := slack.Config{MirrorChannel: mirrorChannel, APIURL: srv.APIURL(), AppToken: o.AppToken, BotToken: o.BotToken}
 	if cfg != nil {
 		cfg(&c)
 	}
 	log := newTestLogger(t)
-	m := bot.NewMirror(bot.NewSlackClient(c, log), c, log,
-		bot.WithMirrorClock(clockwork.NewFakeClockAt(time.Date(2026, 11, 22, 14, 3, 22, 0, time.UTC))))
+	m := slack.NewMirror(slack.NewClient(c, log), c, log,
+		slack.WithMirrorClock(clockwork.NewFakeClockAt(time.Date(2026, 11, 22, 14, 3, 22, 0, time.UTC))))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	start := func() {
@@ -634,7 +635,7 @@ func TestSlackMirrorUpdatesOneMessagePerRequest(t *testing.T) {
 }
 
 func TestSlackMirrorThreadAndAddressedNotices(t *testing.T) {
-	srv, m, start := startMirror(t, func(c *bot.SlackConfig) { c.MirrorThread = true })
+	srv, m, start := startMirror(t, func(c *slack.Config) { c.MirrorThread = true })
 	start()
 	ctx := context.Background()
 	m.SAL(ctx, "poolbot #9 alice: START - restart apus: T5")
@@ -656,7 +657,7 @@ func TestSlackMirrorThreadAndAddressedNotices(t *testing.T) {
 }
 
 func TestSlackMirrorNeverBlocks(t *testing.T) {
-	srv, m, start := startMirror(t, func(c *bot.SlackConfig) { c.MirrorQueue = 2 })
+	srv, m, start := startMirror(t, func(c *slack.Config) { c.MirrorQueue = 2 })
 	begin := time.Now()
 	for i := range 5 {
 		m.Announce(context.Background(), fmt.Sprintf("notice %d", i))
