@@ -7,6 +7,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/registry"
@@ -32,12 +33,6 @@ type Registry interface {
 	WaitHealthy(ctx context.Context, inst registry.Instance, opts registry.WaitOptions) error
 	Probe(ctx context.Context, inst registry.Instance, repo string) registry.ProbeResult
 	Health(ctx context.Context, inst registry.Instance) error
-}
-
-// Announcer says notices in the operations channel (and mirrors them to
-// Slack). Notices are not durable: SAL lines are, through the outbox.
-type Announcer interface {
-	Announce(ctx context.Context, text string)
 }
 
 // Service is one service the procedure manages.
@@ -103,7 +98,9 @@ type Deps struct {
 	OwnWrites interface {
 		Record(service, datacenter string, st conftool.State)
 	}
-	Announce Announcer
+	// Announce says notices in the operations channel (and mirrors them
+	// to Slack).
+	Announce poolbot.Announcer
 	// SALWritten is called after SAL lines were queued, so the sender
 	// delivers them at once.
 	SALWritten func()

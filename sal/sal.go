@@ -146,6 +146,10 @@ type Sender struct {
 	Poll time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed send.
 	MinBackoff, MaxBackoff time.Duration
+	// Delivered, when set, is called with each line once it was delivered
+	// and marked sent, in outbox order, on the sender's goroutine (the
+	// Slack mirror copies it; notices held behind it go out).
+	Delivered func(ctx context.Context, line store.OutboxLine)
 }
 
 // NewSender returns a Sender; call Run to start it.
@@ -237,6 +241,9 @@ func (s *Sender) deliverOne(ctx context.Context) (delivered bool, err error) {
 		return false, err
 	}
 	s.log.Info("SAL line delivered", "id", line.ID, "request", int64(line.RequestID))
+	if s.Delivered != nil {
+		s.Delivered(mctx, line)
+	}
 	return true, nil
 }
 

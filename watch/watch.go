@@ -13,16 +13,12 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"poolbot"
 	"poolbot/chat"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/registry"
 	"poolbot/store"
 )
-
-// Announcer says notices in the operations channel (procedure.Announcer).
-type Announcer interface {
-	Announce(ctx context.Context, text string)
-}
 
 // Service is one service the watch follows.
 type Service struct {
@@ -50,7 +46,7 @@ type Deps struct {
 	// OwnWrites is the record the procedure feeds (Deps.OwnWrites there);
 	// nil makes a new one (then nothing is recorded as poolbot's own).
 	OwnWrites *OwnWrites
-	Announce  Announcer
+	Announce  poolbot.Announcer
 	// Notify wakes the procedure's worker of a service after the watch
 	// queued a request (procedure.Engine.Notify).
 	Notify func(service string)

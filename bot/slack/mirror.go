@@ -5,14 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	slackapi "github.com/slack-go/slack"
+
+	"poolbot"
 )
 
 // Poster is the part of the Slack Web API a Mirror uses; *slackapi.Client
@@ -32,16 +33,16 @@ var _ Poster = (*slackapi.Client)(nil)
 //
 // Lines about one request are folded into one status message that is
 // edited in place (chat.update) rather than posting dozens of lines during
-// an operation. A line is about request <id> when it is a SAL line of the
-// shape "poolbot #<id> <operator>: …" (the SAL package's Line), or a notice
-// that starts with "#<id> ", optionally after "DRY-RUN " and/or
-// "<operator>: ". The first such line posts the status message (Block
-// Kit: the request, its state, the hosts restarted n/N, the last step);
-// later ones update it. With mirror_thread each line is also posted as a
-// reply in that message's thread, for the full history. A notice addressed
-// to an operator ("alice: #12 … FAILED: …") is something a person must
-// see, so it is also posted in the thread and broadcast to the channel.
-// Other notices are posted as they are.
+// an operation. Notices and SAL lines arrive as poolbot.Notice values, so
+// the mirror reads what a line is about from its fields (Request, Kind,
+// State, Blockers, ETA, Host/Hosts, Title, To), never from its wording.
+// The first line about a request posts the status message (Block Kit: the
+// request, its state, the hosts restarted n/N, the last step); later ones
+// update it. With mirror_thread each line is also posted as a reply in
+// that message's thread, for the full history. A notice addressed to
+// someone (To: the operator of a request that failed) is something a
+// person must see, so it is also posted in the thread and broadcast to the
+// channel. Lines about no request are posted as they are.
 //
 // All text is escaped (see Escape): notices carry reasons typed by
 // users, and must not ping <!channel> or draw links.
@@ -67,9 +68,19 @@ const mirrorMaxRequests = 64
 // mirrorDrainTimeout bounds posting what is still queued at shutdown.
 const mirrorDrainTimeout = 3 * time.Second
 
+// mirrorLine is a notice, or a SAL line with the notice that describes it.
 type mirrorLine struct {
-	sal  bool
-	text string
+	sal    bool
+	notice poolbot.Notice
+	line   string // a SAL line as logged
+}
+
+// text is the line as the channel shows it.
+func (l mirrorLine) text() string {
+	if l.sal {
+		return l.line
+	}
+	return l.notice.String()
 }
 
 // MirrorOption customises NewMirror.
@@ -94,13 +105,16 @@ func NewMirror(api Poster, cfg Config, logger *slog.Logger, opts ...MirrorOption
 	return m
 }
 
-// Announce queues a notice (it implements the procedure's Announcer). It
-// never blocks.
-func (m *Mirror) Announce(_ context.Context, text string) { m.enqueue(mirrorLine{text: text}) }
+// Announce queues a notice (it implements poolbot.Announcer). It never
+// blocks.
+func (m *Mirror) Announce(_ context.Context, n poolbot.Notice) { m.enqueue(mirrorLine{notice: n}) }
 
-// SAL queues a SAL line (without "!log "), to be called once the line was
-// delivered to its durable sink. It never blocks.
-func (m *Mirror) SAL(_ context.Context, line string) { m.enqueue(mirrorLine{sal: true, text: line}) }
+// SAL queues a SAL line (without "!log ") and the notice that describes
+// it, to be called once the line was delivered to its durable sink. It
+// never blocks.
+func (m *Mirror) SAL(_ context.Context, n poolbot.Notice, line string) {
+	m.enqueue(mirrorLine{sal: true, notice: n, line: line})
+}
 
 // Dropped is how many lines were dropped because the queue was full.
 func (m *Mirror) Dropped() uint64 { return m.dropped.Load() }
@@ -143,18 +157,10 @@ func (m *Mirror) Run(ctx context.Context) error {
 }
 
 func (m *Mirror) process(ctx context.Context, l mirrorLine) {
-	var (
-		id        int64
-		addressed bool
-		ok        bool
-	)
-	if l.sal {
-		id, ok = salRequestID(l.text)
-	} else {
-		id, addressed, ok = noticeRequestID(l.text)
-	}
-	if !ok {
-		if _, err := m.post(ctx, "", false, slackapi.MsgOptionText(Escape(truncateRunes(l.text, slackMaxReplyBytes)), false)); err != nil {
+	id := int64(l.notice.Request)
+	addressed := !l.sal && l.notice.To != ""
+	if id <= 0 {
+		if _, err := m.post(ctx, "", false, slackapi.MsgOptionText(Escape(truncateRunes(l.text(), slackMaxReplyBytes)), false)); err != nil {
 			m.log.Warn("slack mirror: notice not posted", "err", err)
 		}
 		return
@@ -169,7 +175,7 @@ func (m *Mirror) process(ctx context.Context, l mirrorLine) {
 		m.log.Warn("slack mirror: request status not posted", "request", id, "err", err)
 	}
 	if r.ts != "" && (m.thread || addressed) {
-		text := slackapi.MsgOptionText(Escape(truncateRunes(l.text, slackMaxReplyBytes)), false)
+		text := slackapi.MsgOptionText(Escape(truncateRunes(l.text(), slackMaxReplyBytes)), false)
 		if _, err := m.post(ctx, r.ts, addressed, text); err != nil {
 			m.log.Warn("slack mirror: thread reply not posted", "request", id, "err", err)
 		}
@@ -239,101 +245,65 @@ type mirrorRequest struct {
 	last        string
 	done, total int
 	updated     time.Time
-	// blockers and eta are what a waiting request waits for, from the
-	// engine's notice "… waiting: <blocker>; <blocker>; estimated start
-	// 15:05 UTC"; cleared when it proceeds.
+	// blockers and eta are what a waiting request waits for and its
+	// estimated start ("unknown" when the engine cannot tell); cleared
+	// when it proceeds.
 	blockers []string
 	eta      string
 }
 
-var hostsRE = regexp.MustCompile(`\((\d+)/(\d+)\)`)
-
 // apply folds one line into the status.
 func (r *mirrorRequest) apply(l mirrorLine, now time.Time) {
-	text := l.text
+	n := l.notice
 	r.updated = now
+	r.last = l.text()
 	if l.sal {
-		// "poolbot #12 alice: START - depool apus in codfw: T1 maint"
-		_, rest, _ := strings.Cut(text, " ") // "#12 alice: …"
-		_, rest, _ = strings.Cut(rest, " ")  // "alice: …"
-		op, body, found := strings.Cut(rest, ": ")
-		if found && op != "" && !strings.Contains(op, " ") {
-			r.operator, text = op, body
+		// The status shows what the SAL line says after its attribution.
+		r.last = n.Text
+		if n.Operator != "" {
+			r.operator = n.Operator
 		}
 	}
-	r.last = text
-	if st := lineState(text); st != "" {
+	if st := displayState(n); st != "" {
 		r.state = st
 		r.blockers, r.eta = nil, ""
-		if st == "waiting" {
-			r.blockers, r.eta = waitingBlockers(text)
+		if st == string(poolbot.StateWaiting) {
+			r.blockers = slices.Clone(n.Blockers)
+			if n.Kind == poolbot.NoticeWaiting {
+				r.eta = "unknown"
+				if !n.ETA.IsZero() {
+					r.eta = n.ETA.UTC().Format("15:04 UTC")
+				}
+			}
 		}
 	}
-	if t, ok := strings.CutPrefix(text, "START - "); ok {
-		r.title = t
+	if n.Title != "" {
+		r.title = n.Title
 	}
-	if strings.HasPrefix(text, "restarted ") {
-		if m := hostsRE.FindStringSubmatch(text); m != nil {
-			r.done, _ = strconv.Atoi(m[1])
-			r.total, _ = strconv.Atoi(m[2])
-		}
+	if n.Hosts > 0 {
+		r.done, r.total = n.Host, n.Hosts
 	}
 }
 
-// waitingBlockers splits the engine's waiting notice into its blockers
-// and the estimated start.
-func waitingBlockers(text string) (blockers []string, eta string) {
-	_, rest, ok := strings.Cut(text, " waiting: ")
-	if !ok {
-		return nil, ""
-	}
-	for _, b := range strings.Split(rest, "; ") {
-		switch {
-		case strings.HasPrefix(b, "estimated start "):
-			eta = strings.TrimPrefix(b, "estimated start ")
-		case b == "start time unknown":
-			eta = "unknown"
-		case b != "":
-			blockers = append(blockers, b)
-		}
-	}
-	return blockers, eta
-}
-
-// lineState guesses the request's state from a SAL line or notice, in
-// the words the procedure uses; "" means the line does not change it.
-func lineState(text string) string {
-	switch {
-	case strings.HasPrefix(text, "END ("):
-		outcome, _, _ := strings.Cut(strings.TrimPrefix(text, "END ("), ")")
-		switch outcome {
-		case "PASS":
-			return "done"
-		case "FAIL":
-			return "failed"
-		}
-		return strings.ToLower(outcome)
-	case strings.HasPrefix(text, "START - "), strings.HasPrefix(text, "deploy block taken"),
-		strings.HasPrefix(text, "deploy block re-taken"), strings.Contains(text, " deploys are blocked while "):
-		return "running"
-	case strings.HasPrefix(text, "conftool: "):
-		return "switching"
-	case strings.HasPrefix(text, "restarted "):
-		return "restarting"
-	case strings.Contains(text, " DONE: "):
-		return "done"
-	case strings.Contains(text, " FAILED: "):
-		return "failed"
-	case strings.Contains(text, " CANCELLED: "):
-		return "cancelled"
-	case strings.Contains(text, " EXPIRED"):
-		return "expired"
-	case strings.Contains(text, " waiting: "), strings.Contains(text, " back to waiting: "):
-		return "waiting"
-	case strings.Contains(text, " proceeding: "):
+// displayState is the word the status message shows for where the
+// request is after n; "" means n does not change it. Steps of the run
+// get their own words (the request's stored state moves on before the
+// line that reports the step is logged).
+func displayState(n poolbot.Notice) string {
+	switch n.Kind {
+	case poolbot.NoticeProceeding:
 		return "proceeding"
+	case poolbot.NoticeStarted:
+		return "running"
+	case poolbot.NoticeSwitched:
+		return "switching"
+	case poolbot.NoticeHost:
+		return "restarting"
 	}
-	return ""
+	if n.State == poolbot.StateBlockingDeploys {
+		return "running"
+	}
+	return string(n.State)
 }
 
 var stateEmoji = map[string]string{
@@ -396,54 +366,4 @@ func (r *mirrorRequest) fallback() string {
 		s += fmt.Sprintf(" (hosts %d/%d)", r.done, r.total)
 	}
 	return Escape(truncateRunes(s+": "+r.last, slackMaxReplyBytes))
-}
-
-// salRequestID reads the request ID of a SAL line "poolbot #<id> …".
-func salRequestID(line string) (int64, bool) {
-	rest, ok := strings.CutPrefix(line, "poolbot #")
-	if !ok {
-		return 0, false
-	}
-	return leadingID(rest, false)
-}
-
-// noticeRequestID reads the request ID a notice is about: "#<id> …",
-// optionally after "DRY-RUN " and/or "<operator>: ". addressed reports
-// the "<operator>: " form.
-func noticeRequestID(text string) (id int64, addressed, ok bool) {
-	text = strings.TrimPrefix(text, "DRY-RUN ")
-	if !strings.HasPrefix(text, "#") {
-		word, rest, found := strings.Cut(text, ": ")
-		if !found || word == "" || len(word) > 64 || strings.ContainsAny(word, " #") {
-			return 0, false, false
-		}
-		text, addressed = rest, true
-	}
-	rest, found := strings.CutPrefix(text, "#")
-	if !found {
-		return 0, false, false
-	}
-	id, ok = leadingID(rest, true)
-	return id, addressed && ok, ok
-}
-
-// leadingID parses the digits at the start of s, which must be followed
-// by a space (or, when colonOK, a colon) or end s. IDs are written
-// without leading zeros ("#7", never "#07").
-func leadingID(s string, colonOK bool) (int64, bool) {
-	if s == "" || s[0] == '0' {
-		return 0, false
-	}
-	n := 0
-	for n < len(s) && n < 19 && s[n] >= '0' && s[n] <= '9' {
-		n++
-	}
-	if n == 0 || (n < len(s) && s[n] != ' ' && (!colonOK || s[n] != ':')) {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(s[:n], 10, 64)
-	if err != nil || id <= 0 {
-		return 0, false
-	}
-	return id, true
 }

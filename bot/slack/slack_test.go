@@ -553,18 +553,22 @@ func startMirror(t *testing.T, cfg func(*slack.Config)) (*slacknet.Server, *slac
 	return srv, m, start
 }
 
+// salLine hands m a SAL line as the SAL sender does once it is delivered.
+func salLine(ctx context.Context, m *slack.Mirror, n poolbot.Notice) { m.SAL(ctx, n, n.SALLine()) }
+
 func TestSlackMirrorEscapesUserText(t *testing.T) {
 	srv, m, start := startMirror(t, nil)
 	start()
 	ctx := context.Background()
-	m.Announce(ctx, "registry check failed on registry2003 <!channel> & see <https://evil.example|T1>")
+	m.Announce(ctx, poolbot.Notice{Text: "registry check failed on registry2003 <!channel> & see <https://evil.example|T1>"})
 	posts := srv.WaitPosts(t, 1, waitFor)
 	want := "registry check failed on registry2003 &lt;!channel&gt; &amp; see &lt;https://evil.example|T1&gt;"
 	if posts[0].Text != want || posts[0].Channel != mirrorChannel {
 		t.Fatalf("mirrored %+v, want text %q", posts[0], want)
 	}
 	// The same in a request's status message (text and blocks).
-	m.SAL(ctx, "poolbot #5 alice: START - depool apus in codfw: T1 <!channel> <@U0X>")
+	salLine(ctx, m, poolbot.Notice{Request: 5, Operator: "alice", Kind: poolbot.NoticeStarted, State: poolbot.StateSwitching,
+		Title: "depool apus in codfw: T1 <!channel> <@U0X>", Text: "START - depool apus in codfw: T1 <!channel> <@U0X>"})
 	posts = srv.WaitPosts(t, 2, waitFor)
 	p := posts[1]
 	for _, s := range []string{p.Text, p.Blocks} {
@@ -581,22 +585,34 @@ func TestSlackMirrorUpdatesOneMessagePerRequest(t *testing.T) {
 	srv, m, start := startMirror(t, nil)
 	start()
 	ctx := context.Background()
-	lines := []string{
-		"poolbot #7 alice: START - depool apus in codfw: T422166 maint",
-		"poolbot #7 alice: deploy block taken (scap locked for all deployments)",
-		"poolbot #7 alice: conftool: set apus/codfw pooled=false (was true)",
-		"poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2003.codfw.wmnet (1/3): healthy",
-		"poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2004.codfw.wmnet (2/3): healthy",
-		"poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2005.codfw.wmnet (3/3): healthy",
-		"poolbot #7 alice: deploy block released",
-		"poolbot #7 alice: END (PASS) - depool apus in codfw: 3/3 hosts restarted (duration: 7m12s)",
+	about7 := func(kind poolbot.NoticeKind, state poolbot.State, text string) poolbot.Notice {
+		return poolbot.Notice{Request: 7, Operator: "alice", Kind: kind, State: state, Text: text}
 	}
-	m.Announce(ctx, "#8 pool apus in eqiad (bob) waiting: deployment window UTC late ends 15:00")
+	host := func(n int) poolbot.Notice {
+		h := about7(poolbot.NoticeHost, poolbot.StateRestarting, fmt.Sprintf(
+			"restarted docker-registry-restricted.service docker-registry-ml.service on registry200%d.codfw.wmnet (%d/3): healthy", n+2, n))
+		h.Host, h.Hosts = n, 3
+		return h
+	}
+	startLine := about7(poolbot.NoticeStarted, poolbot.StateSwitching, "START - depool apus in codfw: T422166 maint")
+	startLine.Title = "depool apus in codfw: T422166 maint"
+	lines := []poolbot.Notice{
+		startLine,
+		about7(poolbot.NoticeStarted, poolbot.StateSwitching, "deploy block taken (scap locked for all deployments)"),
+		about7(poolbot.NoticeSwitched, poolbot.StateRestarting, "conftool: set apus/codfw pooled=false (was true)"),
+		host(1), host(2), host(3),
+		about7(poolbot.NoticeInfo, "", "deploy block released"),
+		about7(poolbot.NoticeEnded, poolbot.StateDone, "END (PASS) - depool apus in codfw: 3/3 hosts restarted (duration: 7m12s)"),
+	}
+	eight := func(text string) poolbot.Notice {
+		return poolbot.Notice{Request: 8, Operator: "bob", Kind: poolbot.NoticeWaiting, State: poolbot.StateWaiting, Text: text}
+	}
+	m.Announce(ctx, eight("#8 pool apus in eqiad (bob) waiting: deployment window UTC late ends 15:00"))
 	for i, l := range lines {
-		m.SAL(ctx, l)
+		salLine(ctx, m, l)
 		if i == 3 {
-			m.Announce(ctx, "#8 pool apus in eqiad (bob) waiting: one operation at a time: #7 is running")
-			m.Announce(ctx, "apus pooled state changed outside poolbot")
+			m.Announce(ctx, eight("#8 pool apus in eqiad (bob) waiting: one operation at a time: #7 is running"))
+			m.Announce(ctx, poolbot.Notice{Text: "apus pooled state changed outside poolbot"})
 		}
 	}
 	posts := srv.WaitPosts(t, len(lines)+3, waitFor)
@@ -638,8 +654,10 @@ func TestSlackMirrorThreadAndAddressedNotices(t *testing.T) {
 	srv, m, start := startMirror(t, func(c *slack.Config) { c.MirrorThread = true })
 	start()
 	ctx := context.Background()
-	m.SAL(ctx, "poolbot #9 alice: START - restart apus: T5")
-	m.Announce(ctx, "alice: #9 restart apus FAILED: registry2003 unhealthy; done: none; not touched: registry2004")
+	salLine(ctx, m, poolbot.Notice{Request: 9, Operator: "alice", Kind: poolbot.NoticeStarted, State: poolbot.StateRestarting,
+		Title: "restart apus: T5", Text: "START - restart apus: T5"})
+	m.Announce(ctx, poolbot.Notice{Request: 9, Operator: "alice", To: "alice", Kind: poolbot.NoticeEnded, State: poolbot.StateFailed,
+		Text: "#9 restart apus FAILED: registry2003 unhealthy; done: none; not touched: registry2004"})
 	posts := srv.WaitPosts(t, 4, waitFor)
 	status := posts[0]
 	if status.Method != "chat.postMessage" || status.ThreadTS != "" {
@@ -660,7 +678,7 @@ func TestSlackMirrorNeverBlocks(t *testing.T) {
 	srv, m, start := startMirror(t, func(c *slack.Config) { c.MirrorQueue = 2 })
 	begin := time.Now()
 	for i := range 5 {
-		m.Announce(context.Background(), fmt.Sprintf("notice %d", i))
+		m.Announce(context.Background(), poolbot.Notice{Text: fmt.Sprintf("notice %d", i)})
 	}
 	if d := time.Since(begin); d > time.Second {
 		t.Fatalf("Announce blocked for %v", d)

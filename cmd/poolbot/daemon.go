@@ -13,11 +13,11 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot"
 	"poolbot/bot"
 	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/config"
-	"poolbot/procedure"
 	"poolbot/sal"
 	"poolbot/store"
 	"poolbot/watch"
@@ -120,14 +120,15 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	if sink == nil {
 		return fmt.Errorf("sal.sink: channel needs chat.irc")
 	}
-	sink = slk.salSink(sink)
 	sender := sal.NewSender(st, sink, clock, log.With("component", "sal"))
 
-	var announce procedure.Announcer
+	var channel poolbot.Announcer
 	if adapter != nil {
-		announce = channelAnnouncer{chat: adapter, channel: cfg.Chat.NoticeChannel, log: log}
+		channel = channelAnnouncer{chat: adapter, channel: cfg.Chat.NoticeChannel, log: log}
 	}
-	announce = slk.announcer(announce)
+	// Each SAL line is copied to the Slack mirror once delivered.
+	sender.Delivered = slk.salDelivered()
+	announce := slk.announcer(channel)
 	// The procedure records its own conftool writes for the drift watch.
 	own := watch.NewOwnWrites(clock, cfg.Watch.Drift.OwnWriteWindow())
 	proc, err := buildProcedure(ctx, cfg, st, clock, log, announce, sender.Wake, metrics.procedureHook, ownWritesHook(own))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot"
 	"poolbot/chat"
 	"poolbot/config"
 	"poolbot/integrations/calendar"
@@ -41,8 +42,9 @@ type channelAnnouncer struct {
 	log     *slog.Logger
 }
 
-func (a channelAnnouncer) Announce(ctx context.Context, text string) {
-	if err := a.chat.Say(ctx, a.channel, text); err != nil {
+// Announce says n as one line (IRC splits a long one).
+func (a channelAnnouncer) Announce(ctx context.Context, n poolbot.Notice) {
+	if err := a.chat.Say(ctx, a.channel, n.String()); err != nil {
 		a.log.Warn("notice not delivered", "channel", a.channel, "err", err)
 	}
 }
@@ -50,7 +52,7 @@ func (a channelAnnouncer) Announce(ctx context.Context, text string) {
 // buildProcedure builds every integration from the config and the engine
 // that uses them.
 func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, clock clockwork.Clock,
-	log *slog.Logger, announce procedure.Announcer, salWritten func(), hooks ...func(*procedure.Deps)) (*procedureParts, error) {
+	log *slog.Logger, announce poolbot.Announcer, salWritten func(), hooks ...func(*procedure.Deps)) (*procedureParts, error) {
 	parts := &procedureParts{}
 	deps := procedure.Deps{Store: st, Announce: announce, SALWritten: salWritten, Clock: clock,
 		Log: log.With("component", "procedure")}

@@ -6,6 +6,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"poolbot"
 	"poolbot/config"
 	"poolbot/procedure"
 	"poolbot/store"
@@ -22,7 +23,7 @@ func ownWritesHook(own *watch.OwnWrites) func(*procedure.Deps) {
 // the services, hosts, registry clients and conftool client the procedure
 // uses. own must be the record passed to buildProcedure.
 func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log *slog.Logger, proc *procedureParts,
-	own *watch.OwnWrites, announce procedure.Announcer, salWritten func(), reg prometheus.Registerer) (*watch.Watch, error) {
+	own *watch.OwnWrites, announce poolbot.Announcer, salWritten func(), reg prometheus.Registerer) (*watch.Watch, error) {
 	services := make([]watch.Service, 0, len(proc.services))
 	for _, s := range proc.services {
 		ws := watch.Service{Name: s.Name, Datacenters: s.Datacenters, Hosts: s.Plan.Hosts}
@@ -32,11 +33,7 @@ func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log 
 		}
 		services = append(services, ws)
 	}
-	var ann watch.Announcer
-	if announce != nil {
-		ann = announce
-	}
-	return watch.New(cfg.Watch, watch.Deps{Store: st, Conftool: proc.conftool, OwnWrites: own, Announce: ann,
+	return watch.New(cfg.Watch, watch.Deps{Store: st, Conftool: proc.conftool, OwnWrites: own, Announce: announce,
 		Notify: proc.engine.Notify, SALWritten: salWritten, Metrics: reg, Clock: clock,
 		Log: log.With("component", "watch")},
 		watch.Options{CommandPrefix: cfg.Chat.CommandPrefix, DryRun: cfg.Procedure.DryRun}, services)

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"poolbot"
 	regenv "poolbot/internal/testenv/registry"
 )
 
@@ -326,17 +327,27 @@ func (s *Systemctl) run(ctx context.Context, req ctlRequest) ctlResponse {
 }
 
 // Notices records what a component announces in the channel (it
-// implements the procedure's and the watch's Announcer).
+// implements poolbot.Announcer): each notice as IRC renders it, and as
+// data.
 type Notices struct {
-	mu    sync.Mutex
-	lines []string
+	mu      sync.Mutex
+	lines   []string
+	notices []poolbot.Notice
 }
 
-// Announce records text.
-func (n *Notices) Announce(_ context.Context, text string) {
+// Announce records n.
+func (n *Notices) Announce(_ context.Context, notice poolbot.Notice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.lines = append(n.lines, text)
+	n.lines = append(n.lines, notice.String())
+	n.notices = append(n.notices, notice)
+}
+
+// Notices returns every notice so far as data, in order.
+func (n *Notices) Notices() []poolbot.Notice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]poolbot.Notice(nil), n.notices...)
 }
 
 // All returns every notice so far, in order.
