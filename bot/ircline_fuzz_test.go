@@ -29,6 +29,7 @@ func FuzzIRCLine(f *testing.F) {
 	f.Add("p", "u", "p", "#c", "", 510, strings.Repeat("ü🚀", 300))
 	f.Add("abcdefghijklmnopqrstuvwxyz0123", "abcdefghijklmnopqrstuvwxyz0123", "abcdefghijklmnopqrstuvwxyz0123", "#"+strings.Repeat("c", 63), strings.Repeat("n", 30)+": ", 510, strings.Repeat("x", 600))
 	f.Add("poolbot", "", "poolbot", "alice", "", 0, "a\x00b\x03"+"04,05red\x0f \x01VERSION\x01\u2028\xc2\x85\xff\xfe end   ")
+	f.Add("poolbot", "", "poolbot", "#wikimedia-operations", "", 0, strings.Repeat("x", 330)+" #12 FORCE requested by alice: needs !confirm 12 from another operator !log no")
 	f.Fuzz(func(t *testing.T, cfgNick, user, nick, target, prefix string, maxLine int, text string) {
 		cfg := IRCConfig{Server: "irc.example.org:6697", Nick: cfgNick, User: user, MaxLineBytes: maxLine}
 		// Validate takes only a short printable-ASCII user (servers cap
@@ -91,6 +92,16 @@ func FuzzIRCLine(f *testing.F) {
 				t.Fatalf("piece %d %q is not the next part of the sanitised text %q", k, p, rest)
 			}
 			rest = rest[len(p):]
+			// A continuation of a line said in a channel never reads as a
+			// command ("!confirm …", "!log …"): it starts with no
+			// punctuation, unless the piece before is all punctuation.
+			const punct = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+			if k > 0 && prefix == "" && utf8.ValidString(text) && strings.IndexByte(punct, p[0]) >= 0 {
+				_, size := utf8.DecodeRuneInString(pieces[k-1])
+				if strings.Trim(pieces[k-1][size:], punct+" ") != "" {
+					t.Fatalf("piece %d %q starts like a command after %q", k, p, pieces[k-1])
+				}
+			}
 		}
 		if strings.Trim(rest, " ") != "" {
 			t.Fatalf("sanitised text %q lost its tail %q", clean, rest)

@@ -126,9 +126,18 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	if adapter != nil {
 		channel = channelAnnouncer{chat: adapter, channel: cfg.Chat.NoticeChannel, log: log}
 	}
-	// Each SAL line is copied to the Slack mirror once delivered.
-	sender.Delivered = slk.salDelivered()
-	announce := slk.announcer(channel)
+	// Notices about a request wait for the SAL lines about it queued
+	// before them (sal.OrderedAnnouncer); each SAL line is copied to the
+	// Slack mirror once delivered, before the notices that waited for it.
+	ordered := sal.NewOrderedAnnouncer(st, slk.announcer(channel), log.With("component", "notices"))
+	toMirror := slk.salDelivered()
+	sender.Delivered = func(ctx context.Context, l store.OutboxLine) {
+		if toMirror != nil {
+			toMirror(ctx, l)
+		}
+		ordered.Delivered(ctx, l)
+	}
+	var announce poolbot.Announcer = ordered
 	// The procedure records its own conftool writes for the drift watch.
 	own := watch.NewOwnWrites(clock, cfg.Watch.Drift.OwnWriteWindow())
 	proc, err := buildProcedure(ctx, cfg, st, clock, log, announce, sender.Wake, metrics.procedureHook, ownWritesHook(own))
@@ -170,7 +179,12 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	// the host in progress finishes and the SAL outbox drains (the
 	// outbox depth is what to watch then) and stops with chat, last. If it
 	// fails, it ends poolbot like a chat adapter does.
-	run := stages{flush: sender.Flush, flushTimeout: salFlushTimeout, log: log}
+	run := stages{flush: func(ctx context.Context) error {
+		// Notices still held behind lines that could not be delivered
+		// are said anyway, late rather than never.
+		defer ordered.Release(ctx)
+		return sender.Flush(ctx)
+	}, flushTimeout: salFlushTimeout, log: log}
 	if adapter != nil {
 		run.chat = append(run.chat, adapter.Run)
 	}
