@@ -57,15 +57,15 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	defer st.Close()
 
-	// /metrics and /healthz (ops.go); the listener opens here, so a taken
+	// /metrics and /healthz (monitoring.go); the listener opens here, so a taken
 	// http.listen fails before anything connects.
-	metrics, err := newOps(ctx, cfg, opts.console, st, log)
+	metrics, err := newMonitoring(ctx, cfg, opts.console, st, log)
 	if err != nil {
 		return err
 	}
 	defer metrics.close()
 
-	ops, err := commands.NewOperators(cfg.Operators)
+	operators, err := commands.NewOperators(cfg.Operators)
 	if err != nil {
 		return fmt.Errorf("operators: %w", err)
 	}
@@ -86,7 +86,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	switch {
 	case opts.console:
-		if !ops.Known(opts.operator) {
+		if !operators.Known(opts.operator) {
 			return fmt.Errorf("console: %q is not an operator in the config", opts.operator)
 		}
 		channel := cfg.SAL.Channel
@@ -164,7 +164,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		ConfirmWindow:     cfg.Force.ConfirmWindow,
 		DryRun:            cfg.Procedure.DryRun,
 		SALWritten:        sender.Wake,
-	}, ops, st, commands.Backends{
+	}, operators, st, commands.Backends{
 		Notifier: proc.engine, Reporter: proc.engine, Windows: proc.engine,
 		Checker: proc.engine, Resumer: proc.engine, Watch: wat,
 	}, clock, log.With("component", "commands"), observers...)

@@ -40,4 +40,4 @@ func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log 
 }
 
 // registry is where other parts register their metrics.
-func (p *opsParts) registry() prometheus.Registerer { return p.metrics.Registry() }
+func (p *monitoringParts) registry() prometheus.Registerer { return p.metrics.Registry() }
