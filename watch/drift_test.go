@@ -16,7 +16,7 @@ import (
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
 	etcdenv "poolbot/internal/testenv/etcd"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -35,7 +35,7 @@ type driftLab struct {
 	etcd     *etcdenv.Server
 	conftool conftool.Client
 	store    *store.Store
-	notices  *lab.Notices
+	notices  *site.Notices
 	metrics  *prometheus.Registry
 	watch    *Watch
 	router   *commands.Router
@@ -60,7 +60,7 @@ type labOptions struct {
 
 func newDriftLab(t *testing.T, o labOptions) *driftLab {
 	t.Helper()
-	l := &driftLab{t: t, notices: &lab.Notices{}, metrics: prometheus.NewRegistry(), flushes: make(chan string, 16)}
+	l := &driftLab{t: t, notices: &site.Notices{}, metrics: prometheus.NewRegistry(), flushes: make(chan string, 16)}
 	if o.fake {
 		l.fake = clockwork.NewFakeClockAt(time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC))
 		l.clock = l.fake

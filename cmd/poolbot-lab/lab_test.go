@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"poolbot/internal/testenv"
-	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
+	"poolbot/internal/testenv/site"
 )
 
 // The test binary doubles as the lab binary's helpers: every host's
 // "systemctl" (poolbot runs os.Executable) and the scap lock holder.
 func TestMain(m *testing.M) {
-	lab.Main()
+	site.Main()
 	os.Exit(m.Run())
 }
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"poolbot"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -17,12 +17,12 @@ import (
 // nothing: no store file appears, conftool keeps its value, no host is
 // restarted, no lock is taken.
 func TestDryRun(t *testing.T) {
-	w := lab.NewWorld(t, 2)
+	w := site.New(t, 2)
 	cfg := w.Config(t, `  command_prefix: "!"`, "")
 	db := filepath.Join(w.Dir, "poolbot.db")
 
 	// A scap run holds the global lock shared.
-	release := lab.HoldLock(t, w.GlobalLock(), "shared")
+	release := site.HoldLock(t, w.GlobalLock(), "shared")
 	code, out, errs := runCmd("", "dry-run", "-config", cfg, "depool", "apus", "codfw")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -49,7 +49,7 @@ func TestDryRun(t *testing.T) {
 	if _, err := os.Stat(db); err == nil {
 		t.Fatal("dry-run created the store")
 	}
-	if len(w.Systemctl.Restarts()) != 0 || lab.ProbeLock(t, w.GlobalLock()) != "none" {
+	if len(w.Systemctl.Restarts()) != 0 || site.ProbeLock(t, w.GlobalLock()) != "none" {
 		t.Fatal("dry-run restarted a host or kept a lock")
 	}
 	if node, _ := w.Etcd.Get(t, "/conftool/v1/discovery/apus/codfw"); !strings.Contains(node.Value, `"pooled": true`) {

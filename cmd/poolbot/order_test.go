@@ -10,7 +10,7 @@ import (
 
 	"poolbot/config"
 	"poolbot/internal/testenv"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 )
 
 // One ordered stream per request, through the real wiring (procedure, SAL
@@ -19,7 +19,7 @@ import (
 // release and END; "deploys are blocked" after START and "deploy block
 // taken".
 func TestNoticesFollowTheirSALLines(t *testing.T) {
-	w := lab.NewWorld(t, 2)
+	w := site.New(t, 2)
 	cfg, err := config.Load(w.Config(t, `  command_prefix: "!"`, ""))
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,13 @@
-// Package lab provides the small stand-ins a test world needs around real
+// Package site is a small site on loopback for tests and the lab: what
+// poolbot talks to (Site: etcd with apus' discovery records, registry
+// hosts, scap's locks), and the small stand-ins it needs around real
 // servers: a "systemctl" that restarts real registry processes (run by
 // poolbot's local executor as a separate program), and processes that
 // hold or probe scap's fcntl locks from outside the process under test.
 //
 // A test binary doubles as those programs: its TestMain calls Main first,
 // which runs the requested helper and exits, or returns to run the tests.
-package lab
+package site
 
 import (
 	"bufio"
