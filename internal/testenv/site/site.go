@@ -1,4 +1,4 @@
-package lab
+package site
 
 import (
 	"fmt"
@@ -13,11 +13,11 @@ import (
 	regenv "poolbot/internal/testenv/registry"
 )
 
-// World is what poolbot talks to, real and on loopback: etcd holding apus'
+// Site is what poolbot talks to, real and on loopback: etcd holding apus'
 // discovery objects (both datacenters pooled), one docker registry per
 // "host" (127.0.0.2, .3, … with the same ports, as in production), scap's
 // lock files, and a systemctl that restarts those registries.
-type World struct {
+type Site struct {
 	// Dir holds the config and the SQLite file; LockDir scap's lock files.
 	Dir, LockDir string
 	// Hosts are the registry hosts, in restart order.
@@ -28,10 +28,10 @@ type World struct {
 	Systemctl       *Systemctl
 }
 
-// NewWorld starts a world of nHosts registry hosts for the test.
-func NewWorld(t testing.TB, nHosts int) *World {
+// New starts a site of nHosts registry hosts for the test.
+func New(t testing.TB, nHosts int) *Site {
 	t.Helper()
-	w := &World{Dir: t.TempDir(), LockDir: t.TempDir(), Port: testenv.FreePort(t), DebugPort: testenv.FreePort(t)}
+	w := &Site{Dir: t.TempDir(), LockDir: t.TempDir(), Port: testenv.FreePort(t), DebugPort: testenv.FreePort(t)}
 	regs := map[string]*regenv.Instance{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -63,13 +63,13 @@ func NewWorld(t testing.TB, nHosts int) *World {
 }
 
 // GlobalLock is the path of scap's global lock file.
-func (w *World) GlobalLock() string { return filepath.Join(w.LockDir, "scap-global-lock") }
+func (w *Site) GlobalLock() string { return filepath.Join(w.LockDir, "scap-global-lock") }
 
-// Config writes a poolbot config for the world and returns its path;
+// Config writes a poolbot config for the site and returns its path;
 // chat is the chat section (YAML, indented two spaces) and extra is
 // appended at the top level. The local executor runs the test binary,
 // which must call Main first in TestMain.
-func (w *World) Config(t testing.TB, chat, extra string) string {
+func (w *Site) Config(t testing.TB, chat, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`chat:
 %s
