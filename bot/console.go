@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"poolbot/chat"
 )
 
 // Console is a chat adapter on a terminal: each input line is a message
@@ -34,7 +36,7 @@ func NewConsole(in io.Reader, out io.Writer, operator, channel, botNick string) 
 
 // Run feeds each input line to h, in order, until the input ends or ctx
 // is done. A line that starts with "/msg " is a private message.
-func (c *Console) Run(ctx context.Context, h Handler) error {
+func (c *Console) Run(ctx context.Context, h chat.Handler) error {
 	lines := make(chan string)
 	errc := make(chan error, 1)
 	go func() {
@@ -62,7 +64,7 @@ func (c *Console) Run(ctx context.Context, h Handler) error {
 			if strings.TrimSpace(line) == "" {
 				continue
 			}
-			m := Message{Network: "console", Channel: c.channel, Nick: c.operator, Account: c.operator,
+			m := chat.Message{Network: "console", Channel: c.channel, Nick: c.operator, Account: c.operator,
 				AccountKnown: true, Text: line, Time: time.Now()}
 			if rest, ok := strings.CutPrefix(line, "/msg "); ok {
 				m.Channel, m.Text = "", rest
@@ -74,13 +76,13 @@ func (c *Console) Run(ctx context.Context, h Handler) error {
 
 // Say implements Sayer: it prints the line as said in target.
 func (c *Console) Say(_ context.Context, target, text string) error {
-	return c.print(target, Sanitize(text))
+	return c.print(target, chat.Sanitize(text))
 }
 
 func (c *Console) print(target, text string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := fmt.Fprintf(c.out, "[%s] <%s> %s\n", Sanitize(target), c.botNick, text); err != nil {
+	if _, err := fmt.Fprintf(c.out, "[%s] <%s> %s\n", chat.Sanitize(target), c.botNick, text); err != nil {
 		return fmt.Errorf("console: write: %w", err)
 	}
 	return nil
@@ -88,13 +90,13 @@ func (c *Console) print(target, text string) error {
 
 type consoleReplier struct {
 	c *Console
-	m Message
+	m chat.Message
 }
 
 // Reply answers in the channel addressed to the operator, or privately.
 func (r consoleReplier) Reply(_ context.Context, text string) error {
 	if r.m.Private() {
-		return r.c.print(r.m.Nick, Sanitize(text))
+		return r.c.print(r.m.Nick, chat.Sanitize(text))
 	}
-	return r.c.print(r.m.Channel, Sanitize(r.m.Nick+": "+text))
+	return r.c.print(r.m.Channel, chat.Sanitize(r.m.Nick+": "+text))
 }

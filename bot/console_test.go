@@ -5,14 +5,16 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"poolbot/chat"
 )
 
 func TestConsole(t *testing.T) {
 	in := strings.NewReader("!status\n\n/msg help\n!say \x1b]0;pwned\x07 \x1b[31mred\n")
 	var out bytes.Buffer
 	c := NewConsole(in, &out, "alice", "#wikimedia-operations", "poolbot")
-	var got []Message
-	h := HandlerFunc(func(ctx context.Context, m Message, r Replier) {
+	var got []chat.Message
+	h := chat.HandlerFunc(func(ctx context.Context, m chat.Message, r chat.Replier) {
 		got = append(got, m)
 		_ = r.Reply(ctx, "echo "+m.Text)
 	})

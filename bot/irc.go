@@ -8,14 +8,14 @@ package bot
 //     services account ("@account=alice"), and strips that tag from clients'
 //     own lines, so it cannot be forged. The tag is absent when the sender is
 //     not logged in — but only if the server acknowledged the capability;
-//     otherwise absence means "unknown" and Message.AccountKnown is false.
+//     otherwise absence means "unknown" and chat.Message.AccountKnown is false.
 //   - server-time gives each message's time; echo-message lets the bot see
 //     its own lines come back, which is how Say knows the server took them.
 //   - The server relays ":nick!user@host PRIVMSG target :text" CR LF in at
 //     most 512 bytes, so the text of one line must leave room for a prefix
 //     with a host of up to 63 bytes.
 //   - Flood control: too many lines too fast gets the bot killed ("Excess
-//     Flood"), so every line the adapter sends goes through one Pacer.
+//     Flood"), so every line the adapter sends goes through one chat.Pacer.
 //
 // The client library is github.com/ergochat/irc-go's ircevent. Each
 // connection attempt uses a fresh ircevent.Connection that lives for one
@@ -36,18 +36,16 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ergochat/irc-go/ircevent"
 	"github.com/ergochat/irc-go/ircmsg"
 	"github.com/jonboulle/clockwork"
 
-	"poolbot/internal/ircname"
+	"poolbot/chat"
 )
 
 // Errors Say and Reply return (wrapped); the SAL outbox retries on them.
@@ -63,285 +61,12 @@ var (
 	ErrBadTarget = errors.New("irc: bad target")
 )
 
-// Defaults for IRCConfig's optional keys.
 const (
-	DefaultMaxLineBytes   = 400
-	DefaultReconnectMin   = 2 * time.Second
-	DefaultReconnectMax   = 5 * time.Minute
-	DefaultConnectTimeout = 30 * time.Second
-	DefaultConfirmTimeout = 30 * time.Second
-	DefaultQuitMessage    = "poolbot shutting down"
-	DefaultHandlerQueue   = 64
-	DefaultRealName       = "poolbot"
-
 	// maxHostLen is the longest host the server may show in our prefix.
 	maxHostLen = 63
-	// stableSession is how long a session must have lasted for the next
-	// reconnect to start again from reconnect_min.
-	stableSession = time.Minute
 	// quitGrace bounds the wait for the server to close after QUIT.
 	quitGrace = 3 * time.Second
 )
-
-// IRCConfig configures the IRC adapter (the `irc:` section of the config).
-type IRCConfig struct {
-	// Server is host:port, e.g. irc.libera.chat:6697.
-	Server string `yaml:"server"`
-	// TLS turns on TLS (certificate verified; there is no way to skip that).
-	TLS bool `yaml:"tls"`
-	// TLSCAFile is a PEM bundle to verify the server with instead of the
-	// system roots.
-	TLSCAFile string `yaml:"tls_ca_file"`
-	// Nick is the nick to use; User defaults to Nick, RealName to "poolbot".
-	Nick     string `yaml:"nick"`
-	User     string `yaml:"user"`
-	RealName string `yaml:"realname"`
-	// SASLAccount is the NickServ account to log in as with SASL PLAIN.
-	SASLAccount string `yaml:"sasl_account"`
-	// Password is SASLAccount's password. It never comes from the YAML
-	// file: the caller reads it from a file or the environment. It is never
-	// logged (IRCConfig's String and LogValue redact it).
-	Password string `yaml:"-"`
-	// Channels are joined after every (re)connect; SALChannel too.
-	Channels   []string `yaml:"channels"`
-	SALChannel string   `yaml:"sal_channel"`
-	// Rate (lines per second) and Burst configure the output Pacer;
-	// 0 means DefaultLinesPerSecond and DefaultBurst.
-	Rate  float64 `yaml:"rate"`
-	Burst int     `yaml:"burst"`
-	// MaxLineBytes caps the text bytes of one outgoing line (default 400);
-	// the adapter also keeps every line within what the server can relay.
-	MaxLineBytes int `yaml:"max_line_bytes"`
-	// ReconnectMin and ReconnectMax bound the exponential reconnect backoff.
-	ReconnectMin time.Duration `yaml:"reconnect_min"`
-	ReconnectMax time.Duration `yaml:"reconnect_max"`
-	// ConnectTimeout bounds dialing, TLS, registration and each write; it
-	// is also how long an unanswered keepalive PING is tolerated.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// ConfirmTimeout is how long Say waits for the server to echo a line.
-	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
-	// QuitMessage is sent with QUIT on shutdown.
-	QuitMessage string `yaml:"quit_message"`
-	// HandlerQueue is how many received messages may wait for the Handler;
-	// more are dropped (and logged) rather than stalling the connection.
-	HandlerQueue int `yaml:"handler_queue"`
-
-	// caps, when non-nil, replaces the requested IRCv3 capabilities (tests).
-	caps []string
-}
-
-// defaultCaps are requested on every connection; a server that lacks one
-// just doesn't acknowledge it.
-func defaultCaps() []string {
-	return []string{"account-tag", "message-tags", "server-time", "echo-message"}
-}
-
-// String describes the config without the password.
-func (c IRCConfig) String() string {
-	c.Password = redact(c.Password)
-	type plain IRCConfig // no String method: no recursion
-	return fmt.Sprintf("%+v", plain(c))
-}
-
-// GoString is String, so %#v does not print the password either.
-func (c IRCConfig) GoString() string { return c.String() }
-
-// LogValue lets slog log the config without the password.
-func (c IRCConfig) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("server", c.Server), slog.Bool("tls", c.TLS), slog.String("nick", c.Nick),
-		slog.String("sasl_account", c.SASLAccount), slog.String("password", redact(c.Password)),
-		slog.Any("channels", c.Channels), slog.String("sal_channel", c.SALChannel))
-}
-
-func redact(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// Validate reports every problem with the config, one per line (joined
-// with errors.Join), each starting with its key as irc.<key>.
-func (c IRCConfig) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("irc.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	if c.Server == "" {
-		bad("server", "required (host:port, e.g. irc.libera.chat:6697)")
-	} else if host, port, err := net.SplitHostPort(c.Server); err != nil || host == "" {
-		bad("server", "%q is not host:port", c.Server)
-	} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		bad("server", "bad port in %q", c.Server)
-	}
-	if c.TLSCAFile != "" {
-		if !c.TLS {
-			bad("tls_ca_file", "set, but tls is off")
-		} else if _, err := loadCAFile(c.TLSCAFile); err != nil {
-			bad("tls_ca_file", "%v", err)
-		}
-	}
-	if err := validNick(c.Nick); err != nil {
-		bad("nick", "%v", err)
-	}
-	// The user (ident) is sent in USER and relayed in the bot's prefix on
-	// every line: printable ASCII only (servers take nothing else there,
-	// and a non-UTF-8 byte would make every relayed line invalid UTF-8),
-	// and short enough that the line budget, which counts it in full,
-	// stays meaningful (servers cut it to USERLEN, about 10, anyway).
-	const (
-		maxUserLen = 64
-		// USER <user> 0 * :<realname> CR LF fits in 512 bytes.
-		maxRealNameLen = 512 - len("USER ") - maxUserLen - len(" 0 * :") - 2
-	)
-	if c.User != "" {
-		nonASCII := strings.ContainsFunc(c.User, func(r rune) bool { return r >= utf8.RuneSelf })
-		switch {
-		case !utf8.ValidString(c.User):
-			bad("user", "%q is not valid UTF-8 (use printable ASCII)", c.User)
-		case !validWord(c.User, "@!") || nonASCII:
-			bad("user", "%q must be one word of printable ASCII, without spaces, control characters, '@' or '!'", c.User)
-		case len(c.User) > maxUserLen:
-			bad("user", "%d bytes is longer than %d", len(c.User), maxUserLen)
-		}
-	}
-	// The realname is free text (spaces are fine: it is USER's trailing
-	// parameter) but must stay on its line and be UTF-8, as every line the
-	// bot sends is.
-	if strings.ContainsAny(c.RealName, "\r\n\x00") {
-		bad("realname", "must not contain line breaks or NUL")
-	} else if !utf8.ValidString(c.RealName) {
-		bad("realname", "%q is not valid UTF-8", c.RealName)
-	} else if len(c.RealName) > maxRealNameLen {
-		bad("realname", "is longer than %d bytes", maxRealNameLen)
-	}
-	if c.SASLAccount != "" && !validWord(c.SASLAccount, "") {
-		bad("sasl_account", "%q must be one word without control characters", c.SASLAccount)
-	}
-	if c.SASLAccount != "" && c.Password == "" {
-		bad("sasl_account", "set, but no password was given (it is read from a file or the environment, never the YAML)")
-	}
-	if c.SASLAccount == "" && c.Password != "" {
-		bad("sasl_account", "required when a password is given")
-	}
-	for _, ch := range c.Channels {
-		if !validChannel(ch) {
-			bad("channels", "%q is not a channel name (#name, no spaces, commas or control characters)", ch)
-		}
-	}
-	if c.SALChannel != "" && !validChannel(c.SALChannel) {
-		bad("sal_channel", "%q is not a channel name", c.SALChannel)
-	}
-	if c.Rate < 0 {
-		bad("rate", "%v lines per second must not be negative", c.Rate)
-	}
-	if c.Burst < 0 {
-		bad("burst", "%d must not be negative", c.Burst)
-	}
-	if c.MaxLineBytes != 0 && (c.MaxLineBytes < 64 || c.MaxLineBytes > 510) {
-		bad("max_line_bytes", "%d is outside 64..510", c.MaxLineBytes)
-	}
-	if c.ReconnectMin < 0 {
-		bad("reconnect_min", "must not be negative")
-	}
-	if c.ReconnectMax < 0 {
-		bad("reconnect_max", "must not be negative")
-	}
-	if c.ReconnectMin > 0 && c.ReconnectMax > 0 && c.ReconnectMin > c.ReconnectMax {
-		bad("reconnect_min", "%v is more than reconnect_max %v", c.ReconnectMin, c.ReconnectMax)
-	}
-	if c.ConnectTimeout != 0 && c.ConnectTimeout < time.Second {
-		bad("connect_timeout", "%v is less than 1s", c.ConnectTimeout)
-	}
-	if c.ConfirmTimeout < 0 {
-		bad("confirm_timeout", "must not be negative")
-	}
-	if strings.ContainsAny(c.QuitMessage, "\r\n\x00") {
-		bad("quit_message", "must not contain line breaks or NUL")
-	}
-	if c.HandlerQueue < 0 {
-		bad("handler_queue", "must not be negative")
-	}
-	return errors.Join(errs...)
-}
-
-// withDefaults fills in the optional keys.
-func (c IRCConfig) withDefaults() IRCConfig {
-	if c.User == "" {
-		c.User = c.Nick
-	}
-	if c.RealName == "" {
-		c.RealName = DefaultRealName
-	}
-	if c.Rate == 0 {
-		c.Rate = DefaultLinesPerSecond
-	}
-	if c.Burst == 0 {
-		c.Burst = DefaultBurst
-	}
-	if c.MaxLineBytes == 0 {
-		c.MaxLineBytes = DefaultMaxLineBytes
-	}
-	if c.ReconnectMin == 0 {
-		c.ReconnectMin = DefaultReconnectMin
-	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = max(DefaultReconnectMax, c.ReconnectMin)
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.ConfirmTimeout == 0 {
-		c.ConfirmTimeout = DefaultConfirmTimeout
-	}
-	if c.QuitMessage == "" {
-		c.QuitMessage = DefaultQuitMessage
-	}
-	if c.HandlerQueue == 0 {
-		c.HandlerQueue = DefaultHandlerQueue
-	}
-	if c.caps == nil {
-		c.caps = defaultCaps()
-	}
-	return c
-}
-
-// joinList is every channel to join, SALChannel included, without duplicates.
-func (c IRCConfig) joinList() []string {
-	var out []string
-	for _, ch := range append(slices.Clone(c.Channels), c.SALChannel) {
-		if ch == "" || slices.ContainsFunc(out, func(o string) bool { return foldEqual(o, ch) }) {
-			continue
-		}
-		out = append(out, ch)
-	}
-	return out
-}
-
-// validNick is poolbot's one nick rule (ircname.CheckNick).
-func validNick(n string) error { return ircname.CheckNick(n) }
-
-// validWord: non-empty, no space or control character, none of extra.
-func validWord(s, extra string) bool {
-	if s == "" || s[0] == ':' {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f || strings.ContainsRune(extra, r) {
-			return false
-		}
-	}
-	return true
-}
-
-func validChannel(ch string) bool {
-	return len(ch) >= 2 && len(ch) <= 50 && (ch[0] == '#' || ch[0] == '&') && validWord(ch, ",\x07")
-}
-
-// validTarget accepts a channel or nick that fits alone in a parameter
-// (and in UTF-8, like every line the bot sends).
-func validTarget(t string) bool { return len(t) <= 64 && utf8.ValidString(t) && validWord(t, ",\x07") }
 
 // foldEqual compares nicks or channel names under rfc1459 casemapping,
 // which Libera.Chat and InspIRCd use ([]\~ are the upper case of {}|^).
@@ -373,14 +98,14 @@ func foldByte(c byte) byte {
 	return c
 }
 
-// IRC is the IRC chat adapter. Create it with New, start it with Run. Its
+// IRC is the IRC chat adapter. Create it with NewIRC, start it with Run. Its
 // methods are safe for concurrent use.
 type IRC struct {
 	cfg     IRCConfig // with defaults
-	handler Handler
+	handler chat.Handler
 	log     *slog.Logger
 	clock   clockwork.Clock
-	pacer   *Pacer
+	pacer   *chat.Pacer
 	inbox   chan delivery
 
 	running atomic.Bool
@@ -389,15 +114,15 @@ type IRC struct {
 	sess *session // the registered, joined session; nil while down
 }
 
-// IRCOption customises New.
+// IRCOption customises NewIRC.
 type IRCOption func(*IRC)
 
 // WithClock sets the clock for backoff, timeouts and pacing (tests).
 func WithClock(c clockwork.Clock) IRCOption { return func(i *IRC) { i.clock = c } }
 
-// New returns an adapter for cfg (which should have passed Validate) that
+// NewIRC returns an IRC adapter for cfg (which should have passed Validate) that
 // hands every message to handler. A nil logger discards logs.
-func New(cfg IRCConfig, handler Handler, logger *slog.Logger, opts ...IRCOption) *IRC {
+func NewIRC(cfg IRCConfig, handler chat.Handler, logger *slog.Logger, opts ...IRCOption) *IRC {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -406,20 +131,20 @@ func New(cfg IRCConfig, handler Handler, logger *slog.Logger, opts ...IRCOption)
 	for _, o := range opts {
 		o(i)
 	}
-	i.pacer = NewPacer(cfg.Rate, cfg.Burst, i.clock)
+	i.pacer = chat.NewPacer(cfg.Rate, cfg.Burst, i.clock)
 	i.inbox = make(chan delivery, cfg.HandlerQueue)
 	return i
 }
 
 var (
-	_ Sayer   = (*IRC)(nil)
-	_ Replier = (*ircReplier)(nil)
+	_ chat.Sayer   = (*IRC)(nil)
+	_ chat.Replier = (*ircReplier)(nil)
 )
 
 // Run connects and stays connected until ctx ends: it retries the first
 // connection and every later one with exponential backoff (with jitter,
 // between reconnect_min and reconnect_max), rejoins the channels after
-// each reconnect, and hands received messages to the Handler on its own
+// each reconnect, and hands received messages to the chat.Handler on its own
 // goroutine. On ctx's end it sends QUIT with quit_message, waits briefly
 // for the server to close, and returns nil once every goroutine it started
 // has stopped. It returns an error only if it cannot start.
@@ -443,7 +168,7 @@ func (i *IRC) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { i.dispatch(ctx) })
 
-	reconnectLoop(ctx, i.clock, i.cfg.ReconnectMin, i.cfg.ReconnectMax,
+	chat.Reconnect(ctx, i.clock, i.cfg.ReconnectMin, i.cfg.ReconnectMax,
 		func(ctx context.Context) (bool, error) { return i.runSession(ctx, tlsConf) },
 		func(registered bool, err error, wait time.Duration) {
 			if registered {
@@ -525,8 +250,8 @@ func (i *IRC) clearCurrent(s *session) {
 }
 
 // Say sends text to target (a channel or a nick) as PRIVMSG: sanitised
-// (see Sanitize), split into lines that the server can relay whole (see
-// Split), and paced. One call is one logical line: CR and LF in text never
+// (see chat.Sanitize), split into lines that the server can relay whole (see
+// chat.Split), and paced. One call is one logical line: CR and LF in text never
 // start a new IRC line; call Say once per line to send several.
 //
 // Say returns nil only when every piece was delivered. With echo-message
@@ -592,7 +317,7 @@ func (i *IRC) send(ctx context.Context, command, target, prefix, text string) er
 // (each gets prefix in front): text sanitised and split to the budget of
 // a line sent with nick.
 func (i *IRC) pieces(nick, command, target, prefix, text string) []string {
-	return Split(Sanitize(text), i.budgetFor(nick, command, target)-len(prefix))
+	return chat.Split(chat.Sanitize(text), i.budgetFor(nick, command, target)-len(prefix))
 }
 
 // budgetFor is how many text bytes one line to target may carry: what is
@@ -610,7 +335,7 @@ func (i *IRC) budgetFor(nick, command, target string) int {
 // is taken at registration (the nick of the next connection is unknown).
 const nickSuffixRoom = len("_99")
 
-// LineBudget is how many bytes of sanitised text (see Sanitize) Say puts
+// LineBudget is how many bytes of sanitised text (see chat.Sanitize) Say puts
 // on one line to target: longer text is split into several lines. A caller
 // that must keep a line whole (the SAL sink: stashbot logs each line as
 // its own entry) shortens its text to this first. It allows for the nick
@@ -624,13 +349,13 @@ func (i *IRC) LineBudget(target string) int {
 	return i.budgetFor(nick, "PRIVMSG", target)
 }
 
-// delivery is one received message waiting for the Handler.
+// delivery is one received message waiting for the chat.Handler.
 type delivery struct {
-	msg Message
-	r   Replier
+	msg chat.Message
+	r   chat.Replier
 }
 
-// dispatch hands queued messages to the Handler, one at a time, in order.
+// dispatch hands queued messages to the chat.Handler, one at a time, in order.
 func (i *IRC) dispatch(ctx context.Context) {
 	for {
 		select {
@@ -875,7 +600,7 @@ func (s *session) hasCap(c string) bool {
 func (s *session) submit(command, target, text string) (*pendingLine, error) {
 	msg, raw, err := encodeLine(command, target, text)
 	if err != nil {
-		// Sanitize and budget make this unreachable for text; a target
+		// chat.Sanitize and budget make this unreachable for text; a target
 		// ircmsg refuses is a bad target.
 		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
 	}
@@ -983,7 +708,7 @@ func (s *session) addCallbacks() {
 		}
 		// Never answered (NOTICEs must not be); services' notices are logged.
 		if n := m.Nick(); n == "NickServ" || n == "SaslServ" {
-			text := Sanitize(m.Params[len(m.Params)-1])
+			text := chat.Sanitize(m.Params[len(m.Params)-1])
 			if strings.Contains(strings.ToLower(text), "password") {
 				text = "[not logged: mentions a password]"
 			}
@@ -1014,7 +739,7 @@ func (s *session) addCallbacks() {
 			ch := m.Params[0]
 			s.setJoined(ch, false)
 			i.log.Warn("irc: kicked; will rejoin", "channel", ch, "by", m.Nick(),
-				"reason", Sanitize(m.Params[len(m.Params)-1]), "in", i.cfg.ReconnectMin)
+				"reason", chat.Sanitize(m.Params[len(m.Params)-1]), "in", i.cfg.ReconnectMin)
 			s.wg.Go(func() { s.rejoin(ch) })
 		}
 	})
@@ -1073,7 +798,7 @@ func (i *IRC) Channels() []string {
 	return slices.Sorted(maps.Keys(s.joined))
 }
 
-// onPrivmsg turns a PRIVMSG into a Message for the Handler. It runs on
+// onPrivmsg turns a PRIVMSG into a chat.Message for the chat.Handler. It runs on
 // ircevent's read goroutine, so it only queues.
 func (s *session) onPrivmsg(m ircmsg.Message) {
 	if len(m.Params) != 2 {
@@ -1090,11 +815,11 @@ func (s *session) onPrivmsg(m ircmsg.Message) {
 	if strings.HasPrefix(text, "\x01") {
 		return // CTCP, /me included: not addressed to the bot as a command
 	}
-	msg := Message{Network: "irc", Nick: nick, Text: text}
+	msg := chat.Message{Network: "irc", Nick: nick, Text: text}
 	var r *ircReplier
 	if ch, ok := s.channelTarget(target); ok {
 		msg.Channel = ch
-		r = &ircReplier{irc: i, command: "PRIVMSG", target: ch, prefix: Sanitize(nick) + ": "}
+		r = &ircReplier{irc: i, command: "PRIVMSG", target: ch, prefix: chat.Sanitize(nick) + ": "}
 	} else if s.isSelf(target) {
 		r = &ircReplier{irc: i, command: "NOTICE", target: nick}
 	} else {
@@ -1171,6 +896,6 @@ func (w libLogWriter) Write(p []byte) (int, error) {
 	case strings.Contains(msg, "ERROR"), strings.Contains(msg, "FAIL"):
 		level = slog.LevelWarn
 	}
-	w.log.Log(context.Background(), level, "ircevent: "+Sanitize(msg))
+	w.log.Log(context.Background(), level, "ircevent: "+chat.Sanitize(msg))
 	return len(p), nil
 }

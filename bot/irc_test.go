@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"poolbot/internal/testenv"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"poolbot/chat"
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/ircnet"
 )
 
@@ -29,21 +30,21 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// received is one Handler call.
+// received is one chat.Handler call.
 type received struct {
-	m Message
-	r Replier
+	m chat.Message
+	r chat.Replier
 }
 
-// recorder is a Handler that queues what it gets, then runs then (if set).
+// recorder is a chat.Handler that queues what it gets, then runs then (if set).
 type recorder struct {
 	ch   chan received
-	then func(ctx context.Context, m Message, r Replier)
+	then func(ctx context.Context, m chat.Message, r chat.Replier)
 }
 
 func newRecorder() *recorder { return &recorder{ch: make(chan received, 1000)} }
 
-func (h *recorder) HandleMessage(ctx context.Context, m Message, r Replier) {
+func (h *recorder) HandleMessage(ctx context.Context, m chat.Message, r chat.Replier) {
 	h.ch <- received{m, r}
 	if h.then != nil {
 		h.then(ctx, m, r)
@@ -77,14 +78,14 @@ func botConfig(n *ircnet.Net, nick string) IRCConfig {
 
 // startBot runs the adapter until the test ends, then checks that Run
 // returns promptly and that the logs never contained the password.
-func startBot(t *testing.T, cfg IRCConfig, h Handler) (*IRC, *testenv.SyncBuffer) {
+func startBot(t *testing.T, cfg IRCConfig, h chat.Handler) (*IRC, *testenv.SyncBuffer) {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	logs := &testenv.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	bot := New(cfg, h, logger)
+	bot := NewIRC(cfg, h, logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- bot.Run(ctx) }()
@@ -182,7 +183,7 @@ func TestIRCAccountsAndReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newRecorder()
-	h.then = func(ctx context.Context, m Message, r Replier) {
+	h.then = func(ctx context.Context, m chat.Message, r chat.Replier) {
 		if m.Text == "!status" || m.Text == "hello bot" {
 			if err := r.Reply(ctx, "ack "+m.Text); err != nil {
 				t.Errorf("Reply: %v", err)
@@ -220,19 +221,19 @@ func TestIRCAccountsAndReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := h.next(t, ctx, "!status")
-	want := Message{Network: "irc", Channel: "#ops", Nick: "alice2", Account: "alice", AccountKnown: true, Text: "!status"}
+	want := chat.Message{Network: "irc", Channel: "#ops", Nick: "alice2", Account: "alice", AccountKnown: true, Text: "!status"}
 	if m := got.m; m.Network != want.Network || m.Channel != want.Channel || m.Nick != want.Nick ||
 		m.Account != want.Account || !m.AccountKnown || m.Private() {
 		t.Fatalf("got %+v, want %+v", m, want)
 	}
-	// Message.Time is the server's time tag, the same the watcher got.
+	// chat.Message.Time is the server's time tag, the same the watcher got.
 	wl, err := watcher.WaitFor(ctx, func(l ircnet.Line) bool { return l.Msg.Command == "PRIVMSG" && l.Msg.Params[1] == "!status" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, ts := wl.Msg.GetTag("time")
 	if st, err := time.Parse(time.RFC3339Nano, ts); err != nil || !st.Equal(got.m.Time) {
-		t.Errorf("Message.Time %v, server-time %q", got.m.Time, ts)
+		t.Errorf("chat.Message.Time %v, server-time %q", got.m.Time, ts)
 	}
 	// The reply goes to the channel, addressed to the sender.
 	if l, err := watcher.WaitFor(ctx, fromBot(bot, "PRIVMSG", "#ops")); err != nil || l.Msg.Params[1] != "alice2: ack !status" {
@@ -402,7 +403,7 @@ func TestIRCOutputSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newRecorder()
-	h.then = func(ctx context.Context, m Message, r Replier) {
+	h.then = func(ctx context.Context, m chat.Message, r chat.Replier) {
 		if strings.HasPrefix(m.Text, "echo ") {
 			_ = r.Reply(ctx, strings.TrimPrefix(m.Text, "echo ")) // echoes user text
 		}
@@ -552,7 +553,7 @@ func TestIRCFloodBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	const lines = 50
-	burst := func(ctx context.Context, m Message, r Replier) {
+	burst := func(ctx context.Context, m chat.Message, r chat.Replier) {
 		if m.Text != "!burst" {
 			return
 		}
@@ -563,7 +564,7 @@ func TestIRCFloodBurst(t *testing.T) {
 		}
 	}
 	paced := botConfig(n, "poolbot")
-	paced.Rate = DefaultLinesPerSecond * speedup
+	paced.Rate = chat.DefaultLinesPerSecond * speedup
 	h := newRecorder()
 	h.then = burst
 	bot, _ := startBot(t, paced, h)
@@ -745,7 +746,7 @@ func TestIRCHandlerQueue(t *testing.T) {
 	cfg.HandlerQueue = 2
 	release := make(chan struct{})
 	h := newRecorder()
-	h.then = func(ctx context.Context, m Message, r Replier) {
+	h.then = func(ctx context.Context, m chat.Message, r chat.Replier) {
 		if m.Text == "block" {
 			select {
 			case <-release:
@@ -797,7 +798,7 @@ func TestIRCQuitMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := botConfig(n, "poolbot")
-	bot := New(cfg, newRecorder(), nil)
+	bot := NewIRC(cfg, newRecorder(), nil)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	before := runtime.NumGoroutine()
@@ -878,7 +879,7 @@ func TestIRCConfigValidate(t *testing.T) {
 }
 
 func TestIRCBudget(t *testing.T) {
-	i := New(IRCConfig{Server: "x:1", Nick: "poolbot"}, newRecorder(), nil)
+	i := NewIRC(IRCConfig{Server: "x:1", Nick: "poolbot"}, newRecorder(), nil)
 	// ":poolbot!~poolbot@<63-byte host> PRIVMSG #wikimedia-operations :" + text + CRLF <= 512
 	got := 512 - 2 - (1 + 7 + 1 + 1 + 7 + 1 + 63 + 1) - len("PRIVMSG #wikimedia-operations :")
 	if got != 397 {

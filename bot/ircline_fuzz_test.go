@@ -9,13 +9,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/ergochat/irc-go/ircmsg"
+
+	"poolbot/chat"
 )
 
 // worstHost is the longest host the server may put in the bot's prefix.
 var worstHost = strings.Repeat("h", maxHostLen)
 
 // FuzzIRCLine drives the path every outgoing line takes (IRC.pieces: the
-// budget for the nick and target, Sanitize, Split; then encodeLine, what
+// budget for the nick and target, chat.Sanitize, Split; then encodeLine, what
 // submit sends) and checks each line as the server relays it to others,
 // ":nick!~user@<63-byte host> PRIVMSG target :text" CR LF: at most 512
 // bytes, no CR, LF or NUL inside, valid UTF-8; and that the pieces are the
@@ -27,6 +29,7 @@ func FuzzIRCLine(f *testing.F) {
 	f.Add("p", "u", "p", "#c", "", 510, strings.Repeat("ü🚀", 300))
 	f.Add("abcdefghijklmnopqrstuvwxyz0123", "abcdefghijklmnopqrstuvwxyz0123", "abcdefghijklmnopqrstuvwxyz0123", "#"+strings.Repeat("c", 63), strings.Repeat("n", 30)+": ", 510, strings.Repeat("x", 600))
 	f.Add("poolbot", "", "poolbot", "alice", "", 0, "a\x00b\x03"+"04,05red\x0f \x01VERSION\x01\u2028\xc2\x85\xff\xfe end   ")
+	f.Add("poolbot", "", "poolbot", "#wikimedia-operations", "", 0, strings.Repeat("x", 330)+" #12 FORCE requested by alice: needs !confirm 12 from another operator !log no")
 	f.Fuzz(func(t *testing.T, cfgNick, user, nick, target, prefix string, maxLine int, text string) {
 		cfg := IRCConfig{Server: "irc.example.org:6697", Nick: cfgNick, User: user, MaxLineBytes: maxLine}
 		// Validate takes only a short printable-ASCII user (servers cap
@@ -41,10 +44,10 @@ func FuzzIRCLine(f *testing.F) {
 				t.Skip()
 			}
 		}
-		i := New(cfg, nil, nil)
+		i := NewIRC(cfg, nil, nil)
 		source := nick + "!~" + i.cfg.User + "@" + worstHost
 
-		clean := Sanitize(text)
+		clean := chat.Sanitize(text)
 		pieces := i.pieces(nick, "PRIVMSG", target, prefix, text)
 		rest := clean
 		for k, p := range pieces {
@@ -77,7 +80,7 @@ func FuzzIRCLine(f *testing.F) {
 			if err != nil || back.Command != "PRIVMSG" || len(back.Params) != 2 || back.Params[0] != target || back.Params[1] != line {
 				t.Fatalf("piece %d: %q parses as %+v (%v)", k, relayed, back, err)
 			}
-			// Split drops only spaces, and only around cuts (the text's
+			// chat.Split drops only spaces, and only around cuts (the text's
 			// own leading spaces stay when no cut comes first).
 			if p == "" || p[len(p)-1] == ' ' || k > 0 && p[0] == ' ' {
 				t.Fatalf("piece %d %q: empty or space at a cut", k, p)
@@ -89,6 +92,16 @@ func FuzzIRCLine(f *testing.F) {
 				t.Fatalf("piece %d %q is not the next part of the sanitised text %q", k, p, rest)
 			}
 			rest = rest[len(p):]
+			// A continuation of a line said in a channel never reads as a
+			// command ("!confirm …", "!log …"): it starts with no
+			// punctuation, unless the piece before is all punctuation.
+			const punct = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+			if k > 0 && prefix == "" && utf8.ValidString(text) && strings.IndexByte(punct, p[0]) >= 0 {
+				_, size := utf8.DecodeRuneInString(pieces[k-1])
+				if strings.Trim(pieces[k-1][size:], punct+" ") != "" {
+					t.Fatalf("piece %d %q starts like a command after %q", k, p, pieces[k-1])
+				}
+			}
 		}
 		if strings.Trim(rest, " ") != "" {
 			t.Fatalf("sanitised text %q lost its tail %q", clean, rest)
@@ -99,7 +112,7 @@ func FuzzIRCLine(f *testing.F) {
 // LineBudget never promises more than Say uses, for the nick the bot has
 // or one ircevent may pick on the next connection.
 func TestLineBudget(t *testing.T) {
-	i := New(IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot"}, nil, nil)
+	i := NewIRC(IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot"}, nil, nil)
 	got := i.LineBudget("#wikimedia-operations")
 	for _, nick := range []string{"poolbot", "poolbot_0", "poolbot_12"} {
 		if say := i.budgetFor(nick, "PRIVMSG", "#wikimedia-operations"); got > say {

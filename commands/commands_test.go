@@ -13,7 +13,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot"
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/store"
 )
 
@@ -80,7 +80,7 @@ func newFixture(t *testing.T, confirm bool) *fixture {
 // returns the replies.
 func (f *fixture) say(account, text string) []string {
 	f.t.Helper()
-	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#ops",
+	f.router.HandleMessage(context.Background(), chat.Message{Network: "irc", Channel: "#ops",
 		Nick: "somenick", Account: account, AccountKnown: true, Text: text, Time: f.clock.Now()}, f.out)
 	return f.out.take()
 }
@@ -171,13 +171,13 @@ func TestAuthorization(t *testing.T) {
 	}
 	// account-tag not acknowledged: identity unknown, fail closed, even
 	// with what looks like an operator's account.
-	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#ops", Nick: "alice",
+	f.router.HandleMessage(context.Background(), chat.Message{Network: "irc", Channel: "#ops", Nick: "alice",
 		Account: "alice", AccountKnown: false, Text: "!depool apus codfw x"}, f.out)
 	if got := one(t, f.out.take()); !strings.Contains(got, "did not confirm who you are") {
 		t.Fatalf("unknown identity: %q", got)
 	}
 	// A Slack user ID is not an IRC account.
-	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#ops", Nick: "x",
+	f.router.HandleMessage(context.Background(), chat.Message{Network: "irc", Channel: "#ops", Nick: "x",
 		Account: "U0ALICE", AccountKnown: true, Text: "!depool apus codfw x"}, f.out)
 	if got := one(t, f.out.take()); !strings.Contains(got, "not a poolbot operator") {
 		t.Fatalf("cross-network account: %q", got)
@@ -244,7 +244,7 @@ func TestForceNeedsSecondOperator(t *testing.T) {
 	}
 	// bob's other account is still bob, but alice on another network is alice:
 	// one person across networks.
-	f.router.HandleMessage(context.Background(), bot.Message{Network: "slack", Nick: "Alice",
+	f.router.HandleMessage(context.Background(), chat.Message{Network: "slack", Nick: "Alice",
 		Account: "U0ALICE", AccountKnown: true, Text: "!confirm 1"}, f.out)
 	if got := one(t, f.out.take()); !strings.Contains(got, "different operator") {
 		t.Fatalf("alice via slack confirming: %q", got)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"poolbot"
-	"poolbot/sal"
 	"poolbot/store"
 )
 
@@ -230,13 +229,13 @@ func (r *Router) change(c *call, req poolbot.Request,
 	return nil
 }
 
-// queueSAL queues a SAL line in the command's transaction; in dry-run
-// mode nothing goes to SAL.
-func (r *Router) queueSAL(tx *store.Tx, id poolbot.RequestID, line string) error {
+// queueSAL queues the SAL line "poolbot #<id> <operator>: <text>" in the
+// command's transaction; in dry-run mode nothing goes to SAL.
+func (r *Router) queueSAL(tx *store.Tx, id poolbot.RequestID, operator, text string) error {
 	if r.opts.DryRun {
 		return nil
 	}
-	return tx.QueueSAL(id, line)
+	return tx.QueueSALNotice(poolbot.Notice{Request: id, Operator: operator, Text: text})
 }
 
 // reasonArg cleans and checks a reason; required says whether it may be
@@ -320,13 +319,13 @@ func (r *Router) force(c *call) error {
 		cur.Forced, cur.ForcedBy, cur.ForceReason, cur.ConfirmedBy = true, c.operator, reason, ""
 		ev := &poolbot.Event{Kind: "force", Detail: reason}
 		if r.opts.ForceNeedsConfirm {
-			line := sal.Line(cur.ID, c.operator, "FORCE requested (skip calendar and scap gates) - "+cur.Summary()+": "+reason)
+			line := "FORCE requested (skip calendar and scap gates) - " + cur.Summary() + ": " + reason
 			return fmt.Sprintf("%s FORCE requested by %s for %s: needs %sconfirm %d from another operator within %s",
-				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow), ev, r.queueSAL(tx, cur.ID, line)
+				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow), ev, r.queueSAL(tx, cur.ID, c.operator, line)
 		}
-		line := sal.Line(cur.ID, c.operator, "FORCE (calendar and scap gates skipped) - "+cur.Summary()+": "+reason)
+		line := "FORCE (calendar and scap gates skipped) - " + cur.Summary() + ": " + reason
 		return fmt.Sprintf("%s FORCED by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
-			cur.ID, c.operator, cur.Summary()), ev, r.queueSAL(tx, cur.ID, line)
+			cur.ID, c.operator, cur.Summary()), ev, r.queueSAL(tx, cur.ID, c.operator, line)
 	})
 }
 
@@ -365,10 +364,10 @@ func (r *Router) confirm(c *call) error {
 				cur.ID, forcedAt.UTC().Format("15:04 UTC"), r.opts.ConfirmWindow, r.opts.Prefix), nil, nil
 		}
 		cur.ConfirmedBy = c.operator
-		line := sal.Line(cur.ID, cur.ForcedBy, "FORCE confirmed by "+c.operator+" - "+cur.Summary())
+		line := "FORCE confirmed by " + c.operator + " - " + cur.Summary()
 		return fmt.Sprintf("%s FORCE confirmed by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
 				cur.ID, c.operator, cur.Summary()), &poolbot.Event{Kind: "confirm", Detail: "force by " + cur.ForcedBy},
-			r.queueSAL(tx, cur.ID, line)
+			r.queueSAL(tx, cur.ID, cur.ForcedBy, line)
 	})
 }
 

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"poolbot/bot"
+	"poolbot/chat"
 )
 
 // Operator is a person allowed to change state, with the accounts that
@@ -66,7 +66,7 @@ func key(network, account string) string {
 
 // Identify returns the operator behind a message, or a refusal saying why
 // the sender may not change state. It never looks at the nick.
-func (o *Operators) Identify(m bot.Message) (operator string, refusal string) {
+func (o *Operators) Identify(m chat.Message) (operator string, refusal string) {
 	switch {
 	case !m.AccountKnown:
 		return "", "refused: this network did not confirm who you are (the server did not acknowledge account-tag), so state-changing commands are disabled"

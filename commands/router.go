@@ -17,7 +17,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot"
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/store"
 )
 
@@ -90,13 +90,13 @@ type Options struct {
 	SALWritten func()
 }
 
-// Router implements bot.Handler for every chat adapter.
+// Router implements chat.Handler for every chat adapter.
 type Router struct {
 	opts      Options
 	operators *Operators
 	store     *store.Store
 	backends  Backends
-	observers []bot.Handler
+	observers []chat.Handler
 	clock     clockwork.Clock
 	log       *slog.Logger
 	table     []*command
@@ -104,7 +104,7 @@ type Router struct {
 
 // NewRouter returns the command layer. observers see every message (the
 // scap channel watcher reads logmsgbot's lines through one).
-func NewRouter(opts Options, ops *Operators, st *store.Store, backends Backends, clock clockwork.Clock, log *slog.Logger, observers ...bot.Handler) *Router {
+func NewRouter(opts Options, ops *Operators, st *store.Store, backends Backends, clock clockwork.Clock, log *slog.Logger, observers ...chat.Handler) *Router {
 	if opts.Prefix == "" {
 		opts.Prefix = "!"
 	}
@@ -136,8 +136,8 @@ func (r *Router) SetBackends(b Backends) { r.backends = b }
 // call is one command being handled.
 type call struct {
 	ctx      context.Context
-	msg      bot.Message
-	reply    bot.Replier
+	msg      chat.Message
+	reply    chat.Replier
 	inv      Invocation
 	operator string // set for operator commands after authorization
 	// reasonNote says how the reason was cleaned ("" when it was stored
@@ -157,8 +157,8 @@ func (c *call) say(format string, args ...any) {
 	}
 }
 
-// HandleMessage implements bot.Handler.
-func (r *Router) HandleMessage(ctx context.Context, m bot.Message, rep bot.Replier) {
+// HandleMessage implements chat.Handler.
+func (r *Router) HandleMessage(ctx context.Context, m chat.Message, rep chat.Replier) {
 	for _, o := range r.observers {
 		o.HandleMessage(ctx, m, rep)
 	}

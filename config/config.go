@@ -22,6 +22,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 
 	"poolbot/bot"
+	slackbot "poolbot/bot/slack"
 	"poolbot/commands"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
@@ -82,7 +83,7 @@ type Chat struct {
 	IRCPassword Secret `yaml:"irc_sasl_password"`
 	// Slack is the Slack connection (Socket Mode) and the channel notices
 	// and SAL lines are mirrored to; absent means no Slack.
-	Slack *bot.SlackConfig `yaml:"slack"`
+	Slack *slackbot.Config `yaml:"slack"`
 	// SlackAppToken is the app-level token (xapp-…) that opens the Socket
 	// Mode connection.
 	SlackAppToken Secret `yaml:"slack_app_token"`

@@ -14,7 +14,7 @@ import (
 
 	"poolbot"
 	"poolbot/internal/testenv"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -30,10 +30,10 @@ func buildPoolbot(t *testing.T) string {
 }
 
 // crashWorld is poolbot as a real process (console adapter) in a
-// lab.World: real etcd, real registries on three loopback "hosts", scap
+// site.Site: real etcd, real registries on three loopback "hosts", scap
 // lock files.
 type crashWorld struct {
-	*lab.World
+	*site.Site
 	t      *testing.T
 	bin    string
 	cfg    string
@@ -42,7 +42,7 @@ type crashWorld struct {
 
 func newCrashWorld(t *testing.T) *crashWorld {
 	t.Helper()
-	w := &crashWorld{World: lab.NewWorld(t, 3), t: t, bin: buildPoolbot(t)}
+	w := &crashWorld{Site: site.New(t, 3), t: t, bin: buildPoolbot(t)}
 	w.cfg = w.Config(t, `  command_prefix: "!"`, "")
 	w.dbPath = filepath.Join(w.Dir, "poolbot.db")
 	if out, err := exec.Command(w.bin, "check-config", w.cfg).CombinedOutput(); err != nil {
@@ -62,7 +62,7 @@ type poolbotProc struct {
 func (w *crashWorld) start() *poolbotProc {
 	w.t.Helper()
 	cmd := exec.Command(w.bin, "console", "-config", w.cfg, "-as", "alice")
-	cmd.Env = append(os.Environ(), lab.EnvCtl+"="+w.Systemctl.URL)
+	cmd.Env = append(os.Environ(), site.EnvCtl+"="+w.Systemctl.URL)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		w.t.Fatal(err)
@@ -142,7 +142,7 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 				t.Fatalf("killed in state %s", r.State)
 			}
 			// The kernel dropped poolbot's deploy block with the process.
-			if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
+			if got := site.ProbeLock(t, w.GlobalLock()); got != "none" {
 				t.Fatalf("global lock after kill -9: %s", got)
 			}
 			proceed() // the orphaned restart finishes
@@ -198,7 +198,7 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 // chat here).
 func (w *crashWorld) checkSettled() {
 	w.t.Helper()
-	if got := lab.ProbeLock(w.t, w.GlobalLock()); got != "none" {
+	if got := site.ProbeLock(w.t, w.GlobalLock()); got != "none" {
 		w.t.Fatalf("global lock after the end: %s", got)
 	}
 	st, err := store.Open(context.Background(), w.dbPath, nil)
@@ -236,9 +236,9 @@ func TestKill9BeforeRestartsResumes(t *testing.T) {
 		hold func(t *testing.T) (release func())
 	}{
 		{poolbot.StateWaiting, []string{"!depool apus codfw T2001 crash while waiting"},
-			func(t *testing.T) func() { return lab.HoldLock(t, w.GlobalLock(), "shared") }},
+			func(t *testing.T) func() { return site.HoldLock(t, w.GlobalLock(), "shared") }},
 		{poolbot.StateBlockingDeploys, []string{"!restart apus T2002 crash while taking the block", "!force 2 registry broken"},
-			func(t *testing.T) func() { return lab.HoldLock(t, w.GlobalLock(), "shared") }},
+			func(t *testing.T) func() { return site.HoldLock(t, w.GlobalLock(), "shared") }},
 		{poolbot.StateSwitching, []string{"!pool apus codfw T2003 crash while switching"},
 			func(t *testing.T) func() { return w.Etcd.Freeze(t) }},
 	}
@@ -262,7 +262,7 @@ func TestKill9BeforeRestartsResumes(t *testing.T) {
 				return err == nil && r.State == c.state
 			})
 			p.kill9()
-			if got := lab.ProbeLock(t, w.GlobalLock()); strings.Contains(got, "exclusive") {
+			if got := site.ProbeLock(t, w.GlobalLock()); strings.Contains(got, "exclusive") {
 				t.Fatalf("global lock after kill -9: %s", got)
 			}
 			release()

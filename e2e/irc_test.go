@@ -12,6 +12,7 @@ import (
 
 	"poolbot"
 	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/internal/testenv/ircnet"
 	"poolbot/sal"
@@ -69,7 +70,7 @@ func startWorldOn(t testing.TB, fast bool, opts ircnet.Options) *world {
 	if fast {
 		cfg.Server, cfg.Rate, cfg.Burst = n.Addr(), 1000, 100
 	}
-	w.irc = bot.New(cfg, bot.HandlerFunc(func(ctx context.Context, m bot.Message, r bot.Replier) { router.HandleMessage(ctx, m, r) }), nil)
+	w.irc = bot.NewIRC(cfg, chat.HandlerFunc(func(ctx context.Context, m chat.Message, r chat.Replier) { router.HandleMessage(ctx, m, r) }), nil)
 	router = commands.NewRouter(commands.Options{Nick: w.irc.Nick,
 		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: true},
 		ops, st, commands.Backends{}, nil, nil)
@@ -333,7 +334,7 @@ func TestSALSurvivesIRCdRestart(t *testing.T) {
 	}
 	var want []string
 	for i := 1; i <= 5; i++ {
-		line := sal.Line(poolbot.RequestID(7), "alice", fmt.Sprintf("host %d/5 restarted", i))
+		line := poolbot.SALLine(poolbot.RequestID(7), "alice", fmt.Sprintf("host %d/5 restarted", i))
 		want = append(want, "!log "+line)
 		if err := w.store.Tx(ctx, func(tx *store.Tx) error { return tx.QueueSAL(0, line) }); err != nil {
 			t.Fatal(err)

@@ -4,12 +4,12 @@ import (
 	"os"
 	"testing"
 
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 )
 
 // The test binary doubles as the "systemctl" poolbot's local executor
 // runs, and as scap lock probes (see internal/testenv/lab).
 func TestMain(m *testing.M) {
-	lab.Main()
+	site.Main()
 	os.Exit(m.Run())
 }

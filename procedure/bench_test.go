@@ -17,7 +17,7 @@ import (
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -149,7 +149,7 @@ func BenchmarkReactionLatencyScapRelease(b *testing.B) {
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		release := lab.HoldLock(b, global, "shared") // a scap sync runs
+		release := site.HoldLock(b, global, "shared") // a scap sync runs
 		id := queueRestart(b, e, st)
 		for r, _ := st.Request(context.Background(), id); r.State != poolbot.StateWaiting; r, _ = st.Request(context.Background(), id) {
 			time.Sleep(time.Millisecond)

@@ -19,17 +19,17 @@ import (
 // after a failed fetch.
 const cacheRetry = time.Minute
 
-// wikiLab is the lab world with the calendar read for real: the Wikitech
-// source and the Cached cache, on the world's fake clock, reading a
+// wikiLab is the test harness with the calendar read for real: the Wikitech
+// source and the Cached cache, on the harness's fake clock, reading a
 // stand-in of wikitech's api.php over HTTP in the API's wire format.
 type wikiLab struct {
-	*world
+	*harness
 	page    *mediawiki.Deployments
 	cache   *calendar.Cached
 	fetches atomic.Int64 // API requests answered (two per fetch of a changed page)
 }
 
-// newWikiLab builds newLab's world, then replaces its engine by one with
+// newWikiLab builds newHarness's harness, then replaces its engine by one with
 // the same config, deps and services but the cached wikitech calendar,
 // and runs the cache as cmd/poolbot does: Run in the background, and
 // every Changed wakes all workers. prepare sets up the page before the
@@ -46,8 +46,8 @@ func newWikiLab(t *testing.T, nHosts int, cfg Config, prepare func(*mediawiki.De
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close) // last: after the cache has stopped
 
-	l := newLab(t, nHosts, cfg)
-	wl.world = l
+	l := newHarness(t, nHosts, cfg)
+	wl.harness = l
 	opts := calendar.Options{Clock: l.clock}
 	src, err := calendar.NewWikitech(calendar.WikitechConfig{APIURL: srv.URL + "/w/api.php",
 		UserAgent: "poolbot-test/1.0 (https://example.org/poolbot; sre@example.org)"}, opts)
@@ -59,8 +59,8 @@ func newWikiLab(t *testing.T, nHosts int, cfg Config, prepare func(*mediawiki.De
 		t.Fatal(err)
 	}
 
-	// The engine newLab started reads the fake calendar: stop it (it had
-	// nothing to do) and start one reading the cache instead. newLab's
+	// The engine newHarness started reads the fake calendar: stop it (it had
+	// nothing to do) and start one reading the cache instead. newHarness's
 	// cleanup closes whichever engine l.engine is at the end.
 	l.stop()
 	old := l.engine

@@ -15,7 +15,7 @@ import (
 // running scap command: it waits for it in place, without going round
 // the gates again and again, and takes the block as soon as scap ends.
 func TestForcedRequestWaitsForRunningScapLock(t *testing.T) {
-	l := newLab(t, 1, Config{ScapPoll: 100 * time.Millisecond})
+	l := newHarness(t, 1, Config{ScapPoll: 100 * time.Millisecond})
 	l.stop()
 	release := l.holdScapLock("scap-global-lock", "shared")
 	id := l.queue(poolbot.ActionRestart, "")
@@ -50,7 +50,7 @@ func TestForcedRequestWaitsForRunningScapLock(t *testing.T) {
 
 // A cancel reaches a forced request that waits for scap's lock.
 func TestCancelWhileWaitingForScapLock(t *testing.T) {
-	l := newLab(t, 1, Config{ScapPoll: 100 * time.Millisecond})
+	l := newHarness(t, 1, Config{ScapPoll: 100 * time.Millisecond})
 	l.stop()
 	release := l.holdScapLock("scap-global-lock", "shared")
 	defer release()
@@ -73,7 +73,7 @@ func TestCancelWhileWaitingForScapLock(t *testing.T) {
 // request before conftool is touched: a switched record without its
 // restarts is the state the incident came from.
 func TestCancelBeforeSwitchLeavesConftoolAlone(t *testing.T) {
-	l := newLab(t, 1, Config{})
+	l := newHarness(t, 1, Config{})
 	l.stop()
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	// Where a cancel during blocking-deploys leaves it once the block is
@@ -99,7 +99,7 @@ func TestCancelBeforeSwitchLeavesConftoolAlone(t *testing.T) {
 // A request parked after a crash holds no deploy block; !cancel ends it
 // at once, naming what was done, and !resume can no longer start it.
 func TestCancelParkedRequest(t *testing.T) {
-	l := newLab(t, 2, Config{ResumeAfterCrash: "ask"})
+	l := newHarness(t, 2, Config{ResumeAfterCrash: "ask"})
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
 	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
@@ -140,7 +140,7 @@ func TestCancelParkedRequest(t *testing.T) {
 // for (it died in between) stands after the restart: the next host is not
 // touched until an operator says !resume.
 func TestFailedHostStandsAfterCrash(t *testing.T) {
-	l := newLab(t, 3, Config{})
+	l := newHarness(t, 3, Config{})
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
 	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
@@ -180,7 +180,7 @@ func TestFailedHostStandsAfterCrash(t *testing.T) {
 // window's deployers at once, and those of a window that starts later
 // when it starts.
 func TestForcedDuringWindowTellsItsDeployers(t *testing.T) {
-	l := newLab(t, 1, Config{})
+	l := newHarness(t, 1, Config{})
 	l.stop()
 	now := calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{
 		window("w1", "UTC morning backport window", t0.Add(-10*time.Minute), t0.Add(50*time.Minute), "jdoe", "asmith"),
@@ -212,7 +212,7 @@ func TestForcedDuringWindowTellsItsDeployers(t *testing.T) {
 // out, hosts 3 and 4 are not touched, the block is released, and END
 // (FAIL) names what was done and what was not.
 func TestRegistryThatDoesNotComeBackStops(t *testing.T) {
-	l := newLab(t, 4, Config{})
+	l := newHarness(t, 4, Config{})
 	l.systemctl.Hang("registry2", true)
 	t.Cleanup(func() { l.systemctl.Hang("registry2", false) })
 	id := l.queue(poolbot.ActionRestart, "")

@@ -1,12 +1,12 @@
 package procedure
 
 import (
-	"context"
 	"log/slog"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/registry"
@@ -19,12 +19,6 @@ import (
 // calendar cannot be read (not fetched yet, or stale): the gate is closed.
 type Calendar interface {
 	Schedule() (calendar.Schedule, time.Time, error)
-}
-
-// Announcer says notices in the operations channel (and mirrors them to
-// Slack). Notices are not durable: SAL lines are, through the outbox.
-type Announcer interface {
-	Announce(ctx context.Context, text string)
 }
 
 // Service is one service the procedure manages.
@@ -96,7 +90,9 @@ type Deps struct {
 	OwnWrites interface {
 		Record(service, datacenter string, st conftool.State)
 	}
-	Announce Announcer
+	// Announce says notices in the operations channel (and mirrors them
+	// to Slack).
+	Announce poolbot.Announcer
 	// SALWritten is called after SAL lines were queued, so the sender
 	// delivers them at once.
 	SALWritten func()

@@ -18,7 +18,7 @@ import (
 // nothing: no request stored, conftool untouched, no host restarted, no
 // lock taken.
 func TestExplainChangesNothing(t *testing.T) {
-	l := newLab(t, 2, Config{})
+	l := newHarness(t, 2, Config{})
 	ctx := context.Background()
 	w := window("deploycal-item-20261123T1400", "UTC afternoon backport window",
 		t0.Add(-10*time.Minute), t0.Add(50*time.Minute), "Amir1")
@@ -125,7 +125,7 @@ func (m *recordingMetrics) snapshot() ([]string, []string) {
 // The procedure reports which gates block the head request and how long
 // each host took, success and failure alike.
 func TestMetricsHooks(t *testing.T) {
-	l := newLab(t, 2, Config{})
+	l := newHarness(t, 2, Config{})
 	// The same world with an engine that reports to recordingMetrics.
 	l.stop()
 	m := &recordingMetrics{}

@@ -53,13 +53,18 @@ func (v verdict) signature() string {
 	return strings.Join(keys, "|")
 }
 
-// summary is the blockers in one line, with the estimated start.
-func (v verdict) summary() string {
+// blockerTexts is what each blocker says, in order.
+func (v verdict) blockerTexts() []string {
 	texts := make([]string, len(v.blockers))
 	for i, b := range v.blockers {
 		texts[i] = b.text
 	}
-	s := strings.Join(texts, "; ")
+	return texts
+}
+
+// summary is the blockers in one line, with the estimated start.
+func (v verdict) summary() string {
+	s := strings.Join(v.blockerTexts(), "; ")
 	if !v.eta.IsZero() {
 		s += "; estimated start " + v.eta.UTC().Format("15:04 UTC")
 	} else {

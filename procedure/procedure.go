@@ -46,7 +46,6 @@ import (
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
-	"poolbot/sal"
 	"poolbot/store"
 )
 
@@ -263,7 +262,8 @@ func (e *Engine) expire(ctx context.Context, queue []poolbot.Request) []poolbot.
 			kept = append(kept, r)
 			continue
 		}
-		e.announce(ctx, fmt.Sprintf("%s: %s %s (%s) %s", r.Operator, r.ID, r.Summary(), r.Operator, why))
+		e.announce(ctx, toOperator(r, poolbot.NoticeEnded, poolbot.StateExpired,
+			fmt.Sprintf("%s %s (%s) %s", r.ID, r.Summary(), r.Operator, why)))
 	}
 	return kept
 }
@@ -296,7 +296,9 @@ func (e *Engine) wait(ctx context.Context, svc *Service, r poolbot.Request, v ve
 		}
 	}
 	if e.noteChanged(r, v.signature()) {
-		e.announce(ctx, fmt.Sprintf("%s %s (%s) waiting: %s", r.ID, r.Summary(), r.Operator, summary))
+		n := about(r, poolbot.NoticeWaiting, poolbot.StateWaiting, fmt.Sprintf("%s %s (%s) waiting: %s", r.ID, r.Summary(), r.Operator, summary))
+		n.Blockers, n.ETA = v.blockerTexts(), v.eta
+		e.announce(ctx, n)
 	}
 	// The gates see what holds it up now: its next proceed is news again,
 	// and no longer a retry after a slip-in.
@@ -331,7 +333,8 @@ func (e *Engine) proceed(ctx context.Context, r poolbot.Request) bool {
 	}
 	e.mu.Unlock()
 	if !retry { // a retry after a scap run beat the block was announced already
-		e.announce(ctx, fmt.Sprintf("%s %s (%s) proceeding: %s", r.ID, r.Summary(), r.Operator, how))
+		e.announce(ctx, about(r, poolbot.NoticeProceeding, poolbot.StateBlockingDeploys,
+			fmt.Sprintf("%s %s (%s) proceeding: %s", r.ID, r.Summary(), r.Operator, how)))
 	}
 	return true
 }
@@ -411,12 +414,12 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 	sayOnce := func(text string) {
 		if text != said {
 			said = text
-			e.announce(ctx, text)
+			e.announce(ctx, about(r, poolbot.NoticeInfo, "", text))
 		}
 	}
 	for {
 		if e.cfg.DryRun {
-			e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would take the deploy block (%s)", r.ID, reason))
+			e.announce(ctx, about(r, poolbot.NoticeInfo, "", fmt.Sprintf("DRY-RUN %s: would take the deploy block (%s)", r.ID, reason)))
 			release = func(context.Context) error { return nil }
 			break
 		}
@@ -457,7 +460,9 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 				e.log.Error("back to waiting", "request", r.ID, "err", terr)
 			}
 			if e.noteChanged(r, "slipped-in: "+why) {
-				e.announce(ctx, fmt.Sprintf("%s %s back to waiting: %s", r.ID, r.Summary(), why))
+				n := about(r, poolbot.NoticeInfo, poolbot.StateWaiting, fmt.Sprintf("%s %s back to waiting: %s", r.ID, r.Summary(), why))
+				n.Blockers = []string{why}
+				e.announce(ctx, n)
 			}
 			e.sleep(ctx, svc.Name, e.slipBackoff(r))
 			return nil, false
@@ -479,7 +484,7 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 					func(n *poolbot.Request) { n.Error = why }, "failed", why); terr != nil {
 					e.log.Error("failing request", "request", r.ID, "err", terr)
 				}
-				e.announce(ctx, fmt.Sprintf("%s: %s %s FAILED: %s", r.Operator, r.ID, r.Summary(), why))
+				e.announce(ctx, toOperator(r, poolbot.NoticeEnded, poolbot.StateFailed, fmt.Sprintf("%s %s FAILED: %s", r.ID, r.Summary(), why)))
 				return nil, false
 			}
 			sayOnce(fmt.Sprintf("%s %s cannot continue: %s; retrying", r.ID, r.Summary(), why))
@@ -496,17 +501,19 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 	e.mu.Unlock()
 	// Record the block; a fresh request moves on and logs its START.
 	next := r.State
-	var lines []string
+	var lines []poolbot.Notice
 	if r.State == poolbot.StateBlockingDeploys {
 		if _, switches := r.Action.Pooled(); switches {
 			next = poolbot.StateSwitching
 		} else {
 			next = poolbot.StateRestarting
 		}
-		lines = append(lines, "START - "+r.Summary()+": "+r.Reason)
-		lines = append(lines, "deploy block taken (scap locked for all deployments)")
+		start := about(r, poolbot.NoticeStarted, next, "START - "+r.Summary()+": "+r.Reason)
+		start.Title = r.Summary() + ": " + r.Reason
+		lines = append(lines, start, about(r, poolbot.NoticeStarted, next, "deploy block taken (scap locked for all deployments)"))
 	} else {
-		lines = append(lines, "deploy block re-taken, continuing at "+string(r.State)+" (after a poolbot restart or !resume)")
+		lines = append(lines, about(r, poolbot.NoticeStarted, next,
+			"deploy block re-taken, continuing at "+string(r.State)+" (after a poolbot restart or !resume)"))
 	}
 	err := e.transitionSAL(ctx, r, r.State, next, func(n *poolbot.Request) { n.Step = "" }, "deploy-block", "taken", lines...)
 	if err != nil {
@@ -514,7 +521,8 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 		e.releaseOnly(ctx, r, release)
 		return nil, false
 	}
-	e.announce(ctx, fmt.Sprintf("%s deploys are blocked while %s runs (estimated %s)", r.ID, r.Summary(), poolbot.FormatDuration(e.estimate(ctx, svc))))
+	e.announce(ctx, about(r, poolbot.NoticeStarted, next,
+		fmt.Sprintf("%s deploys are blocked while %s runs (estimated %s)", r.ID, r.Summary(), poolbot.FormatDuration(e.estimate(ctx, svc)))))
 	e.watchWindowsWhileBlocked(ctx, svc, r)
 	return release, true
 }
@@ -530,7 +538,8 @@ func (e *Engine) switchPooled(ctx context.Context, r poolbot.Request) error {
 	var line string
 	switch {
 	case e.cfg.DryRun:
-		e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would set %s/%s pooled=%t (now %t)", r.ID, r.Service, r.Datacenter, want, before.Pooled))
+		e.announce(ctx, about(r, poolbot.NoticeInfo, "",
+			fmt.Sprintf("DRY-RUN %s: would set %s/%s pooled=%t (now %t)", r.ID, r.Service, r.Datacenter, want, before.Pooled)))
 		line = fmt.Sprintf("DRY-RUN conftool %s/%s pooled=%t", r.Service, r.Datacenter, want)
 	default:
 		after, err := e.deps.Conftool.SetPooled(ctx, r.Service, r.Datacenter, want)
@@ -548,7 +557,8 @@ func (e *Engine) switchPooled(ctx context.Context, r poolbot.Request) error {
 			line = fmt.Sprintf("conftool: %s/%s already pooled=%t, restarting anyway", r.Service, r.Datacenter, want)
 		}
 	}
-	return e.transitionSAL(ctx, r, poolbot.StateSwitching, poolbot.StateRestarting, nil, "conftool", line, line)
+	return e.transitionSAL(ctx, r, poolbot.StateSwitching, poolbot.StateRestarting, nil, "conftool", line,
+		about(r, poolbot.NoticeSwitched, poolbot.StateRestarting, line))
 }
 
 // restartHosts walks the stored restart plan. It returns the final state
@@ -640,7 +650,9 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 				FromState: poolbot.StateRestarting, ToState: poolbot.StateRestarting, Detail: line}); err != nil {
 				return err
 			}
-			return e.queueSAL(tx, r, line)
+			host := about(r, poolbot.NoticeHost, poolbot.StateRestarting, line)
+			host.Host, host.Hosts = s.Position, n
+			return e.queueSAL(tx, r, host)
 		}); err != nil {
 			return poolbot.StateFailed, "FAIL", "storing host step: " + err.Error()
 		}
@@ -675,7 +687,7 @@ func (e *Engine) hostSteps(ctx context.Context, svc *Service, r poolbot.Request)
 // write-then-read probe.
 func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Request, host string) (string, error) {
 	if e.cfg.DryRun {
-		e.announce(ctx, fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host))
+		e.announce(ctx, about(r, poolbot.NoticeInfo, "", fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host)))
 	} else {
 		// The step error names the failing step and, when the command ran,
 		// its exit code and output tail.
@@ -725,8 +737,8 @@ func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.
 	releaseLine := "deploy block released"
 	if err := release(ctx); err != nil {
 		releaseLine = "deploy block release FAILED (" + err.Error() + "): unlock scap by hand (scap lock --unlock-all)"
-		e.announce(ctx, fmt.Sprintf("%s: %s could not release the deploy block: %v — deploys stay blocked until it is released by hand",
-			r.Operator, r.ID, err))
+		e.announce(ctx, toOperator(r, poolbot.NoticeInfo, "",
+			fmt.Sprintf("%s could not release the deploy block: %v — deploys stay blocked until it is released by hand", r.ID, err)))
 	}
 	end := endLine(outcome, r, detail, e.clock.Now().Sub(started))
 	err = e.transitionSAL(ctx, r, r.State, state, func(n *poolbot.Request) {
@@ -734,11 +746,12 @@ func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.
 		if state != poolbot.StateDone {
 			n.Error = detail
 		}
-	}, "end", outcome+": "+detail, releaseLine, end)
+	}, "end", outcome+": "+detail, about(r, poolbot.NoticeInfo, "", releaseLine), about(r, poolbot.NoticeEnded, state, end))
 	if err != nil {
 		e.log.Error("recording end", "request", id, "err", err)
 	}
-	e.announce(ctx, fmt.Sprintf("%s: %s %s %s: %s", r.Operator, r.ID, r.Summary(), strings.ToUpper(string(state)), detail))
+	e.announce(ctx, toOperator(r, poolbot.NoticeEnded, state,
+		fmt.Sprintf("%s %s %s: %s", r.ID, r.Summary(), strings.ToUpper(string(state)), detail)))
 	e.stopWindowWatch(r.ID)
 	e.mu.Lock()
 	delete(e.noticed[r.Service], r.ID)
@@ -772,12 +785,12 @@ func (e *Engine) endParked(ctx context.Context, r poolbot.Request) {
 	end := endLine("CANCELLED", r, detail, e.clock.Now().Sub(started))
 	err := e.transitionSAL(ctx, r, r.State, poolbot.StateCancelled, func(n *poolbot.Request) {
 		n.Step, n.Parked, n.Error = "", false, detail
-	}, "end", "CANCELLED: "+detail, end)
+	}, "end", "CANCELLED: "+detail, about(r, poolbot.NoticeEnded, poolbot.StateCancelled, end))
 	if err != nil {
 		e.log.Error("ending parked request", "request", r.ID, "err", err)
 		return
 	}
-	e.announce(ctx, fmt.Sprintf("%s: %s %s CANCELLED: %s", r.Operator, r.ID, r.Summary(), detail))
+	e.announce(ctx, toOperator(r, poolbot.NoticeEnded, poolbot.StateCancelled, fmt.Sprintf("%s %s CANCELLED: %s", r.ID, r.Summary(), detail)))
 }
 
 // cancelBeforeStart ends a request cancelled while it was still trying
@@ -791,7 +804,7 @@ func (e *Engine) cancelBeforeStart(ctx context.Context, r poolbot.Request) {
 		e.log.Error("cancelling request", "request", r.ID, "err", err)
 		return
 	}
-	e.announce(ctx, fmt.Sprintf("%s: %s %s CANCELLED: %s", r.Operator, r.ID, r.Summary(), detail))
+	e.announce(ctx, toOperator(r, poolbot.NoticeEnded, poolbot.StateCancelled, fmt.Sprintf("%s %s CANCELLED: %s", r.ID, r.Summary(), detail)))
 }
 
 // describePooled reads the request's discovery record for an END line:
@@ -849,7 +862,7 @@ func (e *Engine) releaseOnly(ctx context.Context, r poolbot.Request, release sca
 		return
 	}
 	line := "deploy block released: poolbot is stopping; the request continues after it restarts"
-	if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error { return e.queueSAL(tx, r, line) }); err != nil {
+	if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error { return e.queueSAL(tx, r, about(r, poolbot.NoticeInfo, "", line)) }); err != nil {
 		e.log.Error("recording release", "request", r.ID, "err", err)
 	}
 	e.deps.SALWritten()
@@ -870,7 +883,8 @@ func (e *Engine) recoverInterrupted(ctx context.Context) error {
 				continue
 			}
 			if e.cfg.ResumeAfterCrash == "auto" {
-				e.announce(ctx, fmt.Sprintf("%s %s was interrupted at %s by a poolbot restart; continuing", r.ID, r.Summary(), r.State))
+				e.announce(ctx, about(r, poolbot.NoticeInfo, "",
+					fmt.Sprintf("%s %s was interrupted at %s by a poolbot restart; continuing", r.ID, r.Summary(), r.State)))
 				continue
 			}
 			if r.Parked {
@@ -882,7 +896,7 @@ func (e *Engine) recoverInterrupted(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("procedure: parking %s: %w", r.ID, err)
 			}
-			e.announce(ctx, fmt.Sprintf("%s: %s %s %s", r.Operator, r.ID, r.Summary(), why))
+			e.announce(ctx, toOperator(r, poolbot.NoticeInfo, "", fmt.Sprintf("%s %s %s", r.ID, r.Summary(), why)))
 		}
 	}
 	return nil
@@ -897,7 +911,7 @@ func (e *Engine) transition(ctx context.Context, r poolbot.Request, from, to poo
 
 // transitionSAL is transition plus SAL lines in the same transaction.
 func (e *Engine) transitionSAL(ctx context.Context, r poolbot.Request, from, to poolbot.State,
-	mutate func(*poolbot.Request), kind, detail string, lines ...string) error {
+	mutate func(*poolbot.Request), kind, detail string, lines ...poolbot.Notice) error {
 	err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Request(r.ID)
 		if err != nil {
@@ -927,22 +941,36 @@ func (e *Engine) transitionSAL(ctx context.Context, r poolbot.Request, from, to 
 	return err
 }
 
-// queueSAL adds a SAL line about r; nothing goes to SAL in dry-run mode.
-func (e *Engine) queueSAL(tx *store.Tx, r poolbot.Request, text string) error {
+// queueSAL adds the SAL line n describes about r, attributed to r's
+// operator; nothing goes to SAL in dry-run mode.
+func (e *Engine) queueSAL(tx *store.Tx, r poolbot.Request, n poolbot.Notice) error {
 	if e.cfg.DryRun {
 		return nil
 	}
-	return tx.QueueSAL(r.ID, sal.Line(r.ID, r.Operator, text))
+	n.Request, n.Operator = r.ID, r.Operator
+	return tx.QueueSALNotice(n)
 }
 
-func (e *Engine) announce(ctx context.Context, text string) {
-	if e.cfg.DryRun && !strings.HasPrefix(text, "DRY-RUN") {
-		text = "DRY-RUN " + text
-	}
-	e.log.Info("notice", "text", text)
+func (e *Engine) announce(ctx context.Context, n poolbot.Notice) {
+	n.DryRun = n.DryRun || e.cfg.DryRun
+	e.log.Info("notice", "text", n.String())
 	if e.deps.Announce != nil {
-		e.deps.Announce.Announce(ctx, text)
+		e.deps.Announce.Announce(ctx, n)
 	}
+}
+
+// about is a notice (or SAL line) about r of kind, reporting state
+// ("" for none).
+func about(r poolbot.Request, kind poolbot.NoticeKind, state poolbot.State, text string) poolbot.Notice {
+	return poolbot.Notice{Request: r.ID, Operator: r.Operator, Kind: kind, State: state, Text: text}
+}
+
+// toOperator is a notice about r that r's operator must see: it is
+// addressed to them.
+func toOperator(r poolbot.Request, kind poolbot.NoticeKind, state poolbot.State, text string) poolbot.Notice {
+	n := about(r, kind, state, text)
+	n.To = r.Operator
+	return n
 }
 
 // sleep waits d on the engine's clock, or until the service is woken (a
@@ -1033,8 +1061,10 @@ func (e *Engine) watchWindowsWhileBlocked(ctx context.Context, svc *Service, r p
 		if who == "" {
 			who = "deployers"
 		}
-		e.announce(ctx, fmt.Sprintf("%s: %s %s, but poolbot holds the scap lock for %s %s (%s); deploys resume when it ends",
-			who, describeWindow(w, at), verb, r.ID, r.Summary(), r.Operator))
+		n := about(r, poolbot.NoticeInfo, "", fmt.Sprintf("%s %s, but poolbot holds the scap lock for %s %s (%s); deploys resume when it ends",
+			describeWindow(w, at), verb, r.ID, r.Summary(), r.Operator))
+		n.To = who
+		e.announce(ctx, n)
 	}
 	now := e.clock.Now()
 	for _, w := range sched.Active(now) {

@@ -31,7 +31,7 @@ func hasLine(lines []string, sub string) bool {
 // switches conftool, restarts every host with health and probe, and logs
 // START … END (PASS) with the deploy block taken and released.
 func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
-	l := newLab(t, 3, Config{})
+	l := newHarness(t, 3, Config{})
 	w := window("deploycal-item-20261123T1400", "UTC afternoon backport window",
 		t0.Add(-10*time.Minute), t0.Add(50*time.Minute), "Amir1", "Urbanecm")
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
@@ -100,7 +100,7 @@ func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
 // Story 2: a running scap (a shared holder of the global lock) holds the
 // request; the periodic lock probe notices the release.
 func TestWaitsForScapLock(t *testing.T) {
-	l := newLab(t, 1, Config{ScapPoll: time.Second})
+	l := newHarness(t, 1, Config{ScapPoll: time.Second})
 	release := l.holdScapLock("scap-global-lock", "shared")
 	id := l.queue(poolbot.ActionRestart, "")
 	r := l.waitState(id, 0, poolbot.StateWaiting)
@@ -122,7 +122,7 @@ func TestWaitsForScapLock(t *testing.T) {
 // Story 2b: an unreadable gate counts as closed, and the notice says why;
 // once it can be read again the request proceeds.
 func TestCalendarDownWaitsThenProceeds(t *testing.T) {
-	l := newLab(t, 1, Config{})
+	l := newHarness(t, 1, Config{})
 	l.cal.set(calendar.Schedule{}, errors.New("calendar: schedule is stale: wikitech answered 503"))
 	id := l.queue(poolbot.ActionRestart, "")
 	r := l.waitState(id, 0, poolbot.StateWaiting)
@@ -147,7 +147,7 @@ func TestCalendarDownWaitsThenProceeds(t *testing.T) {
 // Story 3: the registry on host 2 of 4 does not come back: hosts 3 and 4
 // are not touched, the deploy block is released, END (FAIL) names them.
 func TestFirstHostFailureStops(t *testing.T) {
-	l := newLab(t, 4, Config{})
+	l := newHarness(t, 4, Config{})
 	l.systemctl.Fail("registry2", true)
 	id := l.queue(poolbot.ActionRestart, "")
 	r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
@@ -195,7 +195,7 @@ func TestFirstHostFailureStops(t *testing.T) {
 // A stop of poolbot between steps leaves the request where it is; the
 // next run continues without repeating a completed step or SAL line.
 func TestRestartOfPoolbotResumes(t *testing.T) {
-	l := newLab(t, 3, Config{})
+	l := newHarness(t, 3, Config{})
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	// Stop right after the first host is done.
 	deadline := time.Now().Add(60 * time.Second)
@@ -244,7 +244,7 @@ func TestRestartOfPoolbotResumes(t *testing.T) {
 // With resume_after_crash: ask an interrupted request is parked, deploys
 // are not blocked, and !resume continues it.
 func TestInterruptedRequestParked(t *testing.T) {
-	l := newLab(t, 1, Config{ResumeAfterCrash: "ask"})
+	l := newHarness(t, 1, Config{ResumeAfterCrash: "ask"})
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
 	// A request a previous run left mid-way.
@@ -271,7 +271,7 @@ func TestInterruptedRequestParked(t *testing.T) {
 // !force skips the calendar and scap gates only once confirmed; the
 // last-datacenter guard is never skipped.
 func TestForceAndLastDatacenterGuard(t *testing.T) {
-	l := newLab(t, 1, Config{ForceNeedsConfirm: true})
+	l := newHarness(t, 1, Config{ForceNeedsConfirm: true})
 	w := window("w1", "train", t0.Add(-time.Hour), t0.Add(time.Hour))
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
 	id := l.queue(poolbot.ActionRestart, "")
@@ -315,7 +315,7 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 
 // Requests wait their turn, and one that waits too long expires.
 func TestQueueOrderAndExpiry(t *testing.T) {
-	l := newLab(t, 1, Config{MaxWait: time.Hour})
+	l := newHarness(t, 1, Config{MaxWait: time.Hour})
 	w := window("w1", "train", t0.Add(-time.Hour), t0.Add(3*time.Hour))
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
 	a := l.queue(poolbot.ActionRestart, "")
@@ -338,7 +338,7 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 // !cancel during restarts stops before the next host and logs END
 // (CANCELLED), releasing the deploy block.
 func TestCancelDuringRestarts(t *testing.T) {
-	l := newLab(t, 3, Config{})
+	l := newHarness(t, 3, Config{})
 	proceed := l.systemctl.Hold("registry2")
 	id := l.queue(poolbot.ActionRestart, "")
 	deadline := time.Now().Add(30 * time.Second)
@@ -364,7 +364,7 @@ func TestCancelDuringRestarts(t *testing.T) {
 // Dry-run: every read-only step is real (gates, health), every mutating
 // one is announced and skipped, and nothing goes to SAL.
 func TestDryRun(t *testing.T) {
-	l := newLab(t, 2, Config{DryRun: true})
+	l := newHarness(t, 2, Config{DryRun: true})
 	pid := l.regs["registry1"].PID()
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
@@ -393,7 +393,7 @@ func TestDryRun(t *testing.T) {
 // A scap run that starts between the gate check and poolbot's lock makes
 // the request go back to waiting, having changed nothing.
 func TestScapSlipsInBeforeTheBlock(t *testing.T) {
-	l := newLab(t, 1, Config{}, withoutLockProbe)
+	l := newHarness(t, 1, Config{}, withoutLockProbe)
 	release := l.holdScapLock("scap-global-lock", "shared")
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	r := l.waitState(id, 0, poolbot.StateWaiting)
@@ -413,7 +413,7 @@ func TestScapSlipsInBeforeTheBlock(t *testing.T) {
 // A "Finished scap" line relayed by logmsgbot clears the channel gate at
 // once; the Started line alone holds the request.
 func TestFinishedScapLineClears(t *testing.T) {
-	l := newLab(t, 1, Config{})
+	l := newHarness(t, 1, Config{})
 	tr := l.scap.Tracker
 	from := scap.Sender{Nick: "logmsgbot"}
 	if _, ok := tr.Observe(from, "!log jdoe@deploy1003 Started scap sync-world: Backport for [[gerrit:42|x (T1)]]"); !ok {
@@ -437,7 +437,7 @@ func TestFinishedScapLineClears(t *testing.T) {
 // While poolbot holds the deploy block, a deployment window that starts
 // gets a notice addressed to its deployers.
 func TestWindowStartsWhileBlocked(t *testing.T) {
-	l := newLab(t, 2, Config{})
+	l := newHarness(t, 2, Config{})
 	w := window("w-late", "UTC late backport window", t0.Add(20*time.Minute), t0.Add(80*time.Minute), "Lucas_WMDE")
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
 	proceed := l.systemctl.Hold("registry2")

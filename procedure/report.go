@@ -172,8 +172,8 @@ func (e *Engine) Resume(ctx context.Context, id poolbot.RequestID, operator stri
 			}
 			r.State, r.Error, r.FinishedAt = poolbot.StateRestarting, "", time.Time{}
 			reply = fmt.Sprintf("%s resuming %s at host %d/%d %s", r.ID, r.Summary(), steps[failed].Position, len(steps), steps[failed].Host)
-			if err := e.queueSAL(tx, r, fmt.Sprintf("RESUME by %s - %s from host %d/%d %s",
-				operator, r.Summary(), steps[failed].Position, len(steps), steps[failed].Host)); err != nil {
+			if err := e.queueSAL(tx, r, about(r, poolbot.NoticeInfo, "", fmt.Sprintf("RESUME by %s - %s from host %d/%d %s",
+				operator, r.Summary(), steps[failed].Position, len(steps), steps[failed].Host))); err != nil {
 				return err
 			}
 		default:

@@ -14,7 +14,7 @@ import (
 // context), touches no further host, releases the deploy block and leaves
 // the request restarting (TestRestartOfPoolbotResumes continues one).
 func TestShutdownMidHostFinishesHostAndParksBetweenHosts(t *testing.T) {
-	l := newLab(t, 3, Config{})
+	l := newHarness(t, 3, Config{})
 	proceed := l.systemctl.Hold("registry2")
 	id := l.queue(poolbot.ActionRestart, "")
 	deadline := time.Now().Add(30 * time.Second)

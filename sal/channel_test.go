@@ -11,6 +11,7 @@ import (
 
 	"poolbot"
 	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/internal/testenv/ircnet"
 )
 
@@ -26,7 +27,7 @@ func endFailLine() string {
 		"docker-registry-ml.service: GET http://%s:5005/debug/health: 503 {\"storagedriver_s3\":\"s3aws: blob upload unknown\"}; "+
 		"done: %s; not touched: %s (duration: 4m12s)",
 		hosts[1], hosts[1], hosts[0], strings.Join(hosts[2:], ", "))
-	return Line(poolbot.RequestID(12), "alice", text)
+	return poolbot.SALLine(poolbot.RequestID(12), "alice", text)
 }
 
 // splittingChat stands in for bot.IRC: the real adapter's LineBudget, and
@@ -45,7 +46,7 @@ const sayBudget = 512 - 2 - (1 + 7 + 1 + 1 + 7 + 1 + 63 + 1) - len("PRIVMSG #wik
 func (c *splittingChat) Say(_ context.Context, _, text string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lines = append(c.lines, bot.Split(bot.Sanitize(text), sayBudget)...)
+	c.lines = append(c.lines, chat.Split(chat.Sanitize(text), sayBudget)...)
 	return nil
 }
 
@@ -65,7 +66,7 @@ func checkOneSALLine(t *testing.T, lines []string, message string) {
 }
 
 func TestChannelSinkNeverSplitsALine(t *testing.T) {
-	irc := bot.New(bot.IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot"}, nil, nil)
+	irc := bot.NewIRC(bot.IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot"}, nil, nil)
 	chat := &splittingChat{IRC: irc}
 	sink := ChannelSink{Chat: chat, Channel: "#wikimedia-operations"}
 	msg := endFailLine()
@@ -120,11 +121,11 @@ func TestChannelSinkOneLineOnIRC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	const channel = "#wikimedia-operations"
-	irc := bot.New(bot.IRCConfig{
+	irc := bot.NewIRC(bot.IRCConfig{
 		Server: n.FloodAddr(), Nick: "poolbot", SALChannel: channel,
 		ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second,
 		ConnectTimeout: 10 * time.Second, ConfirmTimeout: 10 * time.Second,
-	}, bot.HandlerFunc(func(context.Context, bot.Message, bot.Replier) {}), nil)
+	}, chat.HandlerFunc(func(context.Context, chat.Message, chat.Replier) {}), nil)
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- irc.Run(runCtx) }()

@@ -23,7 +23,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/store"
 )
 
@@ -38,7 +38,7 @@ type Sink interface {
 // rest lacks "!log "), so a line longer than the adapter's LineBudget is
 // shortened to fit, ending in "…", as TCPIRCBotSink does.
 type ChannelSink struct {
-	Chat    bot.Sayer
+	Chat    chat.Sayer
 	Channel string
 }
 
@@ -107,12 +107,12 @@ func (t TCPIRCBotSink) Send(ctx context.Context, message string) error {
 const ellipsis = "…"
 
 // fitLine makes line one IRC line of at most maxBytes bytes: sanitised
-// like every chat line (bot.Sanitize: CR, LF, NUL and other controls
+// like every chat line (chat.Sanitize: CR, LF, NUL and other controls
 // become spaces, formatting goes, invalid UTF-8 becomes U+FFFD), trailing
 // spaces dropped, and if still too long cut at a rune boundary and ended
 // with an ellipsis, so the SAL shows that something is missing.
 func fitLine(line string, maxBytes int) string {
-	line = strings.TrimRight(bot.Sanitize(line), " ")
+	line = strings.TrimRight(chat.Sanitize(line), " ")
 	if len(line) <= maxBytes {
 		return line
 	}
@@ -146,6 +146,10 @@ type Sender struct {
 	Poll time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed send.
 	MinBackoff, MaxBackoff time.Duration
+	// Delivered, when set, is called with each line once it was delivered
+	// and marked sent, in outbox order, on the sender's goroutine (the
+	// Slack mirror copies it; notices held behind it go out).
+	Delivered func(ctx context.Context, line store.OutboxLine)
 }
 
 // NewSender returns a Sender; call Run to start it.
@@ -237,6 +241,9 @@ func (s *Sender) deliverOne(ctx context.Context) (delivered bool, err error) {
 		return false, err
 	}
 	s.log.Info("SAL line delivered", "id", line.ID, "request", int64(line.RequestID))
+	if s.Delivered != nil {
+		s.Delivered(mctx, line)
+	}
 	return true, nil
 }
 
@@ -251,14 +258,4 @@ func (s *Sender) sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.Chan():
 		return true
 	}
-}
-
-// Prefix of every line poolbot logs, so SAL readers can search for it.
-const Prefix = "poolbot"
-
-// Line formats a SAL message about a request the way spicerack's cookbook
-// lines look ("START - …", "END (PASS) - …"), naming the request and the
-// operator: "poolbot #12 alice: START - depool apus in codfw: T422166 maint".
-func Line(id fmt.Stringer, operator, text string) string {
-	return strings.Join([]string{Prefix, id.String(), operator + ":", text}, " ")
 }

@@ -115,7 +115,7 @@ func TestTCPIRCBotSink(t *testing.T) {
 		got <- string(b)
 	}()
 	sink := TCPIRCBotSink{Addr: l.Addr().String(), Attribution: "poolbot@alert1001", Timeout: time.Second}
-	msg := Line(poolbot.RequestID(7), "alice", "START - depool apus in codfw\r\nPRIVMSG #x :injected "+strings.Repeat("é", 400))
+	msg := poolbot.SALLine(poolbot.RequestID(7), "alice", "START - depool apus in codfw\r\nPRIVMSG #x :injected "+strings.Repeat("é", 400))
 	if err := sink.Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -15,11 +16,18 @@ type OutboxLine struct {
 	RequestID poolbot.RequestID // 0 for lines not about a request
 	Line      string            // the message, without "!log "
 	Attempts  int
+	// Notice is what the line records, as data; for a line queued as
+	// text (QueueSAL) only its Request and Text (the line) are set.
+	Notice poolbot.Notice
 }
 
 // QueueSAL adds a SAL line to the outbox in this transaction, so it is
 // stored if and only if the change it reports is. requestID may be 0.
 func (tx *Tx) QueueSAL(requestID poolbot.RequestID, line string) error {
+	return tx.queueSAL(requestID, line, "")
+}
+
+func (tx *Tx) queueSAL(requestID poolbot.RequestID, line, notice string) error {
 	if line == "" {
 		return fmt.Errorf("store: queue SAL line: empty line")
 	}
@@ -27,21 +35,35 @@ func (tx *Tx) QueueSAL(requestID poolbot.RequestID, line string) error {
 	if requestID != 0 {
 		reqID = int64(requestID)
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO sal_outbox (request_id, created_at, line) VALUES (?,?,?)`,
-		reqID, formatTime(tx.now), line)
+	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO sal_outbox (request_id, created_at, line, notice) VALUES (?,?,?,?)`,
+		reqID, formatTime(tx.now), line, notice)
 	if err != nil {
 		return fmt.Errorf("store: queue SAL line: %w", err)
 	}
 	return nil
 }
 
+// QueueSALNotice adds the SAL line n describes (n.SALLine()) to the
+// outbox in this transaction, keeping n beside it for readers that show
+// request status (the Slack mirror).
+func (tx *Tx) QueueSALNotice(n poolbot.Notice) error {
+	data, err := json.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("store: queue SAL line: %w", err)
+	}
+	return tx.queueSAL(n.Request, n.SALLine(), string(data))
+}
+
 // NextSAL returns the oldest undelivered SAL line; ok is false when the
 // outbox is empty. Lines are delivered strictly in order: the sender does
 // not move past a line until it is marked sent.
 func (s *Store) NextSAL(ctx context.Context) (line OutboxLine, ok bool, err error) {
-	var reqID sql.NullInt64
-	err = s.db.QueryRowContext(ctx, `SELECT id, request_id, line, attempts FROM sal_outbox
-		WHERE sent_at = '' ORDER BY id LIMIT 1`).Scan(&line.ID, &reqID, &line.Line, &line.Attempts)
+	var (
+		reqID  sql.NullInt64
+		notice string
+	)
+	err = s.db.QueryRowContext(ctx, `SELECT id, request_id, line, attempts, notice FROM sal_outbox
+		WHERE sent_at = '' ORDER BY id LIMIT 1`).Scan(&line.ID, &reqID, &line.Line, &line.Attempts, &notice)
 	if errors.Is(err, sql.ErrNoRows) {
 		return line, false, nil
 	}
@@ -49,6 +71,13 @@ func (s *Store) NextSAL(ctx context.Context) (line OutboxLine, ok bool, err erro
 		return line, false, fmt.Errorf("store: next SAL line: %w", err)
 	}
 	line.RequestID = poolbot.RequestID(reqID.Int64)
+	line.Notice = poolbot.Notice{Request: line.RequestID, Text: line.Line}
+	if notice != "" {
+		if err := json.Unmarshal([]byte(notice), &line.Notice); err != nil {
+			// The line itself is intact: deliver it; only its data is lost.
+			line.Notice = poolbot.Notice{Request: line.RequestID, Text: line.Line}
+		}
+	}
 	return line, true, nil
 }
 
@@ -71,6 +100,18 @@ func (s *Store) MarkSALFailed(ctx context.Context, id int64, cause error) error 
 		return fmt.Errorf("store: mark SAL line %d failed: %w", id, err)
 	}
 	return nil
+}
+
+// LastUnsentSAL returns the newest SAL line about requestID that waits to
+// be delivered; ok is false when none does.
+func (s *Store) LastUnsentSAL(ctx context.Context, requestID poolbot.RequestID) (id int64, ok bool, err error) {
+	var last sql.NullInt64
+	err = s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM sal_outbox WHERE request_id = ? AND sent_at = ''`,
+		int64(requestID)).Scan(&last)
+	if err != nil {
+		return 0, false, fmt.Errorf("store: unsent SAL lines of %s: %w", requestID, err)
+	}
+	return last.Int64, last.Valid, nil
 }
 
 // SALBacklog returns how many SAL lines wait to be delivered.

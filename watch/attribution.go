@@ -10,7 +10,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/integrations/logmsgbot"
 )
 
@@ -232,7 +232,7 @@ func parseConftoolAction(body string) (LogLine, bool) {
 }
 
 // Attributor keeps the recent trusted conftool and cookbook !log lines of
-// the channel, so a drift can name who made it. It is a bot.Handler
+// the channel, so a drift can name who made it. It is a chat.Handler
 // observer. Safe for concurrent use.
 type Attributor struct {
 	relay  logmsgbot.Relay
@@ -243,7 +243,7 @@ type Attributor struct {
 	lines []LogLine
 }
 
-var _ bot.Handler = (*Attributor)(nil)
+var _ chat.Handler = (*Attributor)(nil)
 
 // NewAttributor returns an Attributor keeping the lines relay trusts for
 // window.
@@ -254,9 +254,10 @@ func NewAttributor(relay logmsgbot.Relay, window time.Duration, clock clockwork.
 	return &Attributor{relay: relay, window: window, clock: clock}
 }
 
-// HandleMessage implements bot.Handler: channel lines from the relay that
-// parse are kept.
-func (a *Attributor) HandleMessage(_ context.Context, m bot.Message, _ bot.Replier) {
+// HandleMessage implements chat.Handler: channel lines from the relay that
+// parse are kept (the relay refuses Slack, where a display name proves
+// nothing).
+func (a *Attributor) HandleMessage(_ context.Context, m chat.Message, _ chat.Replier) {
 	if m.Private() {
 		return
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/integrations/logmsgbot"
 )
 
@@ -100,9 +100,9 @@ func TestAttributor(t *testing.T) {
 	if a.Observe(logmsgbot.Sender{Network: "irc", Nick: "logmsgbot", Account: ""}, line("mallory@x")) || a.Observe(logmsgbot.Sender{Network: "irc", Nick: "mallory", Account: "logmsgbot-account"}, line("mallory@x")) {
 		t.Fatal("untrusted sender kept")
 	}
-	a.HandleMessage(context.Background(), bot.Message{Network: "slack", Channel: "C1", Nick: "logmsgbot",
+	a.HandleMessage(context.Background(), chat.Message{Network: "slack", Channel: "C1", Nick: "logmsgbot",
 		Account: "logmsgbot-account", Text: line("mallory@x")}, nil)
-	a.HandleMessage(context.Background(), bot.Message{Network: "irc", Nick: "logmsgbot",
+	a.HandleMessage(context.Background(), chat.Message{Network: "irc", Nick: "logmsgbot",
 		Account: "logmsgbot-account", Text: line("mallory@x")}, nil) // private
 	if len(a.lines) != 0 {
 		t.Fatal("a Slack or private line was kept")

@@ -13,7 +13,6 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/conftool"
-	"poolbot/sal"
 	"poolbot/store"
 )
 
@@ -71,7 +70,7 @@ type DriftWatcher struct {
 	own        *OwnWrites
 	attr       *Attributor
 	store      *store.Store
-	announce   Announcer
+	announce   poolbot.Announcer
 	notify     func(service string)
 	salWritten func()
 	metrics    *Metrics
@@ -426,7 +425,7 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 			default:
 				line += "; restart proposed to operators"
 			}
-			if err := tx.QueueSAL(reqID, sal.Prefix+" "+line); err != nil {
+			if err := tx.QueueSALNotice(poolbot.Notice{Request: reqID, Kind: poolbot.NoticeDrift, Text: line}); err != nil {
 				return err
 			}
 		}
@@ -434,8 +433,8 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 	})
 	if err != nil {
 		w.log.Error("recording drift", "service", sd.name, "err", err)
-		w.say(ctx, fmt.Sprintf("drift: %s — but recording it failed (%v); check and run %srestart %s <reason> if needed",
-			strings.Join(sentences, "; "), err, w.prefix, sd.name))
+		w.say(ctx, poolbot.Notice{Kind: poolbot.NoticeDrift, Text: fmt.Sprintf("drift: %s — but recording it failed (%v); check and run %srestart %s <reason> if needed",
+			strings.Join(sentences, "; "), err, w.prefix, sd.name)})
 		return
 	}
 	for _, d := range dds {
@@ -453,9 +452,13 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 	}
 
 	text := "drift: " + strings.Join(sentences, "; ") + " at " + dds[0].firstSeen.UTC().Format("15:04 UTC")
+	// The notice is about the request that restarts the registries, if
+	// there is one: it follows that request's SAL lines.
+	n := poolbot.Notice{Request: max(created.ID, joined.ID), Kind: poolbot.NoticeDrift}
 	switch {
 	case w.dryRun:
 		text = "DRY-RUN " + text + " — would queue a restart of " + sd.name
+		n.DryRun = true
 	case joined.ID != 0:
 		text += fmt.Sprintf(" — the restart already queued as %s (%s) covers it", joined.ID, joined.State)
 	case created.ID != 0:
@@ -467,7 +470,8 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 	default:
 		text += " — the registries need restarting; an operator runs: " + w.proposal(sd.name, dds)
 	}
-	w.say(ctx, text)
+	n.Text = text
+	w.say(ctx, n)
 }
 
 // proposal is the one command that queues the restarts a drift needs.
@@ -486,10 +490,10 @@ func (w *DriftWatcher) proposal(service string, dds []dcDrift) string {
 	return truncate(fmt.Sprintf("%srestart %s registries after drift: %s outside poolbot", w.prefix, service, strings.Join(parts, ", ")), maxReasonBytes)
 }
 
-func (w *DriftWatcher) say(ctx context.Context, text string) {
-	w.log.Info("notice", "text", text)
+func (w *DriftWatcher) say(ctx context.Context, n poolbot.Notice) {
+	w.log.Info("notice", "text", n.String())
 	if w.announce != nil {
-		w.announce.Announce(ctx, text)
+		w.announce.Announce(ctx, n)
 	}
 }
 

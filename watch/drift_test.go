@@ -12,12 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"poolbot"
-	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/logmsgbot"
 	etcdenv "poolbot/internal/testenv/etcd"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -36,7 +36,7 @@ type driftLab struct {
 	etcd     *etcdenv.Server
 	conftool conftool.Client
 	store    *store.Store
-	notices  *lab.Notices
+	notices  *site.Notices
 	metrics  *prometheus.Registry
 	watch    *Watch
 	router   *commands.Router
@@ -61,7 +61,7 @@ type labOptions struct {
 
 func newDriftLab(t *testing.T, o labOptions) *driftLab {
 	t.Helper()
-	l := &driftLab{t: t, notices: &lab.Notices{}, metrics: prometheus.NewRegistry(), flushes: make(chan string, 16)}
+	l := &driftLab{t: t, notices: &site.Notices{}, metrics: prometheus.NewRegistry(), flushes: make(chan string, 16)}
 	if o.fake {
 		l.fake = clockwork.NewFakeClockAt(time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC))
 		l.clock = l.fake
@@ -136,7 +136,7 @@ func newDriftLab(t *testing.T, o labOptions) *driftLab {
 // say feeds a channel line through the router, as the IRC adapter does.
 func (l *driftLab) say(nick, account, text string) []string {
 	out := &replies{}
-	l.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: opsChannel, Nick: nick,
+	l.router.HandleMessage(context.Background(), chat.Message{Network: "irc", Channel: opsChannel, Nick: nick,
 		Account: account, AccountKnown: true, Text: text, Time: l.clock.Now()}, out)
 	return out.lines
 }

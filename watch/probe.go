@@ -31,7 +31,7 @@ type Prober struct {
 	cfg      ProbeConfig
 	services []Service
 	store    *store.Store
-	announce Announcer
+	announce poolbot.Announcer
 	metrics  *Metrics
 	clock    clockwork.Clock
 	log      *slog.Logger
@@ -153,10 +153,11 @@ func (p *Prober) probeService(ctx context.Context, svc Service) {
 			text += fmt.Sprintf(" — if %s's pooled state changed since the registries last restarted, run: %srestart %s <reason>",
 				svc.Name, p.prefix, svc.Name)
 		}
-		p.say(ctx, text)
+		p.say(ctx, poolbot.Notice{Kind: poolbot.NoticeProbe, Text: text})
 	}
 	if len(recovered) > 0 {
-		p.say(ctx, fmt.Sprintf("registry probe OK again for %s: %s", svc.Name, strings.Join(recovered, "; ")))
+		p.say(ctx, poolbot.Notice{Kind: poolbot.NoticeProbe,
+			Text: fmt.Sprintf("registry probe OK again for %s: %s", svc.Name, strings.Join(recovered, "; "))})
 	}
 }
 
@@ -229,10 +230,10 @@ func (p *Prober) record(ctx context.Context, service, host string, inst registry
 	return next, kind, nil
 }
 
-func (p *Prober) say(ctx context.Context, text string) {
-	p.log.Info("notice", "text", text)
+func (p *Prober) say(ctx context.Context, n poolbot.Notice) {
+	p.log.Info("notice", "text", n.String())
 	if p.announce != nil {
-		p.announce.Announce(ctx, text)
+		p.announce.Announce(ctx, n)
 	}
 }
 

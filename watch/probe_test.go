@@ -14,8 +14,8 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/registry"
-	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -26,7 +26,7 @@ type probeLab struct {
 	t       *testing.T
 	clock   *clockwork.FakeClock
 	store   *store.Store
-	notices *lab.Notices
+	notices *site.Notices
 	metrics *prometheus.Registry
 	cfg     Config
 	svc     Service
@@ -36,7 +36,7 @@ type probeLab struct {
 
 func newProbeLab(t *testing.T, failuresBeforeNotice int, svc Service) *probeLab {
 	t.Helper()
-	l := &probeLab{t: t, clock: clockwork.NewFakeClockAt(t0), notices: &lab.Notices{}, svc: svc}
+	l := &probeLab{t: t, clock: clockwork.NewFakeClockAt(t0), notices: &site.Notices{}, svc: svc}
 	l.store = openStore(t, l.clock)
 	l.cfg = DefaultConfig()
 	l.cfg.Drift.Enabled = false

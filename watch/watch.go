@@ -13,17 +13,13 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"poolbot/bot"
+	"poolbot"
+	"poolbot/chat"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/store"
 )
-
-// Announcer says notices in the operations channel (procedure.Announcer).
-type Announcer interface {
-	Announce(ctx context.Context, text string)
-}
 
 // Service is one service the watch follows.
 type Service struct {
@@ -54,7 +50,7 @@ type Deps struct {
 	// Relay says which channel lines are logmsgbot's, for naming who made
 	// a change; the zero value trusts none (drifts are "by whom unknown").
 	Relay    logmsgbot.Relay
-	Announce Announcer
+	Announce poolbot.Announcer
 	// Notify wakes the procedure's worker of a service after the watch
 	// queued a request (procedure.Engine.Notify).
 	Notify func(service string)
@@ -174,7 +170,7 @@ func (w *Watch) OwnWrites() *OwnWrites { return w.own }
 
 // Observer is the chat observer that reads conftool's and the discovery
 // cookbook's !log lines to name who made a drift.
-func (w *Watch) Observer() bot.Handler { return w.attr }
+func (w *Watch) Observer() chat.Handler { return w.attr }
 
 // Run runs the enabled parts until ctx ends.
 func (w *Watch) Run(ctx context.Context) error {

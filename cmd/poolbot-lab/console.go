@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"poolbot/internal/testenv/ircnet"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 )
 
 // transcript is what the operator console saw in the channel, in order,
@@ -182,7 +182,7 @@ lab commands:
   /quit            stop the lab (poolbot finishes its host, releases the deploy block, quits)`
 
 // console reads operator lines from in until /quit, end of input or ctx.
-func console(ctx context.Context, w *world, p *participants, t *transcript, in io.Reader) error {
+func console(ctx context.Context, w *labEnv, p *participants, t *transcript, in io.Reader) error {
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -218,7 +218,7 @@ func console(ctx context.Context, w *world, p *participants, t *transcript, in i
 	}
 }
 
-func consoleLine(ctx context.Context, w *world, p *participants, t *transcript, line string) error {
+func consoleLine(ctx context.Context, w *labEnv, p *participants, t *transcript, line string) error {
 	if !strings.HasPrefix(line, "/") {
 		return p.alice.Privmsg(labChannel, line)
 	}
@@ -262,15 +262,15 @@ func consoleLine(ctx context.Context, w *world, p *participants, t *transcript, 
 
 // startScapHolder makes a child process hold scap's global lock shared,
 // as every running scap command does.
-func startScapHolder(w *world) (release func(), err error) {
-	return lab.StartLockHolder(w.labBin, filepath.Join(w.lockDir, "scap-global-lock"), "shared")
+func startScapHolder(w *labEnv) (release func(), err error) {
+	return site.StartLockHolder(w.labBin, filepath.Join(w.lockDir, "scap-global-lock"), "shared")
 }
 
 // scapRun is a scap sync-world as poolbot sees it: a process holds scap's
 // global lock shared for d, and logmsgbot relays its Started and Finished
 // lines to the channel. held, when not nil, is closed once the lock is
 // held and the Started line is in the channel.
-func scapRun(ctx context.Context, w *world, p *participants, t *transcript, d time.Duration, what string, held chan<- struct{}) error {
+func scapRun(ctx context.Context, w *labEnv, p *participants, t *transcript, d time.Duration, what string, held chan<- struct{}) error {
 	release, err := startScapHolder(w)
 	if err != nil {
 		return err

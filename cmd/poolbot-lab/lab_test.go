@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"poolbot/internal/testenv"
-	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
+	"poolbot/internal/testenv/site"
 )
 
 // The test binary doubles as the lab binary's helpers: every host's
 // "systemctl" (poolbot runs os.Executable) and the scap lock holder.
 func TestMain(m *testing.M) {
-	lab.Main()
+	site.Main()
 	os.Exit(m.Run())
 }
 
@@ -57,12 +57,15 @@ func TestScenario(t *testing.T) {
 		"!log poolbot #1 alice: START - depool apus in codfw: T123456",
 		"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)",
 		"!log poolbot #1 alice: END (PASS) - depool apus in codfw: 4/4 hosts restarted",
+		"alice: #1 depool apus in codfw DONE: 4/4 hosts restarted", // notices follow their SAL lines
 		"<logmsgbot> !log alice@deploy1003 Started scap sync-world",
 		"#2 pool apus in codfw (alice) waiting: scap: lock:",
 		"<logmsgbot> !log alice@deploy1003 Finished scap sync-world",
 		"#2 pool apus in codfw (alice) proceeding",
 		"!log poolbot #2 alice: END (PASS) - pool apus in codfw",
+		"alice: #2 pool apus in codfw DONE",
 		"!log poolbot #3 alice: END (FAIL) - restart apus: host 2/4 127.0.0.3",
+		"alice: #3 restart apus FAILED: host 2/4 127.0.0.3",
 		"!log poolbot #3 alice: RESUME by alice - restart apus from host 2/4 127.0.0.3",
 		"!log poolbot #3 alice: END (PASS) - restart apus: 4/4 hosts restarted",
 		"scenario passed in",

@@ -38,13 +38,13 @@ import (
 	"syscall"
 	"time"
 
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 )
 
 func main() {
 	// First: poolbot runs this binary as every host's "systemctl", and the
 	// lab runs it as scap lock holders.
-	lab.Main()
+	site.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
@@ -145,7 +145,7 @@ func runLab(ctx context.Context, o options, stdin io.Reader, out io.Writer) (err
 	}
 	fmt.Fprintf(out, "poolbot lab: starting in %s\n", dir)
 
-	w, err := startWorld(ctx, o, dir, out)
+	w, err := startLab(ctx, o, dir, out)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func runLab(ctx context.Context, o options, stdin io.Reader, out io.Writer) (err
 	return err
 }
 
-func printWelcome(out io.Writer, w *world, win labWindow, o options) {
+func printWelcome(out io.Writer, w *labEnv, win labWindow, o options) {
 	last := w.hosts[len(w.hosts)-1]
 	when := win.Start.Format("15:04:05") + "–" + win.End.Format("15:04:05") + " UTC"
 	if o.scenario {

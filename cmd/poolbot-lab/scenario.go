@@ -18,7 +18,7 @@ type story struct {
 
 // scenario plays the stories against the running lab.
 type scenario struct {
-	w   *world
+	w   *labEnv
 	p   *participants
 	t   *transcript
 	o   options

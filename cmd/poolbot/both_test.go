@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"poolbot"
-	"poolbot/bot"
+	slackbot "poolbot/bot/slack"
 	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/ircnet"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/internal/testenv/slacknet"
 	"poolbot/store"
 )
@@ -37,7 +37,7 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 		opsCh   = "C0OPS"
 		mirror  = "C0MIRROR"
 	)
-	w := lab.NewWorld(t, 2)
+	w := site.New(t, 2)
 	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"},
 		ircnet.Account{Name: "bob", Password: "bobpw-1234"})
 	srv := slacknet.Start(t, slacknet.Options{Users: map[string]string{"U0ALICE": "Alice"}})
@@ -150,7 +150,7 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 			}
 			k := 0
 			for _, g := range got {
-				if k < len(lines) && g == bot.SlackEscape(lines[k]) {
+				if k < len(lines) && g == slackbot.Escape(lines[k]) {
 					k++
 				}
 			}
@@ -198,7 +198,7 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 
 	// (b) Two-person rule across networks. A running scap keeps #2
 	// waiting, so it can be forced.
-	release := lab.HoldLock(t, filepath.Join(w.LockDir, "scap.srv_mediawiki-staging.lock"), "shared")
+	release := site.HoldLock(t, filepath.Join(w.LockDir, "scap.srv_mediawiki-staging.lock"), "shared")
 	if err := alice.Privmsg(channel, "!restart apus T200 scap is stuck"); err != nil {
 		t.Fatal(err)
 	}

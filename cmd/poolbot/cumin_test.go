@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"poolbot/internal/testenv"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 )
 
 // The cumin executor end to end: poolbot resolves hosts_query through the
@@ -19,7 +19,7 @@ import (
 // !check resolves the query again, saying when it no longer selects the
 // hosts the restarts use.
 func TestCuminExecutorAndHostsQuery(t *testing.T) {
-	w := lab.NewWorld(t, 2)
+	w := site.New(t, 2)
 	env := w.UseCumin(t)
 	aliases := filepath.Join(env.Dir, "aliases.yaml")
 	setAlias := func(query string) {

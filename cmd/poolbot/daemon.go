@@ -12,10 +12,11 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot"
 	"poolbot/bot"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/config"
-	"poolbot/procedure"
 	"poolbot/sal"
 	"poolbot/store"
 	"poolbot/watch"
@@ -31,14 +32,14 @@ type daemonOptions struct {
 
 // chatAdapter is what runDaemon needs of IRC and the console alike.
 type chatAdapter interface {
-	bot.Sayer
+	chat.Sayer
 	Run(ctx context.Context) error
 }
 
 // consoleAdapter binds the console to its handler.
 type consoleAdapter struct {
 	*bot.Console
-	h bot.Handler
+	h chat.Handler
 }
 
 func (c consoleAdapter) Run(ctx context.Context) error { return c.Console.Run(ctx, c.h) }
@@ -55,15 +56,15 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	defer st.Close()
 
-	// /metrics and /healthz (ops.go); the listener opens here, so a taken
+	// /metrics and /healthz (monitoring.go); the listener opens here, so a taken
 	// http.listen fails before anything connects.
-	metrics, err := newOps(ctx, cfg, opts.console, st, log)
+	metrics, err := newMonitoring(ctx, cfg, opts.console, st, log)
 	if err != nil {
 		return err
 	}
 	defer metrics.close()
 
-	ops, err := commands.NewOperators(cfg.Operators)
+	operators, err := commands.NewOperators(cfg.Operators)
 	if err != nil {
 		return fmt.Errorf("operators: %w", err)
 	}
@@ -71,10 +72,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	// The router is built after the adapter (it asks the adapter for the
 	// bot's current nick); the adapter reaches it through this handler.
 	var router *commands.Router
-	handler := bot.HandlerFunc(func(ctx context.Context, m bot.Message, r bot.Replier) {
+	handler := chat.HandlerFunc(func(ctx context.Context, m chat.Message, r chat.Replier) {
 		router.HandleMessage(ctx, m, r)
 	})
-	var chat chatAdapter // IRC or the console; nil with Slack only
+	var adapter chatAdapter // IRC or the console; nil with Slack only
 	nick := func() string { return "poolbot" }
 	// Slack runs beside IRC (never with the console) and asks for the nick
 	// at call time, once the switch below has set it.
@@ -84,14 +85,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	switch {
 	case opts.console:
-		if !ops.Known(opts.operator) {
+		if !operators.Known(opts.operator) {
 			return fmt.Errorf("console: %q is not an operator in the config", opts.operator)
 		}
 		channel := cfg.SAL.Channel
 		if channel == "" {
 			channel = "#console"
 		}
-		chat = consoleAdapter{bot.NewConsole(opts.stdin, opts.stdout, opts.operator, channel, "poolbot"), handler}
+		adapter = consoleAdapter{bot.NewConsole(opts.stdin, opts.stdout, opts.operator, channel, "poolbot"), handler}
 		fmt.Fprintf(opts.stdout, "poolbot console: you are operator %q in %s; try %shelp. Ctrl-D quits.\n",
 			opts.operator, channel, cfg.Chat.CommandPrefix)
 	case cfg.Chat.IRC != nil:
@@ -99,7 +100,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		if err != nil {
 			return err
 		}
-		chat, nick = irc, ircNick(irc, cfg.Chat.IRC.Nick)
+		adapter, nick = irc, ircNick(irc, cfg.Chat.IRC.Nick)
 	case slk != nil:
 		// Slack only: config requires sal.sink tcpircbot; notices go to
 		// the Slack mirror alone.
@@ -108,8 +109,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 
 	var sink sal.Sink
-	if chat != nil {
-		sink = sal.ChannelSink{Chat: chat, Channel: cfg.SAL.Channel}
+	if adapter != nil {
+		sink = sal.ChannelSink{Chat: adapter, Channel: cfg.SAL.Channel}
 	}
 	if cfg.SAL.Sink == "tcpircbot" {
 		sink = sal.TCPIRCBotSink{Addr: cfg.SAL.TCPIRCBot.Addr, Attribution: cfg.SAL.TCPIRCBot.Attribution,
@@ -118,14 +119,24 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	if sink == nil {
 		return fmt.Errorf("sal.sink: channel needs chat.irc")
 	}
-	sink = slk.salSink(sink)
 	sender := sal.NewSender(st, sink, clock, log.With("component", "sal"))
 
-	var announce procedure.Announcer
-	if chat != nil {
-		announce = channelAnnouncer{chat: chat, channel: cfg.Chat.NoticeChannel, log: log}
+	var channel poolbot.Announcer
+	if adapter != nil {
+		channel = channelAnnouncer{chat: adapter, channel: cfg.Chat.NoticeChannel, log: log}
 	}
-	announce = slk.announcer(announce)
+	// Notices about a request wait for the SAL lines about it queued
+	// before them (sal.OrderedAnnouncer); each SAL line is copied to the
+	// Slack mirror once delivered, before the notices that waited for it.
+	ordered := sal.NewOrderedAnnouncer(st, slk.announcer(channel), log.With("component", "notices"))
+	toMirror := slk.salDelivered()
+	sender.Delivered = func(ctx context.Context, l store.OutboxLine) {
+		if toMirror != nil {
+			toMirror(ctx, l)
+		}
+		ordered.Delivered(ctx, l)
+	}
+	var announce poolbot.Announcer = ordered
 	// The procedure records its own conftool writes for the drift watch.
 	own := watch.NewOwnWrites(clock, cfg.Watch.Drift.OwnWriteWindow())
 	proc, err := buildProcedure(ctx, cfg, st, clock, log, announce, sender.Wake, metrics.procedureHook, ownWritesHook(own))
@@ -136,10 +147,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	if err != nil {
 		return err
 	}
-	if err := metrics.attach(chat, slk, proc); err != nil {
+	if err := metrics.attach(adapter, slk, proc); err != nil {
 		return err
 	}
-	var observers []bot.Handler
+	var observers []chat.Handler
 	observers = append(observers, wat.Observer())
 	if proc.observer != nil {
 		observers = append(observers, proc.observer)
@@ -152,7 +163,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		ConfirmWindow:     cfg.Force.ConfirmWindow,
 		DryRun:            cfg.Procedure.DryRun,
 		SALWritten:        sender.Wake,
-	}, ops, st, commands.Backends{
+	}, operators, st, commands.Backends{
 		Notifier: proc.engine, Reporter: proc.engine, Windows: proc.engine,
 		Checker: proc.engine, Resumer: proc.engine, Watch: wat,
 	}, clock, log.With("component", "commands"), observers...)
@@ -167,9 +178,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	// the host in progress finishes and the SAL outbox drains (the
 	// outbox depth is what to watch then) and stops with chat, last. If it
 	// fails, it ends poolbot like a chat adapter does.
-	run := stages{flush: sender.Flush, flushTimeout: salFlushTimeout, log: log}
-	if chat != nil {
-		run.chat = append(run.chat, chat.Run)
+	run := stages{flush: func(ctx context.Context) error {
+		// Notices still held behind lines that could not be delivered
+		// are said anyway, late rather than never.
+		defer ordered.Release(ctx)
+		return sender.Flush(ctx)
+	}, flushTimeout: salFlushTimeout, log: log}
+	if adapter != nil {
+		run.chat = append(run.chat, adapter.Run)
 	}
 	run.chat = append(run.chat, slk.runners()...)
 	run.chat = append(run.chat, metrics.runners()...)
@@ -182,9 +198,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	return err
 }
 
-func newIRC(cfg *config.Config, h bot.Handler, log *slog.Logger) (*bot.IRC, error) {
+func newIRC(cfg *config.Config, h chat.Handler, log *slog.Logger) (*bot.IRC, error) {
 	// config.Load has read the password into the IRC section.
-	return bot.New(*cfg.Chat.IRC, h, log.With("component", "irc")), nil
+	return bot.NewIRC(*cfg.Chat.IRC, h, log.With("component", "irc")), nil
 }
 
 // newLogger builds the structured logger. Attributes whose key names a

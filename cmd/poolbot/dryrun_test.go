@@ -11,7 +11,7 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/registry"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/procedure"
 	"poolbot/store"
 )
@@ -20,12 +20,12 @@ import (
 // nothing: no store file appears, conftool keeps its value, no host is
 // restarted, no lock is taken.
 func TestDryRun(t *testing.T) {
-	w := lab.NewWorld(t, 2)
+	w := site.New(t, 2)
 	cfg := w.Config(t, `  command_prefix: "!"`, "")
 	db := filepath.Join(w.Dir, "poolbot.db")
 
 	// A scap run holds the global lock shared.
-	release := lab.HoldLock(t, w.GlobalLock(), "shared")
+	release := site.HoldLock(t, w.GlobalLock(), "shared")
 	code, out, errs := runCmd("", "dry-run", "-config", cfg, "depool", "apus", "codfw")
 	if code != exitWouldWait || !strings.Contains(errs, "dry-run: it would not start now: scap gate closed") {
 		t.Fatalf("exit %d, want %d (scap runs): %s", code, exitWouldWait, errs)
@@ -56,7 +56,7 @@ func TestDryRun(t *testing.T) {
 	if _, err := os.Stat(db); err == nil {
 		t.Fatal("dry-run created the store")
 	}
-	if len(w.Systemctl.Restarts()) != 0 || lab.ProbeLock(t, w.GlobalLock()) != "none" {
+	if len(w.Systemctl.Restarts()) != 0 || site.ProbeLock(t, w.GlobalLock()) != "none" {
 		t.Fatal("dry-run restarted a host or kept a lock")
 	}
 	if node, _ := w.Etcd.Get(t, "/conftool/v1/discovery/apus/codfw"); !strings.Contains(node.Value, `"pooled": true`) {

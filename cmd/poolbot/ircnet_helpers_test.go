@@ -33,7 +33,7 @@ func startIRC(t *testing.T, dir, channel string, accounts ...ircnet.Account) *ir
 	return f
 }
 
-// chat is the chat section's IRC part (indented for lab.World.Config):
+// chat is the chat section's IRC part (indented for site.Site.Config):
 // the relaxed port and a fast pacer, since these tests are about what
 // poolbot does, not flood control; extra adds keys to the irc map.
 func (f *ircFixture) chat(extra string) string {

@@ -10,7 +10,7 @@ import (
 
 	"poolbot"
 	"poolbot/internal/testenv/ircnet"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -20,7 +20,7 @@ import (
 // meanwhile, each once and in order.
 func TestIRCdRestartMidOperation(t *testing.T) {
 	const channel = "#wikimedia-operations"
-	w := lab.NewWorld(t, 3)
+	w := site.New(t, 3)
 	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"})
 	n := irc.net
 	ctx := context.Background()
@@ -75,7 +75,7 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 	if backlog == 0 {
 		t.Fatal("no SAL line waited for the network: the test proves nothing")
 	}
-	if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
+	if got := site.ProbeLock(t, w.GlobalLock()); got != "none" {
 		t.Fatalf("deploy block after the end: %s", got)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"poolbot/bot"
+	slackbot "poolbot/bot/slack"
 	"poolbot/config"
 )
 
@@ -81,7 +82,7 @@ func TestLogScrubsSecretValues(t *testing.T) {
 	t.Setenv("POOLBOT_TEST_ETCD_PW", "etcd-env-pw-77")
 	cfg := &config.Config{}
 	cfg.Chat.IRC = &bot.IRCConfig{Server: "irc.libera.chat:6697", Nick: "poolbot", Password: "hunter2-sasl"}
-	cfg.Chat.Slack = &bot.SlackConfig{AppToken: "xapp-1-secretapp", BotToken: "xoxb-1-secretbot"}
+	cfg.Chat.Slack = &slackbot.Config{AppToken: "xapp-1-secretapp", BotToken: "xoxb-1-secretbot"}
 	cfg.Scap.SpiderPig.Cookie = config.Secret{File: file("cookie", "spiderpig_session=c00kie-value\n")}
 	cfg.Conftool.Etcd.Password = config.Secret{Env: "POOLBOT_TEST_ETCD_PW"}
 	svc := config.Service{}

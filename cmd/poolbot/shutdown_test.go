@@ -15,7 +15,7 @@ import (
 	"poolbot/config"
 	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/ircnet"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
@@ -83,7 +83,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // /healthz and /metrics are served meanwhile.
 func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	const channel = "#wikimedia-operations"
-	w := lab.NewWorld(t, 3)
+	w := site.New(t, 3)
 	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"})
 	ctx := context.Background()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -117,7 +117,7 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "host 2 restarting", func() bool { return slices.Contains(w.Systemctl.Restarts(), w.Hosts[1]) })
-	if got := lab.ProbeLock(t, w.GlobalLock()); got != "exclusive" {
+	if got := site.ProbeLock(t, w.GlobalLock()); got != "exclusive" {
 		t.Fatalf("deploy block while restarting: %s", got)
 	}
 
@@ -136,7 +136,7 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	if got := w.Systemctl.Restarts(); !slices.Equal(got, w.Hosts[:2]) {
 		t.Fatalf("restarts %v, want %v (the third host untouched)", got, w.Hosts[:2])
 	}
-	if got := lab.ProbeLock(t, w.GlobalLock()); got != "none" {
+	if got := site.ProbeLock(t, w.GlobalLock()); got != "none" {
 		t.Fatalf("deploy block after shutdown: %s", got)
 	}
 	st, err := store.Open(ctx, filepath.Join(w.Dir, "poolbot.db"), nil)

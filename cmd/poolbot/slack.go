@@ -4,32 +4,34 @@ import (
 	"context"
 	"log/slog"
 
+	"poolbot"
 	"poolbot/bot"
+	slackbot "poolbot/bot/slack"
+	"poolbot/chat"
 	"poolbot/config"
-	"poolbot/procedure"
-	"poolbot/sal"
+	"poolbot/store"
 )
 
 // slackParts is the Slack adapter and its mirror, when chat.slack is
 // configured. A nil *slackParts means no Slack; its methods then leave
 // everything as it was.
 type slackParts struct {
-	adapter *bot.Slack
-	mirror  *bot.Mirror // nil when chat.slack.mirror_channel is empty
+	adapter *slackbot.Adapter
+	mirror  *slackbot.Mirror // nil when chat.slack.mirror_channel is empty
 }
 
 // newSlack builds the Slack side from the config (config.Load has read the
 // tokens into it). Commands reach h; nick is the name the command layer
 // answers to, so a Slack mention reads as "<nick>: …".
-func newSlack(cfg *config.Config, h bot.Handler, nick func() string, log *slog.Logger) *slackParts {
+func newSlack(cfg *config.Config, h chat.Handler, nick func() string, log *slog.Logger) *slackParts {
 	if cfg.Chat.Slack == nil {
 		return nil
 	}
 	sc := *cfg.Chat.Slack
 	slackLog := log.With("component", "slack")
-	p := &slackParts{adapter: bot.NewSlack(sc, h, slackLog, bot.WithSlackNick(nick))}
+	p := &slackParts{adapter: slackbot.New(sc, h, slackLog, slackbot.WithNick(nick))}
 	if sc.MirrorChannel != "" {
-		p.mirror = bot.NewMirror(p.adapter.Client(), sc, log.With("component", "slack-mirror"))
+		p.mirror = slackbot.NewMirror(p.adapter.Client(), sc, log.With("component", "slack-mirror"))
 	}
 	return p
 }
@@ -37,7 +39,7 @@ func newSlack(cfg *config.Config, h bot.Handler, nick func() string, log *slog.L
 // announcer returns base with notices also mirrored to Slack. The mirror
 // goes first: it only queues, so Slack is not held up by an IRC line
 // waiting for its echo.
-func (p *slackParts) announcer(base procedure.Announcer) procedure.Announcer {
+func (p *slackParts) announcer(base poolbot.Announcer) poolbot.Announcer {
 	if p == nil || p.mirror == nil {
 		return base
 	}
@@ -47,13 +49,14 @@ func (p *slackParts) announcer(base procedure.Announcer) procedure.Announcer {
 	return fanoutAnnouncer{p.mirror, base}
 }
 
-// salSink returns base with every SAL line mirrored to Slack once base
-// delivered it: the durable path decides, the mirror only copies.
-func (p *slackParts) salSink(base sal.Sink) sal.Sink {
-	if p == nil || p.mirror == nil || base == nil {
-		return base
+// salDelivered copies each SAL line to the Slack mirror once the SAL
+// sender delivered it (sal.Sender.Delivered): the durable path decides,
+// the mirror only copies. Nil without a mirror.
+func (p *slackParts) salDelivered() func(context.Context, store.OutboxLine) {
+	if p == nil || p.mirror == nil {
+		return nil
 	}
-	return mirroredSink{Sink: base, mirror: p.mirror}
+	return func(ctx context.Context, l store.OutboxLine) { p.mirror.SAL(ctx, l.Notice, l.Line) }
 }
 
 // runners are what must run until ctx ends.
@@ -69,26 +72,12 @@ func (p *slackParts) runners() []func(ctx context.Context) error {
 }
 
 // fanoutAnnouncer says each notice through every announcer, in order.
-type fanoutAnnouncer []procedure.Announcer
+type fanoutAnnouncer []poolbot.Announcer
 
-func (f fanoutAnnouncer) Announce(ctx context.Context, text string) {
+func (f fanoutAnnouncer) Announce(ctx context.Context, n poolbot.Notice) {
 	for _, a := range f {
-		a.Announce(ctx, text)
+		a.Announce(ctx, n)
 	}
-}
-
-// mirroredSink copies each delivered SAL line to the Slack mirror.
-type mirroredSink struct {
-	sal.Sink
-	mirror *bot.Mirror
-}
-
-func (s mirroredSink) Send(ctx context.Context, message string) error {
-	if err := s.Sink.Send(ctx, message); err != nil {
-		return err
-	}
-	s.mirror.SAL(ctx, message)
-	return nil
 }
 
 // ircNick is the bot's IRC nick, or the configured one while IRC is down,

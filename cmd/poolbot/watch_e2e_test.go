@@ -11,7 +11,7 @@ import (
 
 	"poolbot/config"
 	"poolbot/internal/testenv"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 )
 
 // The whole daemon with the watch wired in: poolbot's own depool through
@@ -19,7 +19,7 @@ import (
 // the restart request it queues runs; !status shows the probes and the
 // drift.
 func TestWatchInDaemon(t *testing.T) {
-	w := lab.NewWorld(t, 2)
+	w := site.New(t, 2)
 	cfgPath := w.Config(t, `  command_prefix: "!"`, "watch: {drift: {debounce: 1s}, probe: {interval: 10s}}\n")
 	cfg, err := config.Load(cfgPath)
 	if err != nil {

@@ -9,7 +9,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"poolbot/bot"
+	"poolbot"
+	"poolbot/chat"
 	"poolbot/config"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
@@ -27,7 +28,7 @@ type procedureParts struct {
 	// runners run until ctx ends (calendar refresh, change fan-out).
 	runners []func(ctx context.Context) error
 	// observer sees every chat message (scap's lines from logmsgbot).
-	observer bot.Handler
+	observer chat.Handler
 	// calendar is the cached deployment calendar; nil with source none.
 	calendar *calendar.Cached
 	// services and conftool are what the watch follows (wire_watch.go).
@@ -37,13 +38,14 @@ type procedureParts struct {
 
 // channelAnnouncer says notices in one channel through a chat adapter.
 type channelAnnouncer struct {
-	chat    bot.Sayer
+	chat    chat.Sayer
 	channel string
 	log     *slog.Logger
 }
 
-func (a channelAnnouncer) Announce(ctx context.Context, text string) {
-	if err := a.chat.Say(ctx, a.channel, text); err != nil {
+// Announce says n as one line (IRC splits a long one).
+func (a channelAnnouncer) Announce(ctx context.Context, n poolbot.Notice) {
+	if err := a.chat.Say(ctx, a.channel, n.String()); err != nil {
 		a.log.Warn("notice not delivered", "channel", a.channel, "err", err)
 	}
 }
@@ -51,7 +53,7 @@ func (a channelAnnouncer) Announce(ctx context.Context, text string) {
 // buildProcedure builds every integration from the config and the engine
 // that uses them.
 func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, clock clockwork.Clock,
-	log *slog.Logger, announce procedure.Announcer, salWritten func(), hooks ...func(*procedure.Deps)) (*procedureParts, error) {
+	log *slog.Logger, announce poolbot.Announcer, salWritten func(), hooks ...func(*procedure.Deps)) (*procedureParts, error) {
 	parts := &procedureParts{}
 	deps := procedure.Deps{Store: st, Announce: announce, SALWritten: salWritten, Clock: clock,
 		Log: log.With("component", "procedure")}
@@ -152,7 +154,7 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 	// A "Finished scap …" line relayed by logmsgbot clears the scap gate
 	// at once, without waiting for the next probe.
 	if sc.Tracker != nil {
-		parts.observer = bot.HandlerFunc(func(_ context.Context, m bot.Message, _ bot.Replier) {
+		parts.observer = chat.HandlerFunc(func(_ context.Context, m chat.Message, _ chat.Replier) {
 			if m.Private() {
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"poolbot"
 	"poolbot/config"
 	"poolbot/integrations/logmsgbot"
 	"poolbot/procedure"
@@ -23,7 +24,7 @@ func ownWritesHook(own *watch.OwnWrites) func(*procedure.Deps) {
 // the services, hosts, registry clients and conftool client the procedure
 // uses. own must be the record passed to buildProcedure.
 func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log *slog.Logger, proc *procedureParts,
-	own *watch.OwnWrites, announce procedure.Announcer, salWritten func(), reg prometheus.Registerer) (*watch.Watch, error) {
+	own *watch.OwnWrites, announce poolbot.Announcer, salWritten func(), reg prometheus.Registerer) (*watch.Watch, error) {
 	services := make([]watch.Service, 0, len(proc.services))
 	for _, s := range proc.services {
 		ws := watch.Service{Name: s.Name, Datacenters: s.Datacenters, Hosts: s.Plan.Hosts}
@@ -33,7 +34,7 @@ func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log 
 		}
 		services = append(services, ws)
 	}
-	var ann watch.Announcer
+	var ann poolbot.Announcer
 	if announce != nil {
 		ann = announce
 	}
@@ -45,4 +46,4 @@ func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log 
 }
 
 // registry is where other parts register their metrics.
-func (p *opsParts) registry() prometheus.Registerer { return p.metrics.Registry() }
+func (p *monitoringParts) registry() prometheus.Registerer { return p.metrics.Registry() }

@@ -1,8 +1,10 @@
-package bot
+package slack
 
 import (
 	"encoding/json"
 	"fmt"
+	"poolbot"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,17 +26,17 @@ func TestSlackPlainText(t *testing.T) {
 		{"unclosed <@U1 text", "unclosed <@U1 text"},
 		{"a &amp;lt; b", "a &lt; b"}, // one level of unescaping only
 	} {
-		if got := SlackPlainText(tc.in); got != tc.want {
-			t.Errorf("SlackPlainText(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := PlainText(tc.in); got != tc.want {
+			t.Errorf("PlainText(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
 
 func TestSlackEscape(t *testing.T) {
-	got := SlackEscape("<!channel> & <https://x|y>\x00\x07ok\n")
+	got := Escape("<!channel> & <https://x|y>\x00\x07ok\n")
 	want := "&lt;!channel&gt; &amp; &lt;https://x|y&gt;  ok\n"
 	if got != want {
-		t.Fatalf("SlackEscape = %q, want %q", got, want)
+		t.Fatalf("Escape = %q, want %q", got, want)
 	}
 }
 
@@ -58,24 +60,24 @@ func TestSlackStripBotMention(t *testing.T) {
 }
 
 func TestSlackConfigValidate(t *testing.T) {
-	good := SlackConfig{Channels: []string{"C0OPS"}, AppToken: "xapp-1", BotToken: "xoxb-1"}
+	good := Config{Channels: []string{"C0OPS"}, AppToken: "xapp-1", BotToken: "xoxb-1"}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
 	for name, tc := range map[string]struct {
-		mut  func(*SlackConfig)
+		mut  func(*Config)
 		want string
 	}{
-		"no app token":     {func(c *SlackConfig) { c.AppToken = "" }, "app token: required"},
-		"bot token as app": {func(c *SlackConfig) { c.AppToken = "xoxb-1" }, "app-level token"},
-		"user token":       {func(c *SlackConfig) { c.BotToken = "xoxp-1" }, "bot token (xoxb-"},
-		"channel name":     {func(c *SlackConfig) { c.Channels = []string{"#ops"} }, "channels: \"#ops\" is not a channel ID"},
-		"dm as mirror":     {func(c *SlackConfig) { c.MirrorChannel = "D0X" }, "mirror_channel"},
-		"nothing to do":    {func(c *SlackConfig) { c.Channels = nil }, "set at least one"},
-		"slash":            {func(c *SlackConfig) { c.SlashCommand = "poolbot" }, "slash_command"},
-		"url":              {func(c *SlackConfig) { c.APIURL = "ftp://x/" }, "api_url"},
-		"backoff":          {func(c *SlackConfig) { c.ReconnectMin, c.ReconnectMax = time.Hour, time.Second }, "reconnect_min"},
-		"timeout":          {func(c *SlackConfig) { c.RequestTimeout = time.Millisecond }, "request_timeout"},
+		"no app token":     {func(c *Config) { c.AppToken = "" }, "app token: required"},
+		"bot token as app": {func(c *Config) { c.AppToken = "xoxb-1" }, "app-level token"},
+		"user token":       {func(c *Config) { c.BotToken = "xoxp-1" }, "bot token (xoxb-"},
+		"channel name":     {func(c *Config) { c.Channels = []string{"#ops"} }, "channels: \"#ops\" is not a channel ID"},
+		"dm as mirror":     {func(c *Config) { c.MirrorChannel = "D0X" }, "mirror_channel"},
+		"nothing to do":    {func(c *Config) { c.Channels = nil }, "set at least one"},
+		"slash":            {func(c *Config) { c.SlashCommand = "poolbot" }, "slash_command"},
+		"url":              {func(c *Config) { c.APIURL = "ftp://x/" }, "api_url"},
+		"backoff":          {func(c *Config) { c.ReconnectMin, c.ReconnectMax = time.Hour, time.Second }, "reconnect_min"},
+		"timeout":          {func(c *Config) { c.RequestTimeout = time.Millisecond }, "request_timeout"},
 	} {
 		c := good
 		c.Channels = append([]string(nil), good.Channels...)
@@ -88,7 +90,7 @@ func TestSlackConfigValidate(t *testing.T) {
 }
 
 func TestSlackConfigNeverShowsTokens(t *testing.T) {
-	c := SlackConfig{Channels: []string{"C0OPS"}, AppToken: "xapp-secret-1", BotToken: "xoxb-secret-2"}
+	c := Config{Channels: []string{"C0OPS"}, AppToken: "xapp-secret-1", BotToken: "xoxb-secret-2"}
 	for _, s := range []string{c.String(), fmt.Sprintf("%v %+v %#v", c, c, c), c.LogValue().String()} {
 		if strings.Contains(s, "secret") {
 			t.Fatalf("token shown: %s", s)
@@ -114,47 +116,17 @@ func TestSlackSeenSet(t *testing.T) {
 	}
 }
 
-func TestSlackNoticeRequestID(t *testing.T) {
-	for _, tc := range []struct {
-		in        string
-		id        int64
-		addressed bool
-		ok        bool
-	}{
-		{"#12 depool apus in codfw (alice) waiting: calendar", 12, false, true},
-		{"alice: #12 depool apus in codfw FAILED: boom", 12, true, true},
-		{"DRY-RUN #3: would restart x on y", 3, false, true},
-		{"DRY-RUN alice: #3 x", 3, true, true},
-		{"#12", 12, false, true},
-		{"#12x not an id", 0, false, false},
-		{"apus pooled state changed outside poolbot", 0, false, false},
-		{"scap: #12 x y", 12, true, true},
-		{"two words: #12 x", 0, false, false},
-		{"#0 zero", 0, false, false},
-		{"#99999999999999999999 overflow", 0, false, false},
-	} {
-		id, addressed, ok := noticeRequestID(tc.in)
-		if id != tc.id || addressed != tc.addressed || ok != tc.ok {
-			t.Errorf("noticeRequestID(%q) = %d, %v, %v; want %d, %v, %v", tc.in, id, addressed, ok, tc.id, tc.addressed, tc.ok)
-		}
-	}
-	if id, ok := salRequestID("poolbot #7 alice: START - x"); !ok || id != 7 {
-		t.Errorf("salRequestID = %d, %v", id, ok)
-	}
-	if _, ok := salRequestID("poolbotx #7 alice: x"); ok {
-		t.Error("salRequestID accepted a foreign line")
-	}
-}
-
 func TestSlackMirrorRequestStatus(t *testing.T) {
 	r := &mirrorRequest{id: 7}
 	now := time.Date(2026, 11, 22, 14, 3, 22, 0, time.UTC)
-	for _, l := range []string{
-		"poolbot #7 alice: START - depool apus in codfw: T1 <!channel> maint",
-		"poolbot #7 alice: restarted docker-registry-restricted.service on registry2003 (1/3): healthy",
-		"poolbot #7 alice: restarted docker-registry-restricted.service on registry2004 (2/3): healthy",
-	} {
-		r.apply(mirrorLine{sal: true, text: l}, now)
+	start := salNotice(7, "alice", poolbot.NoticeStarted, poolbot.StateSwitching, "START - depool apus in codfw: T1 <!channel> maint")
+	start.Title = "depool apus in codfw: T1 <!channel> maint"
+	host1 := salNotice(7, "alice", poolbot.NoticeHost, poolbot.StateRestarting, "restarted docker-registry-restricted.service on registry2003 (1/3): healthy")
+	host1.Host, host1.Hosts = 1, 3
+	host2 := salNotice(7, "alice", poolbot.NoticeHost, poolbot.StateRestarting, "restarted docker-registry-restricted.service on registry2004 (2/3): healthy")
+	host2.Host, host2.Hosts = 2, 3
+	for _, n := range []poolbot.Notice{start, host1, host2} {
+		r.apply(mirrorLine{sal: true, notice: n, line: n.SALLine()}, now)
 	}
 	if r.state != "restarting" || r.done != 2 || r.total != 3 || r.operator != "alice" ||
 		r.title != "depool apus in codfw: T1 <!channel> maint" {
@@ -173,7 +145,8 @@ func TestSlackMirrorRequestStatus(t *testing.T) {
 	if strings.Contains(js, "<!channel>") {
 		t.Errorf("blocks carry an unescaped <!channel>: %s", js)
 	}
-	r.apply(mirrorLine{sal: true, text: "poolbot #7 alice: END (FAIL) - depool apus in codfw: registry2005 unhealthy (duration: 4m)"}, now)
+	end := salNotice(7, "alice", poolbot.NoticeEnded, poolbot.StateFailed, "END (FAIL) - depool apus in codfw: registry2005 unhealthy (duration: 4m)")
+	r.apply(mirrorLine{sal: true, notice: end, line: end.SALLine()}, now)
 	if r.state != "failed" {
 		t.Fatalf("after END (FAIL): %q", r.state)
 	}
@@ -186,7 +159,7 @@ func TestSlackTime(t *testing.T) {
 	}
 }
 
-// normalize is what text looks like after SlackEscape and SlackPlainText:
+// normalize is what text looks like after Escape and PlainText:
 // controls as spaces, line breaks as spaces, invalid UTF-8 as U+FFFD.
 func normalize(s string) string {
 	return strings.Map(func(r rune) rune {
@@ -202,21 +175,21 @@ func FuzzSlackPlainText(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		plain := SlackPlainText(s)
+		plain := PlainText(s)
 		if strings.ContainsAny(plain, "\n\r") {
-			t.Fatalf("SlackPlainText(%q) = %q keeps a line break", s, plain)
+			t.Fatalf("PlainText(%q) = %q keeps a line break", s, plain)
 		}
 		// Whatever a user or IRC says, once escaped it reads back as
 		// itself: escaping leaves no control sequence for Slack to act on.
-		esc := SlackEscape(s)
+		esc := Escape(s)
 		if strings.ContainsAny(esc, "<>") {
-			t.Fatalf("SlackEscape(%q) = %q keeps < or >", s, esc)
+			t.Fatalf("Escape(%q) = %q keeps < or >", s, esc)
 		}
-		if back := SlackPlainText(esc); back != normalize(s) {
-			t.Fatalf("SlackPlainText(SlackEscape(%q)) = %q, want %q", s, back, normalize(s))
+		if back := PlainText(esc); back != normalize(s) {
+			t.Fatalf("PlainText(Escape(%q)) = %q, want %q", s, back, normalize(s))
 		}
 		if utf8.ValidString(s) && !utf8.ValidString(plain) {
-			t.Fatalf("SlackPlainText(%q) made invalid UTF-8 %q", s, plain)
+			t.Fatalf("PlainText(%q) made invalid UTF-8 %q", s, plain)
 		}
 		rest, ok := stripBotMention(s, "U0POOLBOT")
 		if ok && len(rest) >= len(s) {
@@ -225,41 +198,23 @@ func FuzzSlackPlainText(f *testing.F) {
 	})
 }
 
-func FuzzSlackMirrorRequestID(f *testing.F) {
-	for _, s := range []string{"#12 x", "alice: #3 y", "DRY-RUN #4: z", "poolbot #7 alice: START - x", "#", ": #1", "#1:"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if id, _, ok := noticeRequestID(s); ok && (id <= 0 || !strings.Contains(s, fmt.Sprintf("#%d", id))) {
-			t.Fatalf("noticeRequestID(%q) = %d", s, id)
-		}
-		if id, ok := salRequestID(s); ok && (id <= 0 || !strings.HasPrefix(s, fmt.Sprintf("poolbot #%d", id))) {
-			t.Fatalf("salRequestID(%q) = %d", s, id)
-		}
-		r := &mirrorRequest{id: 1}
-		r.apply(mirrorLine{sal: true, text: s}, time.Unix(0, 0))
-		r.apply(mirrorLine{text: s}, time.Unix(0, 0))
-		if _, err := json.Marshal(r.blocks()); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
-
 func BenchmarkSlackPlainText(b *testing.B) {
 	in := "<@U0POOLBOT> depool apus codfw <https://phabricator.wikimedia.org/T422166|T422166> registry &amp; ceph maint"
 	b.ReportAllocs()
 	for b.Loop() {
-		SlackPlainText(in)
+		PlainText(in)
 	}
 }
 
 func BenchmarkSlackMirrorStatus(b *testing.B) {
-	line := mirrorLine{sal: true, text: "poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2004.codfw.wmnet (2/4): healthy, probe ok"}
+	n := salNotice(7, "alice", poolbot.NoticeHost, poolbot.StateRestarting,
+		"restarted docker-registry-restricted.service docker-registry-ml.service on registry2004.codfw.wmnet (2/4): healthy, probe ok")
+	n.Host, n.Hosts = 2, 4
+	line := mirrorLine{sal: true, notice: n, line: n.SALLine()}
 	r := &mirrorRequest{id: 7}
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		salRequestID(line.text)
 		r.apply(line, now)
 		_ = r.blocks()
 		_ = r.fallback()
@@ -271,7 +226,11 @@ func BenchmarkSlackMirrorStatus(b *testing.B) {
 func TestMirrorStatusShowsBlockersAndETA(t *testing.T) {
 	r := &mirrorRequest{id: 12}
 	now := time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
-	r.apply(mirrorLine{text: `#12 depool apus in codfw (alice) waiting: deployment window "UTC afternoon backport window" 14:00–15:00 UTC (active) (deployers: Amir1); scap: lock: jdoe — scap is deploying <x>; estimated start 15:05 UTC`}, now)
+	waiting := poolbot.Notice{Request: 12, Operator: "alice", Kind: poolbot.NoticeWaiting, State: poolbot.StateWaiting,
+		Blockers: []string{`deployment window "UTC afternoon backport window" 14:00–15:00 UTC (active) (deployers: Amir1)`, "scap: lock: jdoe — scap is deploying <x>"},
+		ETA:      time.Date(2026, 11, 23, 15, 5, 0, 0, time.UTC),
+		Text:     `#12 depool apus in codfw (alice) waiting: deployment window "UTC afternoon backport window" 14:00–15:00 UTC (active) (deployers: Amir1); scap: lock: jdoe — scap is deploying <x>; estimated start 15:05 UTC`}
+	r.apply(mirrorLine{notice: waiting}, now)
 	if r.state != "waiting" || r.eta != "15:05 UTC" || len(r.blockers) != 2 {
 		t.Fatalf("status %+v", r)
 	}
@@ -285,11 +244,51 @@ func TestMirrorStatusShowsBlockersAndETA(t *testing.T) {
 			t.Errorf("blocks %s: missing %q", js, want)
 		}
 	}
-	r.apply(mirrorLine{text: "#12 depool apus in codfw (alice) proceeding: all gates open"}, now)
+	r.apply(mirrorLine{notice: poolbot.Notice{Request: 12, Operator: "alice", Kind: poolbot.NoticeProceeding,
+		State: poolbot.StateBlockingDeploys, Text: "#12 depool apus in codfw (alice) proceeding: all gates open"}}, now)
 	if r.state != "proceeding" || r.eta != "" || r.blockers != nil {
 		t.Fatalf("after proceeding: %+v", r)
 	}
 	if js, _ := json.Marshal(r.blocks()); strings.Contains(string(js), "waiting for") {
 		t.Fatalf("blockers kept after proceeding: %s", js)
 	}
+}
+
+// The status message is driven by the notices' fields: reworded notices
+// (here in another language) give the same status.
+func TestMirrorStatusIgnoresWording(t *testing.T) {
+	r := &mirrorRequest{id: 12}
+	now := time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
+	r.apply(mirrorLine{notice: poolbot.Notice{Request: 12, Kind: poolbot.NoticeWaiting, State: poolbot.StateWaiting,
+		Blockers: []string{"Fenster"}, Text: "Nr. 12 wartet"}}, now)
+	if r.state != "waiting" || r.eta != "unknown" || !slices.Equal(r.blockers, []string{"Fenster"}) {
+		t.Fatalf("after waiting: %+v", r)
+	}
+	start := salNotice(12, "alice", poolbot.NoticeStarted, poolbot.StateSwitching, "Anfang")
+	start.Title = "Depool"
+	r.apply(mirrorLine{sal: true, notice: start, line: start.SALLine()}, now)
+	if r.state != "running" || r.title != "Depool" || r.operator != "alice" || r.blockers != nil {
+		t.Fatalf("after start: %+v", r)
+	}
+	host := salNotice(12, "alice", poolbot.NoticeHost, poolbot.StateRestarting, "Wirt eins")
+	host.Host, host.Hosts = 1, 2
+	r.apply(mirrorLine{sal: true, notice: host, line: host.SALLine()}, now)
+	if r.state != "restarting" || r.done != 1 || r.total != 2 || r.last != "Wirt eins" {
+		t.Fatalf("after host: %+v", r)
+	}
+	r.apply(mirrorLine{notice: poolbot.Notice{Request: 12, Kind: poolbot.NoticeEnded, State: poolbot.StateDone, To: "alice", Text: "fertig"}}, now)
+	if r.state != "done" || r.last != "alice: fertig" {
+		t.Fatalf("after end: %+v", r)
+	}
+	// A notice that reports no state leaves it.
+	r.apply(mirrorLine{notice: poolbot.Notice{Request: 12, Text: "egal"}}, now)
+	if r.state != "done" || r.last != "egal" {
+		t.Fatalf("after an info notice: %+v", r)
+	}
+}
+
+// salNotice describes a SAL line about request id, as the procedure
+// queues it.
+func salNotice(id poolbot.RequestID, operator string, kind poolbot.NoticeKind, state poolbot.State, text string) poolbot.Notice {
+	return poolbot.Notice{Request: id, Operator: operator, Kind: kind, State: state, Text: text}
 }

@@ -1,4 +1,4 @@
-package bot
+package slack
 
 // The Slack adapter. poolbot talks to Slack in Socket Mode: no public HTTP
 // endpoint, the app opens a WebSocket to Slack instead. What it relies on:
@@ -43,7 +43,6 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,20 +51,13 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"github.com/slack-go/slack"
+	slackapi "github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
+
+	"poolbot/chat"
 )
 
-// Defaults for SlackConfig's optional keys.
 const (
-	DefaultSlackAPIURL         = "https://slack.com/api/"
-	DefaultSlashCommand        = "/poolbot"
-	DefaultSlackReconnectMin   = 2 * time.Second
-	DefaultSlackReconnectMax   = 5 * time.Minute
-	DefaultSlackRequestTimeout = 10 * time.Second
-	DefaultSlackHandlerQueue   = 64
-	DefaultMirrorQueue         = 256
-
 	// slackAckTimeout bounds handing an acknowledgement to the socket
 	// writer; Slack's own deadline is 3 s.
 	slackAckTimeout = 2 * time.Second
@@ -87,184 +79,31 @@ const (
 	slackMaxReplyLines = 200
 )
 
-// SlackConfig configures the Slack adapter (the `chat.slack:` section of
-// the config) and the mirror.
-type SlackConfig struct {
-	// Channels are the IDs (C…, G…) of the channels where messages are
-	// read as commands ("!status", "@poolbot status") and where the slash
-	// command is accepted. Direct messages to the bot are always read.
-	Channels []string `yaml:"channels"`
-	// MirrorChannel is the ID of the channel that gets a copy of notices
-	// and SAL lines; empty turns mirroring off.
-	MirrorChannel string `yaml:"mirror_channel"`
-	// MirrorThread also posts every line about a request as a reply in the
-	// thread of that request's status message.
-	MirrorThread bool `yaml:"mirror_thread"`
-	// MirrorQueue is how many lines may wait to be mirrored; more are
-	// dropped (and logged), never blocking the caller.
-	MirrorQueue int `yaml:"mirror_queue"`
-	// SlashCommand is the slash command's name as registered in the app.
-	SlashCommand string `yaml:"slash_command"`
-	// APIURL is the Web API base URL (tests, proxies).
-	APIURL string `yaml:"api_url"`
-	// ReconnectMin and ReconnectMax bound the exponential backoff after a
-	// failed connection.
-	ReconnectMin time.Duration `yaml:"reconnect_min"`
-	ReconnectMax time.Duration `yaml:"reconnect_max"`
-	// RequestTimeout bounds each Web API call.
-	RequestTimeout time.Duration `yaml:"request_timeout"`
-	// HandlerQueue is how many acknowledged commands may wait for the
-	// Handler; more are dropped (and logged).
-	HandlerQueue int `yaml:"handler_queue"`
-
-	// AppToken (xapp-…) and BotToken (xoxb-…) never come from the YAML:
-	// the caller reads them from files or the environment. They are never
-	// logged (String and LogValue redact them).
-	AppToken string `yaml:"-"`
-	BotToken string `yaml:"-"`
-}
-
-// String describes the config without the tokens.
-func (c SlackConfig) String() string {
-	c.AppToken, c.BotToken = redact(c.AppToken), redact(c.BotToken)
-	type plain SlackConfig // no String method: no recursion
-	return fmt.Sprintf("%+v", plain(c))
-}
-
-// GoString is String, so %#v does not print the tokens either.
-func (c SlackConfig) GoString() string { return c.String() }
-
-// LogValue lets slog log the config without the tokens.
-func (c SlackConfig) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.Any("channels", c.Channels), slog.String("mirror_channel", c.MirrorChannel),
-		slog.String("slash_command", c.SlashCommand), slog.String("api_url", c.APIURL),
-		slog.String("app_token", redact(c.AppToken)), slog.String("bot_token", redact(c.BotToken)))
-}
-
-// Validate reports every problem with the config, one per line (joined
-// with errors.Join), each starting with its key as slack.<key>; the
-// tokens, which are not YAML keys, as "slack: app token" and "slack: bot
-// token".
-func (c SlackConfig) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("slack.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	// checkToken checks one token: which is "app" or "bot", prefix its
-	// kind's prefix, kind what it must be, and scope what it needs.
-	checkToken := func(which, token, prefix, kind, scope string) {
-		problem := ""
-		switch {
-		case token == "":
-			problem = "required (an " + prefix + " token" + scope + ", read from a file or the environment)"
-		case !strings.HasPrefix(token, prefix):
-			problem = "must be " + kind + " (" + prefix + "…)"
-		case strings.ContainsAny(token, " \t\r\n"):
-			problem = "must not contain white space"
-		default:
-			return
-		}
-		errs = append(errs, fmt.Errorf("slack: %s token: %s", which, problem))
-	}
-	checkToken("app", c.AppToken, "xapp-", "an app-level token", " with connections:write")
-	checkToken("bot", c.BotToken, "xoxb-", "a bot token", "")
-	for _, ch := range c.Channels {
-		if !validSlackID(ch) || ch[0] != 'C' && ch[0] != 'G' {
-			bad("channels", "%q is not a channel ID (C… or G…, as shown in the channel's details; not #name)", ch)
-		}
-	}
-	if c.MirrorChannel != "" && (!validSlackID(c.MirrorChannel) || c.MirrorChannel[0] != 'C' && c.MirrorChannel[0] != 'G') {
-		bad("mirror_channel", "%q is not a channel ID (C… or G…)", c.MirrorChannel)
-	}
-	if len(c.Channels) == 0 && c.MirrorChannel == "" {
-		bad("channels, mirror_channel", "set at least one, or remove the slack section")
-	}
-	if c.SlashCommand != "" && (!strings.HasPrefix(c.SlashCommand, "/") || len(c.SlashCommand) < 2 ||
-		!validWord(c.SlashCommand, "")) {
-		bad("slash_command", "%q must be /name", c.SlashCommand)
-	}
-	if c.APIURL != "" {
-		u, err := url.Parse(c.APIURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("api_url", "%q is not an http(s) URL", c.APIURL)
-		}
-	}
-	if c.ReconnectMin < 0 {
-		bad("reconnect_min", "must not be negative")
-	}
-	if c.ReconnectMax < 0 {
-		bad("reconnect_max", "must not be negative")
-	}
-	if c.ReconnectMin > 0 && c.ReconnectMax > 0 && c.ReconnectMin > c.ReconnectMax {
-		bad("reconnect_min", "%v is more than reconnect_max %v", c.ReconnectMin, c.ReconnectMax)
-	}
-	if c.RequestTimeout != 0 && c.RequestTimeout < 100*time.Millisecond {
-		bad("request_timeout", "%v is less than 100ms", c.RequestTimeout)
-	}
-	if c.HandlerQueue < 0 {
-		bad("handler_queue", "must not be negative")
-	}
-	if c.MirrorQueue < 0 {
-		bad("mirror_queue", "must not be negative")
-	}
-	return errors.Join(errs...)
-}
-
-// withDefaults fills in the optional keys.
-func (c SlackConfig) withDefaults() SlackConfig {
-	if c.SlashCommand == "" {
-		c.SlashCommand = DefaultSlashCommand
-	}
-	if c.APIURL == "" {
-		c.APIURL = DefaultSlackAPIURL
-	}
-	if !strings.HasSuffix(c.APIURL, "/") {
-		c.APIURL += "/" // the library appends method names
-	}
-	if c.ReconnectMin == 0 {
-		c.ReconnectMin = DefaultSlackReconnectMin
-	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = max(DefaultSlackReconnectMax, c.ReconnectMin)
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultSlackRequestTimeout
-	}
-	if c.HandlerQueue == 0 {
-		c.HandlerQueue = DefaultSlackHandlerQueue
-	}
-	if c.MirrorQueue == 0 {
-		c.MirrorQueue = DefaultMirrorQueue
-	}
-	return c
-}
-
-// NewSlackClient returns a Web API client for cfg: the bot token, the
+// NewClient returns a Web API client for cfg: the bot token, the
 // app-level token for Socket Mode, api_url, request_timeout, and retries
 // of rate-limited (429) calls after Slack's Retry-After.
-func NewSlackClient(cfg SlackConfig, logger *slog.Logger) *slack.Client {
+func NewClient(cfg Config, logger *slog.Logger) *slackapi.Client {
 	cfg = cfg.withDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return slack.New(cfg.BotToken,
-		slack.OptionAppLevelToken(cfg.AppToken),
-		slack.OptionAPIURL(cfg.APIURL),
-		slack.OptionHTTPClient(&http.Client{Timeout: cfg.RequestTimeout}),
-		slack.OptionRetry(2),
-		slack.OptionLog(log.New(slackLibLog{logger}, "", 0)))
+	return slackapi.New(cfg.BotToken,
+		slackapi.OptionAppLevelToken(cfg.AppToken),
+		slackapi.OptionAPIURL(cfg.APIURL),
+		slackapi.OptionHTTPClient(&http.Client{Timeout: cfg.RequestTimeout}),
+		slackapi.OptionRetry(2),
+		slackapi.OptionLog(log.New(slackLibLog{logger}, "", 0)))
 }
 
-// Slack is the Slack chat adapter. Create it with NewSlack, start it with
+// Adapter is the Slack chat adapter. Create it with New, start it with
 // Run. Its methods are safe for concurrent use.
-type Slack struct {
-	cfg     SlackConfig // with defaults
-	handler Handler
+type Adapter struct {
+	cfg     Config // with defaults
+	handler chat.Handler
 	log     *slog.Logger
 	clock   clockwork.Clock
 	nick    func() string
-	api     *slack.Client
+	api     *slackapi.Client
 	inbox   chan slackDelivery
 
 	running   atomic.Bool
@@ -277,31 +116,31 @@ type Slack struct {
 // slackSelf is who the bot is, from auth.test.
 type slackSelf struct{ userID, botID string }
 
-// SlackOption customises NewSlack.
-type SlackOption func(*Slack)
+// Option customises New.
+type Option func(*Adapter)
 
-// WithSlackClock sets the clock for backoff and message times (tests).
-func WithSlackClock(c clockwork.Clock) SlackOption { return func(s *Slack) { s.clock = c } }
+// WithClock sets the clock for backoff and message times (tests).
+func WithClock(c clockwork.Clock) Option { return func(s *Adapter) { s.clock = c } }
 
-// WithSlackNick sets the function that returns the name the command layer
+// WithNick sets the function that returns the name the command layer
 // answers to ("poolbot: status"); a message that starts by mentioning the
 // bot is handed on as "<nick>: …". The default is "poolbot". Give the
 // command layer's own Nick function so both agree.
-func WithSlackNick(nick func() string) SlackOption { return func(s *Slack) { s.nick = nick } }
+func WithNick(nick func() string) Option { return func(s *Adapter) { s.nick = nick } }
 
-// NewSlack returns an adapter for cfg (which should have passed Validate)
+// New returns an adapter for cfg (which should have passed Validate)
 // that hands every command to handler. A nil logger discards logs.
-func NewSlack(cfg SlackConfig, handler Handler, logger *slog.Logger, opts ...SlackOption) *Slack {
+func New(cfg Config, handler chat.Handler, logger *slog.Logger, opts ...Option) *Adapter {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	s := &Slack{cfg: cfg, handler: handler, log: logger.With("adapter", "slack"),
+	s := &Adapter{cfg: cfg, handler: handler, log: logger.With("adapter", "slack"),
 		clock: clockwork.NewRealClock(), nick: func() string { return "poolbot" }}
 	for _, o := range opts {
 		o(s)
 	}
-	s.api = NewSlackClient(cfg, s.log)
+	s.api = NewClient(cfg, s.log)
 	s.inbox = make(chan slackDelivery, cfg.HandlerQueue)
 	s.seen = newSeenSet(slackSeenKeys)
 	s.names = newNameCache(slackMaxNames, slackNameTTL)
@@ -309,24 +148,24 @@ func NewSlack(cfg SlackConfig, handler Handler, logger *slog.Logger, opts ...Sla
 }
 
 var (
-	_ Sayer   = (*Slack)(nil)
-	_ Replier = (*slackReplier)(nil)
+	_ chat.Sayer   = (*Adapter)(nil)
+	_ chat.Replier = (*slackReplier)(nil)
 )
 
 // Client is the adapter's Web API client, for a Mirror to share.
-func (s *Slack) Client() *slack.Client { return s.api }
+func (s *Adapter) Client() *slackapi.Client { return s.api }
 
 // Connected reports whether the Socket Mode connection is up (Slack said
 // hello on it).
-func (s *Slack) Connected() bool { return s.connected.Load() }
+func (s *Adapter) Connected() bool { return s.connected.Load() }
 
 // Run connects and stays connected until ctx ends, reconnecting with
 // exponential backoff (with jitter, between reconnect_min and
 // reconnect_max) whenever the library gives up, and hands commands to the
-// Handler on its own goroutine, one at a time, in order. It returns nil
+// chat.Handler on its own goroutine, one at a time, in order. It returns nil
 // once every goroutine it started has stopped, or an error if it cannot
 // start.
-func (s *Slack) Run(ctx context.Context) error {
+func (s *Adapter) Run(ctx context.Context) error {
 	if s.handler == nil {
 		return errors.New("slack: no handler")
 	}
@@ -342,7 +181,7 @@ func (s *Slack) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { s.dispatch(ctx) })
 
-	reconnectLoop(ctx, s.clock, s.cfg.ReconnectMin, s.cfg.ReconnectMax, s.runSession,
+	chat.Reconnect(ctx, s.clock, s.cfg.ReconnectMin, s.cfg.ReconnectMax, s.runSession,
 		func(_ bool, err error, wait time.Duration) {
 			s.log.Error("slack: connection failed; retrying", "err", err, "in", wait)
 		})
@@ -352,7 +191,7 @@ func (s *Slack) Run(ctx context.Context) error {
 // runSession learns who the bot is (auth.test, which also checks the bot
 // token) and runs the Socket Mode client until it gives up. hello tells
 // whether Slack said hello at least once.
-func (s *Slack) runSession(ctx context.Context) (hello bool, err error) {
+func (s *Adapter) runSession(ctx context.Context) (hello bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	actx, acancel := context.WithTimeout(sctx, s.cfg.RequestTimeout)
@@ -387,7 +226,7 @@ func (s *Slack) runSession(ctx context.Context) (hello bool, err error) {
 // readEvents consumes the client's events until ctx ends. It acknowledges
 // envelopes at once and only queues the work, so acks never wait for a
 // command to run.
-func (s *Slack) readEvents(ctx context.Context, sm *socketmode.Client, said *atomic.Bool) {
+func (s *Adapter) readEvents(ctx context.Context, sm *socketmode.Client, said *atomic.Bool) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -398,14 +237,14 @@ func (s *Slack) readEvents(ctx context.Context, sm *socketmode.Client, said *ato
 	}
 }
 
-func (s *Slack) onEvent(ctx context.Context, sm *socketmode.Client, evt socketmode.Event, said *atomic.Bool) {
+func (s *Adapter) onEvent(ctx context.Context, sm *socketmode.Client, evt socketmode.Event, said *atomic.Bool) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
 		s.connected.Store(false)
 		s.log.Debug("slack: connecting")
 	case socketmode.EventTypeConnectionError:
 		s.connected.Store(false)
-		if e, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
+		if e, ok := evt.Data.(*slackapi.ConnectionErrorEvent); ok {
 			s.log.Warn("slack: connection attempt failed; the library retries", "err", e.ErrorObj, "in", e.Backoff)
 		}
 	case socketmode.EventTypeInvalidAuth:
@@ -417,7 +256,7 @@ func (s *Slack) onEvent(ctx context.Context, sm *socketmode.Client, evt socketmo
 		s.connected.Store(true)
 		s.log.Info("slack: connected")
 	case socketmode.EventTypeIncomingError:
-		if e, ok := evt.Data.(*slack.IncomingEventError); ok && ctx.Err() == nil {
+		if e, ok := evt.Data.(*slackapi.IncomingEventError); ok && ctx.Err() == nil {
 			s.log.Warn("slack: read error", "err", e.ErrorObj)
 		}
 	case socketmode.EventTypeErrorWriteFailed:
@@ -437,7 +276,7 @@ func (s *Slack) onEvent(ctx context.Context, sm *socketmode.Client, evt socketmo
 		if evt.Request == nil {
 			return
 		}
-		cmd, ok := evt.Data.(slack.SlashCommand)
+		cmd, ok := evt.Data.(slackapi.SlashCommand)
 		if !ok {
 			s.ack(ctx, sm, evt.Request.EnvelopeID, nil)
 			return
@@ -451,7 +290,7 @@ func (s *Slack) onEvent(ctx context.Context, sm *socketmode.Client, evt socketmo
 }
 
 // ack hands the acknowledgement of one envelope to the socket writer.
-func (s *Slack) ack(ctx context.Context, sm *socketmode.Client, envelopeID string, payload any) {
+func (s *Adapter) ack(ctx context.Context, sm *socketmode.Client, envelopeID string, payload any) {
 	if envelopeID == "" {
 		return
 	}
@@ -466,7 +305,7 @@ func (s *Slack) ack(ctx context.Context, sm *socketmode.Client, envelopeID strin
 // decoding is strict: one unknown block shape rejects the whole event).
 // The envelope is still acknowledged, and an Events API envelope is still
 // handled with the adapter's own, lenient decoding.
-func (s *Slack) onBadMessage(ctx context.Context, sm *socketmode.Client, evt socketmode.Event) {
+func (s *Adapter) onBadMessage(ctx context.Context, sm *socketmode.Client, evt socketmode.Event) {
 	bad, ok := evt.Data.(*socketmode.ErrorBadMessage)
 	if !ok {
 		return
@@ -503,7 +342,7 @@ type eventCallback struct {
 }
 
 // onEventsAPI turns a message or app_mention event into a queued command.
-func (s *Slack) onEventsAPI(req *socketmode.Request) {
+func (s *Adapter) onEventsAPI(req *socketmode.Request) {
 	var cb eventCallback
 	if err := json.Unmarshal(req.Payload, &cb); err != nil {
 		s.log.Warn("slack: events_api payload not decoded", "envelope", req.EnvelopeID, "err", err)
@@ -542,18 +381,18 @@ func (s *Slack) onEventsAPI(req *socketmode.Request) {
 	}
 	var text string
 	if rest, ok := stripBotMention(ev.Text, s.selfUserID()); ok {
-		text = s.nickAddress() + SlackPlainText(rest)
+		text = s.nickAddress() + PlainText(rest)
 	} else {
-		text = SlackPlainText(ev.Text)
+		text = PlainText(ev.Text)
 	}
-	msg := Message{Network: "slack", Channel: ev.Channel, Account: ev.User, AccountKnown: true,
+	msg := chat.Message{Network: "slack", Channel: ev.Channel, Account: ev.User, AccountKnown: true,
 		Text: text, Time: slackTime(ev.TS, s.clock)}
 	thread := ev.ThreadTS
 	if thread == "" && !private {
 		thread = ev.TS // start a thread on the command
 	}
 	if private {
-		msg.Channel = "" // Message.Private; replies still go to the DM
+		msg.Channel = "" // chat.Message.Private; replies still go to the DM
 	}
 	s.enqueue(slackDelivery{msg: msg, r: &slackReplier{s: s, channel: ev.Channel, threadTS: thread}})
 }
@@ -561,7 +400,7 @@ func (s *Slack) onEventsAPI(req *socketmode.Request) {
 // onSlashCommand acknowledges a slash command at once and queues it. A
 // command from a channel poolbot does not serve, or an empty one, is
 // answered in the acknowledgement itself, seen only by the user.
-func (s *Slack) onSlashCommand(ctx context.Context, sm *socketmode.Client, req *socketmode.Request, cmd slack.SlashCommand) {
+func (s *Adapter) onSlashCommand(ctx context.Context, sm *socketmode.Client, req *socketmode.Request, cmd slackapi.SlashCommand) {
 	if s.seen.checkAndAdd("envelope:" + req.EnvelopeID) {
 		s.ack(ctx, sm, req.EnvelopeID, nil)
 		return
@@ -569,10 +408,10 @@ func (s *Slack) onSlashCommand(ctx context.Context, sm *socketmode.Client, req *
 	ephemeral := func(text string) map[string]any {
 		return map[string]any{"response_type": "ephemeral", "text": text}
 	}
-	text := strings.TrimSpace(SlackPlainText(cmd.Text))
+	text := strings.TrimSpace(PlainText(cmd.Text))
 	switch {
 	case cmd.Command != s.cfg.SlashCommand:
-		s.ack(ctx, sm, req.EnvelopeID, ephemeral(fmt.Sprintf("poolbot does not handle %s", SlackEscape(cmd.Command))))
+		s.ack(ctx, sm, req.EnvelopeID, ephemeral(fmt.Sprintf("poolbot does not handle %s", Escape(cmd.Command))))
 		return
 	case !validSlackID(cmd.UserID) || !validSlackID(cmd.ChannelID):
 		s.ack(ctx, sm, req.EnvelopeID, ephemeral("poolbot could not tell who or where you are; nothing was done"))
@@ -587,14 +426,14 @@ func (s *Slack) onSlashCommand(ctx context.Context, sm *socketmode.Client, req *
 	}
 	s.ack(ctx, sm, req.EnvelopeID, nil)
 	// "/poolbot status" is addressed to poolbot, like "poolbot: status".
-	msg := Message{Network: "slack", Channel: cmd.ChannelID, Nick: cmd.UserName, Account: cmd.UserID,
+	msg := chat.Message{Network: "slack", Channel: cmd.ChannelID, Nick: cmd.UserName, Account: cmd.UserID,
 		AccountKnown: true, Text: s.nickAddress() + text, Time: s.clock.Now()}
-	header := fmt.Sprintf("<@%s> ran `%s %s`", cmd.UserID, cmd.Command, SlackEscape(truncateRunes(text, 300)))
+	header := fmt.Sprintf("<@%s> ran `%s %s`", cmd.UserID, cmd.Command, Escape(truncateRunes(text, 300)))
 	s.enqueue(slackDelivery{msg: msg, r: &slackReplier{s: s, channel: cmd.ChannelID, header: header,
 		silent: fmt.Sprintf("that is not a poolbot command; try %s help", s.cfg.SlashCommand)}})
 }
 
-func (s *Slack) whereText() string {
+func (s *Adapter) whereText() string {
 	if len(s.cfg.Channels) == 0 {
 		return "poolbot takes no slash commands in this workspace; send it a direct message"
 	}
@@ -606,7 +445,7 @@ func (s *Slack) whereText() string {
 }
 
 // selfUserID is the bot's own user ID ("" before the first auth.test).
-func (s *Slack) selfUserID() string {
+func (s *Adapter) selfUserID() string {
 	if self := s.self.Load(); self != nil {
 		return self.userID
 	}
@@ -615,7 +454,7 @@ func (s *Slack) selfUserID() string {
 
 // nickAddress is how a message addressed to the bot starts for the
 // command layer.
-func (s *Slack) nickAddress() string {
+func (s *Adapter) nickAddress() string {
 	n := s.nick()
 	if n == "" {
 		n = "poolbot"
@@ -623,13 +462,13 @@ func (s *Slack) nickAddress() string {
 	return n + ": "
 }
 
-// slackDelivery is one acknowledged command waiting for the Handler.
+// slackDelivery is one acknowledged command waiting for the chat.Handler.
 type slackDelivery struct {
-	msg Message
+	msg chat.Message
 	r   *slackReplier
 }
 
-func (s *Slack) enqueue(d slackDelivery) {
+func (s *Adapter) enqueue(d slackDelivery) {
 	select {
 	case s.inbox <- d:
 	default:
@@ -638,9 +477,9 @@ func (s *Slack) enqueue(d slackDelivery) {
 	}
 }
 
-// dispatch hands queued commands to the Handler, one at a time, in order,
-// then posts what the Handler said.
-func (s *Slack) dispatch(ctx context.Context) {
+// dispatch hands queued commands to the chat.Handler, one at a time, in order,
+// then posts what the chat.Handler said.
+func (s *Adapter) dispatch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -651,7 +490,7 @@ func (s *Slack) dispatch(ctx context.Context) {
 	}
 }
 
-func (s *Slack) handle(ctx context.Context, d slackDelivery) {
+func (s *Adapter) handle(ctx context.Context, d slackDelivery) {
 	d.msg.Nick = s.displayName(ctx, d.msg.Account, d.msg.Nick)
 	func() {
 		defer func() {
@@ -668,7 +507,7 @@ func (s *Slack) handle(ctx context.Context, d slackDelivery) {
 
 // displayName returns the user's display name for show (cached), or
 // fallback, or the ID. It is never used to decide anything.
-func (s *Slack) displayName(ctx context.Context, userID, fallback string) string {
+func (s *Adapter) displayName(ctx context.Context, userID, fallback string) string {
 	if name, ok := s.names.get(userID, s.clock.Now()); ok {
 		return name
 	}
@@ -686,7 +525,7 @@ func (s *Slack) displayName(ctx context.Context, userID, fallback string) string
 	} else {
 		s.log.Debug("slack: users.info failed; showing the user ID", "user", userID, "err", err)
 	}
-	name = truncateRunes(strings.TrimSpace(Sanitize(name)), 64)
+	name = truncateRunes(strings.TrimSpace(chat.Sanitize(name)), 64)
 	if name == "" {
 		name = userID
 	}
@@ -696,27 +535,27 @@ func (s *Slack) displayName(ctx context.Context, userID, fallback string) string
 	return name
 }
 
-// Say implements Sayer: it posts text (escaped) in channel, a channel ID.
-func (s *Slack) Say(ctx context.Context, channel, text string) error {
+// Say implements chat.Sayer: it posts text (escaped) in channel, a channel ID.
+func (s *Adapter) Say(ctx context.Context, channel, text string) error {
 	if !validSlackID(channel) {
 		return fmt.Errorf("slack: say: bad channel ID %q", channel)
 	}
-	return s.post(ctx, channel, "", SlackEscape(text))
+	return s.post(ctx, channel, "", Escape(text))
 }
 
 // post sends pre-escaped text; threadTS "" posts at the top level.
-func (s *Slack) post(ctx context.Context, channel, threadTS, escaped string) error {
+func (s *Adapter) post(ctx context.Context, channel, threadTS, escaped string) error {
 	_, err := s.postTS(ctx, channel, threadTS, escaped)
 	return err
 }
 
-func (s *Slack) postTS(ctx context.Context, channel, threadTS, escaped string) (string, error) {
+func (s *Adapter) postTS(ctx context.Context, channel, threadTS, escaped string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	opts := []slack.MsgOption{slack.MsgOptionText(escaped, false),
-		slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl()}
+	opts := []slackapi.MsgOption{slackapi.MsgOptionText(escaped, false),
+		slackapi.MsgOptionDisableLinkUnfurl(), slackapi.MsgOptionDisableMediaUnfurl()}
 	if threadTS != "" {
-		opts = append(opts, slack.MsgOptionTS(threadTS))
+		opts = append(opts, slackapi.MsgOptionTS(threadTS))
 	}
 	_, ts, err := s.api.PostMessageContext(ctx, channel, opts...)
 	if err != nil {
@@ -725,7 +564,7 @@ func (s *Slack) postTS(ctx context.Context, channel, threadTS, escaped string) (
 	return ts, nil
 }
 
-// slackReplier answers a command in Slack. While the Handler runs, lines
+// slackReplier answers a command in Slack. While the chat.Handler runs, lines
 // are collected and then posted as one message (Slack allows about one
 // message a second per channel, and one message reads better than ten):
 // for a channel message in its thread, for a direct message in the DM,
@@ -733,19 +572,19 @@ func (s *Slack) postTS(ctx context.Context, channel, threadTS, escaped string) (
 // (a slash command is invisible to everyone else), with any later replies
 // in its thread. A Reply after the command was handled posts at once.
 type slackReplier struct {
-	s        *Slack
+	s        *Adapter
 	channel  string
 	threadTS string
 	header   string // slash commands: first line of the first message
-	silent   string // slash commands: said when the Handler said nothing
+	silent   string // slash commands: said when the chat.Handler said nothing
 
 	mu      sync.Mutex
 	lines   []string
 	flushed bool
 }
 
-// Reply implements Replier. While the command is being handled it only
-// collects the line and returns nil; the post happens when the Handler
+// Reply implements chat.Replier. While the command is being handled it only
+// collects the line and returns nil; the post happens when the chat.Handler
 // returns, and a failure to post is logged.
 func (r *slackReplier) Reply(ctx context.Context, text string) error {
 	r.mu.Lock()
@@ -793,7 +632,7 @@ func (r *slackReplier) send(ctx context.Context, lines []string) error {
 		cur.WriteString(header)
 	}
 	for _, l := range lines {
-		l = truncateRunes(SlackEscape(l), slackMaxReplyBytes)
+		l = truncateRunes(Escape(l), slackMaxReplyBytes)
 		if cur.Len() > 0 && cur.Len()+1+len(l) > slackMaxReplyBytes {
 			chunks = append(chunks, cur.String())
 			cur.Reset()
@@ -925,6 +764,6 @@ func (c *nameCache) put(id, name string, now time.Time) {
 type slackLibLog struct{ log *slog.Logger }
 
 func (w slackLibLog) Write(p []byte) (int, error) {
-	w.log.Debug("slack-go: " + Sanitize(strings.TrimSpace(string(p))))
+	w.log.Debug("slack-go: " + chat.Sanitize(strings.TrimSpace(string(p))))
 	return len(p), nil
 }

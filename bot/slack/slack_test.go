@@ -1,4 +1,4 @@
-package bot_test
+package slack_test
 
 // The Slack adapter and mirror against a local Slack (slacktest's Web API
 // plus a Socket Mode socket, see internal/testenv/slacknet), with the real
@@ -19,7 +19,8 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot"
-	"poolbot/bot"
+	"poolbot/bot/slack"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/internal/testenv/slacknet"
 	"poolbot/store"
@@ -56,15 +57,15 @@ func newTestLogger(t testing.TB) *slog.Logger {
 type slackFixture struct {
 	t       testing.TB
 	srv     *slacknet.Server
-	adapter *bot.Slack
+	adapter *slack.Adapter
 	store   *store.Store
 	router  *commands.Router
 	clock   *clockwork.FakeClock // store and router
 }
 
 type fixtureOpts struct {
-	handler     bot.Handler // default: the router
-	adapterOpts []bot.SlackOption
+	handler     chat.Handler // default: the router
+	adapterOpts []slack.Option
 	beforeRun   func(*slacknet.Server)
 	noWait      bool
 }
@@ -95,7 +96,7 @@ func newSlackFixture(t testing.TB, o fixtureOpts) *slackFixture {
 		h = router
 	}
 	f := &slackFixture{t: t, srv: srv, store: st, router: router, clock: clock}
-	f.adapter = bot.NewSlack(f.config(), h, log, append([]bot.SlackOption{bot.WithSlackNick(func() string { return "poolbot" })}, o.adapterOpts...)...)
+	f.adapter = slack.New(f.config(), h, log, append([]slack.Option{slack.WithNick(func() string { return "poolbot" })}, o.adapterOpts...)...)
 	if o.beforeRun != nil {
 		o.beforeRun(srv)
 	}
@@ -119,9 +120,9 @@ func newSlackFixture(t testing.TB, o fixtureOpts) *slackFixture {
 	return f
 }
 
-func (f *slackFixture) config() bot.SlackConfig {
+func (f *slackFixture) config() slack.Config {
 	o := f.srv.Options()
-	return bot.SlackConfig{Channels: []string{opsChannel}, MirrorChannel: mirrorChannel, APIURL: f.srv.APIURL(),
+	return slack.Config{Channels: []string{opsChannel}, MirrorChannel: mirrorChannel, APIURL: f.srv.APIURL(),
 		AppToken: o.AppToken, BotToken: o.BotToken, ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second}
 }
 
@@ -317,10 +318,10 @@ func TestSlackSlashCommandAckedAndAnswered(t *testing.T) {
 type blockingHandler struct {
 	release chan struct{}
 	mu      sync.Mutex
-	got     []bot.Message
+	got     []chat.Message
 }
 
-func (h *blockingHandler) HandleMessage(_ context.Context, m bot.Message, _ bot.Replier) {
+func (h *blockingHandler) HandleMessage(_ context.Context, m chat.Message, _ chat.Replier) {
 	if h.release != nil {
 		<-h.release
 	}
@@ -465,7 +466,7 @@ func TestSlackRetriesWhenTheLibraryGivesUp(t *testing.T) {
 	// invalid_auth from apps.connections.open makes slack-go's RunContext
 	// return; the adapter backs off (on its clock) and tries again.
 	clock := clockwork.NewFakeClock()
-	f := newSlackFixture(t, fixtureOpts{noWait: true, adapterOpts: []bot.SlackOption{bot.WithSlackClock(clock)},
+	f := newSlackFixture(t, fixtureOpts{noWait: true, adapterOpts: []slack.Option{slack.WithClock(clock)},
 		beforeRun: func(s *slacknet.Server) { s.FailConnectionsOpen(2, "invalid_auth") }})
 	for attempt := 1; attempt <= 2; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -492,7 +493,7 @@ func TestSlackSameOperatorOnIRCAndSlackIsOnePerson(t *testing.T) {
 	}
 	// alice on IRC is alice.
 	var irc ircReplies
-	f.router.HandleMessage(context.Background(), bot.Message{Network: "irc", Channel: "#wikimedia-operations",
+	f.router.HandleMessage(context.Background(), chat.Message{Network: "irc", Channel: "#wikimedia-operations",
 		Nick: "alice", Account: "alice", AccountKnown: true, Text: "!confirm 1"}, &irc)
 	if got := irc.take(); len(got) != 1 || !strings.Contains(got[0], "different operator") {
 		t.Fatalf("alice on IRC confirming her own force: %q", got)
@@ -528,17 +529,17 @@ func (r *ircReplies) take() []string {
 
 // --- the mirror ---
 
-func startMirror(t *testing.T, cfg func(*bot.SlackConfig)) (*slacknet.Server, *bot.Mirror, func()) {
+func startMirror(t *testing.T, cfg func(*slack.Config)) (*slacknet.Server, *slack.Mirror, func()) {
 	t.Helper()
 	srv := slacknet.Start(t, slacknet.Options{})
 	o := srv.Options()
-	c := bot.SlackConfig{MirrorChannel: mirrorChannel, APIURL: srv.APIURL(), AppToken: o.AppToken, BotToken: o.BotToken}
+	c := slack.Config{MirrorChannel: mirrorChannel, APIURL: srv.APIURL(), AppToken: o.AppToken, BotToken: o.BotToken}
 	if cfg != nil {
 		cfg(&c)
 	}
 	log := newTestLogger(t)
-	m := bot.NewMirror(bot.NewSlackClient(c, log), c, log,
-		bot.WithMirrorClock(clockwork.NewFakeClockAt(time.Date(2026, 11, 22, 14, 3, 22, 0, time.UTC))))
+	m := slack.NewMirror(slack.NewClient(c, log), c, log,
+		slack.WithMirrorClock(clockwork.NewFakeClockAt(time.Date(2026, 11, 22, 14, 3, 22, 0, time.UTC))))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	start := func() {
@@ -552,18 +553,22 @@ func startMirror(t *testing.T, cfg func(*bot.SlackConfig)) (*slacknet.Server, *b
 	return srv, m, start
 }
 
+// salLine hands m a SAL line as the SAL sender does once it is delivered.
+func salLine(ctx context.Context, m *slack.Mirror, n poolbot.Notice) { m.SAL(ctx, n, n.SALLine()) }
+
 func TestSlackMirrorEscapesUserText(t *testing.T) {
 	srv, m, start := startMirror(t, nil)
 	start()
 	ctx := context.Background()
-	m.Announce(ctx, "registry check failed on registry2003 <!channel> & see <https://evil.example|T1>")
+	m.Announce(ctx, poolbot.Notice{Text: "registry check failed on registry2003 <!channel> & see <https://evil.example|T1>"})
 	posts := srv.WaitPosts(t, 1, waitFor)
 	want := "registry check failed on registry2003 &lt;!channel&gt; &amp; see &lt;https://evil.example|T1&gt;"
 	if posts[0].Text != want || posts[0].Channel != mirrorChannel {
 		t.Fatalf("mirrored %+v, want text %q", posts[0], want)
 	}
 	// The same in a request's status message (text and blocks).
-	m.SAL(ctx, "poolbot #5 alice: START - depool apus in codfw: T1 <!channel> <@U0X>")
+	salLine(ctx, m, poolbot.Notice{Request: 5, Operator: "alice", Kind: poolbot.NoticeStarted, State: poolbot.StateSwitching,
+		Title: "depool apus in codfw: T1 <!channel> <@U0X>", Text: "START - depool apus in codfw: T1 <!channel> <@U0X>"})
 	posts = srv.WaitPosts(t, 2, waitFor)
 	p := posts[1]
 	for _, s := range []string{p.Text, p.Blocks} {
@@ -580,22 +585,34 @@ func TestSlackMirrorUpdatesOneMessagePerRequest(t *testing.T) {
 	srv, m, start := startMirror(t, nil)
 	start()
 	ctx := context.Background()
-	lines := []string{
-		"poolbot #7 alice: START - depool apus in codfw: T422166 maint",
-		"poolbot #7 alice: deploy block taken (scap locked for all deployments)",
-		"poolbot #7 alice: conftool: set apus/codfw pooled=false (was true)",
-		"poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2003.codfw.wmnet (1/3): healthy",
-		"poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2004.codfw.wmnet (2/3): healthy",
-		"poolbot #7 alice: restarted docker-registry-restricted.service docker-registry-ml.service on registry2005.codfw.wmnet (3/3): healthy",
-		"poolbot #7 alice: deploy block released",
-		"poolbot #7 alice: END (PASS) - depool apus in codfw: 3/3 hosts restarted (duration: 7m12s)",
+	about7 := func(kind poolbot.NoticeKind, state poolbot.State, text string) poolbot.Notice {
+		return poolbot.Notice{Request: 7, Operator: "alice", Kind: kind, State: state, Text: text}
 	}
-	m.Announce(ctx, "#8 pool apus in eqiad (bob) waiting: deployment window UTC late ends 15:00")
+	host := func(n int) poolbot.Notice {
+		h := about7(poolbot.NoticeHost, poolbot.StateRestarting, fmt.Sprintf(
+			"restarted docker-registry-restricted.service docker-registry-ml.service on registry200%d.codfw.wmnet (%d/3): healthy", n+2, n))
+		h.Host, h.Hosts = n, 3
+		return h
+	}
+	startLine := about7(poolbot.NoticeStarted, poolbot.StateSwitching, "START - depool apus in codfw: T422166 maint")
+	startLine.Title = "depool apus in codfw: T422166 maint"
+	lines := []poolbot.Notice{
+		startLine,
+		about7(poolbot.NoticeStarted, poolbot.StateSwitching, "deploy block taken (scap locked for all deployments)"),
+		about7(poolbot.NoticeSwitched, poolbot.StateRestarting, "conftool: set apus/codfw pooled=false (was true)"),
+		host(1), host(2), host(3),
+		about7(poolbot.NoticeInfo, "", "deploy block released"),
+		about7(poolbot.NoticeEnded, poolbot.StateDone, "END (PASS) - depool apus in codfw: 3/3 hosts restarted (duration: 7m12s)"),
+	}
+	eight := func(text string) poolbot.Notice {
+		return poolbot.Notice{Request: 8, Operator: "bob", Kind: poolbot.NoticeWaiting, State: poolbot.StateWaiting, Text: text}
+	}
+	m.Announce(ctx, eight("#8 pool apus in eqiad (bob) waiting: deployment window UTC late ends 15:00"))
 	for i, l := range lines {
-		m.SAL(ctx, l)
+		salLine(ctx, m, l)
 		if i == 3 {
-			m.Announce(ctx, "#8 pool apus in eqiad (bob) waiting: one operation at a time: #7 is running")
-			m.Announce(ctx, "apus pooled state changed outside poolbot")
+			m.Announce(ctx, eight("#8 pool apus in eqiad (bob) waiting: one operation at a time: #7 is running"))
+			m.Announce(ctx, poolbot.Notice{Text: "apus pooled state changed outside poolbot"})
 		}
 	}
 	posts := srv.WaitPosts(t, len(lines)+3, waitFor)
@@ -634,11 +651,13 @@ func TestSlackMirrorUpdatesOneMessagePerRequest(t *testing.T) {
 }
 
 func TestSlackMirrorThreadAndAddressedNotices(t *testing.T) {
-	srv, m, start := startMirror(t, func(c *bot.SlackConfig) { c.MirrorThread = true })
+	srv, m, start := startMirror(t, func(c *slack.Config) { c.MirrorThread = true })
 	start()
 	ctx := context.Background()
-	m.SAL(ctx, "poolbot #9 alice: START - restart apus: T5")
-	m.Announce(ctx, "alice: #9 restart apus FAILED: registry2003 unhealthy; done: none; not touched: registry2004")
+	salLine(ctx, m, poolbot.Notice{Request: 9, Operator: "alice", Kind: poolbot.NoticeStarted, State: poolbot.StateRestarting,
+		Title: "restart apus: T5", Text: "START - restart apus: T5"})
+	m.Announce(ctx, poolbot.Notice{Request: 9, Operator: "alice", To: "alice", Kind: poolbot.NoticeEnded, State: poolbot.StateFailed,
+		Text: "#9 restart apus FAILED: registry2003 unhealthy; done: none; not touched: registry2004"})
 	posts := srv.WaitPosts(t, 4, waitFor)
 	status := posts[0]
 	if status.Method != "chat.postMessage" || status.ThreadTS != "" {
@@ -656,10 +675,10 @@ func TestSlackMirrorThreadAndAddressedNotices(t *testing.T) {
 }
 
 func TestSlackMirrorNeverBlocks(t *testing.T) {
-	srv, m, start := startMirror(t, func(c *bot.SlackConfig) { c.MirrorQueue = 2 })
+	srv, m, start := startMirror(t, func(c *slack.Config) { c.MirrorQueue = 2 })
 	begin := time.Now()
 	for i := range 5 {
-		m.Announce(context.Background(), fmt.Sprintf("notice %d", i))
+		m.Announce(context.Background(), poolbot.Notice{Text: fmt.Sprintf("notice %d", i)})
 	}
 	if d := time.Since(begin); d > time.Second {
 		t.Fatalf("Announce blocked for %v", d)

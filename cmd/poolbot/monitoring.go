@@ -11,32 +11,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"poolbot/config"
-	"poolbot/internal/ops"
+	"poolbot/internal/monitoring"
 	"poolbot/procedure"
 	"poolbot/store"
 )
 
-// opsParts are /metrics and /healthz: the metrics (in a private registry
+// monitoringParts are /metrics and /healthz: the metrics (in a private registry
 // other parts register into too) and, when http.listen asks for it, the
-// listener. Nil methods are safe on a nil *opsParts.
-type opsParts struct {
-	metrics *ops.Ops
+// listener. Nil methods are safe on a nil *monitoringParts.
+type monitoringParts struct {
+	metrics *monitoring.Monitor
 	ln      net.Listener // nil: no HTTP server
 	log     *slog.Logger
 }
 
-// newOps creates the metrics and opens the HTTP listener at once, so a
+// newMonitoring creates the metrics and opens the HTTP listener at once, so a
 // taken or bad http.listen stops poolbot before it connects anywhere.
-func newOps(ctx context.Context, cfg *config.Config, console bool, st *store.Store, log *slog.Logger) (*opsParts, error) {
-	m, err := ops.New(ops.Options{Registry: prometheus.NewRegistry(), Store: st,
+func newMonitoring(ctx context.Context, cfg *config.Config, console bool, st *store.Store, log *slog.Logger) (*monitoringParts, error) {
+	m, err := monitoring.New(monitoring.Options{Registry: prometheus.NewRegistry(), Store: st,
 		Services: slices.Sorted(maps.Keys(cfg.Services)), Version: buildVersion(),
 		Logger: log.With("component", "http")})
 	if err != nil {
 		return nil, err
 	}
-	p := &opsParts{metrics: m, log: log.With("component", "http")}
+	p := &monitoringParts{metrics: m, log: log.With("component", "http")}
 	if addr := cfg.HTTP.ListenAddr(console); addr != "" {
-		if p.ln, err = ops.Listen(ctx, addr); err != nil {
+		if p.ln, err = monitoring.Listen(ctx, addr); err != nil {
 			return nil, err
 		}
 	}
@@ -45,12 +45,12 @@ func newOps(ctx context.Context, cfg *config.Config, console bool, st *store.Sto
 
 // procedureHook passes the metrics to the procedure (a buildProcedure
 // option).
-func (p *opsParts) procedureHook(d *procedure.Deps) { d.Metrics = p.metrics }
+func (p *monitoringParts) procedureHook(d *procedure.Deps) { d.Metrics = p.metrics }
 
 // attach adds each chat connection's state (IRC or the console, and
 // Slack) and the calendar's last fetch, and creates every host's restart
 // series at zero.
-func (p *opsParts) attach(chat chatAdapter, slk *slackParts, proc *procedureParts) error {
+func (p *monitoringParts) attach(chat chatAdapter, slk *slackParts, proc *procedureParts) error {
 	for _, svc := range proc.services {
 		p.metrics.SeedHosts(svc.Name, svc.Plan.Hosts)
 	}
@@ -83,17 +83,17 @@ func (p *opsParts) attach(chat chatAdapter, slk *slackParts, proc *procedurePart
 // runners serve HTTP until ctx ends. runDaemon runs them in the last
 // shutdown stage, with the chat adapters, so /healthz and /metrics answer
 // until after the SAL flush.
-func (p *opsParts) runners() []func(context.Context) error {
+func (p *monitoringParts) runners() []func(context.Context) error {
 	if p.ln == nil {
 		return nil
 	}
 	return []func(context.Context) error{func(ctx context.Context) error {
-		return ops.Serve(ctx, p.ln, p.metrics.Handler(), p.log)
+		return monitoring.Serve(ctx, p.ln, p.metrics.Handler(), p.log)
 	}}
 }
 
 // close releases the listener if the server never ran.
-func (p *opsParts) close() {
+func (p *monitoringParts) close() {
 	if p.ln != nil {
 		_ = p.ln.Close()
 	}

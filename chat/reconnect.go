@@ -1,4 +1,4 @@
-package bot
+package chat
 
 import (
 	"context"
@@ -8,12 +8,12 @@ import (
 	"github.com/jonboulle/clockwork"
 )
 
-// reconnectLoop runs session until ctx ends: each time it returns, it
+// Reconnect runs session until ctx ends: each time it returns, it
 // waits with exponential backoff between minWait and maxWait, with jitter
 // in [backoff/2, backoff) so bots restarted together don't reconnect in
 // step. A session that connected and lasted stableSession resets the
 // backoff. failed is told of each session's end and the wait that follows.
-func reconnectLoop(ctx context.Context, clock clockwork.Clock, minWait, maxWait time.Duration,
+func Reconnect(ctx context.Context, clock clockwork.Clock, minWait, maxWait time.Duration,
 	session func(ctx context.Context) (connected bool, err error),
 	failed func(connected bool, err error, wait time.Duration)) {
 	backoff := minWait
@@ -35,4 +35,17 @@ func reconnectLoop(ctx context.Context, clock clockwork.Clock, minWait, maxWait 
 		}
 		backoff = min(backoff*2, maxWait)
 	}
+}
+
+// stableSession is how long a session must have lasted for the next
+// reconnect to start again from minWait.
+const stableSession = time.Minute
+
+// Redact hides a secret in a config's String and LogValue: "" stays "",
+// anything else becomes "[redacted]".
+func Redact(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "[redacted]"
 }

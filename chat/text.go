@@ -1,4 +1,4 @@
-package bot
+package chat
 
 import (
 	"strings"
@@ -107,6 +107,13 @@ const MinSplitBytes = utf8.UTFMax
 // in the pieces, in order. Empty or all-space text gives no pieces.
 // A maxBytes below MinSplitBytes counts as MinSplitBytes.
 //
+// No piece after the first starts with ASCII punctuation: a continuation
+// beginning "!confirm 1" or "!log …" would read as a command to poolbot or
+// to the SAL bot (stashbot logs every line that starts with "!log "), so
+// the cut moves back to the word before (or, in a word longer than a line,
+// one rune back) until the next piece starts otherwise. Text that is all
+// punctuation up to the cut is cut as it comes.
+//
 // Split expects sanitised text (see Sanitize); it never looks at line
 // breaks.
 func Split(text string, maxBytes int) []string {
@@ -116,19 +123,7 @@ func Split(text string, maxBytes int) []string {
 	var pieces []string
 	s := strings.TrimRight(text, " ")
 	for len(s) > maxBytes {
-		// s[:cut] is the longest prefix that fits without splitting a rune.
-		cut := maxBytes
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		if cut == 0 { // not UTF-8 at all: any cut will do
-			cut = maxBytes
-		}
-		piece, rest := s[:cut], s[cut:]
-		// Prefer the last space at or before the cut (s[cut] itself may be one).
-		if sp := strings.LastIndexByte(s[:cut+1], ' '); sp > 0 {
-			piece, rest = s[:sp], s[sp+1:]
-		}
+		piece, rest := cutAt(s, maxBytes)
 		if piece = strings.TrimRight(piece, " "); piece != "" {
 			pieces = append(pieces, piece)
 		}
@@ -139,3 +134,48 @@ func Split(text string, maxBytes int) []string {
 	}
 	return pieces
 }
+
+// cutAt cuts s (longer than maxBytes, no leading space) for Split: at
+// the last space that fits, else at the last rune boundary that fits; but
+// where the next piece would then look like a command, at an earlier
+// space, else inside a word, else (all punctuation) as it comes.
+func cutAt(s string, maxBytes int) (piece, rest string) {
+	// s[:cut] is the longest prefix that fits without splitting a rune.
+	cut := maxBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	if cut == 0 { // not UTF-8 at all: any cut will do
+		cut = maxBytes
+	}
+	piece, rest = s[:cut], s[cut:]
+	// Prefer the last space at or before the cut (s[cut] itself may be one).
+	sp := strings.LastIndexByte(s[:cut+1], ' ')
+	if sp > 0 {
+		piece, rest = s[:sp], s[sp+1:]
+	}
+	if !looksLikeCommand(rest) {
+		return piece, rest
+	}
+	for ; sp > 0; sp = strings.LastIndexByte(s[:sp], ' ') {
+		if !looksLikeCommand(s[sp:]) && strings.TrimRight(s[:sp], " ") != "" {
+			return s[:sp], s[sp+1:]
+		}
+	}
+	for c := cut; c > 0; c-- {
+		if utf8.RuneStart(s[c]) && !looksLikeCommand(s[c:]) {
+			return s[:c], s[c:]
+		}
+	}
+	return piece, rest
+}
+
+// looksLikeCommand reports whether the next piece, rest without its
+// leading spaces, would start with ASCII punctuation, as a bot command
+// does ("!log", "!depool", ".status").
+func looksLikeCommand(rest string) bool {
+	rest = strings.TrimLeft(rest, " ")
+	return rest != "" && strings.IndexByte(commandPunctuation, rest[0]) >= 0
+}
+
+const commandPunctuation = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"

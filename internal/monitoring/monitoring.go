@@ -1,4 +1,4 @@
-// Package ops is poolbot's operational HTTP surface: Prometheus metrics on
+// Package monitoring is poolbot's operational HTTP surface: Prometheus metrics on
 // /metrics and a readiness check on /healthz, served on a loopback address
 // by default (http.listen).
 //
@@ -15,7 +15,7 @@
 // connected; otherwise 503. The
 // body names every check and its result, so a probe's failure message
 // says which one failed.
-package ops
+package monitoring
 
 import (
 	"context"
@@ -68,9 +68,9 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
-// Ops holds the metrics and health checks. It implements the procedure's
+// Monitor holds the metrics and health checks. It implements the procedure's
 // Metrics hooks.
-type Ops struct {
+type Monitor struct {
 	reg     *prometheus.Registry
 	store   Store
 	clock   clockwork.Clock
@@ -91,9 +91,9 @@ type chatCheck struct {
 }
 
 // New creates the metrics and registers them with o.Registry.
-func New(o Options) (*Ops, error) {
+func New(o Options) (*Monitor, error) {
 	if o.Registry == nil {
-		return nil, errors.New("ops: a private prometheus.Registry is required")
+		return nil, errors.New("monitoring: a private prometheus.Registry is required")
 	}
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
@@ -104,7 +104,7 @@ func New(o Options) (*Ops, error) {
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = 5 * time.Second
 	}
-	m := &Ops{reg: o.Registry, store: o.Store, clock: o.Clock, log: o.Logger, timeout: o.CheckTimeout,
+	m := &Monitor{reg: o.Registry, store: o.Store, clock: o.Clock, log: o.Logger, timeout: o.CheckTimeout,
 		blockedSince: map[string]time.Time{}}
 	m.gateClosed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "poolbot", Name: "gate_closed",
@@ -130,18 +130,18 @@ func New(o Options) (*Ops, error) {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
 	for _, c := range cs {
 		if err := o.Registry.Register(c); err != nil {
-			return nil, fmt.Errorf("ops: metrics: %w", err)
+			return nil, fmt.Errorf("monitoring: metrics: %w", err)
 		}
 	}
 	return m, nil
 }
 
 // Registry is the private registry, for other parts' metrics.
-func (m *Ops) Registry() *prometheus.Registry { return m.reg }
+func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
 
 // AddChat adds a chat network: its connection state becomes the
 // poolbot_chat_connected{network} gauge and a /healthz check.
-func (m *Ops) AddChat(network string, connected func() bool) error {
+func (m *Monitor) AddChat(network string, connected func() bool) error {
 	m.mu.Lock()
 	m.chats = append(m.chats, chatCheck{network: network, connected: connected})
 	m.mu.Unlock()
@@ -154,7 +154,7 @@ func (m *Ops) AddChat(network string, connected func() bool) error {
 
 // AddCalendar exports when the deployment calendar was last fetched
 // successfully (lastFetch returns the zero time before the first).
-func (m *Ops) AddCalendar(lastFetch func() time.Time) error {
+func (m *Monitor) AddCalendar(lastFetch func() time.Time) error {
 	return m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "poolbot", Name: "calendar_last_success_timestamp_seconds",
 		Help: "Unix time of the last successful deployment calendar fetch; 0 before the first.",
@@ -168,7 +168,7 @@ func (m *Ops) AddCalendar(lastFetch func() time.Time) error {
 }
 
 // Gates implements procedure.Metrics.
-func (m *Ops) Gates(service string, closed []string, since time.Time) {
+func (m *Monitor) Gates(service string, closed []string, since time.Time) {
 	for _, g := range gateNames {
 		m.gateClosed.WithLabelValues(service, g).Set(boolValue(slices.Contains(closed, g)))
 	}
@@ -185,7 +185,7 @@ func (m *Ops) Gates(service string, closed []string, since time.Time) {
 // SeedHosts creates the host-restart series of a service's hosts, both
 // outcomes, at zero: an alert on increase(…_count{outcome="fail"}[1h])
 // then sees the first failure, not only the second.
-func (m *Ops) SeedHosts(service string, hosts []string) {
+func (m *Monitor) SeedHosts(service string, hosts []string) {
 	for _, h := range hosts {
 		for _, outcome := range []string{"ok", "fail"} {
 			m.hostRestart.WithLabelValues(service, h, outcome)
@@ -194,7 +194,7 @@ func (m *Ops) SeedHosts(service string, hosts []string) {
 }
 
 // HostRestarted implements procedure.Metrics.
-func (m *Ops) HostRestarted(service, host string, took time.Duration, err error) {
+func (m *Monitor) HostRestarted(service, host string, took time.Duration, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "fail"
@@ -218,7 +218,7 @@ var (
 )
 
 // storeCollector reads the store at scrape time.
-type storeCollector struct{ m *Ops }
+type storeCollector struct{ m *Monitor }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- requestsDesc; ch <- outboxDesc }
 
@@ -240,7 +240,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // blockedCollector turns "waiting since" into seconds at scrape time.
-type blockedCollector struct{ m *Ops }
+type blockedCollector struct{ m *Monitor }
 
 func (c blockedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- blockedDesc }
 
@@ -265,7 +265,7 @@ type Check struct {
 
 // Health runs every readiness check: the store is writable, every chat
 // network is connected.
-func (m *Ops) Health(ctx context.Context) []Check {
+func (m *Monitor) Health(ctx context.Context) []Check {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
 	checks := []Check{{Name: "store", Err: m.store.Ping(ctx)}}
@@ -286,7 +286,7 @@ func (m *Ops) Health(ctx context.Context) []Check {
 }
 
 // Handler serves /metrics and /healthz.
-func (m *Ops) Handler() http.Handler {
+func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		Registry:      m.reg,

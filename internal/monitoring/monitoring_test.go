@@ -1,4 +1,4 @@
-package ops
+package monitoring
 
 import (
 	"context"
@@ -22,9 +22,9 @@ import (
 
 var t0 = time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
 
-// newOps returns Ops over a real SQLite store holding two queued requests
+// newMonitor returns a Monitor over a real SQLite store holding two queued requests
 // and one undelivered SAL line.
-func newOps(t *testing.T) (*Ops, *store.Store, *clockwork.FakeClock) {
+func newMonitor(t *testing.T) (*Monitor, *store.Store, *clockwork.FakeClock) {
 	t.Helper()
 	ctx := context.Background()
 	clock := clockwork.NewFakeClockAt(t0)
@@ -56,7 +56,7 @@ func newOps(t *testing.T) (*Ops, *store.Store, *clockwork.FakeClock) {
 }
 
 func TestMetrics(t *testing.T) {
-	m, _, clock := newOps(t)
+	m, _, clock := newMonitor(t)
 	var connected atomic.Bool
 	connected.Store(true)
 	if err := m.AddChat("irc", connected.Load); err != nil {
@@ -158,7 +158,7 @@ poolbot_chat_connected{network="irc"} 0
 
 // A store that cannot be read hides only its own metrics.
 func TestMetricsStoreDown(t *testing.T) {
-	m, st, _ := newOps(t)
+	m, st, _ := newMonitor(t)
 	st.Close()
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -169,7 +169,7 @@ func TestMetricsStoreDown(t *testing.T) {
 }
 
 func TestHealthz(t *testing.T) {
-	m, st, _ := newOps(t)
+	m, st, _ := newMonitor(t)
 	var connected atomic.Bool
 	if err := m.AddChat("irc", connected.Load); err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestHealthz(t *testing.T) {
 
 // Serve answers on the listener and stops with its context.
 func TestServe(t *testing.T) {
-	m, _, _ := newOps(t)
+	m, _, _ := newMonitor(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, err := Listen(ctx, "127.0.0.1:0")
 	if err != nil {

@@ -1,4 +1,4 @@
-package lab
+package site
 
 import (
 	"fmt"
@@ -14,11 +14,11 @@ import (
 	regenv "poolbot/internal/testenv/registry"
 )
 
-// World is what poolbot talks to, real and on loopback: etcd holding apus'
+// Site is what poolbot talks to, real and on loopback: etcd holding apus'
 // discovery objects (both datacenters pooled), one docker registry per
 // "host" (127.0.0.2, .3, … with the same ports, as in production), scap's
 // lock files, and a systemctl that restarts those registries.
-type World struct {
+type Site struct {
 	// Dir holds the config and the SQLite file; LockDir scap's lock files.
 	Dir, LockDir string
 	// Hosts are the registry hosts, in restart order.
@@ -31,10 +31,10 @@ type World struct {
 	Cumin *cuminenv.Env
 }
 
-// NewWorld starts a world of nHosts registry hosts for the test.
-func NewWorld(t testing.TB, nHosts int) *World {
+// New starts a site of nHosts registry hosts for the test.
+func New(t testing.TB, nHosts int) *Site {
 	t.Helper()
-	w := &World{Dir: t.TempDir(), LockDir: t.TempDir(), Port: testenv.FreePort(t), DebugPort: testenv.FreePort(t)}
+	w := &Site{Dir: t.TempDir(), LockDir: t.TempDir(), Port: testenv.FreePort(t), DebugPort: testenv.FreePort(t)}
 	regs := map[string]*regenv.Instance{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -66,14 +66,14 @@ func NewWorld(t testing.TB, nHosts int) *World {
 }
 
 // GlobalLock is the path of scap's global lock file.
-func (w *World) GlobalLock() string { return filepath.Join(w.LockDir, "scap-global-lock") }
+func (w *Site) GlobalLock() string { return filepath.Join(w.LockDir, "scap-global-lock") }
 
 // UseCumin gives every host its own sshd (on the host's address) and a
 // cumin configuration reaching them, with the alias docker-registry
 // selecting them all: Config then writes the cumin executor with
 // hosts_query "A:docker-registry". The restart and check commands run the
 // test binary as systemctl on the host, over SSH (see SSHHost).
-func (w *World) UseCumin(t testing.TB) *cuminenv.Env {
+func (w *Site) UseCumin(t testing.TB) *cuminenv.Env {
 	t.Helper()
 	w.Cumin = cuminenv.Start(t, cuminenv.Options{Hosts: w.Hosts, Aliases: CuminAliases(w.Hosts)})
 	return w.Cumin
@@ -83,7 +83,7 @@ func (w *World) UseCumin(t testing.TB) *cuminenv.Env {
 // pace and per_host_timeout: the local executor running the test binary as
 // every host's systemctl, or (UseCumin) cumin reaching each host's sshd,
 // where the test binary is systemctl again.
-func (w *World) restartSection() string {
+func (w *Site) restartSection() string {
 	if w.Cumin == nil {
 		return fmt.Sprintf(`      executor: local
       local: {command: [%q, "{host}", "{argv}"]}
@@ -121,11 +121,11 @@ func CuminAliases(hosts []string) map[string]string {
 	return map[string]string{"docker-registry": "D{" + strings.Join(hosts, ",") + "}"}
 }
 
-// Config writes a poolbot config for the world and returns its path;
+// Config writes a poolbot config for the site and returns its path;
 // chat is the chat section (YAML, indented two spaces) and extra is
 // appended at the top level. The local executor runs the test binary,
 // which must call Main first in TestMain.
-func (w *World) Config(t testing.TB, chat, extra string) string {
+func (w *Site) Config(t testing.TB, chat, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`chat:
 %s

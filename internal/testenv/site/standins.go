@@ -1,11 +1,13 @@
-// Package lab provides the small stand-ins a test world needs around real
+// Package site is a small site on loopback for tests and the lab: what
+// poolbot talks to (Site: etcd with apus' discovery records, registry
+// hosts, scap's locks), and the small stand-ins it needs around real
 // servers: a "systemctl" that restarts real registry processes (run by
 // poolbot's local executor as a separate program), and processes that
 // hold or probe scap's fcntl locks from outside the process under test.
 //
 // A test binary doubles as those programs: its TestMain calls Main first,
 // which runs the requested helper and exits, or returns to run the tests.
-package lab
+package site
 
 import (
 	"bufio"
@@ -24,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"poolbot"
 	regenv "poolbot/internal/testenv/registry"
 )
 
@@ -342,17 +345,27 @@ func (s *Systemctl) run(ctx context.Context, req ctlRequest) ctlResponse {
 }
 
 // Notices records what a component announces in the channel (it
-// implements the procedure's and the watch's Announcer).
+// implements poolbot.Announcer): each notice as IRC renders it, and as
+// data.
 type Notices struct {
-	mu    sync.Mutex
-	lines []string
+	mu      sync.Mutex
+	lines   []string
+	notices []poolbot.Notice
 }
 
-// Announce records text.
-func (n *Notices) Announce(_ context.Context, text string) {
+// Announce records n.
+func (n *Notices) Announce(_ context.Context, notice poolbot.Notice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.lines = append(n.lines, text)
+	n.lines = append(n.lines, notice.String())
+	n.notices = append(n.notices, notice)
+}
+
+// Notices returns every notice so far as data, in order.
+func (n *Notices) Notices() []poolbot.Notice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]poolbot.Notice(nil), n.notices...)
 }
 
 // All returns every notice so far, in order.

@@ -1,11 +1,14 @@
-// Package bot holds poolbot's chat adapters (IRC, Slack, a local console)
-// and what they share: the normalised incoming Message, the Handler the
-// command layer implements, and output pacing and sanitising.
+// Package chat is the vocabulary poolbot's chat adapters share with the
+// rest of the bot: the normalised incoming Message, the Handler the command
+// layer implements, the Sayer and Replier that send text, and output pacing,
+// sanitising and splitting. It links no chat library, so the procedure, the
+// watchers and the command layer can speak it without pulling in IRC or
+// Slack code; the adapters live in bot/ (IRC, console) and bot/slack.
 //
 // An adapter's job ends at the protocol: it turns a network's events into
 // Messages (with the sender's account, never trusting a nick) and delivers
 // text safely. Deciding what a message means is the commands package's job.
-package bot
+package chat
 
 import (
 	"context"

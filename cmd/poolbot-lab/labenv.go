@@ -20,8 +20,8 @@ import (
 	cuminenv "poolbot/internal/testenv/cumin"
 	etcdenv "poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/ircnet"
-	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
+	"poolbot/internal/testenv/site"
 )
 
 // The lab's IRC accounts. The passwords are the lab's own: the network
@@ -34,8 +34,8 @@ var labAccounts = []ircnet.Account{
 
 const labChannel = "#wikimedia-operations"
 
-// world is everything poolbot talks to in the lab, real and on loopback.
-type world struct {
+// labEnv is everything poolbot talks to in the lab, real and on loopback.
+type labEnv struct {
 	o       options
 	dir     string
 	lockDir string
@@ -46,7 +46,7 @@ type world struct {
 
 	irc   *ircnet.Net
 	etcd  *etcdenv.Server
-	ctl   *lab.Systemctl
+	ctl   *site.Systemctl
 	wiki  *wiki
 	cumin *cuminenv.Env // -executor cumin: an sshd per host and cumin's config
 
@@ -106,8 +106,8 @@ func checkDeps(ctx context.Context, o options, out io.Writer) error {
 
 // startWorld brings up the ircd with services, etcd, the registries, the
 // systemctl stand-in and the calendar, and builds poolbot, in parallel.
-func startWorld(ctx context.Context, o options, dir string, out io.Writer) (*world, error) {
-	w := &world{o: o, dir: dir, lockDir: filepath.Join(dir, "lock"), regs: map[string]*regenv.Instance{}}
+func startLab(ctx context.Context, o options, dir string, out io.Writer) (*labEnv, error) {
+	w := &labEnv{o: o, dir: dir, lockDir: filepath.Join(dir, "lock"), regs: map[string]*regenv.Instance{}}
 	var err error
 	if w.labBin, err = os.Executable(); err != nil {
 		return nil, fmt.Errorf("lab: own executable: %w", err)
@@ -210,7 +210,7 @@ func startWorld(ctx context.Context, o options, dir string, out io.Writer) (*wor
 			return nil, err
 		}
 	}
-	if w.ctl, err = lab.NewSystemctl(w.regs); err != nil {
+	if w.ctl, err = site.NewSystemctl(w.regs); err != nil {
 		w.close()
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func startWorld(ctx context.Context, o options, dir string, out io.Writer) (*wor
 	}
 	if o.executor == "cumin" {
 		start := time.Now()
-		if w.cumin, err = cuminenv.Launch(mkdir(filepath.Join(dir, "cumin")), cuminenv.Options{Hosts: w.hosts, Aliases: lab.CuminAliases(w.hosts)}); err != nil {
+		if w.cumin, err = cuminenv.Launch(mkdir(filepath.Join(dir, "cumin")), cuminenv.Options{Hosts: w.hosts, Aliases: site.CuminAliases(w.hosts)}); err != nil {
 			w.close()
 			return nil, fmt.Errorf("lab: %w", err)
 		}
@@ -247,7 +247,7 @@ func mustCachePath() string {
 // buildPoolbot builds the poolbot binary from this repository with go
 // build (or takes -poolbot): the lab runs the real binary, as production
 // does, so nothing of the lab links into it.
-func (w *world) buildPoolbot(ctx context.Context) error {
+func (w *labEnv) buildPoolbot(ctx context.Context) error {
 	if w.o.poolbot != "" {
 		w.poolbotBin = w.o.poolbot
 		return nil
@@ -274,8 +274,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// writeConfig writes poolbot's config for the world.
-func (w *world) writeConfig(t timing) error {
+// writeConfig writes poolbot's config for the lab.
+func (w *labEnv) writeConfig(t timing) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -352,7 +352,7 @@ http: {listen: %q}
 
 // startPoolbot runs `poolbot run` and waits until /healthz says ready
 // (store writable, IRC connected).
-func (w *world) startPoolbot(ctx context.Context) error {
+func (w *labEnv) startPoolbot(ctx context.Context) error {
 	if out, err := exec.CommandContext(ctx, w.poolbotBin, "check-config", w.configPath).CombinedOutput(); err != nil {
 		return fmt.Errorf("poolbot check-config: %w\n%s", err, out)
 	}
@@ -362,11 +362,11 @@ func (w *world) startPoolbot(ctx context.Context) error {
 		return err
 	}
 	cmd := exec.Command(w.poolbotBin, "run", "-config", w.configPath)
-	cmd.Env = append(os.Environ(), lab.EnvCtl+"="+w.ctl.URL)
+	cmd.Env = append(os.Environ(), site.EnvCtl+"="+w.ctl.URL)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the lab dies, poolbot stops the way systemd stops it. Its own
 	// process group: a Ctrl-C at the terminal is for the lab, which then
-	// stops poolbot (SIGTERM) before the world it runs in.
+	// stops poolbot (SIGTERM) before the lab it runs in.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -403,7 +403,7 @@ func (w *world) startPoolbot(ctx context.Context) error {
 
 // stopPoolbot sends SIGTERM and waits: poolbot finishes its host, releases
 // the deploy block, flushes SAL and quits IRC.
-func (w *world) stopPoolbot() {
+func (w *labEnv) stopPoolbot() {
 	if w.poolbot == nil {
 		return
 	}
@@ -417,13 +417,12 @@ func (w *world) stopPoolbot() {
 	w.poolbot = nil
 }
 
-// close stops everything the world started.
 // restartSection is the executor part of services.apus.restart: the lab
 // binary as every host's "systemctl" (POOLBOT_TEST_CTL), run by the local
 // executor or, with -executor cumin, by cumin over each host's sshd.
-func (w *world) restartSection() string {
+func (w *labEnv) restartSection() string {
 	if w.cumin != nil {
-		return lab.CuminRestart(w.cumin, w.labBin, w.ctl.URL)
+		return site.CuminRestart(w.cumin, w.labBin, w.ctl.URL)
 	}
 	return fmt.Sprintf(`      executor: local
       local: {command: [%q, "{host}", "{argv}"]}
@@ -431,7 +430,8 @@ func (w *world) restartSection() string {
 `, w.labBin, strings.Join(w.hosts, ", "))
 }
 
-func (w *world) close() {
+// close stops everything the lab started.
+func (w *labEnv) close() {
 	w.stopPoolbot()
 	if w.cumin != nil {
 		w.cumin.Stop()

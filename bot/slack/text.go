@@ -1,4 +1,4 @@
-package bot
+package slack
 
 import (
 	"strings"
@@ -14,18 +14,18 @@ import (
 // "&gt;", and everything between a real '<' and '>' is a control sequence:
 // <@U123> or <@U123|name> (a user mention), <#C123|name> (a channel),
 // <!here>, <!channel>, <!subteam^S1|@team>, <!date^…|fallback>, and links
-// <https://…> or <https://…|label>. SlackPlainText turns that into the plain
+// <https://…> or <https://…|label>. PlainText turns that into the plain
 // text the command layer and the IRC SAL lines expect.
 //
-// Outgoing text is escaped with SlackEscape (slackutilsx.EscapeMessage:
+// Outgoing text is escaped with Escape (slackutilsx.EscapeMessage:
 // '&', '<', '>'), so text that came from IRC or from users cannot form a
 // control sequence: "<!channel>" is shown as typed and pings nobody.
 
-// SlackEscape makes text safe to post as Slack message text or as a mrkdwn
+// Escape makes text safe to post as Slack message text or as a mrkdwn
 // text object: it escapes '&', '<' and '>' and removes NUL and the C0/C1
 // control characters other than newline and tab, which Slack would
 // otherwise show as boxes or reject.
-func SlackEscape(text string) string {
+func Escape(text string) string {
 	return slackutilsx.EscapeMessage(stripControls(text))
 }
 
@@ -61,12 +61,12 @@ func isStrippedControl(r rune) bool {
 	return (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r <= 0x9f)
 }
 
-// SlackPlainText turns Slack message text into plain text: control
+// PlainText turns Slack message text into plain text: control
 // sequences become what a reader sees ("@name", "#channel", "@here", the
 // link's address), the HTML entities are unescaped, and line breaks become
 // spaces (a command is one line, as on IRC). Malformed sequences (a '<'
 // without '>') are kept as typed.
-func SlackPlainText(text string) string {
+func PlainText(text string) string {
 	var b strings.Builder
 	b.Grow(len(text))
 	for {

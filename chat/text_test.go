@@ -1,6 +1,7 @@
-package bot
+package chat
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -145,12 +146,49 @@ func FuzzSplit(f *testing.F) {
 				t.Fatalf("Split(%q, %d): piece %q is not UTF-8", in, maxBytes, p)
 			}
 		}
+		// A continuation never starts like a command, unless the piece
+		// before it is punctuation after its first rune (then there is no
+		// other cut). Split expects sanitised, valid UTF-8 text here.
+		for k, p := range pieces {
+			if !utf8.ValidString(in) {
+				break
+			}
+			_, size := utf8.DecodeRuneInString(pieces[max(k-1, 0)])
+			if k > 0 && strings.IndexByte(commandPunctuation, p[0]) >= 0 &&
+				strings.Trim(pieces[k-1][size:], commandPunctuation+" ") != "" {
+				t.Fatalf("Split(%q, %d): piece %d %q starts like a command", in, maxBytes, k, p)
+			}
+		}
 		// Nothing but spaces is lost, and the order is kept.
 		noSpace := func(s string) string { return strings.ReplaceAll(s, " ", "") }
 		if got, want := noSpace(strings.Join(pieces, "")), noSpace(in); got != want {
 			t.Fatalf("Split(%q, %d) = %q: content %q, want %q", in, maxBytes, pieces, got, want)
 		}
 	})
+}
+
+// A line split for IRC never puts a command at the start of a
+// continuation: the notice that once continued "!confirm 1 from another
+// operator…" now cuts before the word in front of it; "!log" likewise; in
+// a word longer than a line the cut moves back a rune.
+func TestSplitContinuationIsNoCommand(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		max  int
+		want []string
+	}{
+		{"#12 FORCE requested by alice: needs !confirm 1 from another operator", 40,
+			[]string{"#12 FORCE requested by alice:", "needs !confirm 1 from another operator"}},
+		{"done: registry2001 !log poolbot injected", 19,
+			[]string{"done:", "registry2001 !log", "poolbot injected"}},
+		{"abcdef!log", 6, []string{"abcde", "f!log"}},
+		{"!!!!!!!!", 4, []string{"!!!!", "!!!!"}}, // nothing else to cut at
+	} {
+		got := Split(tc.in, tc.max)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Split(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
+		}
+	}
 }
 
 func BenchmarkSanitize(b *testing.B) {

@@ -21,22 +21,22 @@ import (
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
 	etcdenv "poolbot/internal/testenv/etcd"
-	"poolbot/internal/testenv/lab"
 	regenv "poolbot/internal/testenv/registry"
+	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
 
 // The test binary doubles as the "systemctl" the local executor runs and
-// as scap lock holders (see internal/testenv/lab).
+// as scap lock holders (see internal/testenv/site).
 func TestMain(m *testing.M) {
-	lab.Main()
+	site.Main()
 	os.Exit(m.Run())
 }
 
-// world is a small world of real parts: etcd holding apus' discovery
+// harness is the engine among real parts: etcd holding apus' discovery
 // objects, one real registry per "host", scap lock files, a store, and an
 // engine on a fake clock.
-type world struct {
+type harness struct {
 	t        *testing.T
 	clock    *clockwork.FakeClock
 	store    *store.Store
@@ -48,11 +48,11 @@ type world struct {
 	regs     map[string]*regenv.Instance
 	cal      *fakeCalendar
 	engine   *Engine
-	notices  *lab.Notices
+	notices  *site.Notices
 	cancel   context.CancelFunc
 	done     chan struct{}
 
-	systemctl *lab.Systemctl
+	systemctl *site.Systemctl
 }
 
 // fakeCalendar is the calendar as the cache would hand it over. The
@@ -78,19 +78,19 @@ func (c *fakeCalendar) set(s calendar.Schedule, err error) {
 
 var t0 = time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
 
-// labOption changes the world before the engine starts.
-type labOption func(*scap.Config)
+// harnessOption changes the harness before the engine starts.
+type harnessOption func(*scap.Config)
 
 // withoutLockProbe turns off the lock-file gate source while keeping the
 // lockfile deploy block: a scap run the gate cannot see can then "slip
 // in" between the gate check and the block.
 func withoutLockProbe(c *scap.Config) { c.Locks.Enabled = boolPtr(false) }
 
-func newLab(t *testing.T, nHosts int, cfg Config, opts ...labOption) *world {
+func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *harness {
 	t.Helper()
 	ctx := context.Background()
-	l := &world{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
-		regs: map[string]*regenv.Instance{}, notices: &lab.Notices{}}
+	l := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
+		regs: map[string]*regenv.Instance{}, notices: &site.Notices{}}
 
 	// Real registries, started in parallel.
 	for i := 1; i <= nHosts; i++ {
@@ -144,8 +144,8 @@ func newLab(t *testing.T, nHosts int, cfg Config, opts ...labOption) *world {
 	}
 
 	// The local executor runs this test binary as "systemctl" per host.
-	l.systemctl = lab.StartSystemctl(t, l.regs)
-	t.Setenv(lab.EnvCtl, l.systemctl.URL)
+	l.systemctl = site.StartSystemctl(t, l.regs)
+	t.Setenv(site.EnvCtl, l.systemctl.URL)
 	exec, err := restart.NewLocal(restart.LocalConfig{Command: []string{os.Args[0], "{host}", "{argv}"}}, restart.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -190,14 +190,14 @@ func newLab(t *testing.T, nHosts int, cfg Config, opts ...labOption) *world {
 func boolPtr(b bool) *bool { return &b }
 
 // start runs the engine; stop ends it as a shutdown would.
-func (l *world) start() {
+func (l *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan struct{})
 	go func() { defer close(l.done); _ = l.engine.Run(ctx) }()
 	l.t.Cleanup(l.stop)
 }
 
-func (l *world) stop() {
+func (l *harness) stop() {
 	if l.cancel != nil {
 		l.cancel()
 		<-l.done
@@ -205,10 +205,10 @@ func (l *world) stop() {
 	}
 }
 
-func (l *world) restarted() []string { return l.systemctl.Restarts() }
+func (l *harness) restarted() []string { return l.systemctl.Restarts() }
 
 // queue stores a request as the command layer does and wakes the engine.
-func (l *world) queue(action poolbot.Action, dc string) poolbot.RequestID {
+func (l *harness) queue(action poolbot.Action, dc string) poolbot.RequestID {
 	l.t.Helper()
 	var r poolbot.Request
 	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
@@ -225,7 +225,7 @@ func (l *world) queue(action poolbot.Action, dc string) poolbot.RequestID {
 	return r.ID
 }
 
-func (l *world) request(id poolbot.RequestID) poolbot.Request {
+func (l *harness) request(id poolbot.RequestID) poolbot.Request {
 	l.t.Helper()
 	r, err := l.store.Request(context.Background(), id)
 	if err != nil {
@@ -236,7 +236,7 @@ func (l *world) request(id poolbot.RequestID) poolbot.Request {
 
 // waitState waits (real time) until the request is in one of states,
 // advancing the fake clock by tick each round when tick > 0.
-func (l *world) waitState(id poolbot.RequestID, tick time.Duration, states ...poolbot.State) poolbot.Request {
+func (l *harness) waitState(id poolbot.RequestID, tick time.Duration, states ...poolbot.State) poolbot.Request {
 	l.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -254,7 +254,7 @@ func (l *world) waitState(id poolbot.RequestID, tick time.Duration, states ...po
 	}
 }
 
-func (l *world) sal(id poolbot.RequestID) []string {
+func (l *harness) sal(id poolbot.RequestID) []string {
 	l.t.Helper()
 	lines, err := l.store.SALLines(context.Background(), id)
 	if err != nil {
@@ -263,7 +263,7 @@ func (l *world) sal(id poolbot.RequestID) []string {
 	return lines
 }
 
-func (l *world) pooled(dc string) bool {
+func (l *harness) pooled(dc string) bool {
 	l.t.Helper()
 	st, err := l.conftool.Get(context.Background(), "apus", dc)
 	if err != nil {
@@ -274,21 +274,21 @@ func (l *world) pooled(dc string) bool {
 
 // globalLock says who holds scap's global lock, probed from another
 // process.
-func (l *world) globalLock() string {
+func (l *harness) globalLock() string {
 	l.t.Helper()
-	return lab.ProbeLock(l.t, filepath.Join(l.lockDir, "scap-global-lock"))
+	return site.ProbeLock(l.t, filepath.Join(l.lockDir, "scap-global-lock"))
 }
 
 // holdScapLock makes a child process hold a lock on a scap lock file, as
 // a running scap command does; release ends it.
-func (l *world) holdScapLock(name, mode string) (release func()) {
+func (l *harness) holdScapLock(name, mode string) (release func()) {
 	l.t.Helper()
-	return lab.HoldLock(l.t, filepath.Join(l.lockDir, name), mode)
+	return site.HoldLock(l.t, filepath.Join(l.lockDir, name), mode)
 }
 
 // edit changes a stored request while the engine is stopped or running,
 // as a command or a previous run of poolbot would have left it.
-func (l *world) edit(id poolbot.RequestID, change func(*poolbot.Request)) {
+func (l *harness) edit(id poolbot.RequestID, change func(*poolbot.Request)) {
 	l.t.Helper()
 	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
 		r, err := tx.Request(id)
@@ -307,7 +307,7 @@ func (l *world) edit(id poolbot.RequestID, change func(*poolbot.Request)) {
 
 // waitNotice waits (real time) for a notice containing sub, advancing the
 // fake clock by tick each round when tick > 0.
-func (l *world) waitNotice(sub string, tick time.Duration) {
+func (l *harness) waitNotice(sub string, tick time.Duration) {
 	l.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for len(l.notices.Matching(sub)) == 0 {
@@ -323,7 +323,7 @@ func (l *world) waitNotice(sub string, tick time.Duration) {
 
 // checkEnd asserts the request's last SAL line contains want and that
 // the deploy block is released.
-func (l *world) checkEnd(id poolbot.RequestID, want string) {
+func (l *harness) checkEnd(id poolbot.RequestID, want string) {
 	l.t.Helper()
 	sal := l.sal(id)
 	if len(sal) == 0 || !strings.Contains(sal[len(sal)-1], want) {
@@ -334,7 +334,7 @@ func (l *world) checkEnd(id poolbot.RequestID, want string) {
 	}
 }
 
-func (l *world) eventKinds(id poolbot.RequestID) map[string]int {
+func (l *harness) eventKinds(id poolbot.RequestID) map[string]int {
 	l.t.Helper()
 	evs, err := l.store.Events(context.Background(), id)
 	if err != nil {
