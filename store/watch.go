@@ -186,3 +186,20 @@ func (s *Store) RecentDrifts(ctx context.Context, service string, since time.Tim
 	}
 	return out, rows.Err()
 }
+
+// HostRestartedSince reports whether a request of service started or
+// finished restarting host at or after since. The periodic probe asks it
+// after a failure: a host restarted while it was being probed failed for
+// a reason poolbot caused, not one to report.
+func (s *Store) HostRestartedSince(ctx context.Context, service, host string, since time.Time) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM host_steps h JOIN requests r ON r.id = h.request_id
+		WHERE r.service = ? AND h.host = ? AND (
+			(h.started_at != '' AND julianday(h.started_at) >= julianday(?)) OR
+			(h.finished_at != '' AND julianday(h.finished_at) >= julianday(?)))`,
+		service, host, formatTime(since), formatTime(since)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: host %s restarted since %s: %w", host, formatTime(since), err)
+	}
+	return n > 0, nil
+}

@@ -127,9 +127,18 @@ func (p *Prober) probeService(ctx context.Context, svc Service) {
 			if ctx.Err() != nil {
 				return
 			}
+			started := p.clock.Now()
 			res := svc.Registry.Probe(ctx, inst, "")
 			if ctx.Err() != nil {
 				return // shutting down mid-probe: not a result
+			}
+			if !res.OK && p.restartedDuring(ctx, svc, host, started) {
+				// busy was read before the round: a request that started
+				// restarting this host meanwhile made the probe fail.
+				p.log.Debug("probe result dropped: host was restarted during the probe", "service", svc.Name,
+					"host", host, "instance", inst.Name, "result", res.String())
+				p.metrics.probeSkipped.WithLabelValues(svc.Name, host).Inc()
+				continue
 			}
 			st, kind, err := p.record(ctx, svc.Name, host, inst, res)
 			if err != nil {
@@ -159,6 +168,21 @@ func (p *Prober) probeService(ctx context.Context, svc Service) {
 		p.say(ctx, poolbot.Notice{Kind: poolbot.NoticeProbe,
 			Text: fmt.Sprintf("registry probe OK again for %s: %s", svc.Name, strings.Join(recovered, "; "))})
 	}
+}
+
+// restartedDuring reports whether host is being restarted now, or a
+// request started or finished restarting it since started. An error
+// reading the store counts as no: the failure is then reported.
+func (p *Prober) restartedDuring(ctx context.Context, svc Service, host string, started time.Time) bool {
+	if busy, _ := p.busyHosts(ctx, svc); busy[host] != 0 {
+		return true
+	}
+	touched, err := p.store.HostRestartedSince(ctx, svc.Name, host, started)
+	if err != nil {
+		p.log.Warn("reading host restarts after a failed probe", "service", svc.Name, "host", host, "err", err)
+		return false
+	}
+	return touched
 }
 
 // busyHosts are the hosts of svc a running request has not finished

@@ -2,8 +2,10 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -347,5 +349,82 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(skipped); v != 1 {
 		t.Fatalf("skipped %v", v)
+	}
+}
+
+// probeHook runs during before each probe of the real registry: what
+// happens on the host while poolbot's periodic probe is talking to it.
+type probeHook struct {
+	registry.Checker
+	during func()
+}
+
+func (c probeHook) Probe(ctx context.Context, inst registry.Instance, repo string) registry.ProbeResult {
+	if c.during != nil {
+		c.during()
+	}
+	return c.Checker.Probe(ctx, inst, repo)
+}
+
+// A request that starts restarting a host after the round read which
+// hosts are busy, and restarts it while the probe talks to it, makes the
+// probe fail for a reason poolbot caused: the failure is dropped, not
+// counted, stored or announced (TestWatchInDaemon's !status showed such a
+// failure for the host the drift restart had just restarted).
+func TestProbeDropsFailureOfHostRestartedDuringProbe(t *testing.T) {
+	t.Parallel()
+	r1 := regenv.Start(t, regenv.Options{})
+	client, err := registry.New(registry.DefaultConfig(), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const host = "registry1001.eqiad.wmnet"
+	hook := &probeHook{Checker: client}
+	l := newProbeLab(t, 1, Service{Name: "apus", Hosts: []string{host},
+		Instances: instancesOf(map[string]*regenv.Instance{host: r1}), Registry: hook})
+	l.round()
+	if s := l.state(host); s.ConsecutiveFailures != 0 {
+		t.Fatalf("first round %+v", s)
+	}
+
+	req := insertRequest(t, l.store, poolbot.Request{Action: poolbot.ActionRestart, Service: "apus",
+		Reason: "T2 test", Operator: "alice", Origin: poolbot.Origin{Network: "irc"}})
+	var once sync.Once
+	hook.during = func() {
+		once.Do(func() {
+			// The request starts and restarts the host: its registry is
+			// down while the probe runs.
+			if err := r1.Stop(); err != nil {
+				t.Error(err)
+			}
+			err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
+				r, err := tx.Request(req.ID)
+				if err != nil {
+					return err
+				}
+				r.State = poolbot.StateRestarting
+				if _, err := tx.UpdateRequest(r, poolbot.StateQueued); err != nil {
+					return err
+				}
+				if err := tx.InsertHostSteps(req.ID, []string{host}); err != nil {
+					return err
+				}
+				return tx.UpdateHostStep(req.ID, 1, poolbot.HostRestarting, "")
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	l.next()
+	skipped := l.watch.metrics.probeSkipped.WithLabelValues("apus", host)
+	eventually(t, 30*time.Second, "the dropped probe", func() (bool, string) {
+		return testutil.ToFloat64(skipped) == 1, fmt.Sprintf("skipped %v", testutil.ToFloat64(skipped))
+	})
+	if s := l.state(host); s.ConsecutiveFailures != 0 || s.At.Equal(l.clock.Now()) {
+		t.Fatalf("a failure caused by poolbot's own restart was stored: %+v", s)
+	}
+	if got := l.notices.All(); len(got) != 0 {
+		t.Fatalf("notices %q", got)
 	}
 }
