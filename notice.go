@@ -68,6 +68,9 @@ const (
 	NoticeStarted NoticeKind = "started"
 	// NoticeSwitched: the discovery record was set (SAL "conftool: …").
 	NoticeSwitched NoticeKind = "switched"
+	// NoticeDNS: the DNS step, waiting for the discovery record to follow
+	// the switch (State dns), or DNS has moved (SAL "DNS: …").
+	NoticeDNS NoticeKind = "dns"
 	// NoticeHost: one host was restarted (Host of Hosts).
 	NoticeHost NoticeKind = "host"
 	// NoticeEnded: the request ended; State says how (done, failed,

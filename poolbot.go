@@ -58,9 +58,10 @@ func (a Action) Pooled() (pooled, ok bool) {
 
 // State is where a request is in its life:
 //
-//	queued → waiting → blocking-deploys → switching → restarting → done
+//	queued → waiting → blocking-deploys → switching → dns → restarting → done
 //
-// or one of the terminal states failed, cancelled, expired.
+// or one of the terminal states failed, cancelled, expired. A service
+// without a dns section goes from switching straight to restarting.
 type State string
 
 // The states of a request, in lifecycle order.
@@ -69,17 +70,21 @@ const (
 	StateWaiting         State = "waiting"
 	StateBlockingDeploys State = "blocking-deploys"
 	StateSwitching       State = "switching"
-	StateRestarting      State = "restarting"
-	StateDone            State = "done"
-	StateFailed          State = "failed"
-	StateCancelled       State = "cancelled"
-	StateExpired         State = "expired"
+	// StateDNS waits for the discovery record to follow the conftool
+	// change (authoritative servers, then the recursors' caches) before
+	// any host is restarted.
+	StateDNS        State = "dns"
+	StateRestarting State = "restarting"
+	StateDone       State = "done"
+	StateFailed     State = "failed"
+	StateCancelled  State = "cancelled"
+	StateExpired    State = "expired"
 )
 
 // States lists every state, in lifecycle order. It is used for metrics
 // labels and validation.
 var states = [...]State{
-	StateQueued, StateWaiting, StateBlockingDeploys, StateSwitching,
+	StateQueued, StateWaiting, StateBlockingDeploys, StateSwitching, StateDNS,
 	StateRestarting, StateDone, StateFailed, StateCancelled, StateExpired,
 }
 
@@ -110,7 +115,7 @@ func (s State) Terminal() bool {
 // request stops it before the next host rather than at once.
 func (s State) Running() bool {
 	switch s {
-	case StateBlockingDeploys, StateSwitching, StateRestarting:
+	case StateBlockingDeploys, StateSwitching, StateDNS, StateRestarting:
 		return true
 	}
 	return false
@@ -193,6 +198,28 @@ type Event struct {
 	ToState   State
 	Detail    string
 }
+
+// DNSStep is what the DNS step of a request has seen so far, stored so
+// that a restarted poolbot resumes the cache wait with the time left.
+type DNSStep struct {
+	RequestID RequestID
+	// OldTTL is the discovery record's TTL before the change: the longest
+	// a recursor may keep the old answer.
+	OldTTL time.Duration
+	// ConvergedAt is when every authoritative server answered the new
+	// state; zero until then.
+	ConvergedAt time.Time
+	// Moved is the report of the authoritative servers, e.g.
+	// "apus.discovery.wmnet answers eqiad for codfw clients on 3/3
+	// authoritative servers".
+	Moved string
+	// Flushed is set when the recursor caches were flushed (and checked)
+	// instead of waited out.
+	Flushed bool
+}
+
+// CachesClearAt is when the last cached old answer expires.
+func (s DNSStep) CachesClearAt() time.Time { return s.ConvergedAt.Add(s.OldTTL) }
 
 // HostState is where one host of a restart plan is.
 type HostState string

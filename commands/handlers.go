@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"poolbot"
+	"poolbot/integrations/dns"
 	"poolbot/store"
 )
 
@@ -300,6 +302,9 @@ func cancelPoint(s poolbot.State) string {
 	if s == poolbot.StateBlockingDeploys || s == poolbot.StateSwitching {
 		return "before conftool is changed"
 	}
+	if s == poolbot.StateDNS {
+		return "during the DNS wait, before any host is restarted"
+	}
 	return "before the next host"
 }
 
@@ -440,7 +445,9 @@ func (r *Router) watchStatus(c *call, svc string) {
 // describe is a request's status line: what, who, state, and why it waits.
 func (r *Router) describe(c *call, req poolbot.Request) string {
 	s := fmt.Sprintf("%s %s by %s: %s", req.ID, req.Summary(), req.Operator, req.State)
-	if req.Step != "" {
+	if line := r.dnsWaitLine(c.ctx, req); line != "" {
+		s += " (" + line + ")"
+	} else if req.Step != "" {
 		s += " (" + req.Step + ")"
 	}
 	if req.Forced {
@@ -587,4 +594,18 @@ func (r *Router) help(c *call) error {
 	c.say("commands: %s — %shelp <command> for usage; * = not available in this poolbot. Services: %s",
 		strings.Join(names, " "), r.opts.Prefix, strings.Join(r.serviceNames(), ", "))
 	return nil
+}
+
+// dnsWaitLine is the live countdown of a request waiting for cached DNS
+// answers to expire ("DNS: waiting 4m12s for cached answers to expire;
+// restarts start at 14:03:10 UTC"), "" when it is not waiting for them.
+func (r *Router) dnsWaitLine(ctx context.Context, req poolbot.Request) string {
+	if req.State != poolbot.StateDNS {
+		return ""
+	}
+	step, ok, err := r.store.DNSStep(ctx, req.ID)
+	if err != nil || !ok || step.ConvergedAt.IsZero() || step.Flushed || step.OldTTL == 0 {
+		return ""
+	}
+	return dns.CacheWait{ConvergedAt: step.ConvergedAt, TTL: step.OldTTL}.Line(r.clock.Now())
 }

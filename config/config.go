@@ -26,6 +26,7 @@ import (
 	"poolbot/commands"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/dns"
 	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
@@ -100,6 +101,9 @@ type Service struct {
 	// Registry is the registry instances on each of those hosts and how
 	// they are checked.
 	Registry registry.Config `yaml:"registry"`
+	// DNS, when set, makes each request wait for the discovery record to
+	// follow the conftool change before any host is restarted.
+	DNS *dns.Config `yaml:"dns"`
 }
 
 // Force configures the break-glass !force.
@@ -365,6 +369,9 @@ func (c *Config) validate(p *Problems) {
 		if err := svc.Registry.Validate(); err != nil {
 			p.addErr("services."+name, err)
 		}
+		if svc.DNS != nil {
+			validateDNS(p, name, svc)
+		}
 	}
 	if c.Calendar.Source != CalendarNone {
 		if err := c.Calendar.Validate(); err != nil {
@@ -492,5 +499,31 @@ func (c *Config) validateSlack(p *Problems) {
 	}
 	if c.Chat.IRC == nil && c.SAL.Sink == "channel" {
 		p.add("sal.sink: channel writes SAL on IRC, but there is no chat.irc; with only Slack, use sal.sink: tcpircbot (the Slack mirror is a copy, not the log)")
+	}
+}
+
+// validateDNS checks a service's dns section, and that it knows the
+// service's datacenters and the datacenter of every listed host.
+func validateDNS(p *Problems, name string, svc Service) {
+	d := *svc.DNS
+	if err := d.Validate("dns."); err != nil {
+		p.addErr("services."+name, err)
+		return
+	}
+	known := map[string]bool{}
+	for _, dc := range d.Datacenters {
+		known[dc.Name] = true
+	}
+	for _, dc := range svc.Datacenters {
+		if !known[dc] {
+			p.add("services.%s.dns.datacenters: %s is a datacenter of the service but has no entry (its clients' answer cannot be checked)", name, dc)
+		}
+	}
+	if d.HostCheckOrDefault() {
+		for _, h := range svc.Restart.Hosts {
+			if _, ok := d.HostDatacenter(h); !ok {
+				p.add("services.%s.dns.host_datacenters: host %s has no datacenter in its name; list it here (or set host_check: false)", name, h)
+			}
+		}
 	}
 }

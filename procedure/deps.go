@@ -43,6 +43,10 @@ type Service struct {
 	// hosts resolved at start-up.
 	HostsQuery string
 	Lister     restart.HostLister
+	// DNS, when set, waits for the discovery record to follow the
+	// conftool change before the restarts, and checks each host before
+	// its restart (dns.go).
+	DNS *ServiceDNS
 }
 
 // Config tunes the procedure.

@@ -190,7 +190,7 @@ func (e *Engine) estimate(ctx context.Context, svc *Service) time.Duration {
 	}
 	n := len(svc.Plan.Hosts)
 	if n == 0 {
-		return perHost
+		return perHost + e.dnsEstimate(ctx, svc)
 	}
-	return time.Duration(n)*perHost + time.Duration(n-1)*svc.Plan.Pace
+	return e.dnsEstimate(ctx, svc) + time.Duration(n)*perHost + time.Duration(n-1)*svc.Plan.Pace
 }

@@ -1,7 +1,7 @@
 // Package procedure is the request lifecycle, in one place:
 //
-//	queued → waiting → blocking-deploys → switching → restarting → done
-//	                                                          ↘ failed, cancelled, expired
+//	queued → waiting → blocking-deploys → switching → dns → restarting → done
+//	                                                                ↘ failed, cancelled, expired
 //
 // For each service one worker takes the oldest unfinished request (FIFO,
 // one operation at a time) and:
@@ -13,10 +13,13 @@
 //     lock); if a scap run slipped in first, goes back to waiting;
 //  3. sets the discovery record's pooled state through conftool and reads
 //     it back;
-//  4. restarts the registry hosts in order: restart the units, wait for
-//     every instance to be healthy, probe it, pace; the first failure
-//     stops the sequence;
-//  5. releases the deploy block, always, and logs the end.
+//  4. with a dns section, waits until the discovery record follows: every
+//     authoritative server answers the new state, then the recursor caches
+//     are flushed or their old TTL waited out (dns.go);
+//  5. restarts the registry hosts in order: check the host resolves the
+//     new address, restart the units, wait for every instance to be
+//     healthy, probe it, pace; the first failure stops the sequence;
+//  6. releases the deploy block, always, and logs the end.
 //
 // Every transition and every host step is stored, with the SAL lines that
 // report it, before it is acted on, so a restart of poolbot continues
@@ -382,7 +385,7 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 		// Like a host step, a conftool write once begun is finished even
 		// if poolbot is asked to stop: a shutdown must not turn it into a
 		// failed request (the backends bound it with their own timeouts).
-		if err := e.switchPooled(context.WithoutCancel(ctx), r); err != nil {
+		if err := e.switchPooled(context.WithoutCancel(ctx), svc, r); err != nil {
 			end(poolbot.StateFailed, "FAIL", "conftool: "+err.Error())
 			return
 		}
@@ -393,7 +396,27 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 		}
 	}
 
-	// 3. Restart the hosts, one at a time.
+	// 3. Wait until DNS follows the change: no host is restarted while it
+	// may still resolve the old datacenter.
+	if r.State == poolbot.StateDNS {
+		state, outcome, detail := e.dnsStep(ctx, svc, r)
+		switch state {
+		case "":
+			e.releaseOnly(ctx, r, release)
+			return
+		case poolbot.StateRestarting:
+		default:
+			end(state, outcome, detail)
+			return
+		}
+		if r, err = e.deps.Store.Request(ctx, r.ID); err != nil {
+			log.Error("re-reading request", "err", err)
+			e.releaseOnly(ctx, r, release)
+			return
+		}
+	}
+
+	// 4. Restart the hosts, one at a time.
 	state, outcome, detail := e.restartHosts(ctx, svc, r)
 	if state == "" {
 		// Shutting down between hosts: the request stays where it is and
@@ -503,11 +526,7 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 	next := r.State
 	var lines []poolbot.Notice
 	if r.State == poolbot.StateBlockingDeploys {
-		if _, switches := r.Action.Pooled(); switches {
-			next = poolbot.StateSwitching
-		} else {
-			next = poolbot.StateRestarting
-		}
+		next = afterBlock(svc, r)
 		start := about(r, poolbot.NoticeStarted, next, "START - "+r.Summary()+": "+r.Reason)
 		start.Title = r.Summary() + ": " + r.Reason
 		lines = append(lines, start, about(r, poolbot.NoticeStarted, next, "deploy block taken (scap locked for all deployments)"))
@@ -529,11 +548,19 @@ func (e *Engine) takeDeployBlock(ctx context.Context, svc *Service, r poolbot.Re
 
 // switchPooled sets pooled through conftool, reads it back, and records
 // the change with its SAL line as the request moves to restarting.
-func (e *Engine) switchPooled(ctx context.Context, r poolbot.Request) error {
+func (e *Engine) switchPooled(ctx context.Context, svc *Service, r poolbot.Request) error {
 	want, _ := r.Action.Pooled()
 	before, err := e.deps.Conftool.Get(ctx, r.Service, r.Datacenter)
 	if err != nil {
 		return err
+	}
+	if svc.DNS != nil && !e.cfg.DryRun {
+		// The TTL the recursors may hold the old answer for, stored
+		// before the write that starts the DNS step.
+		step := poolbot.DNSStep{RequestID: r.ID, OldTTL: time.Duration(before.TTL) * time.Second}
+		if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error { return tx.PutDNSStep(step) }); err != nil {
+			return err
+		}
 	}
 	var line string
 	switch {
@@ -557,8 +584,8 @@ func (e *Engine) switchPooled(ctx context.Context, r poolbot.Request) error {
 			line = fmt.Sprintf("conftool: %s/%s already pooled=%t, restarting anyway", r.Service, r.Datacenter, want)
 		}
 	}
-	return e.transitionSAL(ctx, r, poolbot.StateSwitching, poolbot.StateRestarting, nil, "conftool", line,
-		about(r, poolbot.NoticeSwitched, poolbot.StateRestarting, line))
+	return e.transitionSAL(ctx, r, poolbot.StateSwitching, afterSwitch(svc), nil, "conftool", line,
+		about(r, poolbot.NoticeSwitched, afterSwitch(svc), line))
 }
 
 // restartHosts walks the stored restart plan. It returns the final state
@@ -686,6 +713,12 @@ func (e *Engine) hostSteps(ctx context.Context, svc *Service, r poolbot.Request)
 // registry instance on it is healthy and, if configured, passes the
 // write-then-read probe.
 func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Request, host string) (string, error) {
+	// The host must resolve the new address first: restarted earlier, it
+	// would reconnect to the old datacenter.
+	resolved, err := e.checkHostDNS(ctx, svc, host)
+	if err != nil {
+		return "", err
+	}
 	if e.cfg.DryRun {
 		e.announce(ctx, about(r, poolbot.NoticeInfo, "", fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host)))
 	} else {
@@ -713,6 +746,9 @@ func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Req
 	detail := strings.Join(checks, "; ")
 	if len(checks) == 0 {
 		detail = "no registry instances to check"
+	}
+	if resolved != "" {
+		detail = resolved + "; " + detail
 	}
 	if e.cfg.DryRun {
 		// Marked so that the time estimate does not learn from a host

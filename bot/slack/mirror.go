@@ -297,6 +297,8 @@ func displayState(n poolbot.Notice) string {
 		return "running"
 	case poolbot.NoticeSwitched:
 		return "switching"
+	case poolbot.NoticeDNS:
+		return "dns"
 	case poolbot.NoticeHost:
 		return "restarting"
 	}
@@ -308,7 +310,7 @@ func displayState(n poolbot.Notice) string {
 
 var stateEmoji = map[string]string{
 	"waiting": ":hourglass_flowing_sand:", "proceeding": ":arrow_forward:", "running": ":arrows_counterclockwise:",
-	"switching": ":twisted_rightwards_arrows:", "restarting": ":arrows_counterclockwise:",
+	"switching": ":twisted_rightwards_arrows:", "dns": ":globe_with_meridians:", "restarting": ":arrows_counterclockwise:",
 	"done": ":white_check_mark:", "failed": ":x:", "cancelled": ":no_entry_sign:", "expired": ":no_entry_sign:",
 }
 

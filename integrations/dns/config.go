@@ -3,9 +3,11 @@ package dns
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +79,28 @@ type Config struct {
 	HostCheck *bool `yaml:"host_check"`
 	// HostTimeout bounds the wait for one host; default 60s.
 	HostTimeout time.Duration `yaml:"host_timeout"`
+	// HostDatacenters names the datacenter of hosts whose name does not
+	// say it (a host's datacenter is otherwise the label of its name that
+	// is a datacenter: registry2004.codfw.wmnet is in codfw). The host
+	// check wants that datacenter's answer.
+	HostDatacenters map[string]string `yaml:"host_datacenters"`
+}
+
+// HostDatacenter is the datacenter of host: HostDatacenters[host], or the
+// label of host's name that is a configured datacenter; ok is false when
+// neither says.
+func (c Config) HostDatacenter(host string) (dc string, ok bool) {
+	if dc, ok := c.HostDatacenters[host]; ok {
+		return dc, true
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		for _, d := range c.Datacenters {
+			if d.Name == label {
+				return label, true
+			}
+		}
+	}
+	return "", false
 }
 
 // Datacenter is one datacenter of the service.
@@ -205,6 +229,11 @@ func (c Config) Validate(prefix string) error {
 	} {
 		if d < 0 {
 			bad(key, "%s must not be negative", d)
+		}
+	}
+	for _, host := range slices.Sorted(maps.Keys(c.HostDatacenters)) {
+		if !names[c.HostDatacenters[host]] {
+			bad("host_datacenters."+host, "%q is not one of the datacenters", c.HostDatacenters[host])
 		}
 	}
 	for i, argv := range c.FlushCommands {
