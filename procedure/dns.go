@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"poolbot"
+	"poolbot/integrations/conftool"
 	"poolbot/integrations/dns"
 	"poolbot/store"
 )
@@ -148,7 +149,7 @@ func (e *Engine) dnsStep(ctx context.Context, svc *Service, r poolbot.Request) (
 		if cur, err := e.deps.Store.Request(ctx, r.ID); err == nil && cur.CancelRequested {
 			return cancelled(cur.CancelledBy)
 		}
-		e.setStep(ctx, r, fmt.Sprintf("DNS: waiting for the authoritative servers to answer the new state of %s", record))
+		e.setStep(ctx, r, fmt.Sprintf("DNS: asking the authoritative servers until they answer the new state of %s", record))
 		rep, err := d.Checker.WaitConverged(ctx, exp)
 		if ctx.Err() != nil {
 			return "", "", ""
@@ -376,4 +377,54 @@ func (e *Engine) waitOrWake(ctx context.Context, service string, d time.Duration
 	case <-e.wake[service]:
 		return true
 	}
+}
+
+// explainDNS describes the DNS step for `poolbot dry-run`: the state the
+// authoritative servers must answer after the change, what they answer
+// now (asked for real), and the cache flush or wait that would follow.
+func (e *Engine) explainDNS(ctx context.Context, svc *Service, r poolbot.Request, states map[string]conftool.State) []string {
+	d := svc.DNS
+	cfg := d.Checker.Config()
+	record := strings.TrimSuffix(cfg.Record, ".")
+	pooled, ttls := map[string]bool{}, map[string]int{}
+	for dc, st := range states {
+		pooled[dc], ttls[dc] = st.Pooled, st.TTL
+	}
+	after := maps.Clone(pooled)
+	if want, switches := r.Action.Pooled(); switches {
+		after[r.Datacenter] = want
+	}
+	addrs, err := d.Checker.Addresses(ctx)
+	if err != nil {
+		return []string{"wait for DNS: cannot say what it would wait for: " + err.Error()}
+	}
+	exp, err := d.Checker.Expect(addrs, after)
+	if err != nil {
+		return []string{"wait for DNS: " + err.Error()}
+	}
+	var want []string
+	for _, dc := range svc.dnsDatacenters() {
+		want = append(want, fmt.Sprintf("%s clients get %s (%s)", dc, exp.Serving[dc], exp.Want(dc)))
+	}
+	lines := []string{fmt.Sprintf("wait until all %d authoritative servers (%s) answer %s as conftool says after the change: %s (timeout %s, else FAIL before any restart)",
+		len(d.Checker.Servers()), strings.Join(d.Checker.Servers(), ", "), record, strings.Join(want, "; "), cfg.ConvergeTimeout)}
+	rep := d.Checker.Check(ctx, exp)
+	if probs := rep.Problems(); len(probs) > 0 {
+		lines = append(lines, "now: "+strings.Join(probs, "; "))
+	} else {
+		lines = append(lines, "now: every server already answers that state")
+	}
+	if flush := d.Checker.FlushArgv(); len(flush) > 0 {
+		for _, argv := range flush {
+			lines = append(lines, "then flush the recursor caches: "+strings.Join(argv, " "))
+		}
+	} else {
+		lines = append(lines, fmt.Sprintf("then wait %s (the record's TTL now) from that moment for cached answers to expire", maxTTL(ttls)))
+	}
+	if d.Hosts != nil {
+		lines = append(lines, fmt.Sprintf("before each host's restart: %s until it resolves its datacenter's answer (timeout %s, else FAIL before that host)",
+			strings.Join(d.Checker.HostArgv(), " "), cfg.HostTimeout))
+	}
+	lines = append(lines, "SAL: DNS: <record> answers <dc> for <dc> clients on N/N authoritative servers; waited <ttl> for caches (or: caches flushed)")
+	return lines
 }

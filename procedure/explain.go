@@ -42,6 +42,9 @@ type Explanation struct {
 	// Pace, PerHostTimeout and Probe are the plan's timing and checks.
 	Pace, PerHostTimeout time.Duration
 	Probe                bool
+	// DNS describes the DNS step from the authoritative servers' answers
+	// now; empty when the service has no dns section.
+	DNS []string
 }
 
 // GateStatus is one gate as evaluated now.
@@ -150,6 +153,10 @@ func (e *Engine) Explain(ctx context.Context, r poolbot.Request) (Explanation, e
 		x.Switch = fmt.Sprintf("set %s/%s pooled=%t through conftool and read it back (now pooled=%s)", r.Service, r.Datacenter, want, cur)
 	}
 
+	if svc.DNS != nil {
+		x.DNS = e.explainDNS(ctx, svc, r, states)
+	}
+
 	steps := svc.Plan.Steps()
 	for _, host := range svc.Plan.Hosts {
 		hp := HostPlan{Host: host, Steps: steps}
@@ -234,6 +241,13 @@ func (x Explanation) Lines() []string {
 	step := 2
 	if x.Switch != "" {
 		lines = append(lines, fmt.Sprintf("  %d. %s; SAL: the conftool change", step, x.Switch))
+		step++
+	}
+	if len(x.DNS) > 0 {
+		lines = append(lines, fmt.Sprintf("  %d. %s", step, x.DNS[0]))
+		for _, l := range x.DNS[1:] {
+			lines = append(lines, "     "+l)
+		}
 		step++
 	}
 	lines = append(lines, fmt.Sprintf("  %d. restart %d host(s) one at a time, stopping at the first failure (per-host timeout %s, pace %s):",

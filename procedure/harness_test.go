@@ -30,7 +30,9 @@ import (
 // as scap lock holders (see internal/testenv/site).
 func TestMain(m *testing.M) {
 	site.Main()
-	os.Exit(m.Run())
+	code := m.Run()
+	stopDNSShared() // started by the first DNS test, if any ran
+	os.Exit(code)
 }
 
 // harness is the engine among real parts: etcd holding apus' discovery
@@ -78,19 +80,35 @@ func (c *fakeCalendar) set(s calendar.Schedule, err error) {
 
 var t0 = time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
 
+// harnessSetup is what a harnessOption may change before the engine
+// starts.
+type harnessSetup struct {
+	scap *scap.Config
+	// etcd, when set, is a shared server used instead of a new one (the
+	// DNS world renders gdnsd's state from it).
+	etcd *etcdenv.Server
+	// service changes the service (e.g. adds its DNS step).
+	service func(*harness, *Service)
+}
+
 // harnessOption changes the harness before the engine starts.
-type harnessOption func(*scap.Config)
+type harnessOption func(*harnessSetup)
 
 // withoutLockProbe turns off the lock-file gate source while keeping the
 // lockfile deploy block: a scap run the gate cannot see can then "slip
 // in" between the gate check and the block.
-func withoutLockProbe(c *scap.Config) { c.Locks.Enabled = boolPtr(false) }
+func withoutLockProbe(s *harnessSetup) { s.scap.Locks.Enabled = boolPtr(false) }
 
 func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *harness {
 	t.Helper()
 	ctx := context.Background()
 	l := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
 		regs: map[string]*regenv.Instance{}, notices: &site.Notices{}}
+	scfg := scap.DefaultConfig()
+	setup := harnessSetup{scap: &scfg}
+	for _, o := range opts {
+		o(&setup)
+	}
 
 	// Real registries, started in parallel.
 	for i := 1; i <= nHosts; i++ {
@@ -106,7 +124,9 @@ func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *ha
 			mu.Unlock()
 		})
 	}
-	l.etcd = etcdenv.Start(t)
+	if l.etcd = setup.etcd; l.etcd == nil {
+		l.etcd = etcdenv.Start(t)
+	}
 	wg.Wait()
 	l.etcd.PutDiscovery(t, "apus", "eqiad", true)
 	l.etcd.PutDiscovery(t, "apus", "codfw", true)
@@ -132,12 +152,8 @@ func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *ha
 			t.Fatal(err)
 		}
 	}
-	scfg := scap.DefaultConfig()
 	scfg.Locks.Files = []string{global, staging}
 	scfg.DeployBlock.GlobalLock = global
-	for _, o := range opts {
-		o(&scfg)
-	}
 	l.scap, err = scap.New(scfg, scap.Options{Clock: l.clock, Relay: logmsgbot.New(logmsgbot.Config{})})
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +181,9 @@ func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *ha
 			r := l.regs[host]
 			return []registry.Instance{{Name: "restricted", Host: "127.0.0.1", Port: r.Port, DebugPort: r.DebugPort}}
 		},
+	}
+	if setup.service != nil {
+		setup.service(l, svc)
 	}
 	l.cal = &fakeCalendar{}
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), nil), nil)

@@ -14,6 +14,7 @@ import (
 	"poolbot/config"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
+	"poolbot/integrations/dns"
 	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
@@ -113,9 +114,22 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 		if err != nil {
 			return nil, fmt.Errorf("services.%s.registry: %w", name, err)
 		}
-		services = append(services, &procedure.Service{Name: name, Datacenters: sc.Datacenters, Plan: plan,
+		svc := &procedure.Service{Name: name, Datacenters: sc.Datacenters, Plan: plan,
 			Executor: exec, Registry: reg, Instances: sc.Registry.InstancesOn, Probe: sc.Registry.Probe.Enabled,
-			HostsQuery: sc.Restart.HostsQuery, Lister: lister})
+			HostsQuery: sc.Restart.HostsQuery, Lister: lister}
+		if sc.DNS != nil {
+			checker, err := dns.New(*sc.DNS, clock)
+			if err != nil {
+				return nil, fmt.Errorf("services.%s.dns: %w", name, err)
+			}
+			svc.DNS = &procedure.ServiceDNS{Checker: checker}
+			if sc.DNS.HostCheckOrDefault() {
+				// Every executor runs commands: the host is asked the way
+				// it is restarted.
+				svc.DNS.Hosts = dns.ExecutorRunner{Executor: exec}
+			}
+		}
+		services = append(services, svc)
 	}
 
 	// Hooks add optional dependencies (the metrics of /metrics).

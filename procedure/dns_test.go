@@ -1,0 +1,486 @@
+package procedure
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/integrations/dns"
+	"poolbot/internal/testenv"
+	dnsworld "poolbot/internal/testenv/dns"
+	etcdenv "poolbot/internal/testenv/etcd"
+	"poolbot/internal/testenv/hostns"
+)
+
+// The DNS tests share one etcd, one DNS world (two gdnsd, one
+// pdns_recursor per datacenter, gdnsd's state rendered from that etcd)
+// and one host namespace per datacenter resolving through its recursor,
+// started by the first test that needs them and stopped by TestMain.
+var dnsShared struct {
+	once  sync.Once
+	err   error
+	dir   string
+	etcd  *etcdenv.Server
+	world *dnsworld.World
+	hosts map[string]*hostns.Host // by datacenter
+}
+
+var (
+	eqiadIP = netip.MustParseAddr("10.2.2.10")
+	codfwIP = netip.MustParseAddr("10.2.1.10")
+)
+
+func startDNSShared() error {
+	for _, bin := range []string{"etcd", "gdnsd", "pdns_recursor", "rec_control", "unshare", "nsenter", "getent"} {
+		if _, err := testenv.Lookup(bin); err != nil {
+			return err
+		}
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the DNS world binds port 53 and makes mount namespaces: needs root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "poolbot-procedure-dns")
+	if err != nil {
+		return err
+	}
+	dnsShared.dir = dir
+	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o755); err != nil {
+		return err
+	}
+	if dnsShared.etcd, err = etcdenv.Launch(ctx, filepath.Join(dir, "etcd")); err != nil {
+		return err
+	}
+	for _, dc := range []string{"eqiad", "codfw"} {
+		if err := putDiscovery(ctx, dc, true, 3); err != nil {
+			return err
+		}
+	}
+	if dnsShared.world, err = dnsworld.Launch(ctx, dir, dnsworld.Options{
+		EtcdURL: dnsShared.etcd.ClientURL, HTTPClient: dnsShared.etcd.HTTPClient()}); err != nil {
+		return err
+	}
+	dnsShared.hosts = map[string]*hostns.Host{}
+	for _, rec := range dnsShared.world.Recursors {
+		h, err := hostns.Launch(ctx, "host-"+rec.DC, rec.ResolvConf)
+		if err != nil {
+			return err
+		}
+		dnsShared.hosts[rec.DC] = h
+	}
+	return nil
+}
+
+func stopDNSShared() {
+	for _, h := range dnsShared.hosts {
+		h.Close()
+	}
+	if dnsShared.world != nil {
+		dnsShared.world.Stop()
+	}
+	if dnsShared.etcd != nil {
+		dnsShared.etcd.Stop()
+	}
+	if dnsShared.dir != "" {
+		os.RemoveAll(dnsShared.dir)
+	}
+}
+
+// needDNS starts the shared DNS world once; it skips the test when that
+// cannot run here (fails in CI).
+func needDNS(t *testing.T) {
+	t.Helper()
+	dnsShared.once.Do(func() { dnsShared.err = startDNSShared() })
+	if dnsShared.err == nil {
+		return
+	}
+	if testenv.InCI() {
+		t.Fatalf("DNS world: %v", dnsShared.err)
+	}
+	t.Skipf("DNS world: %v", dnsShared.err)
+}
+
+func putDiscovery(ctx context.Context, dc string, pooled bool, ttl int) error {
+	_, err := dnsShared.etcd.PutValue(ctx, etcdenv.DiscoveryKey("apus", dc),
+		fmt.Sprintf(`{"pooled": %t, "references": [], "ttl": %d}`, pooled, ttl))
+	return err
+}
+
+// resetDNS pools both datacenters with ttl, waits until every
+// authoritative server answers that, and empties the recursors' caches,
+// so a test starts from no cached answer.
+func resetDNS(t *testing.T, ttl int) {
+	t.Helper()
+	ctx := t.Context()
+	for _, dc := range []string{"eqiad", "codfw"} {
+		if err := putDiscovery(ctx, dc, true, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := dns.New(dnsConfig(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Expect(map[string]netip.Addr{"eqiad": eqiadIP, "codfw": codfwIP}, map[string]bool{"eqiad": true, "codfw": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The TTL too: the addresses may already be right before the state
+	// file with the new ttl is rendered.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rep, err := c.WaitConverged(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.MaxTTL() == time.Duration(ttl)*time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reset: TTL %s, want %ds", rep.MaxTTL(), ttl)
+		}
+	}
+	for _, r := range dnsShared.world.Recursors {
+		if err := r.WipeCache(ctx, dnsShared.world.Record); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// dnsConfig is the dns section for the shared world: its servers,
+// spicerack's client subnets, the service addresses resolved from
+// apus.svc.<dc>.wmnet, and the lab's hosts placed by host_datacenters.
+func dnsConfig(hostDCs map[string]string) dns.Config {
+	return dns.Config{
+		Record:        dnsShared.world.Record,
+		Authoritative: dnsShared.world.Servers,
+		Datacenters: []dns.Datacenter{
+			{Name: "eqiad", ClientSubnet: "10.64.0.1"},
+			{Name: "codfw", ClientSubnet: "10.192.0.1"},
+		},
+		PollInterval:    100 * time.Millisecond,
+		ConvergeTimeout: 10 * time.Second,
+		HostTimeout:     20 * time.Second,
+		HostDatacenters: hostDCs,
+	}
+}
+
+// withFlush makes the dns section flush both recursors (rec_control
+// wipe-cache, as sre.dns.wipe-cache runs it) and check them after.
+func withFlush(c *dns.Config) {
+	for i := range c.Datacenters {
+		rec := dnsShared.world.Recursor(c.Datacenters[i].Name)
+		c.FlushCommands = append(c.FlushCommands, rec.WipeArgv("{record}"))
+		c.Datacenters[i].Recursors = []string{rec.Addr.String()}
+	}
+}
+
+// getentLog is a host runner that runs getent in the host's datacenter
+// namespace and records what each host resolved and how many restarts
+// had been issued by then.
+type getentLog struct {
+	l       *harness
+	hostDCs map[string]string
+	mu      sync.Mutex
+	seen    []resolved
+}
+
+type resolved struct {
+	host     string
+	addrs    []netip.Addr
+	restarts int // restarts issued (on any host) when the answer came
+	hostDone bool
+}
+
+func (g *getentLog) Run(ctx context.Context, host string, argv []string) ([]byte, error) {
+	h, ok := dnsShared.hosts[g.hostDCs[host]]
+	if !ok {
+		return nil, fmt.Errorf("no namespace for host %s", host)
+	}
+	out, err := h.Run(ctx, h.Name, argv) // the namespace stands for every host of its datacenter
+	addrs, _ := dns.ParseGetentAhosts(out)
+	restarted := g.l.restarted()
+	hostDone := false
+	for _, r := range restarted {
+		hostDone = hostDone || r == host
+	}
+	g.mu.Lock()
+	g.seen = append(g.seen, resolved{host: host, addrs: addrs, restarts: len(restarted), hostDone: hostDone})
+	g.mu.Unlock()
+	return out, err
+}
+
+func (g *getentLog) answers() []resolved {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]resolved(nil), g.seen...)
+}
+
+// newDNSHarness is newLab with the service's DNS step on the shared world:
+// hosts registry1.. alternate codfw, eqiad; edit changes the dns section.
+func newDNSHarness(t *testing.T, nHosts int, cfg Config, edit func(*dns.Config), opts ...harnessOption) (*harness, *getentLog) {
+	t.Helper()
+	needDNS(t)
+	hostDCs := map[string]string{}
+	for i := 1; i <= nHosts; i++ {
+		hostDCs[fmt.Sprintf("registry%d", i)] = []string{"codfw", "eqiad"}[(i-1)%2]
+	}
+	var g *getentLog
+	setup := func(s *harnessSetup) {
+		if s.etcd == nil {
+			s.etcd = dnsShared.etcd
+		}
+		s.service = func(l *harness, svc *Service) {
+			dcfg := dnsConfig(hostDCs)
+			if edit != nil {
+				edit(&dcfg)
+			}
+			c, err := dns.New(dcfg, nil) // queries and polls in real time
+			if err != nil {
+				t.Fatal(err)
+			}
+			g = &getentLog{l: l, hostDCs: hostDCs}
+			svc.DNS = &ServiceDNS{Checker: c, Hosts: g}
+		}
+	}
+	l := newHarness(t, nHosts, cfg, append([]harnessOption{setup}, opts...)...)
+	return l, g
+}
+
+// waitDNSWait waits until request id waits for the caches and returns its
+// stored DNS step.
+func (l *harness) waitDNSWait(id poolbot.RequestID) poolbot.DNSStep {
+	l.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := l.request(id)
+		step, ok, err := l.store.DNSStep(context.Background(), id)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		if r.State == poolbot.StateDNS && ok && !step.ConvergedAt.IsZero() && strings.HasPrefix(r.Step, "DNS: waiting") {
+			return step
+		}
+		if r.State.Terminal() || time.Now().After(deadline) {
+			l.t.Fatalf("%s never waited for the caches: %s (%s %s); notices:\n%s", id, r.State, r.Step, r.Error, strings.Join(l.notices.All(), "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eventAt is when the request's first event of kind was stored.
+func (l *harness) eventAt(id poolbot.RequestID, kind string) time.Time {
+	l.t.Helper()
+	evs, err := l.store.Events(context.Background(), id)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Kind == kind {
+			return e.At
+		}
+	}
+	l.t.Fatalf("no %q event of %s", kind, id)
+	return time.Time{}
+}
+
+// After the conftool write the request waits in state dns until every
+// authoritative server answers the new state, then exactly the old TTL
+// counted from that moment (on the fake clock), shown in the channel and
+// in the step !status reads; no host is restarted before. The estimate
+// the calendar gate uses includes the wait.
+func TestDNSWaitsOldTTLFromConvergence(t *testing.T) {
+	l, g := newDNSHarness(t, 2, Config{}, nil)
+	resetDNS(t, 300)
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	step := l.waitDNSWait(id)
+	if step.OldTTL != 300*time.Second {
+		t.Fatalf("old TTL %s", step.OldTTL)
+	}
+	// 2 hosts at a minute each, plus the servers following and the TTL.
+	if len(l.notices.Matching("estimated 07m 10s")) == 0 {
+		t.Fatalf("estimate without the DNS wait; notices:\n%s", strings.Join(l.notices.All(), "\n"))
+	}
+	want := "DNS: waiting 5m0s for cached answers to expire; restarts start at " + step.CachesClearAt().Format("15:04:05") + " UTC"
+	l.waitNotice(want, 0)
+	if r := l.request(id); r.Step != want || len(l.notices.Matching(want)) != 1 {
+		t.Fatalf("step %q, want %q; notices:\n%s", r.Step, want, strings.Join(l.notices.All(), "\n"))
+	}
+	// A second short of the TTL nothing moves.
+	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()) - time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if r := l.request(id); r.State != poolbot.StateDNS || len(l.restarted()) > 0 || len(g.answers()) > 0 {
+		t.Fatalf("a second before the TTL ran out: %s, restarts %v, host checks %d", r.State, l.restarted(), len(g.answers()))
+	}
+	l.clock.Advance(time.Second)
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	waited := l.eventAt(id, "dns").Sub(step.ConvergedAt)
+	if waited < 300*time.Second || waited > 301*time.Second {
+		t.Fatalf("waited %s after convergence, want the 300s TTL to within a second", waited)
+	}
+	sal := l.sal(id)
+	if !hasLine(sal, "DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 300s for caches") {
+		t.Fatalf("SAL %q", sal)
+	}
+	if !hasLine(sal, "restarted docker-registry-restricted.service on registry1 (1/2): resolves apus.discovery.wmnet to 10.2.2.10;") ||
+		!hasLine(sal, "on registry2 (2/2): resolves apus.discovery.wmnet to 10.2.2.10;") {
+		t.Fatalf("host lines without the host check: %q", sal)
+	}
+}
+
+// A host still resolving the old address is not restarted: with the
+// recursor holding the old answer in real time while the fake clock says
+// the TTL is over, the host check waits until the host resolves the new
+// address, and only then is the host restarted.
+func TestDNSNoRestartWhileHostResolvesOld(t *testing.T) {
+	l, g := newDNSHarness(t, 2, Config{}, nil)
+	resetDNS(t, 4)
+	// registry1 is in codfw: cache codfw's old answer in its recursor.
+	if out, err := dnsShared.hosts["codfw"].Run(t.Context(), "host-codfw", []string{"getent", "ahosts", "apus.discovery.wmnet"}); err != nil ||
+		!strings.HasPrefix(string(out), codfwIP.String()) {
+		t.Fatalf("priming the codfw recursor: %v %q", err, out)
+	}
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	step := l.waitDNSWait(id)
+	l.clock.Advance(step.OldTTL) // the fake clock's TTL is over; the recursor's is not
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	var old, fresh int
+	for _, a := range g.answers() {
+		if a.host != "registry1" {
+			continue
+		}
+		if len(a.addrs) == 1 && a.addrs[0] == codfwIP {
+			old++
+			if a.hostDone {
+				t.Fatalf("registry1 was restarted while it resolved the old address")
+			}
+		} else if len(a.addrs) == 1 && a.addrs[0] == eqiadIP {
+			fresh++
+		}
+	}
+	if old == 0 || fresh != 1 {
+		t.Fatalf("registry1 resolved the old address %d times, the new %d times; want the check to have waited: %+v", old, fresh, g.answers())
+	}
+	t.Logf("registry1 resolved the old address %d times before its restart", old)
+}
+
+// A configured flush (rec_control wipe-cache on every recursor, checked
+// by asking them) replaces the TTL wait: the request goes on without the
+// fake clock moving, though the recursors held the old answer.
+func TestDNSFlushShortensWait(t *testing.T) {
+	l, _ := newDNSHarness(t, 2, Config{}, withFlush)
+	resetDNS(t, 300)
+	if out, err := dnsShared.hosts["codfw"].Run(t.Context(), "host-codfw", []string{"getent", "ahosts", "apus.discovery.wmnet"}); err != nil ||
+		!strings.HasPrefix(string(out), codfwIP.String()) {
+		t.Fatalf("priming the codfw recursor: %v %q", err, out)
+	}
+	start := l.clock.Now()
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	if spent := l.clock.Since(start); spent != 0 {
+		t.Fatalf("fake clock moved %s", spent)
+	}
+	if sal := l.sal(id); !hasLine(sal, "DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; caches flushed") {
+		t.Fatalf("SAL %q", sal)
+	}
+	if n := l.notices.Matching("waiting"); len(n) > 0 {
+		t.Fatalf("waited although flushed: %q", n)
+	}
+}
+
+// Authoritative servers that do not follow the conftool change (here:
+// their state is rendered from another etcd than the one conftool wrote)
+// make the request fail before any restart; END says conftool was changed
+// and DNS did not follow, and the deploy block is released.
+func TestDNSNotConvergedFailsClosed(t *testing.T) {
+	needDNS(t)
+	other := etcdenv.Start(t) // conftool writes here; the DNS world never sees it
+	l, _ := newDNSHarness(t, 2, Config{}, func(c *dns.Config) { c.ConvergeTimeout = 2 * time.Second },
+		func(s *harnessSetup) { s.etcd = other })
+	resetDNS(t, 3)
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	r := l.waitState(id, 0, poolbot.StateFailed, poolbot.StateDone)
+	if r.State != poolbot.StateFailed || len(l.restarted()) > 0 {
+		t.Fatalf("%s, restarts %v", r.State, l.restarted())
+	}
+	want := "conftool was changed (apus/codfw pooled=false now) but DNS did not follow: DNS did not follow within 2s: authoritative server "
+	if !strings.Contains(r.Error, want) || !strings.Contains(r.Error, "answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad)") ||
+		!strings.HasSuffix(r.Error, "no host was restarted") {
+		t.Fatalf("error %q", r.Error)
+	}
+	l.checkEnd(id, "END (FAIL) - depool apus in codfw: "+want)
+}
+
+// !cancel during the cache wait ends the request at once, before any host
+// is touched; END names the conftool state as it is.
+func TestDNSCancelDuringWait(t *testing.T) {
+	l, g := newDNSHarness(t, 2, Config{}, nil)
+	resetDNS(t, 300)
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	l.waitDNSWait(id)
+	l.edit(id, func(r *poolbot.Request) { r.CancelRequested, r.CancelledBy = true, "bob" })
+	l.engine.Notify("apus")
+	r := l.waitState(id, 0, poolbot.StateCancelled, poolbot.StateDone, poolbot.StateFailed)
+	if r.State != poolbot.StateCancelled || len(l.restarted()) > 0 || len(g.answers()) > 0 {
+		t.Fatalf("%s, restarts %v", r.State, l.restarted())
+	}
+	l.checkEnd(id, "END (CANCELLED) - depool apus in codfw: cancelled by bob during the DNS wait, before any host was restarted; conftool was changed (apus/codfw pooled=false now)")
+}
+
+// A poolbot stopped during the cache wait resumes it after its restart
+// with the time left, counted from the stored convergence: neither from
+// zero nor skipped.
+func TestDNSWaitResumesWithTimeLeft(t *testing.T) {
+	l, _ := newDNSHarness(t, 1, Config{}, nil)
+	resetDNS(t, 300)
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	step := l.waitDNSWait(id)
+	l.stop()
+	if got := l.globalLock(); got != "none" {
+		t.Fatalf("deploy block kept across the stop: %s", got)
+	}
+	l.clock.Advance(100 * time.Second)
+	l.start()
+	l.waitNotice("resumed after a poolbot restart: DNS: waiting 3m20s for cached answers to expire", 0)
+	if r := l.request(id); r.State != poolbot.StateDNS || len(l.restarted()) > 0 {
+		t.Fatalf("after the restart: %s, restarts %v", r.State, l.restarted())
+	}
+	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()))
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	if waited := l.eventAt(id, "dns").Sub(step.ConvergedAt); waited < 300*time.Second || waited > 301*time.Second {
+		t.Fatalf("waited %s after convergence, want 300s", waited)
+	}
+}
+
+// Dry-run asks the real servers and says what it would wait for; nothing
+// is changed.
+func TestDNSDryRun(t *testing.T) {
+	l, _ := newDNSHarness(t, 1, Config{DryRun: true}, nil)
+	resetDNS(t, 300)
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	n := l.notices.Matching("DNS")
+	if len(n) == 0 || !strings.Contains(strings.Join(n, "\n"), "then would wait 5m0s (the old TTL) for cached answers") {
+		t.Fatalf("notices:\n%s", strings.Join(l.notices.All(), "\n"))
+	}
+	if !l.pooled("codfw") {
+		t.Fatal("dry-run changed conftool")
+	}
+}
