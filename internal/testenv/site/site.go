@@ -29,6 +29,9 @@ type Site struct {
 	Systemctl       *Systemctl
 	// Cumin, after UseCumin, is the cumin the restarts go through.
 	Cumin *cuminenv.Env
+	// ServiceExtra is added to the apus service in Config (keys indented
+	// four spaces), e.g. DNS.ServiceYAML.
+	ServiceExtra string
 }
 
 // New starts a site of nHosts registry hosts for the test.
@@ -141,7 +144,7 @@ services:
       instances: [{name: restricted, port: %d, debug_port: %d}]
       health: {interval: 100ms, wait_timeout: 20s, consecutive: 1}
       probe: {enabled: true}
-store: {path: %q}
+%sstore: {path: %q}
 sal: {sink: channel, channel: "#wikimedia-operations"}
 log: {format: text, level: info}
 procedure: {resume_after_crash: auto, scap_poll: 200ms, per_host_estimate: 10s}
@@ -151,7 +154,7 @@ scap:
   deploy_block: {global_lock: %q}
   channel: {enabled: false}
 conftool: {backend: etcd, etcd: {endpoints: [%q]}}
-%s`, chat, w.restartSection(), w.Port, w.DebugPort, filepath.Join(w.Dir, "poolbot.db"),
+%s`, chat, w.restartSection(), w.Port, w.DebugPort, w.ServiceExtra, filepath.Join(w.Dir, "poolbot.db"),
 		w.GlobalLock(), filepath.Join(w.LockDir, "scap.srv_mediawiki-staging.lock"), w.GlobalLock(),
 		w.Etcd.ClientURL, extra)
 	path := filepath.Join(w.Dir, "poolbot.yaml")

@@ -13,12 +13,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -227,6 +229,38 @@ type Systemctl struct {
 	hang     map[string]bool
 	hold     map[string]chan struct{}
 	restarts []string
+	// ns is each host's namespace prefix (SetNamespace): `getent` on the
+	// host runs there, resolving through its datacenter's recursor.
+	ns map[string][]string
+}
+
+// SetNamespace makes `getent ...` on host run under prefix (a
+// hostns.Host's Prefix), as the host's own resolver would answer it.
+func (s *Systemctl) SetNamespace(host string, prefix []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ns[host] = slices.Clone(prefix)
+}
+
+// getent runs getent in host's namespace and answers with its output and
+// exit status.
+func (s *Systemctl) getent(ctx context.Context, host string, argv []string) ctlResponse {
+	s.mu.Lock()
+	prefix, ok := s.ns[host]
+	s.mu.Unlock()
+	if !ok {
+		return ctlResponse{Exit: 2, Output: fmt.Sprintf("host %s has no resolver namespace\n", host)}
+	}
+	full := append(slices.Clone(prefix), argv...)
+	out, err := exec.CommandContext(ctx, full[0], full[1:]...).Output()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return ctlResponse{Exit: exit.ExitCode(), Output: string(out)}
+	case err != nil:
+		return ctlResponse{Exit: 1, Output: err.Error() + "\n"}
+	}
+	return ctlResponse{Output: string(out)}
 }
 
 // StartSystemctl serves systemctl for regs (host → instance) until the
@@ -249,7 +283,7 @@ func NewSystemctl(regs map[string]*regenv.Instance) (*Systemctl, error) {
 		return nil, fmt.Errorf("systemctl: %w", err)
 	}
 	s := &Systemctl{URL: "http://" + ln.Addr().String(), regs: regs,
-		fail: map[string]bool{}, hang: map[string]bool{}, hold: map[string]chan struct{}{}}
+		fail: map[string]bool{}, hang: map[string]bool{}, hold: map[string]chan struct{}{}, ns: map[string][]string{}}
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req ctlRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -307,6 +341,9 @@ func (s *Systemctl) run(ctx context.Context, req ctlRequest) ctlResponse {
 	s.mu.Lock()
 	inst := s.regs[req.Host]
 	s.mu.Unlock()
+	if inst != nil && len(req.Argv) > 0 && req.Argv[0] == "getent" {
+		return s.getent(ctx, req.Host, req.Argv)
+	}
 	if inst == nil || len(req.Argv) < 2 || req.Argv[0] != "systemctl" {
 		return ctlResponse{Exit: 2, Output: fmt.Sprintf("unknown host or command %q %q\n", req.Host, req.Argv)}
 	}
