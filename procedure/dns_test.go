@@ -484,3 +484,38 @@ func TestDNSDryRun(t *testing.T) {
 		t.Fatal("dry-run changed conftool")
 	}
 }
+
+// The drift watch's restart (a change made outside poolbot, queued by
+// poolbot itself) waits for DNS like a switch: the servers answer the
+// changed state, then the old TTL from that moment. An operator's restart
+// that follows no change only checks the servers and the hosts.
+func TestDNSRestartRequests(t *testing.T) {
+	l, _ := newDNSHarness(t, 1, Config{}, nil)
+	resetDNS(t, 300)
+	// Someone depools codfw by hand; the watch queues a restart.
+	if err := putDiscovery(t.Context(), "codfw", false, 300); err != nil {
+		t.Fatal(err)
+	}
+	id := l.queueFrom(poolbot.ActionRestart, poolbot.Origin{Network: "poolbot", Nick: "poolbot"})
+	step := l.waitDNSWait(id)
+	if len(l.restarted()) > 0 {
+		t.Fatalf("restarted before the DNS wait: %v", l.restarted())
+	}
+	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()))
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	if sal := l.sal(id); !hasLine(sal, "DNS: apus.discovery.wmnet answers eqiad for eqiad clients on 2/2 authoritative servers; apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 300s for caches") {
+		t.Fatalf("SAL %q", sal)
+	}
+
+	// An operator's restart: no cache wait, the fake clock stays.
+	start := l.clock.Now()
+	id = l.queue(poolbot.ActionRestart, "")
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	if l.clock.Since(start) != 0 || !hasLine(l.sal(id), "; no cache wait (no change by poolbot)") {
+		t.Fatalf("operator restart: clock moved %s; SAL %q", l.clock.Since(start), l.sal(id))
+	}
+}

@@ -229,12 +229,22 @@ func (l *harness) restarted() []string { return l.systemctl.Restarts() }
 // queue stores a request as the command layer does and wakes the engine.
 func (l *harness) queue(action poolbot.Action, dc string) poolbot.RequestID {
 	l.t.Helper()
+	return l.queueAs(action, dc, poolbot.Origin{Network: "irc", Account: "alice", Nick: "alice"})
+}
+
+// queueFrom stores a restart from origin (the drift watch's is poolbot).
+func (l *harness) queueFrom(action poolbot.Action, origin poolbot.Origin) poolbot.RequestID {
+	l.t.Helper()
+	return l.queueAs(action, "", origin)
+}
+
+func (l *harness) queueAs(action poolbot.Action, dc string, origin poolbot.Origin) poolbot.RequestID {
+	l.t.Helper()
 	var r poolbot.Request
 	err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
 		var err error
 		r, err = tx.InsertRequest(poolbot.Request{Action: action, Service: "apus", Datacenter: dc,
-			Reason: "T422166 test", Task: "T422166", Operator: "alice",
-			Origin: poolbot.Origin{Network: "irc", Account: "alice", Nick: "alice"}})
+			Reason: "T422166 test", Task: "T422166", Operator: "alice", Origin: origin})
 		return err
 	})
 	if err != nil {
