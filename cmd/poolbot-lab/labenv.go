@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +19,9 @@ import (
 
 	"poolbot/internal/testenv"
 	cuminenv "poolbot/internal/testenv/cumin"
+	dnsworld "poolbot/internal/testenv/dns"
 	etcdenv "poolbot/internal/testenv/etcd"
+	"poolbot/internal/testenv/hostns"
 	"poolbot/internal/testenv/ircnet"
 	regenv "poolbot/internal/testenv/registry"
 	"poolbot/internal/testenv/site"
@@ -49,6 +52,12 @@ type labEnv struct {
 	ctl   *site.Systemctl
 	wiki  *wiki
 	cumin *cuminenv.Env // -executor cumin: an sshd per host and cumin's config
+	// dns is the DNS side (nil with -dns=false): gdnsd rendered from etcd,
+	// a recursor per datacenter, and each host's namespace resolving
+	// through its datacenter's recursor (hostDC).
+	dns    *dnsworld.World
+	ns     map[string]*hostns.Host // by datacenter
+	hostDC map[string]string
 
 	poolbotBin string
 	labBin     string
@@ -67,16 +76,39 @@ var needed = []struct{ binary, pkg string }{
 	{"etcd", "etcd-server"},
 }
 
+// neededDNS are the DNS step's servers (with -dns).
+var neededDNS = []struct{ binary, pkg string }{
+	{"gdnsd", "gdnsd"},
+	{"pdns_recursor", "pdns-recursor"},
+	{"rec_control", "pdns-recursor"},
+	{"unshare", "util-linux"},
+	{"nsenter", "util-linux"},
+	{"getent", "libc-bin"},
+}
+
+// labDCs are the lab's datacenters; hosts alternate between them.
+var labDCs = []string{"eqiad", "codfw"}
+
+// labTTL is the discovery record's TTL in the lab (300s in production):
+// the DNS step waits it out after each change.
+const labTTL = 3
+
 // checkDeps finds the servers, installing their packages with the
 // repository's script when allowed (root), or says what to install.
 func checkDeps(ctx context.Context, o options, out io.Writer) error {
-	need := needed
+	need := slices.Clone(needed)
 	if o.executor == "cumin" {
-		need = append(need[:len(need):len(need)], struct{ binary, pkg string }{"sshd", "openssh-server"},
+		need = append(need, struct{ binary, pkg string }{"sshd", "openssh-server"},
 			struct{ binary, pkg string }{"cumin", "cumin"})
+	}
+	if o.dns {
+		need = append(need, neededDNS...)
 	}
 	missing := func() (bins, pkgs []string) {
 		for _, n := range need {
+			if slices.Contains(pkgs, n.pkg) {
+				continue
+			}
 			if _, err := testenv.Lookup(n.binary); err != nil {
 				bins, pkgs = append(bins, n.binary), append(pkgs, n.pkg)
 			}
@@ -169,19 +201,52 @@ func startLab(ctx context.Context, o options, dir string, out io.Writer) (*labEn
 		mu.Lock()
 		w.etcd = e
 		mu.Unlock()
-		for _, dc := range []string{"eqiad", "codfw"} {
-			if err := e.SetDiscovery(gctx, "apus", dc, true); err != nil {
+		for _, dc := range labDCs {
+			if _, err := e.PutValue(gctx, etcdenv.DiscoveryKey("apus", dc),
+				fmt.Sprintf(`{"pooled": true, "references": [], "ttl": %d}`, labTTL)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	// The hosts' namespaces need the recursors, which need etcd: the
+	// registries wait for them.
+	nsReady := make(chan struct{})
+	if o.dns {
+		timed("DNS: 2 gdnsd (state from etcd), a recursor per DC", func() error {
+			for {
+				mu.Lock()
+				e := w.etcd
+				mu.Unlock()
+				if e != nil {
+					break
+				}
+				select {
+				case <-gctx.Done():
+					return gctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			return w.startDNS(gctx, dir, nsReady)
+		})
+	} else {
+		close(nsReady)
+	}
 	timed(fmt.Sprintf("%d docker registries (%s..%s)", o.hosts, w.hosts[0], w.hosts[len(w.hosts)-1]), func() error {
+		select {
+		case <-nsReady:
+		case <-gctx.Done():
+			return gctx.Err()
+		}
 		rg, rctx := errgroup.WithContext(gctx)
 		for _, h := range w.hosts {
 			rg.Go(func() error {
+				var prefix []string
+				if w.dns != nil {
+					prefix = w.ns[w.hostDC[h]].Prefix() // resolves as a host of its datacenter
+				}
 				inst, err := regenv.Launch(rctx, regenv.Options{Binary: regBin, Dir: filepath.Join(dir, "registry-"+h),
-					Host: h, Port: w.port, DebugPort: w.debug})
+					Host: h, Port: w.port, DebugPort: w.debug, Wrapper: prefix})
 				if err != nil {
 					return err
 				}
@@ -214,6 +279,9 @@ func startLab(ctx context.Context, o options, dir string, out io.Writer) (*labEn
 		w.close()
 		return nil, err
 	}
+	for h, dc := range w.hostDC {
+		w.ctl.SetNamespace(h, w.ns[dc].Prefix()) // getent on h answers as h's resolver does
+	}
 	if w.wiki, err = startWiki(); err != nil {
 		w.close()
 		return nil, err
@@ -242,6 +310,77 @@ func mustCachePath() string {
 		return ""
 	}
 	return p
+}
+
+// startDNS starts the DNS world on the lab's etcd and one resolver
+// namespace per datacenter, and places the hosts in datacenters; it closes
+// ready when the namespaces exist.
+func (w *labEnv) startDNS(ctx context.Context, dir string, ready chan struct{}) error {
+	d := filepath.Join(dir, "dns")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return err
+	}
+	dw, err := dnsworld.Launch(ctx, d, dnsworld.Options{EtcdURL: w.etcd.ClientURL, HTTPClient: w.etcd.HTTPClient()})
+	if err != nil {
+		return fmt.Errorf("lab: DNS: %w", err)
+	}
+	ns, hostDC := map[string]*hostns.Host{}, map[string]string{}
+	for _, r := range dw.Recursors {
+		h, err := hostns.Launch(ctx, "resolver-"+r.DC, r.ResolvConf)
+		if err != nil {
+			for _, h := range ns {
+				h.Close()
+			}
+			dw.Stop()
+			return fmt.Errorf("lab: DNS: %w", err)
+		}
+		ns[r.DC] = h
+	}
+	for i, h := range w.hosts {
+		hostDC[h] = labDCs[i%len(labDCs)]
+	}
+	w.dns, w.ns, w.hostDC = dw, ns, hostDC
+	close(ready)
+	return nil
+}
+
+// describeHostDCs is "127.0.0.2 eqiad, 127.0.0.3 codfw, …".
+func (w *labEnv) describeHostDCs() string {
+	var parts []string
+	for _, h := range w.hosts {
+		parts = append(parts, h+" "+w.hostDC[h])
+	}
+	return strings.Join(parts, ", ") + " resolve through their datacenter's recursor"
+}
+
+// dnsYAML is the service's dns section for the lab's DNS world.
+func (w *labEnv) dnsYAML() string {
+	if w.dns == nil {
+		return ""
+	}
+	var hosts []string
+	for _, h := range w.hosts {
+		hosts = append(hosts, fmt.Sprintf("%q: %s", h, w.hostDC[h]))
+	}
+	hostCheck := ""
+	if w.o.executor == "cumin" {
+		// cumin reaches each host's sshd, which runs outside the host's
+		// resolver namespace: getent there would ask the machine's resolver.
+		hostCheck = "\n      host_check: false"
+	}
+	return fmt.Sprintf(`    # The DNS step: real gdnsd answering from a state file rendered from etcd,
+    # and a pdns-recursor per datacenter that the hosts resolve through.
+    dns:
+      record: %s
+      authoritative: [%s]
+      datacenters:
+        - {name: eqiad, client_subnet: 10.64.0.1}
+        - {name: codfw, client_subnet: 10.192.0.1}
+      poll_interval: 200ms
+      converge_timeout: 30s
+      host_timeout: 30s
+      host_datacenters: {%s}%s
+`, w.dns.Record, strings.Join(w.dns.Servers, ", "), strings.Join(hosts, ", "), hostCheck)
 }
 
 // buildPoolbot builds the poolbot binary from this repository with go
@@ -320,7 +459,7 @@ services:
       instances: [{name: restricted, port: %d, debug_port: %d}]
       health: {interval: 200ms, wait_timeout: 30s, consecutive: 1}
       probe: {enabled: true}
-force: {require_confirm: true}
+%sforce: {require_confirm: true}
 store: {path: %q}
 sal: {sink: channel, channel: %q}
 log: {format: text, level: info}
@@ -343,7 +482,7 @@ scap:
 logmsgbot: {nicks: [logmsgbot]}
 conftool: {backend: etcd, etcd: {endpoints: [%q], timeout: 5s}}
 http: {listen: %q}
-`, server, pacing, labChannel, pw, w.restartSection(), t.pace, w.port, w.debug,
+`, server, pacing, labChannel, pw, w.restartSection(), t.pace, w.port, w.debug, w.dnsYAML(),
 		filepath.Join(w.dir, "poolbot.db"), labChannel, t.perHost, w.wiki.APIURL(), t.margin, t.margin,
 		global, staging, global, w.etcd.ClientURL, w.httpAddr)
 	w.configPath = filepath.Join(w.dir, "poolbot.yaml")
@@ -444,6 +583,12 @@ func (w *labEnv) close() {
 	}
 	for _, r := range w.regs {
 		_ = r.Close()
+	}
+	for _, h := range w.ns {
+		h.Close()
+	}
+	if w.dns != nil {
+		w.dns.Stop()
 	}
 	if w.etcd != nil {
 		w.etcd.Stop()

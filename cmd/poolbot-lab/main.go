@@ -64,6 +64,7 @@ type options struct {
 	install             bool
 	fastIRC             bool
 	executor            string
+	dns                 bool
 }
 
 // timing is the config's durations, as YAML.
@@ -86,6 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&o.poolbot, "poolbot", "", "a poolbot binary to run (default: go build ./cmd/poolbot)")
 	fs.BoolVar(&o.fastIRC, "fast-irc", false, "poolbot talks fast on a relaxed IRC port (for tests); default: Libera-like pacing and flood limits")
 	fs.StringVar(&o.executor, "executor", "local", "how poolbot restarts the hosts: local (the lab binary as systemctl) or cumin (the real cumin, over an sshd on each host)")
+	fs.BoolVar(&o.dns, "dns", true, fmt.Sprintf("the DNS step: real gdnsd and pdns-recursor, hosts resolving through their datacenter's recursor (needs root; the lab's record TTL is %ds)", labTTL))
 	fs.BoolVar(&o.install, "install", true, "as root, install missing Debian packages with scripts/install-test-deps.sh")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: poolbot-lab [flags]\n\nA local world of real parts with poolbot running in it; see the package doc.\n\n")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -63,6 +64,14 @@ func stories(o options, hosts []string) []story {
 		// second or more each on a shared machine.
 		step = 3 * time.Minute
 	}
+	// dnsLine is the SAL line of the DNS step, expected only with -dns.
+	dnsLine := func(id int, text string) [][]string {
+		if !o.dns {
+			return nil
+		}
+		return [][]string{{fmt.Sprintf("!log poolbot #%d alice: DNS: apus.discovery.wmnet answers %s", id, text)}}
+	}
+	lines := func(parts ...[][]string) [][]string { return slices.Concat(parts...) }
 	return []story{
 		{"1. a depool blocked by a deployment window, then proceeding when it ends", func(ctx context.Context, s *scenario) error {
 			// The window is placed now, not at start-up (see wiki.floatFirst).
@@ -71,16 +80,18 @@ func stories(o options, hosts []string) []story {
 			if err := s.say("!depool apus codfw T123456 lab: depool blocked by a deployment window"); err != nil {
 				return err
 			}
-			return s.expectAll(ctx, step,
-				[]string{"<poolbot>", "#1 queued: depool apus in codfw"},
-				[]string{"<poolbot>", "#1 depool apus in codfw (alice) waiting:", `deployment window "Lab backport window"`},
-				[]string{"<poolbot>", "#1 depool apus in codfw (alice) proceeding: all gates open"},
-				[]string{"!log poolbot #1 alice: START - depool apus in codfw: T123456"},
-				[]string{"!log poolbot #1 alice: deploy block taken"},
-				[]string{"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)"},
-				[]string{"!log poolbot #1 alice: restarted docker-registry-restricted.service on " + hosts[n-1], all},
-				[]string{"!log poolbot #1 alice: deploy block released"},
-				[]string{"!log poolbot #1 alice: END (PASS) - depool apus in codfw"})
+			return s.expectAll(ctx, step, lines([][]string{
+				{"<poolbot>", "#1 queued: depool apus in codfw"},
+				{"<poolbot>", "#1 depool apus in codfw (alice) waiting:", `deployment window "Lab backport window"`},
+				{"<poolbot>", "#1 depool apus in codfw (alice) proceeding: all gates open"},
+				{"!log poolbot #1 alice: START - depool apus in codfw: T123456"},
+				{"!log poolbot #1 alice: deploy block taken"},
+				{"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)"}},
+				dnsLine(1, fmt.Sprintf("eqiad for codfw clients on 2/2 authoritative servers; waited %ds for caches", labTTL)),
+				[][]string{
+					{"!log poolbot #1 alice: restarted docker-registry-restricted.service on " + hosts[n-1], all},
+					{"!log poolbot #1 alice: deploy block released"},
+					{"!log poolbot #1 alice: END (PASS) - depool apus in codfw"}})...)
 		}},
 		{"2. a scap run holding up a pool until it finishes", func(ctx context.Context, s *scenario) error {
 			// The run holds the lock until poolbot says it waits for scap,
@@ -120,11 +131,12 @@ func stories(o options, hosts []string) []story {
 			if err := s.p.logmsgbot.Privmsg(labChannel, fmt.Sprintf("!log alice@deploy1003 Finished scap sync-world: %s (duration: %02dm %02ds)", what, secs/60, secs%60)); err != nil {
 				return err
 			}
-			return s.expectAll(ctx, step,
-				[]string{"<logmsgbot>", "Finished scap sync-world"},
-				[]string{"<poolbot>", "#2 pool apus in codfw (alice) proceeding"},
-				[]string{"!log poolbot #2 alice: conftool: set apus/codfw pooled=true (was false)"},
-				[]string{"!log poolbot #2 alice: END (PASS) - pool apus in codfw"})
+			return s.expectAll(ctx, step, lines([][]string{
+				{"<logmsgbot>", "Finished scap sync-world"},
+				{"<poolbot>", "#2 pool apus in codfw (alice) proceeding"},
+				{"!log poolbot #2 alice: conftool: set apus/codfw pooled=true (was false)"}},
+				dnsLine(2, fmt.Sprintf("codfw for codfw clients on 2/2 authoritative servers; waited %ds for caches", labTTL)),
+				[][]string{{"!log poolbot #2 alice: END (PASS) - pool apus in codfw"}})...)
 		}},
 		{"3. a registry that fails on host 2 stops the restarts; fixed, !resume finishes them", func(ctx context.Context, s *scenario) error {
 			s.w.ctl.Fail(hosts[1], true)
@@ -132,10 +144,12 @@ func stories(o options, hosts []string) []story {
 			if err := s.say("!restart apus T123456 lab: a registry that fails on host 2"); err != nil {
 				return err
 			}
-			if err := s.expectAll(ctx, step,
-				[]string{"!log poolbot #3 alice: START - restart apus"},
-				[]string{"!log poolbot #3 alice: restarted docker-registry-restricted.service on " + hosts[0], fmt.Sprintf("(1/%d)", n)},
-				[]string{"!log poolbot #3 alice: END (FAIL) - restart apus: host 2/" + fmt.Sprint(n) + " " + hosts[1]}); err != nil {
+			if err := s.expectAll(ctx, step, lines([][]string{
+				{"!log poolbot #3 alice: START - restart apus"}},
+				dnsLine(3, "eqiad for eqiad clients on 2/2 authoritative servers; apus.discovery.wmnet answers codfw for codfw clients on 2/2 authoritative servers; no cache wait (no change by poolbot)"),
+				[][]string{
+					{"!log poolbot #3 alice: restarted docker-registry-restricted.service on " + hosts[0], fmt.Sprintf("(1/%d)", n)},
+					{"!log poolbot #3 alice: END (FAIL) - restart apus: host 2/" + fmt.Sprint(n) + " " + hosts[1]}})...); err != nil {
 				return err
 			}
 			if n > 2 {
@@ -162,6 +176,10 @@ func joinHosts(hs []string) string { return strings.Join(hs, ", ") }
 // runScenario plays every story and prints how long each took.
 func runScenario(ctx context.Context, s *scenario) error {
 	start := time.Now()
+	if s.w.dns != nil {
+		s.t.note("DNS: %s has a TTL of %ds in the lab (conftool's default is 300s), so the DNS step waits %ds after each change; hosts %s",
+			s.w.dns.Record, labTTL, labTTL, s.w.describeHostDCs())
+	}
 	var lines []string
 	for _, st := range stories(s.o, s.w.hosts) {
 		s.t.note("=== %s", st.title)
