@@ -409,6 +409,9 @@ func (r *Router) status(c *call) error {
 		if err != nil {
 			return err
 		}
+		if l := r.dnsNotFollowed(c.ctx, svc); l != "" {
+			c.say("%s %s", svc, l)
+		}
 		if len(open) == 0 {
 			c.say("%s no active or queued requests", line)
 			r.watchStatus(c, svc)
@@ -608,4 +611,20 @@ func (r *Router) dnsWaitLine(ctx context.Context, req poolbot.Request) string {
 		return ""
 	}
 	return dns.CacheWait{ConvergedAt: step.ConvergedAt, TTL: step.OldTTL}.Line(r.clock.Now())
+}
+
+// dnsNotFollowed says when the service's last finished request failed in
+// its DNS step before the authoritative servers converged: conftool was
+// changed and DNS did not follow, a state an operator must resolve.
+func (r *Router) dnsNotFollowed(ctx context.Context, svc string) string {
+	last, err := r.store.List(ctx, store.Filter{Service: svc, Newest: true, Limit: 1,
+		States: []poolbot.State{poolbot.StateDone, poolbot.StateFailed, poolbot.StateCancelled, poolbot.StateExpired}})
+	if err != nil || len(last) == 0 || last[0].State != poolbot.StateFailed {
+		return ""
+	}
+	step, ok, err := r.store.DNSStep(ctx, last[0].ID)
+	if err != nil || !ok || !step.ConvergedAt.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("last request %s %s FAILED in its DNS step: %s", last[0].ID, last[0].Summary(), last[0].Error)
 }

@@ -554,14 +554,6 @@ func (e *Engine) switchPooled(ctx context.Context, svc *Service, r poolbot.Reque
 	if err != nil {
 		return err
 	}
-	if svc.DNS != nil && !e.cfg.DryRun {
-		// The TTL the recursors may hold the old answer for, stored
-		// before the write that starts the DNS step.
-		step := poolbot.DNSStep{RequestID: r.ID, OldTTL: time.Duration(before.TTL) * time.Second}
-		if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error { return tx.PutDNSStep(step) }); err != nil {
-			return err
-		}
-	}
 	var line string
 	switch {
 	case e.cfg.DryRun:
@@ -578,6 +570,17 @@ func (e *Engine) switchPooled(ctx context.Context, svc *Service, r poolbot.Reque
 		}
 		if after.Pooled != want {
 			return fmt.Errorf("read back pooled=%t after setting %t", after.Pooled, want)
+		}
+		if svc.DNS != nil {
+			// The TTL the recursors may hold the old answer for, read
+			// before the write (a crash before this is stored redoes the
+			// switch, which reads the same TTL).
+			step := poolbot.DNSStep{RequestID: r.ID, OldTTL: time.Duration(before.TTL) * time.Second}
+			if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error { return tx.PutDNSStep(step) }); err != nil {
+				// Not fatal: the DNS step then reads the TTL now, the
+				// same unless someone changed it meanwhile.
+				e.log.Error("storing the old TTL", "request", r.ID, "err", err)
+			}
 		}
 		line = fmt.Sprintf("conftool: set %s/%s pooled=%t (was %t)", r.Service, r.Datacenter, want, before.Pooled)
 		if before.Pooled == want {
