@@ -519,3 +519,31 @@ func TestDNSRestartRequests(t *testing.T) {
 		t.Fatalf("operator restart: clock moved %s; SAL %q", l.clock.Since(start), l.sal(id))
 	}
 }
+
+// `poolbot dry-run` describes the DNS step from the servers' real answers
+// now: what they must answer after the change, what they answer, and the
+// wait for the caches.
+func TestDNSExplain(t *testing.T) {
+	l, _ := newDNSHarness(t, 1, Config{}, nil)
+	resetDNS(t, 300)
+	x, err := l.engine.Explain(t.Context(), poolbot.Request{Action: poolbot.ActionDepool, Service: "apus", Datacenter: "codfw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(x.Lines(), "\n")
+	for _, want := range []string{
+		"3. wait until all 2 authoritative servers (" + strings.Join(dnsShared.world.Servers, ", ") +
+			") answer apus.discovery.wmnet as conftool says after the change: eqiad clients get eqiad (10.2.2.10); codfw clients get eqiad (10.2.2.10) (timeout 10s, else FAIL before any restart)",
+		"now: authoritative server " + dnsShared.world.Servers[0] + " answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad)",
+		"then wait 5m0s (the record's TTL now) from that moment for cached answers to expire",
+		"before each host's restart: getent ahosts apus.discovery.wmnet until it resolves its datacenter's answer (timeout 20s, else FAIL before that host)",
+		"4. restart 1 host(s)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, text)
+		}
+	}
+	if x.Estimate != time.Minute+dnsConvergeEstimate+300*time.Second {
+		t.Errorf("estimate %s", x.Estimate)
+	}
+}
