@@ -547,3 +547,27 @@ func TestDNSExplain(t *testing.T) {
 		t.Errorf("estimate %s", x.Estimate)
 	}
 }
+
+// A host that keeps resolving the old address (its recursor holds the
+// old answer for 300s of real time, while the fake clock's TTL wait is
+// over) fails the request at that host's check, before it is restarted.
+func TestDNSHostNeverResolvesFails(t *testing.T) {
+	l, _ := newDNSHarness(t, 2, Config{}, func(c *dns.Config) { c.HostTimeout = 2 * time.Second })
+	resetDNS(t, 300)
+	if out, err := dnsShared.hosts["codfw"].Run(t.Context(), "host-codfw", []string{"getent", "ahosts", "apus.discovery.wmnet"}); err != nil ||
+		!strings.HasPrefix(string(out), codfwIP.String()) {
+		t.Fatalf("priming the codfw recursor: %v %q", err, out)
+	}
+	id := l.queue(poolbot.ActionDepool, "codfw")
+	step := l.waitDNSWait(id)
+	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()))
+	r := l.waitState(id, 0, poolbot.StateFailed, poolbot.StateDone)
+	if r.State != poolbot.StateFailed || len(l.restarted()) > 0 {
+		t.Fatalf("%s, restarts %v", r.State, l.restarted())
+	}
+	want := "host 1/2 registry1: DNS: host registry1 resolves apus.discovery.wmnet to 10.2.1.10, want 10.2.2.10 (waited 2s); not restarted; done: none; not touched: registry2"
+	if r.Error != want {
+		t.Fatalf("error %q\nwant  %q", r.Error, want)
+	}
+	l.checkEnd(id, "END (FAIL) - depool apus in codfw: "+want)
+}
