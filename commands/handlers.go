@@ -40,7 +40,7 @@ func (r *Router) commands() []*command {
 			summary: "queue only the paced restarts of <service>'s registry hosts",
 			run:     func(c *call) error { return r.enqueue(c, poolbot.ActionRestart) }},
 		{name: "cancel", args: "<id> [reason]", operator: true,
-			summary: "cancel a queued or waiting request; a running one stops at its next safe point (before conftool is changed, or before the next host)",
+			summary: "cancel a queued or waiting request; a running one stops at its next safe point (before conftool is changed, during the DNS wait, or before the next host)",
 			run:     r.cancel},
 		{name: "force", args: "<id> <reason>", operator: true,
 			summary: "break-glass: skip the calendar and scap gates (never the last-datacenter guard)",
@@ -297,7 +297,7 @@ func (r *Router) cancel(c *call) error {
 
 // cancelPoint says where the procedure honours a cancel of a running
 // request in state s: before the conftool change while the deploy block is
-// being taken, otherwise before the next host.
+// being taken, during the DNS wait (dns), otherwise before the next host.
 func cancelPoint(s poolbot.State) string {
 	if s == poolbot.StateBlockingDeploys || s == poolbot.StateSwitching {
 		return "before conftool is changed"

@@ -236,6 +236,9 @@ func (e *Engine) dnsDone(ctx context.Context, r poolbot.Request, step poolbot.DN
 		lines = append(lines, about(r, poolbot.NoticeDNS, poolbot.StateRestarting, "DNS: "+step.Moved+how))
 	}
 	detail := "DNS followed"
+	if e.cfg.DryRun {
+		detail = poolbot.DryRunMark + ": DNS not waited for"
+	}
 	if len(lines) > 0 {
 		detail = lines[0].Text
 	}
