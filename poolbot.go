@@ -137,6 +137,10 @@ type Origin struct {
 	Channel string
 }
 
+// NetworkPoolbot is the Origin.Network of requests poolbot queued itself
+// (the drift watch's restarts).
+const NetworkPoolbot = "poolbot"
+
 // Request is one operation an operator asked for.
 type Request struct {
 	ID         RequestID

@@ -168,7 +168,7 @@ func (e *Engine) dnsStep(ctx context.Context, svc *Service, r poolbot.Request) (
 		// own: when the servers already agree, only the host check
 		// remains. The drift watch's restart follows a change made
 		// moments ago, so it waits for the caches like a switch.
-		if !switches && r.Origin.Network != poolbot.ActorPoolbot {
+		if !switches && r.Origin.Network != poolbot.NetworkPoolbot {
 			step.OldTTL = 0
 		}
 		if len(d.Checker.FlushArgv()) > 0 && step.OldTTL > 0 {

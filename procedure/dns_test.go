@@ -496,7 +496,7 @@ func TestDNSRestartRequests(t *testing.T) {
 	if err := putDiscovery(t.Context(), "codfw", false, 300); err != nil {
 		t.Fatal(err)
 	}
-	id := l.queueFrom(poolbot.ActionRestart, poolbot.Origin{Network: "poolbot", Nick: "poolbot"})
+	id := l.queueFrom(poolbot.ActionRestart, poolbot.Origin{Network: poolbot.NetworkPoolbot, Nick: "poolbot"})
 	step := l.waitDNSWait(id)
 	if len(l.restarted()) > 0 {
 		t.Fatalf("restarted before the DNS wait: %v", l.restarted())

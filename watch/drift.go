@@ -30,7 +30,7 @@ const maxReasonBytes = 250
 const watchErrorShown = 15 * time.Minute
 
 // originPoolbot is where requests queued by the watch come from.
-var originPoolbot = poolbot.Origin{Network: "poolbot", Nick: "poolbot"}
+var originPoolbot = poolbot.Origin{Network: poolbot.NetworkPoolbot, Nick: "poolbot"}
 
 // observed is one pooled change the watch has not yet ruled on.
 type observed struct {
