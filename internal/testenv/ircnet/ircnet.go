@@ -18,9 +18,11 @@
 //
 // Facts about the daemons that shaped this package:
 //
-//   - InspIRCd completes a client's registration on its once-a-second timer,
-//     so every new connection takes about a second to get 001: connect
-//     clients in parallel.
+//   - InspIRCd 3 completes a client's registration on its once-a-second
+//     pass, which an idle ircd runs a full second after the client's last
+//     line. A pacemaker client keeps the ircd busy (pacemaker.go), so 001
+//     comes at the next wall-clock second boundary: half a second on
+//     average, still worth connecting clients in parallel.
 //   - It runs with --nofork (and --runasroot as root, which it otherwise
 //     refuses). Atheme runs in the foreground too (-n); both are children of
 //     the test process, killed if it dies, and reaped.
@@ -104,6 +106,7 @@ type Net struct {
 	mu     sync.Mutex
 	ircd   *daemon
 	atheme *daemon
+	beat   *pacemaker // keeps the ircd's loop turning (pacemaker.go)
 	closed bool
 }
 
@@ -288,20 +291,27 @@ func (n *Net) start(ctx context.Context) error {
 		n.kill(ircd)
 		return err
 	}
+	beat, err := startPacemaker(ctx, n.Addr(), "pacemaker")
+	if err != nil {
+		n.kill(ircd)
+		return err
+	}
 	// Atheme in the foreground (-n): it stays our child, so it is reaped and
 	// dies with the test process.
 	atheme, err := n.spawn("atheme-services", []string{n.opts.Atheme, "-n",
 		"-c", n.path("atheme.conf"), "-D", n.dir, "-l", n.path("atheme.log"), "-p", n.path("atheme.pid")}, "atheme.out")
 	if err != nil {
+		beat.close()
 		n.kill(ircd)
 		return err
 	}
 	if err := n.waitLinked(ctx, ircd, atheme); err != nil {
+		beat.close()
 		n.kill(atheme)
 		n.kill(ircd)
 		return err
 	}
-	n.ircd, n.atheme = ircd, atheme
+	n.ircd, n.atheme, n.beat = ircd, atheme, beat
 	return nil
 }
 
@@ -403,8 +413,9 @@ func (n *Net) Stop() error {
 }
 
 func (n *Net) stopLocked() error {
+	n.beat.close()
 	err := errors.Join(n.kill(n.atheme), n.kill(n.ircd))
-	n.atheme, n.ircd = nil, nil
+	n.atheme, n.ircd, n.beat = nil, nil, nil
 	if err != nil {
 		return err
 	}
