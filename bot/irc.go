@@ -110,8 +110,9 @@ type IRC struct {
 
 	running atomic.Bool
 
-	mu   sync.Mutex
-	sess *session // the registered, joined session; nil while down
+	mu      sync.Mutex
+	sess    *session // the registered, joined session; nil while down
+	onReady []func() // called when a session becomes current (OnReady)
 }
 
 // IRCOption customises NewIRC.
@@ -137,9 +138,19 @@ func NewIRC(cfg IRCConfig, handler chat.Handler, logger *slog.Logger, opts ...IR
 }
 
 var (
-	_ chat.Sayer   = (*IRC)(nil)
-	_ chat.Replier = (*ircReplier)(nil)
+	_ chat.Sayer         = (*IRC)(nil)
+	_ chat.Replier       = (*ircReplier)(nil)
+	_ chat.ReadyNotifier = (*IRC)(nil)
 )
+
+// OnReady registers f to be called each time a connection is registered
+// and has sent its JOINs, i.e. each time Say starts to work again (see
+// chat.ReadyNotifier). f runs on the session's goroutine and must not block.
+func (i *IRC) OnReady(f func()) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.onReady = append(i.onReady, f)
+}
 
 // Run connects and stays connected until ctx ends: it retries the first
 // connection and every later one with exponential backoff (with jitter,
@@ -522,10 +533,19 @@ func (s *session) afterRegistration() error {
 	// Under s.mu, so die (which sets dead under s.mu, then clears current)
 	// cannot slip in between the check and the set.
 	s.mu.Lock()
-	if s.dead == nil {
+	ready := s.dead == nil
+	if ready {
 		i.setCurrent(s)
 	}
 	s.mu.Unlock()
+	if ready {
+		i.mu.Lock()
+		callbacks := slices.Clone(i.onReady)
+		i.mu.Unlock()
+		for _, f := range callbacks {
+			f()
+		}
+	}
 	return nil
 }
 

@@ -73,3 +73,15 @@ func (f HandlerFunc) HandleMessage(ctx context.Context, m Message, r Replier) { 
 type Sayer interface {
 	Say(ctx context.Context, target, text string) error
 }
+
+// ReadyNotifier is a chat adapter that says when it can deliver lines
+// again. Whoever retries deliveries with a backoff (the SAL sender) uses it
+// so as not to sleep through the moment the connection comes back: after
+// a long outage the backoff has grown to its maximum, and lines queued
+// meanwhile would otherwise wait for it to run out.
+type ReadyNotifier interface {
+	// OnReady registers f, called each time the adapter becomes ready to
+	// deliver (on IRC: registered and the JOINs sent), on the adapter's
+	// goroutine: f must return at once.
+	OnReady(f func())
+}

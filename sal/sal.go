@@ -60,6 +60,14 @@ func (c ChannelSink) Send(ctx context.Context, message string) error {
 	return nil
 }
 
+// OnReady implements chat.ReadyNotifier when the adapter does: the Sender
+// is woken when the connection comes back (see NewSender).
+func (c ChannelSink) OnReady(f func()) {
+	if r, ok := c.Chat.(chat.ReadyNotifier); ok {
+		r.OnReady(f)
+	}
+}
+
 // TCPIRCBotSink sends "!log <attribution> <message>" to a tcpircbot relay
 // (logmsgbot), one TCP connection per message, as scap, conftool and
 // spicerack do. Attribution is "user@host"; stashbot trusts it only from
@@ -152,7 +160,12 @@ type Sender struct {
 	Delivered func(ctx context.Context, line store.OutboxLine)
 }
 
-// NewSender returns a Sender; call Run to start it.
+// NewSender returns a Sender; call Run to start it. When the sink can say
+// that its chat connection is ready again (chat.ReadyNotifier: a
+// ChannelSink on IRC), the Sender is woken then: a restarted poolbot, or
+// one whose network was down for a while, has its backoff at MaxBackoff,
+// and without this its queued lines would wait for that to run out (67 s
+// were seen) instead of going out as soon as the bot is in the channel.
 func NewSender(outbox Outbox, sink Sink, clock clockwork.Clock, log *slog.Logger) *Sender {
 	if clock == nil {
 		clock = clockwork.NewRealClock()
@@ -160,13 +173,17 @@ func NewSender(outbox Outbox, sink Sink, clock clockwork.Clock, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sender{
+	s := &Sender{
 		outbox: outbox, sink: sink, clock: clock, log: log,
 		wake:       make(chan struct{}, 1),
 		Poll:       5 * time.Second,
 		MinBackoff: time.Second,
 		MaxBackoff: time.Minute,
 	}
+	if r, ok := sink.(chat.ReadyNotifier); ok {
+		r.OnReady(s.Wake)
+	}
+	return s
 }
 
 // Wake tells the sender that a new line was queued. It never blocks.

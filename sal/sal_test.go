@@ -35,7 +35,7 @@ func (s *flakySink) Send(_ context.Context, m string) error {
 
 func (s *flakySink) setFail(f bool) { s.mu.Lock(); s.fail = f; s.mu.Unlock() }
 
-func queue(t *testing.T, st *store.Store, lines ...string) {
+func queue(t testing.TB, st *store.Store, lines ...string) {
 	t.Helper()
 	for _, l := range lines {
 		if err := st.Tx(context.Background(), func(tx *store.Tx) error { return tx.QueueSAL(0, l) }); err != nil {

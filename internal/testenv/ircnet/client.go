@@ -17,11 +17,12 @@ import (
 	"github.com/ergochat/irc-go/ircmsg"
 )
 
-// Line is one line a Client received: the raw text (without CR LF) and its
-// parse.
+// Line is one line a Client received: the raw text (without CR LF), its
+// parse, and when the client read it.
 type Line struct {
-	Raw string
-	Msg ircmsg.Message
+	Raw  string
+	Msg  ircmsg.Message
+	Time time.Time
 }
 
 // ClientOptions describe a test client's registration.
@@ -192,7 +193,7 @@ func (c *Client) readLoop() {
 			_ = c.Send("PONG", msg.Params...)
 		}
 		c.mu.Lock()
-		c.lines = append(c.lines, Line{Raw: raw, Msg: msg})
+		c.lines = append(c.lines, Line{Raw: raw, Msg: msg, Time: time.Now()})
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
