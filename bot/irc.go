@@ -514,21 +514,25 @@ func (i *IRC) runSession(ctx context.Context, tlsConf *tls.Config) (registered b
 // in order, so a PRIVMSG sent after the JOIN reaches a joined channel.
 func (s *session) afterRegistration() error {
 	i := s.irc
-	var lines [][]string
+	// Ahead of everything queued while the bot was away: the lines wait
+	// for the JOIN.
+	ctx := chat.WithPriority(s.ctx, chat.PrioritySAL)
 	if chans := i.cfg.joinList(); len(chans) > 0 {
-		lines = append(lines, []string{"JOIN", strings.Join(chans, ",")})
+		err := i.pacer.PaceCost(ctx, chat.JoinCost, 1, func(int) error {
+			return s.conn.Send("JOIN", strings.Join(chans, ","))
+		})
+		if err != nil {
+			return err
+		}
 	}
 	if nick := s.conn.CurrentNick(); i.cfg.SASLAccount != "" && !foldEqual(nick, i.cfg.Nick) {
 		// Logged in by SASL, so NickServ (Atheme's REGAIN, as on Libera)
 		// can free our nick; ircevent also retries NICK every keepalive.
 		i.log.Warn("irc: nick taken; asking NickServ to regain it", "nick", i.cfg.Nick, "using", nick)
-		lines = append(lines, []string{"PRIVMSG", "NickServ", "REGAIN " + i.cfg.Nick})
-	}
-	err := i.pacer.Pace(s.ctx, len(lines), func(k int) error {
-		return s.conn.Send(lines[k][0], lines[k][1:]...)
-	})
-	if err != nil {
-		return err
+		err := i.pacer.Pace(ctx, 1, func(int) error { return s.conn.Send("PRIVMSG", "NickServ", "REGAIN "+i.cfg.Nick) })
+		if err != nil {
+			return err
+		}
 	}
 	// Under s.mu, so die (which sets dead under s.mu, then clears current)
 	// cannot slip in between the check and the set.
@@ -788,7 +792,8 @@ func (s *session) rejoin(ch string) {
 	if !validChannel(ch) {
 		return
 	}
-	err := s.irc.pacer.Pace(s.ctx, 1, func(int) error { return s.conn.Send("JOIN", ch) })
+	ctx := chat.WithPriority(s.ctx, chat.PrioritySAL)
+	err := s.irc.pacer.PaceCost(ctx, chat.JoinCost, 1, func(int) error { return s.conn.Send("JOIN", ch) })
 	if err != nil {
 		s.irc.log.Warn("irc: rejoin failed", "channel", ch, "err", err)
 	}
@@ -835,7 +840,7 @@ func (s *session) onPrivmsg(m ircmsg.Message) {
 	if strings.HasPrefix(text, "\x01") {
 		return // CTCP, /me included: not addressed to the bot as a command
 	}
-	msg := chat.Message{Network: "irc", Nick: nick, Text: text}
+	msg := chat.Message{Network: "irc", Nick: nick, Source: m.Source, Text: text}
 	var r *ircReplier
 	if ch, ok := s.channelTarget(target); ok {
 		msg.Channel = ch

@@ -23,7 +23,7 @@ import (
 // use the relaxed port. Every new IRC connection takes about a second to
 // register on InspIRCd, so clients connect in parallel.
 
-func testCtx(t *testing.T, d time.Duration) context.Context {
+func testCtx(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -78,7 +78,7 @@ func botConfig(n *ircnet.Net, nick string) IRCConfig {
 
 // startBot runs the adapter until the test ends, then checks that Run
 // returns promptly and that the logs never contained the password.
-func startBot(t *testing.T, cfg IRCConfig, h chat.Handler) (*IRC, *testenv.SyncBuffer) {
+func startBot(t testing.TB, cfg IRCConfig, h chat.Handler) (*IRC, *testenv.SyncBuffer) {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func startBot(t *testing.T, cfg IRCConfig, h chat.Handler) (*IRC, *testenv.SyncB
 }
 
 // waitFor polls a condition on the adapter that a real server changes.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {
@@ -121,7 +121,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-func waitJoined(t *testing.T, ctx context.Context, bot *IRC, channel string) {
+func waitJoined(t testing.TB, ctx context.Context, bot *IRC, channel string) {
 	t.Helper()
 	waitFor(t, ctx, "the bot to join "+channel, func() bool {
 		for _, ch := range bot.Channels() {
@@ -134,7 +134,7 @@ func waitJoined(t *testing.T, ctx context.Context, bot *IRC, channel string) {
 }
 
 // dial connects test clients in parallel to the relaxed port.
-func dial(t *testing.T, ctx context.Context, n *ircnet.Net, opts ...ircnet.ClientOptions) []*ircnet.Client {
+func dial(t testing.TB, ctx context.Context, n *ircnet.Net, opts ...ircnet.ClientOptions) []*ircnet.Client {
 	t.Helper()
 	cs := make([]*ircnet.Client, len(opts))
 	errs := make([]error, len(opts))
@@ -531,17 +531,16 @@ func TestIRCOutputSafety(t *testing.T) {
 // class that kills flooders — and the same burst without the pacer gets
 // the bot killed, so this test can fail.
 //
-// The class and the pacer are both sped up three times from the defaults
-// (the class allows a penalty of 10 commands draining at 3 a second, not
-// 1; the pacer sends a burst of 4, then 2.5 lines a second, not 0.83), so
-// 50 lines take about 19 s rather than a minute. The ratio between them,
-// which is what the test is about, is the default one. Not faster: the
-// ircd drains the penalty once a second and skips the seconds it was
-// stalled, so the slower the rates, the longer a stall of a loaded
-// machine the paced bot survives (here about 3 s).
+// The class is sped up twice from the default (a penalty threshold of 10
+// commands draining at 2 a second, not 1) and the bot is told so
+// (irc.flood), so 50 lines take about 24 s rather than 53. Not faster: the
+// ircd drains the penalty once per pass and skips the seconds it was
+// stalled, each skipped second costing speedup commands of the pacer's
+// reserve, so the faster the rates, the shorter a stall of a loaded
+// machine the paced bot survives.
 func TestIRCFloodBurst(t *testing.T) {
 	t.Parallel()
-	const speedup = 3
+	const speedup = 2
 	class := ircnet.LiberaLike()
 	class.CommandRate *= speedup
 	n := ircnet.Start(t, ircnet.Options{Flood: class})
@@ -564,7 +563,7 @@ func TestIRCFloodBurst(t *testing.T) {
 		}
 	}
 	paced := botConfig(n, "poolbot")
-	paced.Rate = chat.DefaultLinesPerSecond * speedup
+	paced.Flood = chat.FloodClass{Threshold: class.Threshold, CommandRate: class.CommandRate}
 	h := newRecorder()
 	h.then = burst
 	bot, _ := startBot(t, paced, h)

@@ -49,8 +49,14 @@ type IRCConfig struct {
 	// Channels are joined after every (re)connect; SALChannel too.
 	Channels   []string `yaml:"channels"`
 	SALChannel string   `yaml:"sal_channel"`
-	// Rate (lines per second) and Burst configure the output chat.Pacer;
-	// 0 means chat.DefaultLinesPerSecond and chat.DefaultBurst.
+	// Flood is the server's flood limit for the bot's connection, as
+	// InspIRCd's connect class states it (threshold, command_rate); the
+	// output chat.Pacer is derived from it (chat.FloodClass.Pacing). Zero
+	// fields mean chat.DefaultFloodClass (threshold 10, command_rate 1000).
+	Flood chat.FloodClass `yaml:"flood"`
+	// Rate (lines per second) and Burst, when set, replace the pacing
+	// derived from Flood (for a network whose limit is not an InspIRCd
+	// class, or tests that want no pacing).
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
 	// MaxLineBytes caps the text bytes of one outgoing line (default 400);
@@ -170,6 +176,11 @@ func (c IRCConfig) Validate() error {
 	if c.SALChannel != "" && !validChannel(c.SALChannel) {
 		bad("sal_channel", "%q is not a channel name", c.SALChannel)
 	}
+	if c.Flood != (chat.FloodClass{}) {
+		if err := c.withDefaults().Flood.Validate(); err != nil {
+			bad("flood", "%v", err)
+		}
+	}
 	if c.Rate < 0 {
 		bad("rate", "%v lines per second must not be negative", c.Rate)
 	}
@@ -211,11 +222,19 @@ func (c IRCConfig) withDefaults() IRCConfig {
 	if c.RealName == "" {
 		c.RealName = DefaultRealName
 	}
+	def := chat.DefaultFloodClass()
+	if c.Flood.Threshold == 0 {
+		c.Flood.Threshold = def.Threshold
+	}
+	if c.Flood.CommandRate == 0 {
+		c.Flood.CommandRate = def.CommandRate
+	}
+	rate, burst := c.Flood.Pacing()
 	if c.Rate == 0 {
-		c.Rate = chat.DefaultLinesPerSecond
+		c.Rate = rate
 	}
 	if c.Burst == 0 {
-		c.Burst = chat.DefaultBurst
+		c.Burst = burst
 	}
 	if c.MaxLineBytes == 0 {
 		c.MaxLineBytes = DefaultMaxLineBytes

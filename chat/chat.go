@@ -24,6 +24,10 @@ type Message struct {
 	// Nick is how the sender is shown. It is for display only: anyone can
 	// take a nick, so it is never used for authorization.
 	Nick string
+	// Source is the sender's full IRC source, nick!user@host (empty on
+	// other networks): with no account, what tells one sender from
+	// another for rate limiting (Identity).
+	Source string
 	// Account is the sender's verified identity on Network: the services
 	// account on IRC (IRCv3 account-tag), the user ID on Slack, the operator
 	// given on the console's command line. Empty when the sender is not

@@ -183,3 +183,64 @@ func BenchmarkPacerUncontended(b *testing.B) {
 		_ = p.Wait(ctx)
 	}
 }
+
+// Waiting callers go by priority: SAL lines, then operators' replies, then
+// the rest; within a priority in the order they came.
+func TestPacerPriorities(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fc := clockwork.NewFakeClock()
+	p := NewPacer(1, 1, fc)
+	if err := p.Wait(ctx); err != nil { // the only token
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	done := make(chan struct{}, 8)
+	send := func(prio Priority, name string) {
+		go func() {
+			_ = p.Pace(WithPriority(ctx, prio), 1, func(int) error {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				return nil
+			})
+			done <- struct{}{}
+		}()
+	}
+	send(PriorityOther, "holder") // takes the turn, sleeps for the token
+	if err := fc.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	queued := 0
+	for _, c := range []struct {
+		prio Priority
+		name string
+	}{{PriorityOther, "other1"}, {PriorityOperator, "op1"}, {PriorityOther, "other2"},
+		{PrioritySAL, "sal1"}, {PriorityOperator, "op2"}, {PrioritySAL, "sal2"}} {
+		send(c.prio, c.name)
+		queued++
+		waitQueued(t, p, queued)
+	}
+	for range 7 {
+		if err := fc.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		fc.Advance(time.Second)
+		<-done
+	}
+	want := []string{"holder", "sal1", "sal2", "op1", "op2", "other1", "other2"}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != len(want) {
+		t.Fatalf("order %v, want %v", order, want)
+	}
+	for k := range want {
+		if order[k] != want[k] {
+			t.Fatalf("order %v, want %v", order, want)
+		}
+	}
+	if PriorityFrom(ctx) != PriorityOther {
+		t.Fatal("no priority set should mean PriorityOther")
+	}
+}

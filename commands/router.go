@@ -88,6 +88,10 @@ type Options struct {
 	// !confirm), so the sender delivers them at once rather than at its
 	// next poll.
 	SALWritten func()
+	// Limiter, when set, limits the commands of each identity (chat.Identity);
+	// commands over the limit are answered once, then ignored: not run,
+	// not answered, not recorded (chat.CommandLimiter counts them).
+	Limiter *chat.CommandLimiter
 }
 
 // Router implements chat.Handler for every chat adapter.
@@ -165,6 +169,20 @@ func (r *Router) HandleMessage(ctx context.Context, m chat.Message, rep chat.Rep
 	inv, ok := Parse(m.Text, r.opts.Prefix, r.opts.Nick(), m.Private())
 	if !ok {
 		return
+	}
+	if r.opts.Limiter != nil {
+		if ok, tell := r.opts.Limiter.Allow(chat.Identity(m)); !ok {
+			if tell {
+				r.log.Warn("commands rate-limited", "network", m.Network, "account", m.Account, "nick", m.Nick)
+				_ = rep.Reply(ctx, r.opts.Limiter.RateLimitedReply())
+			}
+			return
+		}
+	}
+	// An operator's answers go ahead of everyone else's in the output
+	// queue (SAL lines still go first): chat.PriorityOperator.
+	if _, refusal := r.operators.Identify(m); refusal == "" {
+		ctx = chat.WithPriority(ctx, chat.PriorityOperator)
 	}
 	cmd := r.lookup(inv.Name)
 	if cmd == nil {

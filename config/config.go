@@ -23,6 +23,7 @@ import (
 
 	"poolbot/bot"
 	slackbot "poolbot/bot/slack"
+	"poolbot/chat"
 	"poolbot/commands"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
@@ -78,6 +79,9 @@ type Chat struct {
 	// NoticeChannel gets blocking and proceeding notices; default
 	// sal.channel.
 	NoticeChannel string `yaml:"notice_channel"`
+	// CommandLimit limits each person's commands (default a burst of 5,
+	// then one every 6s); see chat.CommandLimit.
+	CommandLimit chat.CommandLimit `yaml:"command_limit"`
 	// IRC is the IRC connection; absent means no IRC.
 	IRC *bot.IRCConfig `yaml:"irc"`
 	// IRCPassword is the SASL password of the bot's IRC account.
@@ -303,6 +307,9 @@ var (
 func (c *Config) validate(p *Problems) {
 	if strings.ContainsAny(c.Chat.CommandPrefix, " \t\r\n\x00") || len(c.Chat.CommandPrefix) > 3 {
 		p.add("chat.command_prefix: %q must be 1-3 characters without spaces", c.Chat.CommandPrefix)
+	}
+	if err := c.Chat.CommandLimit.Validate(); err != nil {
+		p.add("chat.command_limit: %v", err)
 	}
 	if c.Chat.IRC != nil {
 		// Reading the password here makes check-config catch a missing

@@ -96,8 +96,8 @@ func TestEveryKindOfProblemAtOnce(t *testing.T) {
 		"  dry_run: false":       "  dryrun: false",          // unknown key
 		"  max_wait: 12h":        "  max_wait: twelve hours", // bad duration
 		"    nick: poolbot":      "    nick: 9lives",         // invalid IRC nick
-		"    burst: 4":           "    burst: -4",            // invalid IRC burst
-		"    rate: 0.833":        "    rate: [fast]",         // wrong type
+		"    burst: 0 ":          "    burst: -4 ",           // invalid IRC burst
+		"    rate: 0 ":           "    rate: [fast] ",        // wrong type
 		"  format: text":         "  format: xml",            // invalid value elsewhere
 		"        blob_size: 256": "        blob_size: big",   // wrong type in a map of services
 	} {
@@ -126,7 +126,7 @@ func TestEveryKindOfProblemAtOnce(t *testing.T) {
 		line("    rate:") + "chat.irc.rate: a list where a number is expected",
 		line("        blob_size:") + "services.apus.registry.probe.blob_size: a string where an integer is expected",
 		line("    nick:") + `chat.irc.nick: "9lives" must not start with a digit`,
-		line("    burst:") + "chat.irc.burst: -4 must not be negative",
+		line("    burst: -4") + "chat.irc.burst: -4 must not be negative",
 		line("  format:") + `log.format: "xml" must be text or json`,
 	}
 	if len(p.List) != len(want) {

@@ -43,6 +43,25 @@ func startWorldPaced(t testing.TB, fast bool) *world { return startWorldOn(t, fa
 // startWorldOn is startWorldPaced on a network started with opts.
 func startWorldOn(t testing.TB, fast bool, opts ircnet.Options) *world {
 	t.Helper()
+	return startWorldWith(t, worldOptions{fast: fast, net: opts})
+}
+
+// worldOptions are the ways a world can differ.
+type worldOptions struct {
+	fast bool           // the relaxed port and a fast pacer
+	net  ircnet.Options // the network's options
+	// limiter limits each identity's commands (nil: no limit).
+	limiter *chat.CommandLimiter
+	// rate and burst, when set, replace the pacing derived from the
+	// flood class (to measure the old fixed pacing).
+	rate  float64
+	burst int
+}
+
+// startWorldWith starts a world as o says.
+func startWorldWith(t testing.TB, o worldOptions) *world {
+	t.Helper()
+	fast, opts := o.fast, o.net
 	ctx := context.Background()
 	n := ircnet.Start(t, opts)
 	if err := n.RegisterAll(ctx, ircnet.Account{Name: "poolbot", Password: "botpw-1234"},
@@ -67,12 +86,15 @@ func startWorldOn(t testing.TB, fast bool, opts ircnet.Options) *world {
 		Channels: []string{channel}, ReconnectMin: 200 * time.Millisecond, ReconnectMax: time.Second,
 		ConnectTimeout: 10 * time.Second,
 	}
+	if o.rate != 0 {
+		cfg.Rate, cfg.Burst = o.rate, o.burst
+	}
 	if fast {
 		cfg.Server, cfg.Rate, cfg.Burst = n.Addr(), 1000, 100
 	}
 	w.irc = bot.NewIRC(cfg, chat.HandlerFunc(func(ctx context.Context, m chat.Message, r chat.Replier) { router.HandleMessage(ctx, m, r) }), nil)
 	router = commands.NewRouter(commands.Options{Nick: w.irc.Nick,
-		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: true},
+		Services: map[string][]string{"apus": {"eqiad", "codfw"}}, ForceNeedsConfirm: true, Limiter: o.limiter},
 		ops, st, commands.Backends{}, nil, nil)
 	w.sink = &gatedSink{Sink: sal.ChannelSink{Chat: w.irc, Channel: channel}, open: true}
 	w.sender = sal.NewSender(st, w.sink, nil, nil)

@@ -176,3 +176,23 @@ func slicesContainsFold(list []string, s string) bool {
 	}
 	return false
 }
+
+// prioritySayer records the priority each line was said with.
+type prioritySayer struct{ got []chat.Priority }
+
+func (p *prioritySayer) Say(ctx context.Context, _, _ string) error {
+	p.got = append(p.got, chat.PriorityFrom(ctx))
+	return nil
+}
+
+// SAL lines are said in the pacer's first class, ahead of replies and
+// notices waiting for their turn (a flood of replies made them 11 s late).
+func TestChannelSinkSaysWithSALPriority(t *testing.T) {
+	p := &prioritySayer{}
+	if err := (ChannelSink{Chat: p, Channel: "#sal"}).Send(context.Background(), "poolbot #1 alice: START"); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.got) != 1 || p.got[0] != chat.PrioritySAL {
+		t.Fatalf("said with %v, want PrioritySAL", p.got)
+	}
+}

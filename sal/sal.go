@@ -54,7 +54,9 @@ func (c ChannelSink) Send(ctx context.Context, message string) error {
 	if b, ok := c.Chat.(lineBudgeter); ok {
 		line = fitLine(line, b.LineBudget(c.Channel))
 	}
-	if err := c.Chat.Say(ctx, c.Channel, line); err != nil {
+	// SAL lines go out first (chat.PrioritySAL): they are the record, and
+	// notices about a request wait for them anyway.
+	if err := c.Chat.Say(chat.WithPriority(ctx, chat.PrioritySAL), c.Channel, line); err != nil {
 		return fmt.Errorf("sal: say in %s: %w", c.Channel, err)
 	}
 	return nil

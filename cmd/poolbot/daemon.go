@@ -150,6 +150,18 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	if err := metrics.attach(adapter, slk, proc); err != nil {
 		return err
 	}
+	// Each person's commands are limited (chat.command_limit); refusals
+	// over the limit are a counter, not rows in the audit trail. Not on
+	// the console: its one operator is on the poolbot host, and scripts
+	// feed it commands back to back.
+	limiter := chat.NewCommandLimiter(cfg.Chat.CommandLimit, clock)
+	if err := metrics.metrics.AddCommandLimiter(limiter.Limited); err != nil {
+		return err
+	}
+	routerLimiter := limiter
+	if opts.console {
+		routerLimiter = nil
+	}
 	var observers []chat.Handler
 	observers = append(observers, wat.Observer())
 	if proc.observer != nil {
@@ -163,6 +175,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		ConfirmWindow:     cfg.Force.ConfirmWindow,
 		DryRun:            cfg.Procedure.DryRun,
 		SALWritten:        sender.Wake,
+		Limiter:           routerLimiter,
 	}, operators, st, commands.Backends{
 		Notifier: proc.engine, Reporter: proc.engine, Windows: proc.engine,
 		Checker: proc.engine, Resumer: proc.engine, Watch: wat,

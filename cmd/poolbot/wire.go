@@ -44,8 +44,11 @@ type channelAnnouncer struct {
 	log     *slog.Logger
 }
 
-// Announce says n as one line (IRC splits a long one).
+// Announce says n as one line (IRC splits a long one). Notices are about
+// operators' requests: they go out in the operators' class
+// (chat.PriorityOperator), after SAL lines, ahead of other replies.
 func (a channelAnnouncer) Announce(ctx context.Context, n poolbot.Notice) {
+	ctx = chat.WithPriority(ctx, chat.PriorityOperator)
 	if err := a.chat.Say(ctx, a.channel, n.String()); err != nil {
 		a.log.Warn("notice not delivered", "channel", a.channel, "err", err)
 	}

@@ -152,6 +152,17 @@ func (m *Monitor) AddChat(network string, connected func() bool) error {
 	}, func() float64 { return boolValue(connected()) }))
 }
 
+// AddCommandLimiter exports the commands refused over a person's command
+// limit (chat.CommandLimiter.Limited) as
+// poolbot_commands_rate_limited_total: they are counted here, not stored
+// one by one.
+func (m *Monitor) AddCommandLimiter(limited func() uint64) error {
+	return m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "poolbot", Name: "commands_rate_limited_total",
+		Help: "Commands ignored because their sender was over chat.command_limit (each sender is told once).",
+	}, func() float64 { return float64(limited()) }))
+}
+
 // AddCalendar exports when the deployment calendar was last fetched
 // successfully (lastFetch returns the zero time before the first).
 func (m *Monitor) AddCalendar(lastFetch func() time.Time) error {
