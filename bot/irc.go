@@ -559,6 +559,7 @@ func (s *session) dial(ctx context.Context, network, addr string, tlsConf *tls.C
 	if err != nil {
 		return nil, err
 	}
+	c = quickAck(c) // quickack_linux.go
 	// TLS is done here rather than by ircevent so that trackedConn sees
 	// plaintext lines.
 	if tlsConf != nil {
