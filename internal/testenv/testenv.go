@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -129,4 +130,25 @@ func RSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("rss of %d: no VmRSS", pid)
+}
+
+// StopGroup ends the process group led by pid the way a service manager
+// does: SIGTERM (and SIGCONT, so that a frozen server can act on it), then
+// SIGKILL if it has not exited after grace. It returns once exited is
+// closed, or reports that the group outlived the SIGKILL by grace too.
+func StopGroup(pid int, exited <-chan struct{}, grace time.Duration) error {
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	_ = syscall.Kill(-pid, syscall.SIGCONT)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(grace):
+		return fmt.Errorf("process group %d did not exit %s after SIGKILL", pid, grace)
+	}
 }

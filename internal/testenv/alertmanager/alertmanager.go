@@ -197,12 +197,8 @@ func (s *Server) Stop() {
 	if cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+	if err := testenv.StopGroup(cmd.Process.Pid, done, 10*time.Second); err != nil {
+		<-done // a process that outlives SIGKILL is stuck in the kernel; waiting is all there is
 	}
 }
 

@@ -468,14 +468,10 @@ func (d *daemon) stop() error {
 	if !d.running() {
 		return nil
 	}
-	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
-	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGCONT)
-	select {
-	case <-d.exited:
-		return nil
-	case <-time.After(10 * time.Second):
+	if err := testenv.StopGroup(d.cmd.Process.Pid, d.exited, 10*time.Second); err != nil {
+		return fmt.Errorf("%s: %w", d.role, err)
 	}
-	return d.kill()
+	return nil
 }
 
 func (d *daemon) kill() error {
