@@ -7,6 +7,7 @@ package incident
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,7 +20,7 @@ import (
 
 	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/incident"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 )
 
 // Timings of the world's poolbot. The drift watch waits long enough for
@@ -33,6 +34,7 @@ var shared struct {
 	once sync.Once
 	w    *incident.World
 	pb   *poolbotProc
+	bin  string
 	dir  string
 	err  error
 	// skip is why the world cannot run here (not in CI).
@@ -41,7 +43,7 @@ var shared struct {
 
 func TestMain(m *testing.M) {
 	// The test binary is the "systemctl" poolbot's local executor runs.
-	lab.Main()
+	site.Main()
 	code := m.Run()
 	if shared.pb != nil {
 		shared.pb.stop()
@@ -58,7 +60,7 @@ func TestMain(m *testing.M) {
 }
 
 // world starts the world and poolbot once; every story uses them in turn.
-func world(t *testing.T) (*incident.World, *poolbotProc) {
+func world(t *testing.T) *incident.World {
 	t.Helper()
 	shared.once.Do(func() {
 		if err := incident.Check(); err != nil {
@@ -89,7 +91,7 @@ func world(t *testing.T) (*incident.World, *poolbotProc) {
 			return
 		}
 		fmt.Fprintf(os.Stderr, "incident world: up in %s\n", time.Since(began).Round(time.Millisecond))
-		shared.pb, shared.err = startPoolbot(ctx, shared.w, shared.dir)
+		shared.bin, shared.err = buildPoolbot(ctx, shared.dir)
 	})
 	if shared.skip != "" {
 		t.Skip(shared.skip)
@@ -97,7 +99,54 @@ func world(t *testing.T) (*incident.World, *poolbotProc) {
 	if shared.err != nil {
 		t.Fatal(shared.err)
 	}
-	return shared.w, shared.pb
+	return shared.w
+}
+
+// poolbot returns the running poolbot, with the procedure's DNS step on
+// (dnsWait) or off: it restarts poolbot (same database) when the story
+// wants the other one. It skips the story when this poolbot has no DNS
+// step to turn on.
+func poolbot(t *testing.T, w *incident.World, dnsWait bool) *poolbotProc {
+	t.Helper()
+	pb, err := switchPoolbot(w, dnsWait)
+	if errors.Is(err, errNoDNSStep) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pb
+}
+
+// anyPoolbot is poolbot with the DNS step if it has one, else without.
+func anyPoolbot(t *testing.T, w *incident.World) *poolbotProc {
+	t.Helper()
+	pb, err := switchPoolbot(w, true)
+	if errors.Is(err, errNoDNSStep) {
+		pb, err = switchPoolbot(w, false)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pb
+}
+
+func switchPoolbot(w *incident.World, dnsWait bool) (*poolbotProc, error) {
+	if shared.pb != nil && shared.pb.dnsWait == dnsWait {
+		return shared.pb, nil
+	}
+	if shared.pb != nil {
+		shared.pb.stop()
+		shared.pb = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pb, err := startPoolbot(ctx, w, shared.dir, shared.bin, dnsWait)
+	if err != nil {
+		return nil, err
+	}
+	shared.pb = pb
+	return pb, nil
 }
 
 // poolbotProc is the poolbot binary in console mode as operator alice.
@@ -108,13 +157,21 @@ type poolbotProc struct {
 	done  chan struct{}
 	// GlobalLock is scap's global lock file, the deploy block.
 	GlobalLock string
+	dnsWait    bool
 }
 
-func startPoolbot(ctx context.Context, w *incident.World, dir string) (*poolbotProc, error) {
+func buildPoolbot(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "poolbot")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "poolbot/cmd/poolbot").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build poolbot: %v\n%s", err, out)
+		return "", fmt.Errorf("go build poolbot: %v\n%s", err, out)
 	}
+	return bin, nil
+}
+
+// errNoDNSStep: this poolbot has no procedure DNS step to turn on.
+var errNoDNSStep = errors.New("this poolbot has no DNS step (services.<name>.dns): without it a restart can come before the host's resolver follows, which story 3 shows")
+
+func startPoolbot(ctx context.Context, w *incident.World, dir, bin string, dnsWait bool) (*poolbotProc, error) {
 	lockDir := filepath.Join(dir, "scap")
 	if err := os.MkdirAll(lockDir, 0o755); err != nil {
 		return nil, err
@@ -125,20 +182,23 @@ func startPoolbot(ctx context.Context, w *incident.World, dir string) (*poolbotP
 			return nil, err
 		}
 	}
-	cfg := filepath.Join(dir, "poolbot.yaml")
-	if err := os.WriteFile(cfg, []byte(poolbotConfig(w, dir, global, staging)), 0o600); err != nil {
+	cfg := filepath.Join(dir, fmt.Sprintf("poolbot-dns-%t.yaml", dnsWait))
+	if err := os.WriteFile(cfg, []byte(poolbotConfig(w, dir, global, staging, dnsWait)), 0o600); err != nil {
 		return nil, err
 	}
 	if out, err := exec.CommandContext(ctx, bin, "check-config", cfg).CombinedOutput(); err != nil {
+		if dnsWait && strings.Contains(string(out), "dns") {
+			return nil, fmt.Errorf("%w: check-config: %s", errNoDNSStep, out)
+		}
 		return nil, fmt.Errorf("check-config: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "console", "-config", cfg, "-as", "alice")
-	cmd.Env = append(os.Environ(), lab.EnvCtl+"="+w.Systemctl.URL)
+	cmd.Env = append(os.Environ(), site.EnvCtl+"="+w.Systemctl.URL)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
 	}
-	p := &poolbotProc{cmd: cmd, stdin: stdin, out: &testenv.SyncBuffer{}, done: make(chan struct{}), GlobalLock: global}
+	p := &poolbotProc{cmd: cmd, stdin: stdin, out: &testenv.SyncBuffer{}, done: make(chan struct{}), GlobalLock: global, dnsWait: dnsWait}
 	cmd.Stdout = p.out
 	logs, err := os.Create(filepath.Join(dir, "poolbot.log"))
 	if err != nil {
@@ -153,11 +213,27 @@ func startPoolbot(ctx context.Context, w *incident.World, dir string) (*poolbotP
 }
 
 // poolbotConfig is poolbot's config for the world: the registry hosts
-// behind the balancer, the drift watch on, no calendar.
-func poolbotConfig(w *incident.World, dir, global, staging string) string {
-	var hosts []string
+// behind the balancer, the drift watch on, no calendar; with dnsWait the
+// procedure's DNS step (wait for gdnsd, then the old TTL).
+func poolbotConfig(w *incident.World, dir, global, staging string, dnsWait bool) string {
+	var hosts, hostDCs []string
 	for _, h := range w.Hosts {
 		hosts = append(hosts, h.Addr)
+		hostDCs = append(hostDCs, fmt.Sprintf("%q: %s", h.Addr, w.DC))
+	}
+	dnsSection := ""
+	if dnsWait {
+		dnsSection = fmt.Sprintf(`    dns:
+      record: %s
+      authoritative: [%s]
+      datacenters:
+        - {name: eqiad, client_subnet: 10.64.0.1}
+        - {name: codfw, client_subnet: 10.192.0.1}
+      poll_interval: 200ms
+      converge_timeout: 30s
+      host_check: false
+      host_datacenters: {%s}
+`, w.DNS.Record, strings.Join(w.DNS.Servers, ", "), strings.Join(hostDCs, ", "))
 	}
 	return fmt.Sprintf(`chat:
   command_prefix: "!"
@@ -177,7 +253,7 @@ services:
       balancer_url: %s
       health: {interval: 100ms, wait_timeout: 30s, consecutive: 1}
       probe: {enabled: true, timeout: 20s}
-store: {path: %q}
+%sstore: {path: %q}
 sal: {sink: channel, channel: "#wikimedia-operations"}
 log: {format: text, level: info}
 procedure: {resume_after_crash: auto, scap_poll: 200ms, per_host_estimate: 10s}
@@ -188,7 +264,7 @@ scap:
   channel: {enabled: false}
 conftool: {backend: etcd, etcd: {endpoints: [%q]}}
 watch: {drift: {debounce: %s}, probe: {enabled: false}}
-`, os.Args[0], strings.Join(hosts, ", "), pace, w.Port, w.DebugPort, w.LB.URL(),
+`, os.Args[0], strings.Join(hosts, ", "), pace, w.Port, w.DebugPort, w.LB.URL(), dnsSection,
 		filepath.Join(dir, "poolbot.db"), global, staging, global, w.Etcd.ClientURL, driftDebounce)
 }
 

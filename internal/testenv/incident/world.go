@@ -46,7 +46,7 @@ import (
 	"poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/haproxy"
 	"poolbot/internal/testenv/hostns"
-	"poolbot/internal/testenv/lab"
+	"poolbot/internal/testenv/site"
 	"poolbot/internal/testenv/registry"
 )
 
@@ -95,7 +95,7 @@ type World struct {
 	Port, DebugPort int
 	LB              *haproxy.Balancer
 	Pybal           *haproxy.Pybal
-	Systemctl       *lab.Systemctl
+	Systemctl       *site.Systemctl
 	// Started says how long each part took to start.
 	Started map[string]time.Duration
 
@@ -248,7 +248,7 @@ func Launch(ctx context.Context, dir string, o Options) (w *World, err error) {
 	for _, h := range w.Hosts {
 		regs[h.Addr] = h.Reg
 	}
-	if w.Systemctl, err = lab.NewSystemctl(regs); err != nil {
+	if w.Systemctl, err = site.NewSystemctl(regs); err != nil {
 		return w, err
 	}
 
