@@ -46,8 +46,8 @@ import (
 	"poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/haproxy"
 	"poolbot/internal/testenv/hostns"
-	"poolbot/internal/testenv/site"
 	"poolbot/internal/testenv/registry"
+	"poolbot/internal/testenv/site"
 )
 
 // Names of the LVS pool the registry hosts are in (conftool node objects
