@@ -139,3 +139,6 @@ func TestStory2DepoolWithPoolbot(t *testing.T) { play(t, incident.Stories[1]) }
 
 // TestStory3TooEarly: see incident.Stage.TooEarly.
 func TestStory3TooEarly(t *testing.T) { play(t, incident.Stories[2]) }
+
+// TestStory4SiteDown: see incident.Stage.SiteDown.
+func TestStory4SiteDown(t *testing.T) { play(t, incident.Stories[3]) }

@@ -48,6 +48,7 @@ var Stories = []Story{
 	{"1. the incident: apus repooled in codfw by hand, registries not restarted", (*Stage).Incident},
 	{"2. with poolbot: !depool apus codfw, a deployer pushing outside the deploy block", (*Stage).DepoolWithPoolbot},
 	{"3. too early: a restart before the host's resolver follows, caught by the probe", (*Stage).TooEarly},
+	{"4. the hosts' apus site down: !check fails closed, naming the site", (*Stage).SiteDown},
 }
 
 func (s *Stage) step() time.Duration {
@@ -436,5 +437,79 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 		return err
 	}
 	s.Logf("transcript:\n%s", pb.Transcript(from))
+	return nil
+}
+
+// SiteDown: the gateway of the site the hosts write to stops. `!check
+// apus` fails closed for every host, and what it says names the S3
+// endpoint and the site's address (from the registry's S3 error, or from
+// /debug/health once the registry's storage check failed). The gateway
+// comes back and !check passes again.
+func (s *Stage) SiteDown(ctx context.Context) error {
+	w := s.W
+	pb, err := s.anyPoolbot()
+	if err != nil {
+		return err
+	}
+	dc, err := w.WritesTo(ctx, w.Hosts[0])
+	if err != nil {
+		return err
+	}
+	if err := s.allWriteTo(ctx, dc, "before"); err != nil {
+		return err
+	}
+	site := w.Apus.Sites[dc]
+	s.Logf("the hosts write to %s (%s); its gateway stops", dc, site.Host)
+	if err := site.StopGateway(); err != nil {
+		return err
+	}
+	start := pb.Mark()
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = site.StartGateway(context.WithoutCancel(ctx))
+		}
+	}()
+	from := pb.Mark()
+	if err := s.say(pb, "!check apus"); err != nil {
+		return err
+	}
+	for _, h := range w.Hosts {
+		line, err := pb.Wait(ctx, from, s.step(), h.Addr+": restricted: ")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(line, "FAILED") && !strings.Contains(line, "UNHEALTHY") || !strings.Contains(line, site.Host) || !strings.Contains(line, "apus.discovery.wmnet") {
+			return fmt.Errorf("!check with %s down does not fail naming the site (%s): %s", dc, site.Host, line)
+		}
+	}
+	if err := site.StartGateway(ctx); err != nil {
+		return err
+	}
+	restarted = true
+	s.Logf("%s's gateway is back", dc)
+	deadline := time.Now().Add(s.step())
+	for {
+		from = pb.Mark()
+		if err := s.say(pb, "!check apus"); err != nil {
+			return err
+		}
+		ok := true
+		for _, h := range w.Hosts {
+			line, err := pb.Wait(ctx, from, s.step(), h.Addr+": restricted: ")
+			if err != nil {
+				return err
+			}
+			ok = ok && strings.Contains(line, "healthy, probe ok")
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("!check still fails after %s came back:\n%s", dc, pb.Transcript(from))
+		}
+		time.Sleep(time.Second)
+	}
+	s.Logf("transcript:\n%s", pb.Transcript(start))
 	return nil
 }
