@@ -344,8 +344,11 @@ func (s *Stage) DepoolWithPoolbot(ctx context.Context) error {
 	return nil
 }
 
+// oldAnswerTTL is how long the recursors keep the old answer in TooEarly.
+const oldAnswerTTL = 15
+
 // TooEarly: the DNS wait off, and the recursors holding the old answer
-// for 10 s. `!pool apus codfw` restarts the first host at once: its
+// for 15 s. `!pool apus codfw` restarts the first host at once: its
 // registry resolves eqiad from the cache and stays there. The second
 // host's restart is held until its resolver answers codfw. The probe
 // after it, across the first host, fails with the registry's
@@ -367,7 +370,9 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 		return err
 	}
 	first, second := w.Hosts[0], w.Hosts[1]
-	// A 10 s TTL (a ttl change only: not drift), then an answer cached.
+	// A 15 s TTL (a ttl change only: not drift), then an answer cached;
+	// the first host's restart comes within it even on a loaded machine
+	// (2-3 s here).
 	setTTL := func(ttl int) error {
 		for _, dc := range []string{"eqiad", "codfw"} {
 			p, err := w.Pooled(ctx, dc)
@@ -380,7 +385,7 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := setTTL(10); err != nil {
+	if err := setTTL(oldAnswerTTL); err != nil {
 		return err
 	}
 	defer func() { _ = setTTL(1) }()
@@ -389,7 +394,7 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 		return fmt.Errorf("%s resolves %s (%v), want eqiad", first.Name, got, err)
 	}
 	primed := time.Now()
-	s.Logf("the recursor of %s now holds eqiad's address for 10 s", w.DC)
+	s.Logf("the recursor of %s now holds eqiad's address for %d s", w.DC, oldAnswerTTL)
 
 	proceed := w.Systemctl.Hold(second.Addr)
 	defer proceed()
