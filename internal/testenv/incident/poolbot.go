@@ -127,8 +127,8 @@ func StartPoolbot(ctx context.Context, w *World, o PoolbotOptions) (*Poolbot, er
 
 // PoolbotConfig is poolbot's config for the world: the registry hosts
 // (by address) behind the balancer, the drift watch on, the periodic
-// probe off, no calendar; with DNSWait the DNS step, without its
-// per-host check (the executor here is the systemctl stand-in).
+// probe off, no calendar; with DNSWait the DNS step (gdnsd, the old TTL,
+// then getent on each host before its restart).
 func (w *World) PoolbotConfig(o PoolbotOptions, global, staging string) string {
 	if o.Debounce == 0 {
 		o.Debounce = 20 * time.Second
@@ -151,7 +151,8 @@ func (w *World) PoolbotConfig(o PoolbotOptions, global, staging string) string {
         - {name: codfw, client_subnet: 10.192.0.1}
       poll_interval: 200ms
       converge_timeout: 30s
-      host_check: false
+      host_check: true
+      host_timeout: 30s
       host_datacenters: {%s}
 `, w.DNS.Record, strings.Join(w.DNS.Servers, ", "), strings.Join(hostDCs, ", "))
 	}

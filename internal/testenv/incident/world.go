@@ -251,6 +251,11 @@ func Launch(ctx context.Context, dir string, o Options) (w *World, err error) {
 	if w.Systemctl, err = site.NewSystemctl(regs); err != nil {
 		return w, err
 	}
+	for _, h := range w.Hosts {
+		// `getent` through the executor (the DNS step's host check)
+		// answers as the host's resolver does.
+		w.Systemctl.SetNamespace(h.Addr, h.NS.Prefix())
+	}
 
 	err = timed("HAProxy and pybal", func() error {
 		var servers []haproxy.Server
