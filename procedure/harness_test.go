@@ -116,9 +116,12 @@ func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *ha
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	// One storage for every host, as production's hosts share apus (the
+	// probe across hosts needs it).
+	storage := t.TempDir()
 	for _, h := range l.hosts {
 		wg.Go(func() {
-			inst := regenv.Start(t, regenv.Options{})
+			inst := regenv.Start(t, regenv.Options{StorageDir: storage})
 			mu.Lock()
 			l.regs[h] = inst
 			mu.Unlock()

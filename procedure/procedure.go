@@ -738,7 +738,10 @@ func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Req
 		}
 		c := inst.Name + " healthy"
 		if svc.Probe && !e.cfg.DryRun {
-			res := svc.Registry.Probe(ctx, inst, "")
+			res, err := e.probeAfterRestart(ctx, svc, r, host, inst)
+			if err != nil {
+				return "", err
+			}
 			if !res.OK {
 				return "", fmt.Errorf("%s write-then-read probe failed: %s", inst.Name, res)
 			}

@@ -88,8 +88,9 @@ func (e *Engine) Windows(ctx context.Context, service string) ([]string, error) 
 }
 
 // Check answers !check: health and write-then-read probe of every
-// registry instance of the service, now. It changes nothing but the
-// probe repository.
+// registry instance of the service, now, each across the other hosts and
+// the balancer (hosts on different storage fail it, quoting the
+// registry's answer). It changes nothing but the probe repository.
 func (e *Engine) Check(ctx context.Context, service string) ([]string, error) {
 	svc, ok := e.services[service]
 	if !ok {
@@ -108,11 +109,14 @@ func (e *Engine) Check(ctx context.Context, service string) ([]string, error) {
 			} else {
 				status += "healthy"
 				if svc.Probe {
-					res := svc.Registry.Probe(ctx, inst, "")
+					res := probeAcross(ctx, svc, host, inst, svc.Plan.Hosts, true)
 					if res.OK {
 						status += ", probe ok"
 					} else {
 						status += ", probe FAILED " + res.Code + " at " + res.Step
+						if res.Err != nil {
+							status += ": " + res.Err.Error()
+						}
 					}
 				}
 			}

@@ -245,8 +245,10 @@ func startLab(ctx context.Context, o options, dir string, out io.Writer) (*labEn
 				if w.dns != nil {
 					prefix = w.ns[w.hostDC[h]].Prefix() // resolves as a host of its datacenter
 				}
+				// One storage for all hosts, as they share apus in
+				// production: the probe across hosts reads it.
 				inst, err := regenv.Launch(rctx, regenv.Options{Binary: regBin, Dir: filepath.Join(dir, "registry-"+h),
-					Host: h, Port: w.port, DebugPort: w.debug, Wrapper: prefix})
+					Host: h, Port: w.port, DebugPort: w.debug, Wrapper: prefix, StorageDir: filepath.Join(dir, "storage")})
 				if err != nil {
 					return err
 				}

@@ -56,6 +56,7 @@ type options struct {
 	dir                 string
 	keep                bool
 	scenario            bool
+	incident            bool
 	windowIn, windowLen time.Duration
 	scapHold            time.Duration
 	pace, perHost       time.Duration
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&o.dir, "dir", "", "directory for the lab's files (default: a new temporary one, removed at exit)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, database, transcript)")
 	fs.BoolVar(&o.scenario, "scenario", false, "play the stories unattended, print the transcript, exit 0 if all passed")
+	fs.BoolVar(&o.incident, "incident", false, "T422166's world instead (incident.go): registries on S3 (two Ceph RGW apus sites), real DNS, HAProxy; poolbot on a console; with -scenario its three stories")
 	fs.DurationVar(&o.windowIn, "window-in", 0, "the deployment window starts this long after start-up, with -scenario after story 1 starts (default 2m, scenario 1s)")
 	fs.DurationVar(&o.windowLen, "window-len", 0, "and lasts this long (default 5m, scenario 20s)")
 	fs.DurationVar(&o.scapHold, "scap-hold", 6*time.Second, "scenario: how long the scap run holds the lock")
@@ -118,6 +120,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	def(&o.perHost, 20*time.Second, 3*time.Second)
 	def(&o.margin, 30*time.Second, 2*time.Second)
 
+	if o.incident {
+		if err := runIncident(ctx, o, stdin, stdout); err != nil {
+			fmt.Fprintln(stderr, "poolbot-lab:", err)
+			return 1
+		}
+		return 0
+	}
 	if err := runLab(ctx, o, stdin, stdout); err != nil {
 		fmt.Fprintln(stderr, "poolbot-lab:", err)
 		return 1

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"poolbot/internal/secret"
@@ -20,9 +21,17 @@ type Config struct {
 	CAFile string `yaml:"ca_file"`
 	// Instances run on every registry host (WMF: restricted 5002/5003, ml 5004/5005).
 	Instances []InstanceConfig `yaml:"instances"`
-	Health    HealthConfig     `yaml:"health"`
-	Probe     ProbeConfig      `yaml:"probe"`
-	Auth      AuthConfig       `yaml:"auth"`
+	// BalancerURL is the load balancer in front of the service's hosts
+	// (WMF: LVS for docker-registry.discovery.wmnet), e.g.
+	// https://docker-registry.discovery.wmnet. Optional: when set, the
+	// probe across hosts also reads its blob through it. The probe
+	// repository must route to the probed instance there (WMF's nginx
+	// sends /v2/restricted/... to 5002: probe_repository
+	// restricted/poolbot-probe).
+	BalancerURL string       `yaml:"balancer_url"`
+	Health      HealthConfig `yaml:"health"`
+	Probe       ProbeConfig  `yaml:"probe"`
+	Auth        AuthConfig   `yaml:"auth"`
 }
 
 // InstanceConfig is one registry instance template, repeated on every host.
@@ -162,6 +171,11 @@ func (c Config) Validate() error {
 	if c.CAFile != "" && c.Scheme != "https" {
 		bad("ca_file", "set but scheme is %q (only used for https)", c.Scheme)
 	}
+	if c.BalancerURL != "" {
+		if err := validateBalancerURL(c.BalancerURL); err != nil {
+			bad("balancer_url", "%v", err)
+		}
+	}
 	if len(c.Instances) == 0 {
 		bad("instances", "at least one instance is required (e.g. {name: restricted, port: 5002, debug_port: 5003})")
 	}
@@ -232,6 +246,18 @@ func (c Config) Validate() error {
 		bad("auth.password", "%v", err)
 	}
 	return errors.Join(errs...)
+}
+
+func validateBalancerURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", truncate(raw, 100), err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil ||
+		u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: want http(s)://host[:port] with nothing after it", truncate(raw, 100))
+	}
+	return nil
 }
 
 func validateInstanceName(name string) error {

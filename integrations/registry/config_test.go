@@ -110,6 +110,8 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		{mutate(func(c *registry.Config) { c.Probe.Repository = "a//b" }), "registry.probe.repository"},
 		{mutate(func(c *registry.Config) { c.Probe.BlobSize = 2 << 20 }), "registry.probe.blob_size"},
 		{mutate(func(c *registry.Config) { c.Auth.Username = "poolbot" }), "registry.auth: username and password go together"},
+		{mutate(func(c *registry.Config) { c.BalancerURL = "docker-registry.discovery.wmnet" }), "registry.balancer_url"},
+		{mutate(func(c *registry.Config) { c.BalancerURL = "https://docker-registry.discovery.wmnet/v2/" }), "registry.balancer_url"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -121,6 +123,10 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 	zero := registry.Config{Instances: []registry.InstanceConfig{{Name: "ml", Port: 5004, DebugPort: 5005}}}
 	if err := zero.Validate(); err != nil {
 		t.Errorf("minimal config: %v", err)
+	}
+	zero.BalancerURL = "https://docker-registry.discovery.wmnet"
+	if err := zero.Validate(); err != nil {
+		t.Errorf("balancer_url: %v", err)
 	}
 }
 

@@ -38,6 +38,18 @@
 // entirely in storage, so a plain restart of the registry process in the
 // middle of a push does not break it.
 //
+// A probe on one instance cannot see hosts whose storage differs: after
+// apus moved, hosts restarted at different times write to different apus
+// datacenters, and each is consistent with itself. ProbeAcross also opens
+// an upload on the probed instance and continues it (PATCH, PUT) on the
+// same instance of every other host given, as a push through the load
+// balancer does, then reads the blob there and through the balancer
+// (Config.BalancerURL): a host on other storage answers 404
+// BLOB_UPLOAD_UNKNOWN (or BLOB_UNKNOWN), and the error quotes the
+// registry's answer as it came. An UNAVAILABLE answer is explained with
+// the failing checks of that instance's /debug/health (for S3: the
+// endpoint and the address the registry dialled, i.e. the apus site).
+//
 // Registry errors come as {"errors":[{"code":"...","message":"...","detail":...}]};
 // ProbeResult.Code carries the registry's code when it is one of the codes
 // distribution defines, or a small fixed set of codes of ours ("ok",

@@ -103,7 +103,7 @@ func detailText(raw json.RawMessage) string {
 		}
 		s = buf.String()
 	}
-	return truncate(s, 200)
+	return truncateMiddle(s, maxDetail)
 }
 
 func truncate(s string, n int) string {
@@ -115,6 +115,51 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// maxDetail and maxQuotedBody bound what an error message quotes of a
+// registry's answer. A storage error's cause comes last (distribution's
+// s3 driver: "s3aws: RequestError: send request failed caused by: Put
+// \"http://apus.discovery.wmnet:…\": dial tcp 10.2.1.10:443: connect:
+// connection refused"), so long texts are cut in the middle.
+const (
+	maxDetail     = 400
+	maxQuotedBody = 1000
+)
+
+// truncateMiddle keeps the first third and the last two thirds of n bytes
+// of s, with "…" between, on rune boundaries.
+func truncateMiddle(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	head := n / 3
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	tail := len(s) - (n - head)
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return s[:head] + "…" + s[tail:]
+}
+
+// quoteBody renders a response body for an error message that reaches
+// chat: trimmed, every control character (CR, LF, NUL, ...) a space,
+// invalid UTF-8 replaced, cut in the middle past maxQuotedBody bytes.
+func quoteBody(body []byte) string {
+	return truncateMiddle(oneLine(string(bytes.TrimSpace(body))), maxQuotedBody)
+}
+
+// oneLine makes every control character of s a space and replaces invalid
+// UTF-8 (the s3 driver's errors span lines: "...\ncaused by: ...").
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 }
 
 // errorBody is the distribution/OCI error envelope.
@@ -184,7 +229,7 @@ func summarizeErrors(errs []RegistryError) string {
 			parts = append(parts, fmt.Sprintf("and %d more", len(errs)-3))
 			break
 		}
-		parts = append(parts, truncate(e.String(), 300))
+		parts = append(parts, truncateMiddle(e.String(), 2*maxDetail))
 	}
 	return strings.Join(parts, "; ")
 }

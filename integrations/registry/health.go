@@ -78,7 +78,7 @@ func (e *HealthError) Error() string {
 			b.WriteString(name)
 			if msg := e.Checks[name]; msg != "" {
 				b.WriteString(": ")
-				b.WriteString(truncate(msg, 300))
+				b.WriteString(truncateMiddle(oneLine(msg), maxDetail))
 			}
 		}
 	}
@@ -205,7 +205,7 @@ func excerpt(body []byte) string {
 	if len(body) == 0 {
 		return "empty body"
 	}
-	return fmt.Sprintf("%q", truncate(string(body), 200))
+	return fmt.Sprintf("%q", truncateMiddle(string(body), maxDetail))
 }
 
 // WaitOptions tune WaitHealthy; zero values take the config's health.* values.

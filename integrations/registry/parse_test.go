@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -230,5 +231,28 @@ func TestRegistryErrorJSONShape(t *testing.T) {
 	}
 	if !reflect.DeepEqual([]byte(errs[0].Detail), []byte(`[1,2]`)) || errs[0].String() != "DENIED ([1,2])" {
 		t.Errorf("%+v %q", errs[0], errs[0].String())
+	}
+}
+
+// A storage error's cause is at its end: cut texts keep it.
+func TestQuoteBodyKeepsTheCause(t *testing.T) {
+	cause := `dial tcp 127.9.9.2:7480: connect: connection refused`
+	long := `{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":"s3aws: RequestError: send request failed\ncaused by: Post \"http://apus.discovery.wmnet:7480/registry-restricted/` +
+		strings.Repeat("x", 2000) + `\": ` + cause + `"}]}` + "\r\n"
+	q := quoteBody([]byte(long))
+	if !strings.HasSuffix(q, cause+`"}]}`) || !strings.HasPrefix(q, `{"errors":[{"code":"UNKNOWN"`) {
+		t.Errorf("quoted body lost its start or its cause: %q", q)
+	}
+	if len(q) > maxQuotedBody+len("…") || !strings.Contains(q, "…") {
+		t.Errorf("quoted body is %d bytes, want at most %d with a cut mark", len(q), maxQuotedBody)
+	}
+	if strings.ContainsAny(quoteBody([]byte("a\rb\nc\x00d")), "\r\n\x00") {
+		t.Error("control characters reach the quote")
+	}
+	if got := truncateMiddle("héllo wörld", 6); !utf8.ValidString(got) {
+		t.Errorf("cut inside a rune: %q", got)
+	}
+	if got := quoteBody([]byte("ok")); got != "ok" {
+		t.Errorf("short body changed: %q", got)
 	}
 }

@@ -23,6 +23,12 @@ const (
 	StepCompleteUpload = "complete_upload" // PUT <location>&digest=
 	StepCheckBlob      = "check_blob"      // HEAD /v2/<repo>/blobs/<digest>
 	StepFetchBlob      = "fetch_blob"      // GET /v2/<repo>/blobs/<digest>
+	// Across hosts (ProbeAcross): an upload opened on the probed instance
+	// continued on another host's; the blob read on another host's
+	// instance; the blob read through the load balancer.
+	StepHandoff      = "handoff"       // POST here, PATCH and PUT <location> there
+	StepReadPeer     = "read_peer"     // GET /v2/<repo>/blobs/<digest> on another host
+	StepReadBalancer = "read_balancer" // GET /v2/<repo>/blobs/<digest> through registry.balancer_url
 )
 
 // ProbeResult is the outcome of one write-then-read probe.
@@ -56,20 +62,31 @@ func (r ProbeResult) String() string {
 
 // ProbeError describes the failed step of a probe.
 type ProbeError struct {
-	Step   string
-	Code   string
+	Step string
+	Code string
+	// Target is where the failing request went when that is not the
+	// probed instance: another host's instance or the load balancer.
+	Target string
 	Method string
 	// Path is the request path (no query: the upload state token is noise).
 	Path     string
 	Status   int
 	Registry []RegistryError
-	Detail   string
-	Err      error
+	// Body is the registry's answer as it came (whitespace at the ends
+	// trimmed, control characters made spaces, long ones cut in the
+	// middle so the cause at the end stays): what the FAILED notice
+	// quotes, e.g. {"errors":[{"code":"BLOB_UPLOAD_UNKNOWN",...}]}.
+	Body   string
+	Detail string
+	Err    error
 }
 
 func (e *ProbeError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Step)
+	if e.Target != "" {
+		fmt.Fprintf(&b, " on %s", e.Target)
+	}
 	if e.Method != "" {
 		fmt.Fprintf(&b, ": %s %s", e.Method, e.Path)
 	}
@@ -77,7 +94,11 @@ func (e *ProbeError) Error() string {
 	if e.Status != 0 {
 		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
 	}
-	if len(e.Registry) > 0 {
+	switch {
+	case e.Body != "":
+		b.WriteString(": ")
+		b.WriteString(e.Body)
+	case len(e.Registry) > 0:
 		b.WriteString(": ")
 		b.WriteString(summarizeErrors(e.Registry))
 	}
@@ -116,7 +137,11 @@ func (c *Client) Probe(ctx context.Context, inst Instance, repo string) ProbeRes
 	if repo == "" {
 		repo = c.cfg.Probe.Repository
 	}
-	res := c.probe(ctx, inst, repo)
+	return c.finishProbe(inst, repo, start, c.probeWith(ctx, inst, repo, nil))
+}
+
+// finishProbe fills in the result and logs it.
+func (c *Client) finishProbe(inst Instance, repo string, start time.Time, res ProbeResult) ProbeResult {
 	res.Instance, res.Repository, res.Duration = inst, repo, c.sinceOn(start)
 	var pe *ProbeError
 	if errors.As(res.Err, &pe) {
@@ -131,7 +156,9 @@ func (c *Client) Probe(ctx context.Context, inst Instance, repo string) ProbeRes
 	return res
 }
 
-func (c *Client) probe(ctx context.Context, inst Instance, repo string) ProbeResult {
+// probeWith writes and reads back the blob on inst, then runs more (nil:
+// nothing more) before the blob is deleted.
+func (c *Client) probeWith(ctx context.Context, inst Instance, repo string, more func(*probeRun) *ProbeError) ProbeResult {
 	if err := inst.validate(); err != nil {
 		return ProbeResult{Err: &ProbeError{Step: StepValidate, Code: CodeInternal, Err: err}}
 	}
@@ -150,22 +177,51 @@ func (c *Client) probe(ctx context.Context, inst Instance, repo string) ProbeRes
 
 	uploadLoc, perr := p.startUpload()
 	if perr != nil {
-		res.Err = perr
+		res.Err = p.explain(perr, inst)
 		return res
 	}
 	if perr := p.upload(uploadLoc); perr != nil {
 		p.cancelUpload(uploadLoc)
-		res.Err = perr
+		res.Err = p.explain(perr, inst)
 		return res
 	}
 	if perr := p.readBack(); perr != nil {
-		res.Err = perr
+		res.Err = p.explain(perr, inst)
 		return res
+	}
+	if more != nil {
+		if perr := more(p); perr != nil {
+			res.Err = perr
+			if !c.cfg.Probe.KeepBlobs {
+				res.Deleted = p.deleteBlob()
+			}
+			return res
+		}
 	}
 	if !c.cfg.Probe.KeepBlobs {
 		res.Deleted = p.deleteBlob()
 	}
 	return res
+}
+
+// explain adds what inst's /debug/health says to an UNAVAILABLE answer:
+// the registry answers every request 503 "health check failed: please see
+// /debug/health" once its storage check fails, and only that page names
+// the cause (for S3: the endpoint and the address it dialled, i.e. which
+// apus site is down).
+func (p *probeRun) explain(perr *ProbeError, inst Instance) *ProbeError {
+	if perr == nil || perr.Code != CodeUnavailable {
+		return perr
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), min(p.c.cfg.Health.Timeout, cleanupTimeout))
+	defer cancel()
+	var herr *HealthError
+	if err := p.c.checkDebugHealth(ctx, inst); errors.As(err, &herr) && len(herr.Checks) > 0 {
+		hs := *herr
+		hs.Instance, hs.Err = inst, nil
+		perr.Detail = strings.TrimPrefix(perr.Detail+"; ", "; ") + hs.Error()
+	}
+	return perr
 }
 
 // makeBlob returns BlobSize bytes: a readable header naming the probe (so a
@@ -200,9 +256,7 @@ func fail(step, method string, u *url.URL, r *response) *ProbeError {
 		// HEAD has no body to say so; a 404 on a blob HEAD is "blob unknown".
 		pe.Code = CodeBlobUnknown
 	}
-	if len(errs) == 0 && len(r.body) > 0 {
-		pe.Detail = excerpt(bytes.TrimSpace(r.body))
-	}
+	pe.Body = quoteBody(r.body)
 	return pe
 }
 

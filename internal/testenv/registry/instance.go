@@ -248,6 +248,10 @@ func Launch(ctx context.Context, opts Options) (*Instance, error) {
 		inst.s3 = opts.S3
 	}
 	inst.wrapper, inst.env = opts.Wrapper, opts.Env
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		inst.cleanupDir()
+		return nil, fmt.Errorf("registry dir: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(inst.StorageDir, "registry"), 0o755); err != nil {
 		inst.cleanupDir()
 		return nil, fmt.Errorf("registry storage: %w", err)

@@ -39,13 +39,16 @@ func New(t testing.TB, nHosts int) *Site {
 	t.Helper()
 	w := &Site{Dir: t.TempDir(), LockDir: t.TempDir(), Port: testenv.FreePort(t), DebugPort: testenv.FreePort(t)}
 	regs := map[string]*regenv.Instance{}
+	// One storage for every host, as production's hosts share apus: the
+	// probe across hosts reads on one host what another wrote.
+	storage := t.TempDir()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := 2; i < 2+nHosts; i++ {
 		host := fmt.Sprintf("127.0.0.%d", i)
 		w.Hosts = append(w.Hosts, host)
 		wg.Go(func() {
-			inst := regenv.Start(t, regenv.Options{Host: host, Port: w.Port, DebugPort: w.DebugPort})
+			inst := regenv.Start(t, regenv.Options{Host: host, Port: w.Port, DebugPort: w.DebugPort, StorageDir: storage})
 			mu.Lock()
 			regs[host] = inst
 			mu.Unlock()
