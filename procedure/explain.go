@@ -90,6 +90,10 @@ func (e *Engine) Explain(ctx context.Context, r poolbot.Request) (Explanation, e
 	if err != nil {
 		return Explanation{}, err
 	}
+	if _, busy := active(ahead); !busy {
+		// Requests held by the last-datacenter guard step aside (order.go).
+		ahead = slices.DeleteFunc(ahead, func(a poolbot.Request) bool { return e.evaluate(ctx, svc, a, now).stepsAside() })
+	}
 	x.Ahead = ahead
 	v := e.evaluate(ctx, svc, r, now)
 	x.Estimate = v.estimate

@@ -4,7 +4,8 @@
 //	                                                                ↘ failed, cancelled, expired
 //
 // For each service one worker takes the oldest unfinished request (FIFO,
-// one operation at a time) and:
+// one operation at a time; a request held by the last-datacenter guard
+// lets the ones behind it go first, see order.go) and:
 //
 //  1. evaluates the gates (calendar, scap, the last-datacenter guard) and,
 //     while any is closed, waits: one notice with every blocker and the
@@ -200,44 +201,66 @@ func (e *Engine) advance(ctx context.Context, svc *Service) {
 			e.deps.Metrics.Gates(svc.Name, nil, time.Time{})
 			return
 		}
-		head := queue[0]
-		if head.Parked || head.State.Running() {
+		if a, ok := active(queue); ok {
+			// One operation at a time: nothing else starts while a
+			// request runs or is parked.
 			e.deps.Metrics.Gates(svc.Name, nil, time.Time{})
-		}
-		if head.Parked && head.CancelRequested {
-			// Parked after a crash: poolbot holds no deploy block, so the
-			// cancel ends the request here and now.
-			e.endParked(ctx, head)
-			continue
-		}
-		if head.Parked {
-			return // waits for !resume or !cancel
-		}
-		if head.State.Running() {
+			if a.Parked && a.CancelRequested {
+				// Parked after a crash: poolbot holds no deploy block, so
+				// the cancel ends the request here and now.
+				e.endParked(ctx, a)
+				continue
+			}
+			if a.Parked {
+				return // waits for !resume or !cancel
+			}
 			// Interrupted by a restart of poolbot: continue from the
 			// stored step.
-			e.execute(ctx, svc, head)
+			e.execute(ctx, svc, a)
 			continue
 		}
-		now := e.clock.Now()
-		v := e.evaluate(ctx, svc, head, now)
-		e.reportGates(svc.Name, head, v)
-		e.markBehind(ctx, queue[1:], head)
-		if !v.clear() {
-			e.wait(ctx, svc, head, v)
+		next, ok := e.nextToRun(ctx, svc, queue)
+		if !ok {
 			return
 		}
 		e.setScapWaiter(svc.Name, false)
-		if !e.proceed(ctx, head) {
+		if !e.proceed(ctx, next) {
 			continue
 		}
-		head, err = e.deps.Store.Request(ctx, head.ID)
+		next, err = e.deps.Store.Request(ctx, next.ID)
 		if err != nil {
-			e.log.Error("re-reading request", "request", head.ID, "err", err)
+			e.log.Error("re-reading request", "request", next.ID, "err", err)
 			return
 		}
-		e.execute(ctx, svc, head)
+		e.execute(ctx, svc, next)
 	}
+}
+
+// nextToRun evaluates the gates of the pending requests in queue order
+// (see order.go) and returns the first one whose gates are open. Each
+// request evaluated on the way waits: one held by the last-datacenter
+// guard steps aside and the next is evaluated; any other blocker holds
+// back every request behind it. ok is false when none can start now.
+func (e *Engine) nextToRun(ctx context.Context, svc *Service, queue []poolbot.Request) (poolbot.Request, bool) {
+	now := e.clock.Now()
+	for i, r := range queue {
+		v := e.evaluate(ctx, svc, r, now)
+		if i == 0 {
+			e.reportGates(svc.Name, r, v)
+		}
+		if v.clear() {
+			e.markBehind(ctx, queue[i+1:], r)
+			return r, true
+		}
+		if v.stepsAside() {
+			e.wait(ctx, svc, r, v, stepAsideNote)
+			continue
+		}
+		e.wait(ctx, svc, r, v, "")
+		e.markBehind(ctx, queue[i+1:], r)
+		return poolbot.Request{}, false
+	}
+	return poolbot.Request{}, false
 }
 
 // expire ends pending requests that waited longer than MaxWait and
@@ -290,8 +313,11 @@ func (e *Engine) markBehind(ctx context.Context, rest []poolbot.Request, head po
 
 // wait records that the head request waits, announces its blockers when
 // they changed, and arranges to be woken when they may have cleared.
-func (e *Engine) wait(ctx context.Context, svc *Service, r poolbot.Request, v verdict) {
+func (e *Engine) wait(ctx context.Context, svc *Service, r poolbot.Request, v verdict, note string) {
 	summary := v.summary()
+	if note != "" {
+		summary += "; " + note
+	}
 	if r.State != poolbot.StateWaiting || r.Step != summary {
 		err := e.transition(ctx, r, r.State, poolbot.StateWaiting, func(n *poolbot.Request) { n.Step = summary }, "waiting", summary)
 		if err != nil {

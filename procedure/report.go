@@ -36,8 +36,8 @@ func (e *Engine) Blockers(ctx context.Context, r poolbot.Request) (string, error
 	if err != nil {
 		return "", err
 	}
-	if len(queue) > 0 && queue[0].ID != r.ID {
-		return fmt.Sprintf("behind %s in the queue", queue[0].ID), nil
+	if a, ok := e.aheadOf(ctx, svc, queue, r); ok {
+		return fmt.Sprintf("behind %s in the queue (one operation at a time)", a.ID), nil
 	}
 	v := e.evaluate(ctx, svc, r, e.clock.Now())
 	if v.clear() {
