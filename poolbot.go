@@ -11,6 +11,7 @@ package poolbot
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -262,8 +263,14 @@ var taskRE = regexp.MustCompile(`\bT[1-9][0-9]{0,7}\b`)
 func TaskFromReason(reason string) string { return taskRE.FindString(reason) }
 
 // FormatDuration formats like scap's SAL lines: "02m 15s", or
-// "1h 02m 15s" from an hour on.
+// "1h 02m 15s" from an hour on. It is the one way poolbot says a duration
+// to people (a timeout, an age, an estimate). Under a second it keeps the
+// fraction that matters, "00m 00.05s", rather than say "00m 00s".
 func FormatDuration(d time.Duration) string {
+	if d > 0 && d < time.Second {
+		d = d.Round(time.Millisecond)
+		return strings.TrimRight(strings.TrimRight(fmt.Sprintf("00m %06.3fs", d.Seconds()), "0s"), ".") + "s"
+	}
 	d = d.Round(time.Second)
 	if d < 0 {
 		d = 0

@@ -223,7 +223,7 @@ func TestCalendarOverHTTPStaleAfterMaxAge(t *testing.T) {
 	wl.clock.Advance(2 * time.Minute) // t0+61m: older than max_age
 	second := wl.queue(poolbot.ActionRestart, "")
 	r := wl.waitState(second, 0, poolbot.StateWaiting)
-	if !strings.Contains(r.Step, "deployment calendar unreadable (calendar: schedule is stale: last good fetch 1h1m0s ago (at 2026-11-23T14:10:00Z), max age 1h0m0s; last error: ") ||
+	if !strings.Contains(r.Step, "deployment calendar unreadable (calendar: schedule is stale: last good fetch 1h 01m 00s ago (at 2026-11-23T14:10:00Z), max age 1h 00m 00s; last error: ") ||
 		!strings.Contains(r.Step, "HTTP 503 Service Unavailable") {
 		t.Fatalf("waiting step %q", r.Step)
 	}

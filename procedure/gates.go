@@ -38,6 +38,8 @@ type verdict struct {
 	// lock probe should wake the request.
 	scapBlocked bool
 	estimate    time.Duration
+	// now is when the gates were evaluated.
+	now time.Time
 }
 
 func (v verdict) clear() bool { return len(v.blockers) == 0 }
@@ -66,7 +68,7 @@ func (v verdict) blockerTexts() []string {
 func (v verdict) summary() string {
 	s := strings.Join(v.blockerTexts(), "; ")
 	if !v.eta.IsZero() {
-		s += "; estimated start " + v.eta.UTC().Format("15:04 UTC")
+		s += "; estimated start " + poolbot.FormatClock(v.eta, v.now)
 	} else {
 		s += "; start time unknown"
 	}
@@ -83,7 +85,7 @@ func (e *Engine) forceEffective(r poolbot.Request) bool {
 // cannot be read counts as closed, and its blocker says why. It only
 // reads; nothing changes.
 func (e *Engine) evaluate(ctx context.Context, svc *Service, r poolbot.Request, now time.Time) verdict {
-	v := verdict{estimate: e.estimate(ctx, svc)}
+	v := verdict{estimate: e.estimate(ctx, svc), now: now}
 
 	// Safety first, and never skipped by !force: do not depool the last
 	// pooled datacenter.

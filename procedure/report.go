@@ -77,10 +77,10 @@ func (e *Engine) Windows(ctx context.Context, service string) ([]string, error) 
 	if gap, ok := sched.FirstGap(now, est, e.cfg.LeadMargin, e.cfg.TailMargin); ok {
 		when := "now"
 		if gap.After(now) {
-			when = gap.UTC().Format("Mon 15:04 UTC")
+			when = poolbot.FormatClock(gap, now)
 		}
 		lines = append(lines, fmt.Sprintf("next clear slot for %s (%s, margins %s/%s): %s; calendar fetched %s",
-			service, poolbot.FormatDuration(est), poolbot.FormatDuration(e.cfg.LeadMargin), poolbot.FormatDuration(e.cfg.TailMargin), when, fetched.UTC().Format("15:04 UTC")))
+			service, poolbot.FormatDuration(est), poolbot.FormatDuration(e.cfg.LeadMargin), poolbot.FormatDuration(e.cfg.TailMargin), when, poolbot.FormatSince(fetched, now)))
 	} else {
 		lines = append(lines, fmt.Sprintf("no clear slot of %s for %s within the calendar's horizon", poolbot.FormatDuration(est), service))
 	}

@@ -16,16 +16,9 @@ import (
 // "unreadable calendar card at 10:00 UTC (no end time): treated as 10:00–11:00 UTC".
 func describeWindow(w calendar.Window, now time.Time) string {
 	if w.Unreadable != "" {
-		at := w.Start.UTC().Format("15:04")
-		if !sameDay(w.Start, now) {
-			at = w.Start.UTC().Format("Mon 15:04")
-		}
-		return fmt.Sprintf("unreadable calendar card at %s UTC (%s): treated as %s–%s UTC", at, w.Unreadable, at, w.End.UTC().Format("15:04"))
+		return fmt.Sprintf("unreadable calendar card at %s (%s): treated as %s", poolbot.FormatSince(w.Start, now), w.Unreadable, poolbot.FormatSpan(w.Start, w.End, now))
 	}
-	s := fmt.Sprintf("deployment window %q %s–%s UTC", w.Name, w.Start.UTC().Format("15:04"), w.End.UTC().Format("15:04"))
-	if !sameDay(w.Start, now) {
-		s = fmt.Sprintf("deployment window %q %s–%s UTC", w.Name, w.Start.UTC().Format("Mon 15:04"), w.End.UTC().Format("15:04"))
-	}
+	s := fmt.Sprintf("deployment window %q %s", w.Name, poolbot.FormatSpan(w.Start, w.End, now))
 	if w.ActiveAt(now) {
 		s += " (active)"
 	}
@@ -33,12 +26,6 @@ func describeWindow(w calendar.Window, now time.Time) string {
 		s += " (deployers: " + strings.Join(w.Deployers, ", ") + ")"
 	}
 	return s
-}
-
-func sameDay(a, b time.Time) bool {
-	ay, am, ad := a.UTC().Date()
-	by, bm, bd := b.UTC().Date()
-	return ay == by && am == bm && ad == bd
 }
 
 // progress is "done: <hosts>; not touched: <hosts>", how END lines and

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"poolbot"
 )
 
 // ErrNotFetched is returned (wrapped) by Cached.Schedule before the first
@@ -88,7 +90,7 @@ func (c *Cached) Schedule() (Schedule, time.Time, error) {
 	}
 	if age := c.opt.Clock.Since(c.fetchedAt); age > c.maxAge {
 		err := fmt.Errorf("%w: last good fetch %s ago (at %s), max age %s",
-			ErrStale, age.Round(time.Second), c.fetchedAt.UTC().Format(time.RFC3339), c.maxAge)
+			ErrStale, poolbot.FormatDuration(age), c.fetchedAt.UTC().Format(time.RFC3339), poolbot.FormatDuration(c.maxAge))
 		if c.lastErr != nil {
 			err = fmt.Errorf("%w; last error: %w", err, c.lastErr)
 		}

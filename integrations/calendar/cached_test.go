@@ -75,7 +75,7 @@ func TestCachedStaleness(t *testing.T) {
 	if !errors.Is(err, ErrStale) || !errors.Is(err, fail) || len(s.Windows) != 1 {
 		t.Fatalf("past max age: %v (windows %d)", err, len(s.Windows))
 	}
-	wantErrContains(t, err, "last good fetch 1h0m1s ago (at 2026-11-02T10:00:00Z), max age 1h0m0s; last error: wikitech unreachable")
+	wantErrContains(t, err, "last good fetch 1h 00m 01s ago (at 2026-11-02T10:00:00Z), max age 1h 00m 00s; last error: wikitech unreachable")
 
 	next = nil
 	if err := c.Refresh(ctx); err != nil {

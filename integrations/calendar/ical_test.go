@@ -364,5 +364,5 @@ func TestICalURLSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = timeout.Fetch(t.Context())
-	wantErrContains(t, err, "no complete answer within 50ms")
+	wantErrContains(t, err, "no complete answer within 00m 00.05s")
 }

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot"
 )
 
 // Source fetches the deployment calendar. A Source that cannot read or
@@ -65,7 +67,7 @@ func NewSource(cfg Config, opt Options) (Source, error) {
 type fetchTimeoutError struct{ d time.Duration }
 
 func (e *fetchTimeoutError) Error() string {
-	return fmt.Sprintf("no complete answer within %s (timeout)", e.d)
+	return fmt.Sprintf("no complete answer within %s (timeout)", poolbot.FormatDuration(e.d))
 }
 
 func (e *fetchTimeoutError) Unwrap() error { return context.DeadlineExceeded }

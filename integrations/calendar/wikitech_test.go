@@ -390,7 +390,7 @@ func TestWikitechTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
-	wantErrContains(t, err, "no complete answer within 50ms (timeout)")
+	wantErrContains(t, err, "no complete answer within 00m 00.05s (timeout)")
 }
 
 func TestWikitechCallerDeadline(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"poolbot"
 )
 
 // Endpoints a health check asks.
@@ -229,9 +231,9 @@ type WaitError struct {
 }
 
 func (e *WaitError) Error() string {
-	why := fmt.Sprintf("not healthy after %s (%d checks)", e.Elapsed.Round(time.Millisecond), e.Checks)
+	why := fmt.Sprintf("not healthy after %s (%d checks)", poolbot.FormatDuration(e.Elapsed), e.Checks)
 	if e.Cause != nil {
-		why = fmt.Sprintf("stopped waiting after %s (%d checks): %v", e.Elapsed.Round(time.Millisecond), e.Checks, e.Cause)
+		why = fmt.Sprintf("stopped waiting after %s (%d checks): %v", poolbot.FormatDuration(e.Elapsed), e.Checks, e.Cause)
 	}
 	if e.Streak > 0 || e.Last == nil {
 		msg := fmt.Sprintf("registry %s: %s: only %d of %d consecutive healthy checks", e.Instance, why, e.Streak, e.Want)

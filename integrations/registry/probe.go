@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"poolbot"
 )
 
 // Probe steps: the request that failed.
@@ -57,7 +59,7 @@ func (r ProbeResult) String() string {
 	if r.OK {
 		return fmt.Sprintf("registry %s: write-then-read probe ok in %s", r.Instance, r.Duration.Round(time.Millisecond))
 	}
-	return fmt.Sprintf("registry %s: write-then-read probe FAILED (%s) after %s: %v", r.Instance, r.Code, r.Duration.Round(time.Millisecond), r.Err)
+	return fmt.Sprintf("registry %s: write-then-read probe FAILED (%s) after %s: %v", r.Instance, r.Code, poolbot.FormatDuration(r.Duration), r.Err)
 }
 
 // ProbeError describes the failed step of a probe.

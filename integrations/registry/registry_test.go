@@ -491,7 +491,7 @@ func TestWaitHealthyOnFakeClock(t *testing.T) {
 		if !errors.As(err, &herr) || herr.Code != registry.CodeNetwork {
 			t.Fatalf("last error %v, want network", err)
 		}
-		if !strings.Contains(err.Error(), "not healthy after 25s (4 checks)") {
+		if !strings.Contains(err.Error(), "not healthy after 00m 25s (4 checks)") {
 			t.Errorf("message %q", err)
 		}
 	})
