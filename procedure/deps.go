@@ -88,11 +88,15 @@ type Deps struct {
 	Scap     scap.ActivityChecker
 	Blocker  scap.Blocker
 	Conftool conftool.Client
-	// OwnWrites, when set, is told of each successful SetPooled (with the
-	// modifiedIndex it wrote) so the drift watch does not take poolbot's
-	// own change for one made outside poolbot.
+	// OwnWrites, when set, is told of each conftool write before it is
+	// made (Intend), and of what it left once known (Record, with the
+	// modifiedIndex written; Forget when it did not land), so the drift
+	// watch does not take poolbot's own change for one made outside
+	// poolbot, whatever happened to the write's answer.
 	OwnWrites interface {
+		Intend(service, datacenter string, pooled bool)
 		Record(service, datacenter string, st conftool.State)
+		Forget(service, datacenter string, pooled bool)
 	}
 	// Announce says notices in the operations channel (and mirrors them
 	// to Slack).

@@ -587,12 +587,9 @@ func (e *Engine) switchPooled(ctx context.Context, svc *Service, r poolbot.Reque
 			fmt.Sprintf("DRY-RUN %s: would set %s/%s pooled=%t (now %t)", r.ID, r.Service, r.Datacenter, want, before.Pooled)))
 		line = fmt.Sprintf("DRY-RUN conftool %s/%s pooled=%t", r.Service, r.Datacenter, want)
 	default:
-		after, err := e.deps.Conftool.SetPooled(ctx, r.Service, r.Datacenter, want)
+		after, how, err := e.setPooled(ctx, r, want)
 		if err != nil {
 			return err
-		}
-		if e.deps.OwnWrites != nil {
-			e.deps.OwnWrites.Record(r.Service, r.Datacenter, after)
 		}
 		if after.Pooled != want {
 			return fmt.Errorf("read back pooled=%t after setting %t", after.Pooled, want)
@@ -611,6 +608,9 @@ func (e *Engine) switchPooled(ctx context.Context, svc *Service, r poolbot.Reque
 		line = fmt.Sprintf("conftool: set %s/%s pooled=%t (was %t)", r.Service, r.Datacenter, want, before.Pooled)
 		if before.Pooled == want {
 			line = fmt.Sprintf("conftool: %s/%s already pooled=%t, restarting anyway", r.Service, r.Datacenter, want)
+		}
+		if how != "" {
+			line += "; " + how
 		}
 	}
 	return e.transitionSAL(ctx, r, poolbot.StateSwitching, afterSwitch(svc), nil, "conftool", line,

@@ -8,8 +8,10 @@
 // docker registries that store their blobs in the service keep cached
 // connections to the old datacenter and image pushes start failing with
 // BLOB_UPLOAD_UNKNOWN until they are restarted. Poolbot's own writes are
-// recognised through OwnWrites, which the procedure feeds after each
-// SetPooled (by modifiedIndex with etcd, by value and time with confctl).
+// recognised through OwnWrites, which the procedure tells of each write
+// before it makes it (so a write whose answer was lost is still its own)
+// and of what it left afterwards (by modifiedIndex with etcd, by value and
+// time with confctl).
 // Changes within one debounce window are one drift: it is recorded, logged
 // to SAL through the store's outbox in the same transaction, announced with
 // who made it when conftool's (or the discovery cookbook's) !log line was

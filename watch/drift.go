@@ -451,7 +451,7 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 		w.notify(sd.name)
 	}
 
-	text := "drift: " + strings.Join(sentences, "; ") + " at " + dds[0].firstSeen.UTC().Format("15:04 UTC")
+	text := "drift: " + strings.Join(sentences, "; ") + " at " + poolbot.FormatSince(dds[0].firstSeen, now)
 	// The notice is about the request that restarts the registries, if
 	// there is one: it follows that request's SAL lines.
 	n := poolbot.Notice{Request: max(created.ID, joined.ID), Kind: poolbot.NoticeDrift}
@@ -508,15 +508,44 @@ func (w *DriftWatcher) watchError(service string) (error, time.Time) {
 	return sd.watchErr, sd.watchErrAt
 }
 
-// pendingSince reports changes of service waiting for the debounce.
+// pendingSince reports changes of service waiting for the debounce that
+// are not (by now) known to be poolbot's own writes, and when the first
+// was seen.
 func (w *DriftWatcher) pendingSince(service string) (int, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	sd := w.svc[service]
-	if sd == nil || len(sd.pending) == 0 {
+	if sd == nil {
 		return 0, time.Time{}
 	}
-	return len(sd.pending), sd.batchStart
+	n := 0
+	var first time.Time
+	for _, o := range sd.pending {
+		if w.own.mayOwn(o.raw, o.seen) {
+			continue
+		}
+		if n == 0 {
+			first = o.seen
+		}
+		n++
+	}
+	return n, first
+}
+
+// pendingLine is the !status line for changes waiting for the debounce:
+// when they were seen and when the watch rules on them, a time that is
+// never in the past (a batch held for a switching request's own write is
+// ruled on when that write is known).
+func (w *DriftWatcher) pendingLine(service string, now time.Time) (string, bool) {
+	n, first := w.pendingSince(service)
+	if n == 0 {
+		return "", false
+	}
+	s := fmt.Sprintf("drift: %d pooled change(s) not made by poolbot as far as known, seen %s ago", n, ago(now.Sub(first)))
+	if at := first.Add(w.cfg.Debounce); at.After(now) {
+		return s + "; ruled on at " + poolbot.FormatClock(at, now), true
+	}
+	return s + "; held while a request is switching (it may be that request's own write)", true
 }
 
 // Run watches every service until ctx ends. Changes still waiting for

@@ -228,7 +228,7 @@ func (w *Watch) StatusLines(ctx context.Context, service string) ([]string, erro
 			return nil, err
 		}
 		if len(states) == 0 {
-			lines = append(lines, fmt.Sprintf("probes: none yet (every %s)", w.cfg.Probe.Interval))
+			lines = append(lines, fmt.Sprintf("probes: none yet (every %s)", poolbot.FormatDuration(w.cfg.Probe.Interval)))
 		} else {
 			parts := make([]string, 0, len(states))
 			for _, s := range states {
@@ -256,9 +256,8 @@ func (w *Watch) StatusLines(ctx context.Context, service string) ([]string, erro
 			}
 			lines = append(lines, "drift (last 24h): "+strings.Join(parts, "; "))
 		}
-		if n, since := w.drift.pendingSince(service); n > 0 {
-			lines = append(lines, fmt.Sprintf("drift: %d pooled change(s) outside poolbot seen %s ago, acted on at %s",
-				n, ago(now.Sub(since)), since.Add(w.cfg.Drift.Debounce).UTC().Format("15:04:05 UTC")))
+		if line, ok := w.drift.pendingLine(service, now); ok {
+			lines = append(lines, line)
 		}
 		if err, at := w.drift.watchError(service); err != nil {
 			lines = append(lines, fmt.Sprintf("drift watch: conftool error %s ago (%s); it retries, and reports a change it missed when it resyncs",
