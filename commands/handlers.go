@@ -409,21 +409,32 @@ func (r *Router) status(c *call) error {
 		if err != nil {
 			return err
 		}
-		if l := r.dnsNotFollowed(c.ctx, svc); l != "" {
-			c.say("%s %s", svc, l)
+		dnsFailed := r.dnsNotFollowed(c.ctx, svc)
+		if dnsFailed != "" {
+			c.say("%s %s", svc, dnsFailed)
 		}
 		if len(open) == 0 {
 			c.say("%s no active or queued requests", line)
-			r.watchStatus(c, svc)
-			continue
+		} else {
+			c.say("%s %d open request(s)", line, len(open))
 		}
-		c.say("%s %d open request(s)", line, len(open))
 		for i, req := range open {
 			if i == maxStatusQueue {
 				c.say("…and %d more; %sstatus <id> for one", len(open)-i, r.opts.Prefix)
 				break
 			}
 			c.say("%s", r.describe(c, req))
+		}
+		// A failed request stays in view until an operator acts on it
+		// (said once: a failed DNS step is named above).
+		if r.backends.Reporter != nil && dnsFailed == "" {
+			lines, err := r.backends.Reporter.Attention(c.ctx, svc)
+			if err != nil {
+				c.say("%s: failed requests unknown (%v)", svc, err)
+			}
+			for _, l := range lines {
+				c.say("%s", l)
+			}
 		}
 		r.watchStatus(c, svc)
 	}
@@ -448,9 +459,14 @@ func (r *Router) watchStatus(c *call, svc string) {
 // describe is a request's status line: what, who, state, and why it waits.
 func (r *Router) describe(c *call, req poolbot.Request) string {
 	s := fmt.Sprintf("%s %s by %s: %s", req.ID, req.Summary(), req.Operator, req.State)
+	// The stored step of a pending or running request is its blockers as
+	// last announced, or its last step; they are said once, evaluated
+	// now, below.
+	live := r.backends.Reporter != nil && !req.Parked && (req.State.Pending() ||
+		req.State == poolbot.StateBlockingDeploys || req.State == poolbot.StateSwitching || req.State == poolbot.StateRestarting)
 	if line := r.dnsWaitLine(c.ctx, req); line != "" {
 		s += " (" + line + ")"
-	} else if req.Step != "" {
+	} else if req.Step != "" && !live {
 		s += " (" + req.Step + ")"
 	}
 	if req.Forced {
@@ -463,13 +479,21 @@ func (r *Router) describe(c *call, req poolbot.Request) string {
 	if req.CancelRequested {
 		s += ", cancel requested by " + req.CancelledBy
 	}
-	if req.State.Pending() {
-		if r.backends.Reporter == nil {
-			s += "; not evaluated: the procedure is not running"
-		} else if why, err := r.backends.Reporter.Blockers(c.ctx, req); err != nil {
+	switch {
+	case req.Parked:
+	case req.State.Pending() && r.backends.Reporter == nil:
+		s += "; not evaluated: the procedure is not running"
+	case req.State.Pending():
+		if why, err := r.backends.Reporter.Blockers(c.ctx, req); err != nil {
 			s += "; blockers unknown: " + err.Error()
 		} else if why != "" {
 			s += "; " + why
+		}
+	case req.State.Running() && r.backends.Reporter != nil:
+		if where, err := r.backends.Reporter.Progress(c.ctx, req); err != nil {
+			s += "; progress unknown: " + err.Error()
+		} else if where != "" {
+			s += "; " + where
 		}
 	}
 	return s

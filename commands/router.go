@@ -27,11 +27,14 @@ type Notifier interface {
 	Notify(service string)
 }
 
-// Reporter explains the world for !status: the pooled state of a service
-// and why a pending request waits.
+// Reporter explains the world for !status: the pooled state of a service,
+// why a pending request waits, where a running one is (host n/N, estimated
+// end), and the failed requests an operator still has to act on.
 type Reporter interface {
 	PoolState(ctx context.Context, service string) (string, error)
 	Blockers(ctx context.Context, r poolbot.Request) (string, error)
+	Progress(ctx context.Context, r poolbot.Request) (string, error)
+	Attention(ctx context.Context, service string) ([]string, error)
 }
 
 // WindowLister answers !windows.

@@ -93,7 +93,7 @@ func (e *Engine) evaluate(ctx context.Context, svc *Service, r poolbot.Request, 
 		states, err := e.deps.Conftool.List(ctx, r.Service)
 		switch {
 		case err != nil:
-			v.blockers = append(v.blockers, blocker{gate: "conftool", key: "unreadable",
+			v.blockers = append(v.blockers, blocker{gate: "conftool", key: "unreadable:" + causeKey(err),
 				text: "conftool unreadable (" + err.Error() + ")"})
 		default:
 			if err := conftool.CheckDepool(r.Service, r.Datacenter, states); err != nil {
@@ -137,7 +137,7 @@ func (e *Engine) calendarGate(now time.Time, v *verdict) {
 	}
 	sched, _, err := e.deps.Calendar.Schedule()
 	if err != nil {
-		v.blockers = append(v.blockers, blocker{gate: "calendar", key: "unreadable",
+		v.blockers = append(v.blockers, blocker{gate: "calendar", key: "unreadable:" + causeKey(err),
 			text: "deployment calendar unreadable (" + err.Error() + ")"})
 		return
 	}
@@ -170,7 +170,7 @@ func (e *Engine) scapGate(ctx context.Context, v *verdict) {
 	}
 	act, _ := e.deps.Scap.Check(ctx)
 	for _, f := range act.Failed {
-		v.blockers = append(v.blockers, blocker{gate: "scap", key: "unreadable-" + string(f.Source),
+		v.blockers = append(v.blockers, blocker{gate: "scap", key: "unreadable-" + string(f.Source) + ":" + causeKey(f.Err),
 			text: "scap " + string(f.Source) + " unreadable (" + f.Err.Error() + ")"})
 		v.scapBlocked = true
 	}
@@ -185,14 +185,56 @@ func (e *Engine) scapGate(ctx context.Context, v *verdict) {
 // per host (the median of the last successful hosts when there is
 // history), plus the pauses between hosts.
 func (e *Engine) estimate(ctx context.Context, svc *Service) time.Duration {
-	perHost := e.cfg.PerHostEstimate
-	if secs, err := e.deps.Store.RecentHostDurations(ctx, svc.Name, 20); err == nil && len(secs) >= 3 {
-		slices.Sort(secs)
-		perHost = time.Duration(secs[len(secs)/2] * float64(time.Second))
-	}
+	perHost := e.perHost(ctx, svc)
 	n := len(svc.Plan.Hosts)
 	if n == 0 {
 		return perHost + e.dnsEstimate(ctx, svc)
 	}
 	return e.dnsEstimate(ctx, svc) + time.Duration(n)*perHost + time.Duration(n-1)*svc.Plan.Pace
+}
+
+// perHost is the time one host is expected to take: the median of the
+// last successful hosts when there is history, else PerHostEstimate.
+func (e *Engine) perHost(ctx context.Context, svc *Service) time.Duration {
+	perHost := e.cfg.PerHostEstimate
+	if secs, err := e.deps.Store.RecentHostDurations(ctx, svc.Name, 20); err == nil && len(secs) >= 3 {
+		slices.Sort(secs)
+		perHost = time.Duration(secs[len(secs)/2] * float64(time.Second))
+	}
+	return perHost
+}
+
+// causeKey identifies why a source cannot be read, for "did the blockers
+// change?": the innermost errors' texts without their digits. A cause that
+// changes (the calendar unreachable, then answering HTTP 500, then timing
+// out) is a new blocker and announced once; the same cause seen again with
+// a new age, count, port or status code is not.
+func causeKey(err error) string {
+	var leaves []string
+	var walk func(error)
+	walk = func(err error) {
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if inner := u.Unwrap(); inner != nil {
+				walk(inner)
+				return
+			}
+			leaves = append(leaves, err.Error())
+		default:
+			leaves = append(leaves, err.Error())
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, strings.Join(leaves, "|"))
 }

@@ -43,7 +43,11 @@ func (e *Engine) Blockers(ctx context.Context, r poolbot.Request) (string, error
 	if v.clear() {
 		return "no blockers: starting now", nil
 	}
-	return "blocked by " + v.summary(), nil
+	why := "blocked by " + v.summary()
+	if v.stepsAside() {
+		why += "; " + stepAsideNote
+	}
+	return why, nil
 }
 
 // Windows answers !windows for a service: the active and next windows,
