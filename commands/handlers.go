@@ -326,7 +326,7 @@ func (r *Router) force(c *call) error {
 		if r.opts.ForceNeedsConfirm {
 			line := "FORCE requested (skip calendar and scap gates) - " + cur.Summary() + ": " + reason
 			return fmt.Sprintf("%s FORCE requested by %s for %s: needs %sconfirm %d from another operator within %s",
-				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), r.opts.ConfirmWindow), ev, r.queueSAL(tx, cur.ID, c.operator, line)
+				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), poolbot.FormatDuration(r.opts.ConfirmWindow)), ev, r.queueSAL(tx, cur.ID, c.operator, line)
 		}
 		line := "FORCE (calendar and scap gates skipped) - " + cur.Summary() + ": " + reason
 		return fmt.Sprintf("%s FORCED by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
@@ -366,7 +366,7 @@ func (r *Router) confirm(c *call) error {
 			return fmt.Sprintf("refused: %s was forced by %s; the confirmation must come from a different operator", cur.ID, cur.ForcedBy), nil, nil
 		case !forcedAt.IsZero() && tx.Now().Sub(forcedAt) > r.opts.ConfirmWindow:
 			return fmt.Sprintf("%s: the force request of %s expired (older than %s); %sforce again",
-				cur.ID, forcedAt.UTC().Format("15:04 UTC"), r.opts.ConfirmWindow, r.opts.Prefix), nil, nil
+				cur.ID, forcedAt.UTC().Format("15:04 UTC"), poolbot.FormatDuration(r.opts.ConfirmWindow), r.opts.Prefix), nil, nil
 		}
 		cur.ConfirmedBy = c.operator
 		line := "FORCE confirmed by " + c.operator + " - " + cur.Summary()

@@ -521,7 +521,7 @@ func TestResyncAfterOutage(t *testing.T) {
 		return err != nil, ""
 	})
 	lines, err := l.watch.StatusLines(context.Background(), "apus")
-	if err != nil || len(lines) != 1 || !strings.HasPrefix(lines[0], "drift watch: conftool error 0s ago (conftool: watch apus: ") {
+	if err != nil || len(lines) != 1 || !strings.HasPrefix(lines[0], "drift watch: conftool error 00m 00s ago (conftool: watch apus: ") {
 		t.Fatalf("status %q %v", lines, err)
 	}
 	l.etcd.Restart()

@@ -100,7 +100,7 @@ func TestOwnWriteWithLostAnswerIsNotDrift(t *testing.T) {
 	l.etcd.PutDiscovery(t, "apus", "codfw", true)
 	l.waitPending(1)
 	want := "; ruled on at " + poolbot.FormatClock(l.clock.Now().Add(DefaultDebounce), l.clock.Now())
-	if lines := strings.Join(l.statusLines(), "\n"); !strings.Contains(lines, "drift: 1 pooled change(s) not made by poolbot as far as known, seen 0s ago"+want) {
+	if lines := strings.Join(l.statusLines(), "\n"); !strings.Contains(lines, "drift: 1 pooled change(s) not made by poolbot as far as known, seen 00m 00s ago"+want) {
 		t.Fatalf("!status:\n%s", lines)
 	}
 	if f := l.flush(); f != "apus drift" {

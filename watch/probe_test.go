@@ -173,7 +173,7 @@ func TestProbeNoticeOnceThenRecovery(t *testing.T) {
 		Hosts: []string{"registry1", "registry2"}, Instances: instancesOf(regs), Registry: client})
 
 	l.round()
-	if st := l.status(); st != "probes: registry1/restricted ok 0s ago; registry2/restricted ok 0s ago" {
+	if st := l.status(); st != "probes: registry1/restricted ok 00m 00s ago; registry2/restricted ok 00m 00s ago" {
 		t.Fatalf("status %q", st)
 	}
 
@@ -201,7 +201,7 @@ func TestProbeNoticeOnceThenRecovery(t *testing.T) {
 		" — if apus's pooled state changed since the registries last restarted, run: !restart apus <reason>" {
 		t.Fatalf("notice %q", got)
 	}
-	if st := l.status(); !strings.Contains(st, "registry1/restricted ok 0s ago; registry2/restricted FAILING BLOB_UPLOAD_UNKNOWN x4 since 14:02 UTC (last 0s ago)") {
+	if st := l.status(); !strings.Contains(st, "registry1/restricted ok 00m 00s ago; registry2/restricted FAILING BLOB_UPLOAD_UNKNOWN x4 since 14:02 UTC (last 00m 00s ago)") {
 		t.Fatalf("status %q", st)
 	}
 	expected := `

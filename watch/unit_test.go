@@ -143,8 +143,8 @@ func TestInstanceLabelAndAgo(t *testing.T) {
 			t.Errorf("instanceLabel(%s) = %s", host, got)
 		}
 	}
-	for d, want := range map[time.Duration]string{-time.Second: "0s", 45 * time.Second: "45s", 2 * time.Minute: "2m",
-		3 * time.Hour: "3h", 72 * time.Hour: "3d"} {
+	for d, want := range map[time.Duration]string{-time.Second: "00m 00s", 45 * time.Second: "00m 45s", 2 * time.Minute: "02m 00s",
+		3 * time.Hour: "3h 00m 00s", 300 * time.Millisecond: "00m 00s"} {
 		if got := ago(d); got != want {
 			t.Errorf("ago(%s) = %s", d, got)
 		}

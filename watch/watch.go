@@ -214,7 +214,7 @@ const (
 // StatusLines is what !status shows for service: the latest probe of each
 // registry instance, in one line, and drifts of the last day:
 //
-//	probes: registry1/restricted ok 2m ago; registry2/ml FAILING BLOB_UPLOAD_UNKNOWN x3 since 14:02 UTC
+//	probes: registry1/restricted ok 02m 00s ago; registry2/ml FAILING BLOB_UPLOAD_UNKNOWN x3 since 14:02 UTC
 //	drift: 14:03 UTC apus/codfw pooled=false changed outside poolbot (by jdoe@cumin1003) → #13
 func (w *Watch) StatusLines(ctx context.Context, service string) ([]string, error) {
 	if !slices.ContainsFunc(w.services, func(s Service) bool { return s.Name == service }) {
@@ -282,17 +282,6 @@ func probeSummary(s store.ProbeState, now time.Time, threshold int) string {
 		s.FailingSince.UTC().Format("15:04 UTC"), ago(now.Sub(s.At)))
 }
 
-// ago is a compact duration: "45s", "2m", "3h", "2d".
-func ago(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
+// ago is how long ago, in the one duration style (poolbot.FormatDuration):
+// "00m 45s", "1h 02m 00s"; never negative.
+func ago(d time.Duration) string { return poolbot.FormatDuration(max(d, 0).Round(time.Second)) }

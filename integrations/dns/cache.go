@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"poolbot"
 )
 
 // CacheWait is the wait for the recursors' cached answers to expire: a
@@ -33,11 +35,11 @@ func (w CacheWait) Remaining(now time.Time) time.Duration {
 	return max(w.Until().Sub(now), 0)
 }
 
-// Line is the status line, e.g. "DNS: waiting 4m12s for cached answers
+// Line is the status line, e.g. "DNS: waiting 04m 12s for cached answers
 // to expire; restarts start at 14:03:10 UTC".
 func (w CacheWait) Line(now time.Time) string {
 	return fmt.Sprintf("DNS: waiting %s for cached answers to expire; restarts start at %s",
-		w.Remaining(now).Round(time.Second), w.Until().UTC().Format("15:04:05 MST"))
+		poolbot.FormatDuration(w.Remaining(now)), w.Until().UTC().Format("15:04:05 MST"))
 }
 
 // Wait blocks on clock until the wait is over or ctx ends (then it

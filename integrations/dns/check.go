@@ -14,6 +14,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	mdns "github.com/miekg/dns"
+
+	"poolbot"
 )
 
 const (
@@ -340,7 +342,7 @@ func (e *NotConvergedError) Error() string {
 	if e.Unexpected {
 		return fmt.Sprintf("DNS: %s%s", first, more)
 	}
-	return fmt.Sprintf("DNS did not follow within %s: %s%s", e.Elapsed.Round(time.Second), first, more)
+	return fmt.Sprintf("DNS did not follow within %s: %s%s", poolbot.FormatDuration(e.Elapsed), first, more)
 }
 
 // WaitConverged repeats Check every PollInterval until every answer

@@ -124,7 +124,7 @@ func TestNotConvergedFailsClosed(t *testing.T) {
 	if !errors.As(err, &nc) || nc.Unexpected {
 		t.Fatalf("got %v", err)
 	}
-	want := "DNS did not follow within 30s: authoritative server " + world.Servers[0] + " answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad) (and 1 more)"
+	want := "DNS did not follow within 00m 30s: authoritative server " + world.Servers[0] + " answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad) (and 1 more)"
 	if err.Error() != want {
 		t.Fatalf("got  %q\nwant %q", err, want)
 	}
@@ -229,7 +229,7 @@ func TestHostCheckAndFlush(t *testing.T) {
 		return err
 	})
 	var he *HostError
-	if !errors.As(err, &he) || err.Error() != "DNS: host registry2001 resolves apus.discovery.wmnet to 10.2.1.10, want 10.2.2.10 (waited 10s)" || spent != 10*time.Second {
+	if !errors.As(err, &he) || err.Error() != "DNS: host registry2001 resolves apus.discovery.wmnet to 10.2.1.10, want 10.2.2.10 (waited 00m 10s)" || spent != 10*time.Second {
 		t.Fatalf("cached old answer: got %v after %s", err, spent)
 	}
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"poolbot"
 )
 
 // Runner runs one command on one host and returns its standard output; a
@@ -82,7 +84,7 @@ type HostError struct {
 }
 
 func (e *HostError) Error() string {
-	return fmt.Sprintf("DNS: %s (waited %s)", e.Answer.Problem(e.Record), e.Elapsed.Round(time.Second))
+	return fmt.Sprintf("DNS: %s (waited %s)", e.Answer.Problem(e.Record), poolbot.FormatDuration(e.Elapsed))
 }
 
 // WaitHost repeats ResolveOnHost every PollInterval until the host

@@ -183,7 +183,7 @@ func TestCacheWait(t *testing.T) {
 	if got := w.Remaining(now); got != 252*time.Second+200*time.Millisecond {
 		t.Fatalf("remaining %s", got)
 	}
-	if got := w.Line(now); got != "DNS: waiting 4m12s for cached answers to expire; restarts start at 14:03:10 UTC" {
+	if got := w.Line(now); got != "DNS: waiting 04m 12s for cached answers to expire; restarts start at 14:03:10 UTC" {
 		t.Fatalf("line %q", got)
 	}
 	if w.Remaining(converged.Add(10*time.Minute)) != 0 {

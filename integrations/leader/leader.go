@@ -10,6 +10,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/spicerack"
 )
@@ -194,7 +195,7 @@ func (l *Lock) renew(stop <-chan struct{}) {
 			return
 		default:
 			if l.clock.Since(lastOK) >= l.cfg.TTL {
-				l.markLost(fmt.Sprintf("no renewal for %s (the whole ttl): another instance may have taken over", l.clock.Since(lastOK)), err)
+				l.markLost(fmt.Sprintf("no renewal for %s (the whole ttl): another instance may have taken over", poolbot.FormatDuration(l.clock.Since(lastOK))), err)
 				return
 			}
 			l.log.Warn("leader lock renewal failed, retrying", "err", err, "since_last_renewal", l.clock.Since(lastOK))

@@ -57,7 +57,7 @@ type ProbeResult struct {
 // String is a one-line summary fit for chat.
 func (r ProbeResult) String() string {
 	if r.OK {
-		return fmt.Sprintf("registry %s: write-then-read probe ok in %s", r.Instance, r.Duration.Round(time.Millisecond))
+		return fmt.Sprintf("registry %s: write-then-read probe ok in %s", r.Instance, poolbot.FormatDuration(r.Duration))
 	}
 	return fmt.Sprintf("registry %s: write-then-read probe FAILED (%s) after %s: %v", r.Instance, r.Code, poolbot.FormatDuration(r.Duration), r.Err)
 }
