@@ -272,7 +272,7 @@ func (r *mirrorRequest) apply(l mirrorLine, now time.Time) {
 			if n.Kind == poolbot.NoticeWaiting {
 				r.eta = "unknown"
 				if !n.ETA.IsZero() {
-					r.eta = n.ETA.UTC().Format("15:04 UTC")
+					r.eta = poolbot.FormatClock(n.ETA, now) // never earlier than the real start
 				}
 			}
 		}
