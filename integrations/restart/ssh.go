@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"poolbot"
 	"poolbot/internal/secret"
 )
 
@@ -279,7 +280,7 @@ func (s *SSH) Run(ctx context.Context, host string, argv []string) (Result, erro
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fail("handshake", fmt.Errorf("%s: no SSH handshake within %s of dialing: %w", addr, s.cfg.ConnectTimeout, ErrTimeout))
+			return fail("handshake", fmt.Errorf("%s: no SSH handshake within %s of dialing: %w", addr, poolbot.FormatDuration(s.cfg.ConnectTimeout), ErrTimeout))
 		}
 		return fail("handshake", err)
 	}
