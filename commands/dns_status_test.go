@@ -40,7 +40,7 @@ func TestStatusShowsDNSWait(t *testing.T) {
 	converged := f.clock.Now().Add(-48 * time.Second)
 	f.setDNS(1, poolbot.StateDNS, poolbot.DNSStep{OldTTL: 300 * time.Second, ConvergedAt: converged}, "")
 	got := f.say("", "!status")
-	want := "#1 depool apus in codfw by alice: dns (DNS: waiting 4m12s for cached answers to expire; restarts start at 14:04:12 UTC)"
+	want := "#1 depool apus in codfw by alice: dns (DNS: waiting 04m 12s for cached answers to expire; restarts start at 14:04:12 UTC)"
 	if len(got) != 2 || got[1] != want {
 		t.Fatalf("status %q, want %q", got, want)
 	}

@@ -624,7 +624,7 @@ func (r *Router) help(c *call) error {
 }
 
 // dnsWaitLine is the live countdown of a request waiting for cached DNS
-// answers to expire ("DNS: waiting 4m12s for cached answers to expire;
+// answers to expire ("DNS: waiting 04m 12s for cached answers to expire;
 // restarts start at 14:03:10 UTC"), "" when it is not waiting for them.
 func (r *Router) dnsWaitLine(ctx context.Context, req poolbot.Request) string {
 	if req.State != poolbot.StateDNS {

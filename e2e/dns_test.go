@@ -91,7 +91,7 @@ func TestKill9DuringDNSWaitResumes(t *testing.T) {
 	if !strings.Contains(p2.out.String(), "resumed after a poolbot restart: DNS: waiting") {
 		t.Errorf("no resume notice:\n%s", p2.out.String())
 	}
-	for _, want := range []string{"DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 5s for caches",
+	for _, want := range []string{"DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 00m 05s for caches",
 		"deploy block re-taken, continuing at dns", "resolves apus.discovery.wmnet to 10.2.2.10", "END (PASS)"} {
 		if !hasSAL(sal, want) {
 			t.Errorf("SAL lacks %q:\n%s", want, strings.Join(sal, "\n"))

@@ -218,7 +218,7 @@ func (e *Engine) dnsStep(ctx context.Context, svc *Service, r poolbot.Request) (
 			return "", "", ""
 		}
 	}
-	return e.dnsDone(ctx, r, step, fmt.Sprintf("; waited %ds for caches", int(step.OldTTL/time.Second)))
+	return e.dnsDone(ctx, r, step, "; waited "+poolbot.FormatDuration(step.OldTTL)+" for caches")
 }
 
 // dnsDone moves the request on to restarting with the SAL line that says

@@ -328,7 +328,7 @@ func TestDNSWaitsOldTTLFromConvergence(t *testing.T) {
 		t.Fatalf("waited %s after convergence, want the 300s TTL to within a second", waited)
 	}
 	sal := l.sal(id)
-	if !hasLine(sal, "DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 300s for caches") {
+	if !hasLine(sal, "DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 05m 00s for caches") {
 		t.Fatalf("SAL %q", sal)
 	}
 	if !hasLine(sal, "restarted docker-registry-restricted.service on registry1 (1/2): resolves apus.discovery.wmnet to 10.2.2.10;") ||
@@ -505,7 +505,7 @@ func TestDNSRestartRequests(t *testing.T) {
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
 		t.Fatalf("%s %s", r.State, r.Error)
 	}
-	if sal := l.sal(id); !hasLine(sal, "DNS: apus.discovery.wmnet answers eqiad for eqiad clients on 2/2 authoritative servers; apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 300s for caches") {
+	if sal := l.sal(id); !hasLine(sal, "DNS: apus.discovery.wmnet answers eqiad for eqiad clients on 2/2 authoritative servers; apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 05m 00s for caches") {
 		t.Fatalf("SAL %q", sal)
 	}
 

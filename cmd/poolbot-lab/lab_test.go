@@ -57,7 +57,7 @@ func TestScenario(t *testing.T) {
 		"!log poolbot #1 alice: START - depool apus in codfw: T123456",
 		"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)",
 		"#1 DNS: waiting 3s for cached answers to expire; restarts start at",
-		"!log poolbot #1 alice: DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 3s for caches",
+		"!log poolbot #1 alice: DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 00m 03s for caches",
 		"resolves apus.discovery.wmnet to 10.2.2.10",
 		"!log poolbot #1 alice: END (PASS) - depool apus in codfw: 4/4 hosts restarted",
 		"alice: #1 depool apus in codfw DONE: 4/4 hosts restarted", // notices follow their SAL lines
@@ -65,7 +65,7 @@ func TestScenario(t *testing.T) {
 		"#2 pool apus in codfw (alice) waiting: scap: lock:",
 		"<logmsgbot> !log alice@deploy1003 Finished scap sync-world",
 		"#2 pool apus in codfw (alice) proceeding",
-		"!log poolbot #2 alice: DNS: apus.discovery.wmnet answers codfw for codfw clients on 2/2 authoritative servers; waited 3s for caches",
+		"!log poolbot #2 alice: DNS: apus.discovery.wmnet answers codfw for codfw clients on 2/2 authoritative servers; waited 00m 03s for caches",
 		"!log poolbot #2 alice: END (PASS) - pool apus in codfw",
 		"alice: #2 pool apus in codfw DONE",
 		"!log poolbot #3 alice: END (FAIL) - restart apus: host 2/4 127.0.0.3",

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"poolbot"
 )
 
 // story is one of the scenario's unattended stories: what alice types,
@@ -87,7 +89,7 @@ func stories(o options, hosts []string) []story {
 				{"!log poolbot #1 alice: START - depool apus in codfw: T123456"},
 				{"!log poolbot #1 alice: deploy block taken"},
 				{"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)"}},
-				dnsLine(1, fmt.Sprintf("eqiad for codfw clients on 2/2 authoritative servers; waited %ds for caches", labTTL)),
+				dnsLine(1, "eqiad for codfw clients on 2/2 authoritative servers; waited "+poolbot.FormatDuration(labTTL*time.Second)+" for caches"),
 				[][]string{
 					{"!log poolbot #1 alice: restarted docker-registry-restricted.service on " + hosts[n-1], all},
 					{"!log poolbot #1 alice: deploy block released"},
@@ -135,7 +137,7 @@ func stories(o options, hosts []string) []story {
 				{"<logmsgbot>", "Finished scap sync-world"},
 				{"<poolbot>", "#2 pool apus in codfw (alice) proceeding"},
 				{"!log poolbot #2 alice: conftool: set apus/codfw pooled=true (was false)"}},
-				dnsLine(2, fmt.Sprintf("codfw for codfw clients on 2/2 authoritative servers; waited %ds for caches", labTTL)),
+				dnsLine(2, "codfw for codfw clients on 2/2 authoritative servers; waited "+poolbot.FormatDuration(labTTL*time.Second)+" for caches"),
 				[][]string{{"!log poolbot #2 alice: END (PASS) - pool apus in codfw"}})...)
 		}},
 		{"3. a registry that fails on host 2 stops the restarts; fixed, !resume finishes them", func(ctx context.Context, s *scenario) error {

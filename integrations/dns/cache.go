@@ -39,7 +39,7 @@ func (w CacheWait) Remaining(now time.Time) time.Duration {
 // to expire; restarts start at 14:03:10 UTC".
 func (w CacheWait) Line(now time.Time) string {
 	return fmt.Sprintf("DNS: waiting %s for cached answers to expire; restarts start at %s",
-		poolbot.FormatDuration(w.Remaining(now)), w.Until().UTC().Format("15:04:05 MST"))
+		poolbot.FormatDuration(w.Remaining(now)), poolbot.FormatClock(w.Until(), now))
 }
 
 // Wait blocks on clock until the wait is over or ctx ends (then it
