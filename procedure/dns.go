@@ -272,7 +272,7 @@ func (e *Engine) dnsDryRun(ctx context.Context, svc *Service, r poolbot.Request,
 		}
 		text += "; then would flush the caches: " + strings.Join(cmds, " && ")
 	} else {
-		text += fmt.Sprintf("; then would wait %s (the old TTL) for cached answers", oldTTL)
+		text += fmt.Sprintf("; then would wait %s (the old TTL) for cached answers", poolbot.FormatDuration(oldTTL))
 	}
 	e.dnsNotice(ctx, r, text)
 }
@@ -410,7 +410,7 @@ func (e *Engine) explainDNS(ctx context.Context, svc *Service, r poolbot.Request
 		want = append(want, fmt.Sprintf("%s clients get %s (%s)", dc, exp.Serving[dc], exp.Want(dc)))
 	}
 	lines := []string{fmt.Sprintf("wait until all %d authoritative servers (%s) answer %s as conftool says after the change: %s (timeout %s, else FAIL before any restart)",
-		len(d.Checker.Servers()), strings.Join(d.Checker.Servers(), ", "), record, strings.Join(want, "; "), cfg.ConvergeTimeout)}
+		len(d.Checker.Servers()), strings.Join(d.Checker.Servers(), ", "), record, strings.Join(want, "; "), poolbot.FormatDuration(cfg.ConvergeTimeout))}
 	rep := d.Checker.Check(ctx, exp)
 	if probs := rep.Problems(); len(probs) > 0 {
 		lines = append(lines, "now: "+strings.Join(probs, "; "))
@@ -422,11 +422,11 @@ func (e *Engine) explainDNS(ctx context.Context, svc *Service, r poolbot.Request
 			lines = append(lines, "then flush the recursor caches: "+strings.Join(argv, " "))
 		}
 	} else {
-		lines = append(lines, fmt.Sprintf("then wait %s (the record's TTL now) from that moment for cached answers to expire", maxTTL(ttls)))
+		lines = append(lines, fmt.Sprintf("then wait %s (the record's TTL now) from that moment for cached answers to expire", poolbot.FormatDuration(maxTTL(ttls))))
 	}
 	if d.Hosts != nil {
 		lines = append(lines, fmt.Sprintf("before each host's restart: %s until it resolves its datacenter's answer (timeout %s, else FAIL before that host)",
-			strings.Join(d.Checker.HostArgv(), " "), cfg.HostTimeout))
+			strings.Join(d.Checker.HostArgv(), " "), poolbot.FormatDuration(cfg.HostTimeout)))
 	}
 	lines = append(lines, "SAL: DNS: <record> answers <dc> for <dc> clients on N/N authoritative servers; waited <ttl> for caches (or: caches flushed)")
 	return lines

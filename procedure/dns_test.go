@@ -308,7 +308,7 @@ func TestDNSWaitsOldTTLFromConvergence(t *testing.T) {
 	if len(l.notices.Matching("estimated 07m 10s")) == 0 {
 		t.Fatalf("estimate without the DNS wait; notices:\n%s", strings.Join(l.notices.All(), "\n"))
 	}
-	want := "DNS: waiting 5m0s for cached answers to expire; restarts start at " + step.CachesClearAt().Format("15:04:05") + " UTC"
+	want := "DNS: waiting 05m 00s for cached answers to expire; restarts start at " + step.CachesClearAt().Format("15:04:05") + " UTC"
 	l.waitNotice(want, 0)
 	if r := l.request(id); r.Step != want || len(l.notices.Matching(want)) != 1 {
 		t.Fatalf("step %q, want %q; notices:\n%s", r.Step, want, strings.Join(l.notices.All(), "\n"))
@@ -416,7 +416,7 @@ func TestDNSNotConvergedFailsClosed(t *testing.T) {
 	if r.State != poolbot.StateFailed || len(l.restarted()) > 0 {
 		t.Fatalf("%s, restarts %v", r.State, l.restarted())
 	}
-	want := "conftool was changed (apus/codfw pooled=false now) but DNS did not follow: DNS did not follow within 2s: authoritative server "
+	want := "conftool was changed (apus/codfw pooled=false now) but DNS did not follow: DNS did not follow within 00m 02s: authoritative server "
 	if !strings.Contains(r.Error, want) || !strings.Contains(r.Error, "answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad)") ||
 		!strings.HasSuffix(r.Error, "no host was restarted") {
 		t.Fatalf("error %q", r.Error)
@@ -454,7 +454,7 @@ func TestDNSWaitResumesWithTimeLeft(t *testing.T) {
 	}
 	l.clock.Advance(100 * time.Second)
 	l.start()
-	l.waitNotice("resumed after a poolbot restart: DNS: waiting 3m20s for cached answers to expire", 0)
+	l.waitNotice("resumed after a poolbot restart: DNS: waiting 03m 20s for cached answers to expire", 0)
 	if r := l.request(id); r.State != poolbot.StateDNS || len(l.restarted()) > 0 {
 		t.Fatalf("after the restart: %s, restarts %v", r.State, l.restarted())
 	}
@@ -477,7 +477,7 @@ func TestDNSDryRun(t *testing.T) {
 		t.Fatalf("%s %s", r.State, r.Error)
 	}
 	n := l.notices.Matching("DNS")
-	if len(n) == 0 || !strings.Contains(strings.Join(n, "\n"), "then would wait 5m0s (the old TTL) for cached answers") {
+	if len(n) == 0 || !strings.Contains(strings.Join(n, "\n"), "then would wait 05m 00s (the old TTL) for cached answers") {
 		t.Fatalf("notices:\n%s", strings.Join(l.notices.All(), "\n"))
 	}
 	if !l.pooled("codfw") {
@@ -533,10 +533,10 @@ func TestDNSExplain(t *testing.T) {
 	text := strings.Join(x.Lines(), "\n")
 	for _, want := range []string{
 		"3. wait until all 2 authoritative servers (" + strings.Join(dnsShared.world.Servers, ", ") +
-			") answer apus.discovery.wmnet as conftool says after the change: eqiad clients get eqiad (10.2.2.10); codfw clients get eqiad (10.2.2.10) (timeout 10s, else FAIL before any restart)",
+			") answer apus.discovery.wmnet as conftool says after the change: eqiad clients get eqiad (10.2.2.10); codfw clients get eqiad (10.2.2.10) (timeout 00m 10s, else FAIL before any restart)",
 		"now: authoritative server " + dnsShared.world.Servers[0] + " answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad)",
-		"then wait 5m0s (the record's TTL now) from that moment for cached answers to expire",
-		"before each host's restart: getent ahosts apus.discovery.wmnet until it resolves its datacenter's answer (timeout 20s, else FAIL before that host)",
+		"then wait 05m 00s (the record's TTL now) from that moment for cached answers to expire",
+		"before each host's restart: getent ahosts apus.discovery.wmnet until it resolves its datacenter's answer (timeout 00m 20s, else FAIL before that host)",
 		"4. restart 1 host(s)",
 	} {
 		if !strings.Contains(text, want) {
@@ -565,7 +565,7 @@ func TestDNSHostNeverResolvesFails(t *testing.T) {
 	if r.State != poolbot.StateFailed || len(l.restarted()) > 0 {
 		t.Fatalf("%s, restarts %v", r.State, l.restarted())
 	}
-	want := "host 1/2 registry1: DNS: host registry1 resolves apus.discovery.wmnet to 10.2.1.10, want 10.2.2.10 (waited 2s); not restarted; done: none; not touched: registry2"
+	want := "host 1/2 registry1: DNS: host registry1 resolves apus.discovery.wmnet to 10.2.1.10, want 10.2.2.10 (waited 00m 02s); not restarted; done: none; not touched: registry2"
 	if r.Error != want {
 		t.Fatalf("error %q\nwant  %q", r.Error, want)
 	}
