@@ -49,7 +49,17 @@ type UnlockRequest struct {
 	// Acknowledged says the acknowledgement file was created (or already
 	// there), so the deployer's scap printed "Global lock removed".
 	Acknowledged bool
+
+	// parsed says the body was complete JSON; Watch reads a partial one
+	// again for a moment (unparsedGrace) before it settles for "?".
+	parsed bool
 }
+
+// unparsedGrace is how long Watch re-reads a signal whose body is empty or
+// partial (scap truncates, then writes) before it answers without knowing
+// who and why: well inside the 5 s the deployer's scap waits for the
+// acknowledgement.
+const unparsedGrace = time.Second
 
 func (r UnlockRequest) String() string {
 	return fmt.Sprintf("scap lock --unlock-all by %s: %s", r.Releaser, r.Reason)
@@ -139,6 +149,7 @@ func (w *UnlockWatcher) Check(since time.Time) (*UnlockRequest, error) {
 	// see it empty or partial; the file's existence is the signal, the
 	// body only says who and why.
 	if json.Unmarshal(body, &info) == nil {
+		req.parsed = true
 		if info.Releaser != nil {
 			req.Releaser = clean(*info.Releaser)
 		}
@@ -176,10 +187,20 @@ func clean(s string) string {
 // again for that request without an operator. Watch returns ctx's error
 // when the block is released first.
 func (w *UnlockWatcher) Watch(ctx context.Context, since time.Time) (UnlockRequest, error) {
+	var firstSeen time.Time // when a signal with a partial body was first read
 	for {
 		req, err := w.Check(since)
 		if err != nil {
 			w.log.Warn("cannot read scap unlock signal", "err", err)
+		}
+		wait := w.poll
+		if req != nil && !req.parsed {
+			if firstSeen.IsZero() {
+				firstSeen = w.clock.Now()
+			}
+			if w.clock.Since(firstSeen) < unparsedGrace {
+				req, wait = nil, min(w.poll, unparsedGrace/10) // being written: read it again soon
+			}
 		}
 		if req != nil {
 			w.acknowledge(ctx, req)
@@ -188,7 +209,7 @@ func (w *UnlockWatcher) Watch(ctx context.Context, since time.Time) (UnlockReque
 		select {
 		case <-ctx.Done():
 			return UnlockRequest{}, ctx.Err()
-		case <-w.clock.After(w.poll):
+		case <-w.clock.After(wait):
 		}
 	}
 }

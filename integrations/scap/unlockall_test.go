@@ -205,3 +205,44 @@ func BenchmarkUnlockCheck(b *testing.B) {
 		}
 	}
 }
+
+// scap truncates the signal file and then writes it: a watcher that reads
+// it in between reads it again for a moment, so the notice names who
+// unlocked and why; a body that never becomes JSON is answered anyway.
+func TestUnlockAllRereadsAPartialSignal(t *testing.T) {
+	for _, tc := range []struct {
+		name, later      string
+		releaser, reason string
+	}{
+		{"completed", `{"releaser": "jdoe", "reason": "stuck"}`, "jdoe", "stuck"},
+		{"never JSON", `{"releaser": "jd`, "?", "?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			signal := filepath.Join(dir, UnlockSignalName)
+			if err := os.WriteFile(signal, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// No unlocker removes the signal here: do not wait long for it.
+			w := NewUnlockWatcher(UnlockWatchOptions{Dir: dir, Poll: 10 * time.Millisecond, AckWait: 200 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			done := make(chan UnlockRequest, 1)
+			go func() {
+				r, err := w.Watch(ctx, time.Now().Add(-time.Second))
+				if err != nil {
+					t.Error(err)
+				}
+				done <- r
+			}()
+			time.Sleep(100 * time.Millisecond) // the watcher has read the empty file
+			if err := os.WriteFile(signal, []byte(tc.later), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if r.Releaser != tc.releaser || r.Reason != tc.reason {
+				t.Fatalf("request %+v, want releaser %q reason %q", r, tc.releaser, tc.reason)
+			}
+		})
+	}
+}
