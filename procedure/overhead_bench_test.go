@@ -1,0 +1,204 @@
+package procedure
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"poolbot"
+	"poolbot/integrations/calendar"
+	"poolbot/integrations/logmsgbot"
+	"poolbot/integrations/registry"
+	"poolbot/integrations/restart"
+	"poolbot/integrations/scap"
+	"poolbot/internal/testenv/site"
+	"poolbot/sal"
+	"poolbot/store"
+)
+
+// BenchmarkOrchestrationOverhead100Hosts measures what the engine costs on
+// top of the work it orchestrates: a restart of 100 registry hosts through
+// the engine against a bare loop doing exactly the same per-host work, in
+// the same run.
+//
+// Both sides restart 100 real registries (one process per host,
+// 127.0.0.2 to .101 on the same ports, as in production) through the same
+// local executor (this test binary as systemctl), wait for the same
+// health checks and run the same write-then-read blob probe, with pace 0.
+// The engine side adds what production adds: the store on disk with the
+// production SQLite settings (WAL, synchronous FULL), every host step,
+// audit event and SAL line stored before it is acted on, the SAL sender
+// delivering the outbox as lines are queued, the deploy block on a real
+// lock file and the gates. Its time runs from queueing the request to the
+// END notice the engine announces (no polling of the store). The sides
+// alternate, each one first in every other round, so that load from the
+// rest of the machine hits both alike.
+//
+// Reported: engine-ms/host and bare-ms/host (totals over all rounds),
+// overhead-ratio (their quotient) and overhead-ms/host (their difference),
+// and the median of the per-round ratios.
+func BenchmarkOrchestrationOverhead100Hosts(b *testing.B) { benchmarkOverhead(b, 100) }
+
+func benchmarkOverhead(b *testing.B, n int) {
+	w := site.New(b, n)
+	ctx := context.Background()
+
+	executor, err := restart.NewLocal(restart.LocalConfig{Command: []string{os.Args[0], "{host}", "{argv}"}}, restart.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rcfg := registry.DefaultConfig()
+	rcfg.Health.Interval, rcfg.Health.WaitTimeout, rcfg.Health.Consecutive = 100*time.Millisecond, 20*time.Second, 1
+	regClient, err := registry.New(rcfg, registry.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	plan := restart.Plan{Hosts: w.Hosts, Units: []string{"docker-registry-restricted.service"},
+		PerHostTimeout: time.Minute, RestartCommand: restart.DefaultRestartCommand(), CheckCommand: restart.DefaultCheckCommand()}
+	instances := func(host string) []registry.Instance {
+		return []registry.Instance{{Name: "restricted", Host: host, Port: w.Port, DebugPort: w.DebugPort}}
+	}
+	health := registry.WaitOptions{}
+
+	// The bare loop: per host exactly what restartOneHost does.
+	bare := func() {
+		for _, h := range w.Hosts {
+			if _, err := restart.RestartHost(ctx, executor, plan, h); err != nil {
+				b.Fatal(err)
+			}
+			for _, inst := range instances(h) {
+				if err := regClient.WaitHealthy(ctx, inst, health); err != nil {
+					b.Fatal(err)
+				}
+				if res := regClient.Probe(ctx, inst, ""); !res.OK {
+					b.Fatalf("probe %s: %s", inst, res)
+				}
+			}
+		}
+	}
+
+	// The engine, as poolbot wires it.
+	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "poolbot.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	scfg := scap.DefaultConfig()
+	scfg.Locks.Files = []string{w.GlobalLock(), filepath.Join(w.LockDir, "scap.srv_mediawiki-staging.lock")}
+	scfg.DeployBlock.GlobalLock = w.GlobalLock()
+	sc, err := scap.New(scfg, scap.Options{Relay: logmsgbot.New(logmsgbot.Config{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink := &countingSink{}
+	sender := sal.NewSender(st, sink, nil, nil)
+	ends := endNotices(make(chan poolbot.Notice, 4))
+	cal := &fakeCalendar{}
+	cal.set(calendar.NewSchedule(time.Now(), time.Now().Add(30*24*time.Hour), nil), nil)
+	svc := &Service{Name: "apus", Datacenters: []string{"eqiad", "codfw"}, Plan: plan,
+		Executor: executor, Registry: regClient, Probe: true, Instances: instances}
+	e, err := New(Config{PerHostEstimate: 150 * time.Millisecond, MaxWait: time.Hour, Health: health},
+		Deps{Store: st, Calendar: cal, Scap: sc.Monitor, Blocker: sc.Blocker, Announce: ends, SALWritten: sender.Wake},
+		[]*Service{svc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	engineDone, senderDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(engineDone); _ = e.Run(runCtx) }()
+	go func() { defer close(senderDone); _ = sender.Run(runCtx) }()
+	defer func() { stop(); <-engineDone; <-senderDone }()
+
+	engine := func() {
+		var r poolbot.Request
+		if err := st.Tx(ctx, func(tx *store.Tx) error {
+			r, err = tx.InsertRequest(poolbot.Request{Action: poolbot.ActionRestart, Service: "apus",
+				Reason: "overhead benchmark", Operator: "alice", Origin: poolbot.Origin{Network: "console"}})
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		e.Notify("apus")
+		end := <-ends
+		if end.Request != r.ID || end.State != poolbot.StateDone {
+			b.Fatalf("END notice: %s", end)
+		}
+	}
+	// drained waits, untimed, until the sender has delivered every line,
+	// so that its work stays on the engine's side.
+	drained := func() {
+		for {
+			n, err := st.SALBacklog(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	var engineTotal, bareTotal time.Duration
+	var ratios []float64
+	round := 0
+	for b.Loop() {
+		var te, tb time.Duration
+		sides := []func(){
+			func() {
+				start := time.Now()
+				engine()
+				te = time.Since(start)
+				b.StopTimer()
+				drained()
+				b.StartTimer()
+			},
+			func() { start := time.Now(); bare(); tb = time.Since(start) },
+		}
+		if round%2 == 1 {
+			slices.Reverse(sides)
+		}
+		for _, side := range sides {
+			side()
+		}
+		round++
+		engineTotal += te
+		bareTotal += tb
+		ratios = append(ratios, float64(te)/float64(tb))
+	}
+	if want := int64(round * (n + 4)); sink.lines.Load() != want {
+		b.Fatalf("%d SAL lines delivered, want %d (START, block taken, %d hosts, block released, END per round)", sink.lines.Load(), want, n)
+	}
+	perHost := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(round*n) }
+	slices.Sort(ratios)
+	b.ReportMetric(perHost(engineTotal), "engine-ms/host")
+	b.ReportMetric(perHost(bareTotal), "bare-ms/host")
+	b.ReportMetric(perHost(engineTotal-bareTotal), "overhead-ms/host")
+	b.ReportMetric(float64(engineTotal)/float64(bareTotal), "overhead-ratio")
+	b.ReportMetric(ratios[len(ratios)/2], "median-ratio")
+	b.Logf("per-round ratios: %s", fmt.Sprint(ratios))
+}
+
+// endNotices passes on the END notices the engine announces.
+type endNotices chan poolbot.Notice
+
+func (c endNotices) Announce(_ context.Context, n poolbot.Notice) {
+	if n.Kind == poolbot.NoticeEnded {
+		c <- n
+	}
+}
+
+// countingSink delivers SAL lines nowhere and counts them: the benchmark
+// measures storing and marking them, not a chat network.
+type countingSink struct{ lines atomic.Int64 }
+
+func (s *countingSink) Send(context.Context, string) error {
+	s.lines.Add(1)
+	return nil
+}
