@@ -64,7 +64,9 @@ func Open(ctx context.Context, path string, clock clockwork.Clock) (*Store, erro
 		"foreign_keys(1)",
 		// FULL rather than NORMAL: in WAL mode NORMAL can lose the last
 		// transactions on power loss, and a lost SAL line or step is what
-		// this store exists to prevent. Writes are a few per minute.
+		// this store exists to prevent. Only marking a SAL line sent,
+		// whose loss merely repeats the line, commits without waiting
+		// for the disk (txUnsynced).
 		"synchronous(FULL)",
 	} {
 		q.Add("_pragma", p)
