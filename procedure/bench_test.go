@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -180,48 +179,4 @@ type okExecutor struct{}
 
 func (okExecutor) Run(_ context.Context, host string, argv []string) (restart.Result, error) {
 	return restart.Result{Host: host, Argv: argv}, nil
-}
-
-// BenchmarkOrchestrationOverhead100Hosts runs a restart of 100 hosts
-// through the engine with the local executor running /bin/true, and the
-// same commands in a bare sequential loop, and reports the ratio: what
-// storing every step, the audit trail and the SAL lines cost.
-func BenchmarkOrchestrationOverhead100Hosts(b *testing.B) {
-	const n = 100
-	hosts := make([]string, n)
-	for i := range hosts {
-		hosts[i] = fmt.Sprintf("host%03d", i)
-	}
-	local, err := restart.NewLocal(restart.LocalConfig{Command: []string{"/bin/true", "{host}", "{argv}"}}, restart.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cal := &fakeCalendar{}
-	cal.set(calendar.NewSchedule(time.Now(), time.Now().Add(24*time.Hour), nil), nil)
-	e, st, stop := benchEngine(b, hosts, local, cal, &recordingBlocker{taken: make(chan time.Time, b.N+1)})
-	defer stop()
-	var engineTotal, bareTotal time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		r := waitDone(b, st, queueRestart(b, e, st))
-		engineTotal += time.Since(start)
-		if r.State != poolbot.StateDone {
-			b.Fatalf("%s: %s", r.State, r.Error)
-		}
-		start = time.Now()
-		for _, h := range hosts {
-			for _, argv := range [][]string{{"systemctl", "restart", "docker-registry-restricted.service"},
-				{"systemctl", "is-active", "--quiet", "docker-registry-restricted.service"}} {
-				if err := exec.Command("/bin/true", append([]string{h}, argv...)...).Run(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		bareTotal += time.Since(start)
-	}
-	b.StopTimer()
-	b.ReportMetric(engineTotal.Seconds()/float64(b.N), "engine-s/op")
-	b.ReportMetric(bareTotal.Seconds()/float64(b.N), "bare-s/op")
-	b.ReportMetric(float64(engineTotal)/float64(bareTotal), "overhead-ratio")
 }

@@ -647,6 +647,18 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		s := steps[i]
 		return fmt.Sprintf("host %d/%d %s: %s; %s", s.Position, n, s.Host, cause, progress(done, left(i+1)))
 	}
+	// stopped is the outcome when the request stops before the host at
+	// index i: cancelled, or poolbot shutting down (state "").
+	stopped := func(i int, stop hostStop) (poolbot.State, string, string) {
+		if stop.shutdown {
+			return "", "", ""
+		}
+		return poolbot.StateCancelled, "CANCELLED", fmt.Sprintf("cancelled by %s after %d/%d hosts; %s",
+			stop.cancelledBy, len(done), n, progress(done, left(i)))
+	}
+	// begun is the index of the host whose step the previous host's
+	// transaction already began (stored as restarting), or -1.
+	begun := -1
 	for i, s := range steps {
 		if s.State == poolbot.HostDone {
 			continue
@@ -657,28 +669,23 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			// stands. Only an operator's !resume retries the host.
 			return poolbot.StateFailed, "FAIL", failed(i, s.Detail)
 		}
-		cur, err := e.deps.Store.Request(ctx, r.ID)
-		if err != nil {
-			if ctx.Err() != nil {
-				return "", "", ""
+		if begun != i {
+			// Store the step before touching the host, in the transaction
+			// that checks for a cancel.
+			var stop *hostStop
+			if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+				var err error
+				stop, err = e.beginHost(ctx, tx, r, s)
+				return err
+			}); err != nil {
+				if ctx.Err() != nil {
+					return "", "", "" // the host was not touched
+				}
+				return poolbot.StateFailed, "FAIL", "storing host step: " + err.Error()
 			}
-			return poolbot.StateFailed, "FAIL", "reading the request: " + err.Error()
-		}
-		if cur.CancelRequested {
-			return poolbot.StateCancelled, "CANCELLED", fmt.Sprintf("cancelled by %s after %d/%d hosts; %s",
-				cur.CancelledBy, len(done), n, progress(done, left(i)))
-		}
-		if ctx.Err() != nil {
-			return "", "", ""
-		}
-		// Store the step before touching the host.
-		if err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
-			return tx.UpdateHostStep(r.ID, s.Position, poolbot.HostRestarting, "")
-		}); err != nil {
-			if ctx.Err() != nil {
-				return "", "", "" // the host was not touched
+			if stop != nil {
+				return stopped(i, *stop)
 			}
-			return poolbot.StateFailed, "FAIL", "storing host step: " + err.Error()
 		}
 		// A host in progress is finished even if poolbot is asked to stop:
 		// leaving units half-restarted is worse than a slower shutdown.
@@ -698,6 +705,14 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		}
 		done = append(done, s.Host)
 		line := fmt.Sprintf("restarted %s on %s (%d/%d): %s", strings.Join(svc.Plan.Units, " "), s.Host, s.Position, n, detail)
+		// With no pace to wait between hosts, the transaction that records
+		// this host done also begins the next one (the cancel check and its
+		// restarting record): one commit, one fsync, per host.
+		next := -1
+		if i+1 < n && svc.Plan.Pace <= 0 && steps[i+1].State != poolbot.HostDone && steps[i+1].State != poolbot.HostFailed {
+			next = i + 1
+		}
+		var stop *hostStop
 		if err := e.deps.Store.Tx(hostCtx, func(tx *store.Tx) error {
 			if err := tx.UpdateHostStep(r.ID, s.Position, poolbot.HostDone, detail); err != nil {
 				return err
@@ -708,16 +723,55 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			}
 			host := about(r, poolbot.NoticeHost, poolbot.StateRestarting, line)
 			host.Host, host.Hosts = s.Position, n
-			return e.queueSAL(tx, r, host)
+			if err := e.queueSAL(tx, r, host); err != nil {
+				return err
+			}
+			if next >= 0 {
+				// Should beginning the next host fail, this host is still
+				// recorded done: the next host's own transaction begins it
+				// and reports the error.
+				if st, err := e.beginHost(ctx, tx, r, steps[next]); err == nil {
+					stop, begun = st, next
+				}
+			}
+			return nil
 		}); err != nil {
 			return poolbot.StateFailed, "FAIL", "storing host step: " + err.Error()
 		}
 		e.deps.SALWritten()
+		if stop != nil {
+			return stopped(next, *stop)
+		}
 		if i < n-1 && svc.Plan.Pace > 0 {
 			e.sleep(ctx, svc.Name, svc.Plan.Pace)
 		}
 	}
 	return poolbot.StateDone, "PASS", fmt.Sprintf("%d/%d hosts restarted", n, n)
+}
+
+// hostStop is why a request stops before a host: a cancel, or poolbot
+// shutting down.
+type hostStop struct {
+	cancelledBy string
+	shutdown    bool
+}
+
+// beginHost, in tx, checks that the request may go on to host step s and
+// stores s as restarting; it returns why not instead when the request was
+// cancelled or poolbot is shutting down (ctx ended), and then stores
+// nothing.
+func (e *Engine) beginHost(ctx context.Context, tx *store.Tx, r poolbot.Request, s poolbot.HostStep) (*hostStop, error) {
+	cur, err := tx.Request(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if cur.CancelRequested {
+		return &hostStop{cancelledBy: cur.CancelledBy}, nil
+	}
+	if ctx.Err() != nil {
+		return &hostStop{shutdown: true}, nil
+	}
+	return nil, tx.UpdateHostStep(r.ID, s.Position, poolbot.HostRestarting, "")
 }
 
 // hostSteps returns the stored restart plan, writing it from the

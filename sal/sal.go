@@ -8,7 +8,10 @@
 //
 // Delivery is at least once and strictly in order: the Sender takes the
 // oldest undelivered line, sends it, and only then marks it sent. A crash
-// between the two repeats that one line after restart; nothing is lost.
+// between the two repeats that one line after restart; nothing is lost. The
+// mark does not wait for the disk (store.MarkSALSent): it survives poolbot
+// being killed, and a power loss can only repeat the lines marked since the
+// store's last synced write.
 package sal
 
 import (

@@ -22,17 +22,11 @@ func (tx *Tx) InsertHostSteps(id poolbot.RequestID, hosts []string) error {
 // UpdateHostStep records a host's new state; StartedAt is set when it
 // starts restarting, FinishedAt when it is done or failed.
 func (tx *Tx) UpdateHostStep(id poolbot.RequestID, position int, state poolbot.HostState, detail string) error {
-	var set string
-	switch state {
-	case poolbot.HostRestarting:
-		set = "started_at = ?, finished_at = ''"
-	case poolbot.HostDone, poolbot.HostFailed:
-		set = "finished_at = ?"
-	default:
-		set = "started_at = ?, finished_at = ''" // back to pending on resume
+	q := qHostStarted // also back to pending on resume
+	if state == poolbot.HostDone || state == poolbot.HostFailed {
+		q = qHostFinished
 	}
-	res, err := tx.tx.ExecContext(tx.ctx, `UPDATE host_steps SET state = ?, detail = ?, `+set+`
-		WHERE request_id = ? AND position = ?`, string(state), detail, formatTime(tx.now), int64(id), position)
+	res, err := tx.exec(q, string(state), detail, formatTime(tx.now), int64(id), position)
 	if err != nil {
 		return fmt.Errorf("store: host %d of %s: %w", position, id, err)
 	}
@@ -44,8 +38,7 @@ func (tx *Tx) UpdateHostStep(id poolbot.RequestID, position int, state poolbot.H
 
 // HostSteps returns a request's restart plan in order.
 func (tx *Tx) HostSteps(id poolbot.RequestID) ([]poolbot.HostStep, error) {
-	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT position, host, state, started_at, finished_at, detail
-		FROM host_steps WHERE request_id = ? ORDER BY position`, int64(id))
+	rows, err := tx.query(qHostSteps, int64(id))
 	if err != nil {
 		return nil, fmt.Errorf("store: host steps of %s: %w", id, err)
 	}

@@ -35,8 +35,7 @@ func (tx *Tx) queueSAL(requestID poolbot.RequestID, line, notice string) error {
 	if requestID != 0 {
 		reqID = int64(requestID)
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO sal_outbox (request_id, created_at, line, notice) VALUES (?,?,?,?)`,
-		reqID, formatTime(tx.now), line, notice)
+	_, err := tx.exec(qQueueSAL, reqID, formatTime(tx.now), line, notice)
 	if err != nil {
 		return fmt.Errorf("store: queue SAL line: %w", err)
 	}
@@ -62,8 +61,7 @@ func (s *Store) NextSAL(ctx context.Context) (line OutboxLine, ok bool, err erro
 		reqID  sql.NullInt64
 		notice string
 	)
-	err = s.db.QueryRowContext(ctx, `SELECT id, request_id, line, attempts, notice FROM sal_outbox
-		WHERE sent_at = '' ORDER BY id LIMIT 1`).Scan(&line.ID, &reqID, &line.Line, &line.Attempts, &notice)
+	err = s.queryRow(ctx, qNextSAL).Scan(&line.ID, &reqID, &line.Line, &line.Attempts, &notice)
 	if errors.Is(err, sql.ErrNoRows) {
 		return line, false, nil
 	}
@@ -82,9 +80,19 @@ func (s *Store) NextSAL(ctx context.Context) (line OutboxLine, ok bool, err erro
 }
 
 // MarkSALSent records that line id was delivered.
+//
+// Unlike every other write, the mark does not wait for the disk (see
+// txUnsynced): it is in the WAL at once, so it survives poolbot being
+// killed, and it reaches the disk with the next write that does wait (the
+// next host step, state change or SAL line queued) or the next checkpoint.
+// Power lost before then can only make the sender deliver the line again,
+// which delivery at least once allows (a crash between sending and marking
+// always could), and each SAL line no longer costs an fsync of its own.
 func (s *Store) MarkSALSent(ctx context.Context, id int64) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE sal_outbox SET sent_at = ?, attempts = attempts + 1, last_error = ''
-		WHERE id = ?`, formatTime(s.clock.Now()), id)
+	err := s.txUnsynced(ctx, func(tx *Tx) error {
+		_, err := tx.exec(qMarkSALSent, formatTime(tx.now), id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: mark SAL line %d sent: %w", id, err)
 	}
@@ -106,8 +114,7 @@ func (s *Store) MarkSALFailed(ctx context.Context, id int64, cause error) error 
 // be delivered; ok is false when none does.
 func (s *Store) LastUnsentSAL(ctx context.Context, requestID poolbot.RequestID) (id int64, ok bool, err error) {
 	var last sql.NullInt64
-	err = s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM sal_outbox WHERE request_id = ? AND sent_at = ''`,
-		int64(requestID)).Scan(&last)
+	err = s.queryRow(ctx, qLastUnsentSAL, int64(requestID)).Scan(&last)
 	if err != nil {
 		return 0, false, fmt.Errorf("store: unsent SAL lines of %s: %w", requestID, err)
 	}

@@ -14,8 +14,9 @@ import (
 // Tx is one transaction. Its methods compose: a state change, its audit
 // event and its SAL lines go through one Tx so they are stored together.
 type Tx struct {
-	tx  *sql.Tx
-	ctx context.Context
+	tx    *sql.Tx
+	ctx   context.Context
+	stmts map[string]*sql.Stmt // the store's prepared hot queries
 	// now is taken once from the store's clock so every row a
 	// transaction writes carries the same time.
 	now time.Time
@@ -94,7 +95,7 @@ func (tx *Tx) InsertRequest(r poolbot.Request) (poolbot.Request, error) {
 
 // Request reads one request inside the transaction.
 func (tx *Tx) Request(id poolbot.RequestID) (poolbot.Request, error) {
-	r, err := scanRequest(tx.tx.QueryRowContext(tx.ctx, `SELECT `+requestColumns+` FROM requests WHERE id = ?`, int64(id)))
+	r, err := scanRequest(tx.queryRow(qRequest, int64(id)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("store: request %s: %w", id, ErrNotFound)
 	}
@@ -119,10 +120,7 @@ func (tx *Tx) UpdateRequest(r poolbot.Request, expect poolbot.State) (poolbot.Re
 	if r.FinishedAt.IsZero() && r.State.Terminal() {
 		r.FinishedAt = tx.now
 	}
-	res, err := tx.tx.ExecContext(tx.ctx, `UPDATE requests SET state = ?, step = ?, forced = ?,
-		forced_by = ?, force_reason = ?, confirmed_by = ?, cancel_requested = ?, cancelled_by = ?,
-		error = ?, updated_at = ?, started_at = ?, finished_at = ?, parked = ?
-		WHERE id = ? AND state = ?`,
+	res, err := tx.exec(qUpdateRequest,
 		string(r.State), r.Step, r.Forced, r.ForcedBy, r.ForceReason, r.ConfirmedBy,
 		r.CancelRequested, r.CancelledBy, r.Error, formatTime(r.UpdatedAt),
 		formatTime(r.StartedAt), formatTime(r.FinishedAt), r.Parked, int64(r.ID), string(expect))
@@ -177,9 +175,7 @@ func (tx *Tx) AddEvent(e poolbot.Event) error {
 	if e.RequestID != 0 {
 		reqID = int64(e.RequestID)
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO events (request_id, at, actor, origin_network,
-		origin_account, origin_nick, origin_channel, kind, from_state, to_state, detail)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := tx.exec(qAddEvent,
 		reqID, formatTime(e.At), e.Actor, e.Origin.Network, e.Origin.Account, e.Origin.Nick,
 		e.Origin.Channel, e.Kind, string(e.FromState), string(e.ToState), e.Detail)
 	if err != nil {

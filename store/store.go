@@ -13,6 +13,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -41,6 +42,9 @@ type Store struct {
 	db    *sql.DB
 	clock clockwork.Clock
 	path  string
+	// stmts are the hot queries, prepared at Open (see prepared.go);
+	// read-only after Open.
+	stmts map[string]*sql.Stmt
 }
 
 // Open opens (creating if needed) the SQLite file at path and brings its
@@ -60,7 +64,9 @@ func Open(ctx context.Context, path string, clock clockwork.Clock) (*Store, erro
 		"foreign_keys(1)",
 		// FULL rather than NORMAL: in WAL mode NORMAL can lose the last
 		// transactions on power loss, and a lost SAL line or step is what
-		// this store exists to prevent. Writes are a few per minute.
+		// this store exists to prevent. Only marking a SAL line sent,
+		// whose loss merely repeats the line, commits without waiting
+		// for the disk (txUnsynced).
 		"synchronous(FULL)",
 	} {
 		q.Add("_pragma", p)
@@ -81,6 +87,10 @@ func Open(ctx context.Context, path string, clock clockwork.Clock) (*Store, erro
 	}
 	s := &Store{db: db, clock: clock, path: abs}
 	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -116,7 +126,10 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 func (s *Store) Path() string { return s.path }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.closeStmts()
+	return s.db.Close()
+}
 
 // Ping checks that the database is writable, what /healthz calls
 // "writable": in one immediate transaction it upserts the single row of the
@@ -144,7 +157,47 @@ func (s *Store) Tx(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	tx := &Tx{tx: sqlTx, ctx: ctx, now: s.clock.Now().UTC()}
+	tx := &Tx{tx: sqlTx, ctx: ctx, now: s.clock.Now().UTC(), stmts: s.stmts}
+	if err := fn(tx); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// txUnsynced is Tx for a write whose loss on a power failure is harmless:
+// it is committed without waiting for the disk (synchronous=NORMAL for
+// this one commit; the store's connection stays at FULL). In WAL mode
+// such a commit survives poolbot crashing or being killed: it is in the
+// WAL file, which the next commit that does wait for the disk syncs with
+// it, as does every checkpoint. Only an operating system crash or a power
+// loss before then undoes it, never partially and never a write committed
+// before it.
+func (s *Store) txUnsynced(ctx context.Context, fn func(*Tx) error) (err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return fmt.Errorf("store: begin unsynced: %w", err)
+	}
+	defer func() {
+		// Back to FULL whatever happened, even if ctx ended; a connection
+		// that cannot be put back is discarded, never reused as it is.
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); rerr != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			err = errors.Join(err, fmt.Errorf("store: back to synchronous=FULL: %w", rerr))
+		}
+	}()
+	sqlTx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	tx := &Tx{tx: sqlTx, ctx: ctx, now: s.clock.Now().UTC(), stmts: s.stmts}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
 		return err
