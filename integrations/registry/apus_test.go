@@ -192,8 +192,11 @@ func TestProbeAcrossHostsOnApus(t *testing.T) {
 				t.Errorf("thaw codfw gateway: %v", err)
 			}
 		}()
+		// The timeout bounds the whole probe, eqiad's steps included: 5 s
+		// leaves them room on a loaded machine (the suite runs packages in
+		// parallel on 2 cores) while codfw's hang still has to end it.
 		short := testConfig()
-		short.Probe.Timeout = 2 * time.Second
+		short.Probe.Timeout = 5 * time.Second
 		sc := newClient(t, short, registry.Options{})
 		began := time.Now()
 		res := sc.ProbeAcross(ctx, eqiad1.inst(), registry.ProbeOptions{Peers: []registry.Instance{eqiad2.inst(), codfw1.inst()}})
@@ -203,7 +206,7 @@ func TestProbeAcrossHostsOnApus(t *testing.T) {
 		if res.OK || res.Code != registry.CodeTimeout || res.Step != registry.StepHandoff || !errors.As(res.Err, &pe) || pe.Target != codfw1.inst().String() {
 			t.Fatalf("probe with a peer on a hanging site: %v, want a timeout at handoff on %s", res, codfw1.inst())
 		}
-		// Bounded: the 2 s probe timeout plus the 5 s cleanup bound of
+		// Bounded: the 5 s probe timeout plus the 5 s cleanup bound of
 		// cancelling the upload and deleting the blob (on eqiad, which
 		// answers), with room for a loaded machine.
 		if took > 20*time.Second {
