@@ -394,15 +394,25 @@ func (w *World) WaitResolves(ctx context.Context, dc string, timeout time.Durati
 }
 
 // WritesTo says which site the registry on h writes to now: it pushes a
-// random blob to that registry alone and looks for it in both buckets.
+// random blob to that registry alone and looks for it in both buckets. A
+// push that fails with a server error (a loaded Ceph answering a retried
+// multipart completion with "already in progress") is tried again with a
+// new blob, three times at most: it says nothing about the site.
 func (w *World) WritesTo(ctx context.Context, h *Host) (string, error) {
 	blob := make([]byte, 1024)
-	if _, err := rand.Read(blob); err != nil {
-		return "", err
-	}
-	var p registry.Pusher
-	if err := p.PushBlob(ctx, h.Reg.URL(), "lab/where", blob); err != nil {
-		return "", fmt.Errorf("push to %s: %w", h.Name, err)
+	for attempt := 1; ; attempt++ {
+		if _, err := rand.Read(blob); err != nil {
+			return "", err
+		}
+		var p registry.Pusher
+		err := p.PushBlob(ctx, h.Reg.URL(), "lab/where", blob)
+		if err == nil {
+			break
+		}
+		var pe *registry.PushError
+		if attempt == 3 || !errors.As(err, &pe) || pe.Status < 500 {
+			return "", fmt.Errorf("push to %s (attempt %d): %w", h.Name, attempt, err)
+		}
 	}
 	hex := strings.TrimPrefix(registry.Digest(blob), "sha256:")
 	key := "docker/registry/v2/blobs/sha256/" + hex[:2] + "/" + hex + "/data"
