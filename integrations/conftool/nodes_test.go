@@ -1,0 +1,83 @@
+package conftool
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	etcdtest "poolbot/internal/testenv/etcd"
+)
+
+// Node objects as conftool stores them (reference §4): a host in the apus
+// pool of codfw, depooled and restored with its other fields kept.
+func TestEtcdNodesDepoolAndRestore(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	const host = "moss-fe2001.codfw.wmnet"
+	key := "/conftool/v1/pools/codfw/apus/apus/" + host
+	srv.Put(t, key, `{"pooled": "yes", "weight": 10, "note": "keep <me>"}`)
+	srv.Put(t, "/conftool/v1/pools/codfw/apus/apus/moss-fe2002.codfw.wmnet", `{"pooled": "yes", "weight": 10}`)
+	c := etcdClientFor(t, srv)
+	ctx := testCtx(t)
+	pools := []Pool{{DC: "codfw", Cluster: "apus", Service: "apus"}, {DC: "codfw", Cluster: "apus", Service: "apus-https"}}
+
+	nodes, err := c.Nodes(ctx, pools, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].Pooled != "yes" || nodes[0].Weight != 10 || nodes[0].Pool != pools[0] {
+		t.Fatalf("Nodes = %+v", nodes)
+	}
+	n, err := c.SetNodePooled(ctx, pools[0], host, NodePooledNo)
+	if err != nil || n.Pooled != "no" {
+		t.Fatalf("depool: %+v %v", n, err)
+	}
+	fields, idx := storedFields(t, srv, key)
+	want := map[string]any{"pooled": "no", "weight": float64(10), "note": "keep <me>"}
+	if !reflect.DeepEqual(fields, want) || idx != n.ModifiedIndex {
+		t.Fatalf("stored %v at %d, want %v at %d", fields, idx, want, n.ModifiedIndex)
+	}
+	// The other host is untouched.
+	if other, _ := storedFields(t, srv, "/conftool/v1/pools/codfw/apus/apus/moss-fe2002.codfw.wmnet"); other["pooled"] != "yes" {
+		t.Fatalf("other node %v", other)
+	}
+	if _, err := c.SetNodePooled(ctx, pools[0], host, NodePooledYes); err != nil {
+		t.Fatal(err)
+	}
+	if fields, _ := storedFields(t, srv, key); fields["pooled"] != "yes" {
+		t.Fatalf("restored %v", fields)
+	}
+}
+
+func TestEtcdNodesBadInput(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	c := etcdClientFor(t, srv)
+	ctx := testCtx(t)
+	p := Pool{DC: "codfw", Cluster: "apus", Service: "apus"}
+
+	if _, err := c.Nodes(ctx, []Pool{p}, "nowhere.codfw.wmnet"); !errors.Is(err, ErrNoNode) ||
+		err.Error() != "no conftool node object matches: dc=codfw,cluster=apus,service=apus,name=nowhere.codfw.wmnet" {
+		t.Fatalf("absent host: %v", err)
+	}
+	if _, err := c.Nodes(ctx, []Pool{p}, "Evil/../x"); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("bad host: %v", err)
+	}
+	if _, err := c.Nodes(ctx, []Pool{{DC: "codfw", Cluster: "a.*", Service: "apus"}}, "h.wmnet"); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("bad pool: %v", err)
+	}
+	key := "/conftool/v1/pools/codfw/apus/apus/h1.codfw.wmnet"
+	srv.Put(t, key, `{"pooled": true, "weight": 1}`)
+	if _, err := c.Nodes(ctx, []Pool{p}, "h1.codfw.wmnet"); err == nil {
+		t.Fatal("a boolean pooled (a discovery value) read as a node")
+	}
+	if _, err := c.SetNodePooled(ctx, p, "h1.codfw.wmnet", NodePooledNo); err == nil {
+		t.Fatal("overwrote a value it cannot read")
+	}
+	if v, _ := srv.Get(t, key); v.Value != `{"pooled": true, "weight": 1}` {
+		t.Fatalf("unreadable value changed: %q", v.Value)
+	}
+	if _, err := c.SetNodePooled(ctx, p, "h1.codfw.wmnet", "maybe"); err == nil {
+		t.Fatal("accepted pooled=maybe")
+	}
+}
