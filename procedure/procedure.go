@@ -411,7 +411,9 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 		// Like a host step, a conftool write once begun is finished even
 		// if poolbot is asked to stop: a shutdown must not turn it into a
 		// failed request (the backends bound it with their own timeouts).
-		if err := e.switchPooled(context.WithoutCancel(ctx), svc, r); err != nil {
+		if err := e.withServiceRoute(context.WithoutCancel(ctx), r, func() error {
+			return e.switchPooled(context.WithoutCancel(ctx), svc, r)
+		}); err != nil {
 			end(poolbot.StateFailed, "FAIL", "conftool: "+err.Error())
 			return
 		}
@@ -605,9 +607,11 @@ func (e *Engine) switchPooled(ctx context.Context, svc *Service, r poolbot.Reque
 				e.log.Error("storing the old TTL", "request", r.ID, "err", err)
 			}
 		}
-		line = fmt.Sprintf("conftool: set %s/%s pooled=%t (was %t)", r.Service, r.Datacenter, want, before.Pooled)
+		// confctl's own SAL wording, so a search for "conftool action"
+		// finds poolbot's changes beside the manual ones.
+		line = confctlLine(fmt.Sprintf("set/pooled=%t", want), fmt.Sprintf("dnsdisc=%s,name=%s", r.Service, r.Datacenter))
 		if before.Pooled == want {
-			line = fmt.Sprintf("conftool: %s/%s already pooled=%t, restarting anyway", r.Service, r.Datacenter, want)
+			line += fmt.Sprintf(" (no change: already pooled=%t, restarting anyway)", want)
 		}
 		if how != "" {
 			line += "; " + how
@@ -657,6 +661,11 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			// stands. Only an operator's !resume retries the host.
 			return poolbot.StateFailed, "FAIL", failed(i, s.Detail)
 		}
+		if ok, err := e.waitRestartLock(ctx, r); err != nil {
+			return poolbot.StateFailed, "FAIL", failed(i, "not restarted: "+err.Error())
+		} else if !ok {
+			return "", "", ""
+		}
 		cur, err := e.deps.Store.Request(ctx, r.ID)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -684,7 +693,7 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		// leaving units half-restarted is worse than a slower shutdown.
 		hostCtx := context.WithoutCancel(ctx)
 		hostStart := e.clock.Now()
-		detail, herr := e.restartOneHost(hostCtx, svc, r, s.Host)
+		detail, herr := e.guardedRestart(hostCtx, svc, r, s)
 		e.deps.Metrics.HostRestarted(svc.Name, s.Host, e.clock.Since(hostStart), herr)
 		// Its outcome is recorded with hostCtx too: a shutdown asked for
 		// meanwhile must not turn a finished host into a failed request.
@@ -849,6 +858,11 @@ func (e *Engine) endParked(ctx context.Context, r poolbot.Request) {
 	}
 	if _, switches := r.Action.Pooled(); switches {
 		detail += "; " + e.describePooled(ctx, r)
+	}
+	if steps, err := e.deps.Store.HostSteps(ctx, r.ID); err == nil {
+		if left := e.guardsLeft(ctx, r, steps); left != "" {
+			detail += "; " + left
+		}
 	}
 	end := endLine("CANCELLED", r, detail, e.clock.Now().Sub(started))
 	err := e.transitionSAL(ctx, r, r.State, poolbot.StateCancelled, func(n *poolbot.Request) {
