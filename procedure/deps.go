@@ -124,6 +124,9 @@ type Deps struct {
 	Silencer Silencer
 	// Locks takes and checks spicerack's locks; nil when disabled.
 	Locks Locks
+	// Unlocks notices `scap lock --unlock-all` while the deploy block is
+	// held (breakglass.go); nil: not watched.
+	Unlocks UnlockWatcher
 
 	// Metrics, when set, receives gate states and host restart durations
 	// for /metrics (see metrics.go).

@@ -75,6 +75,8 @@ type Engine struct {
 	// slips counts, per request, the deploy block attempts in a row that
 	// a scap run beat (see slipBackoff).
 	slips map[poolbot.RequestID]int
+	// broken watches each held deploy block for scap's break-glass.
+	broken map[poolbot.RequestID]*breakGlass
 }
 
 // New returns an Engine for services.
@@ -111,7 +113,7 @@ func New(cfg Config, deps Deps, services []*Service) (*Engine, error) {
 	e := &Engine{cfg: cfg, deps: deps, clock: deps.Clock, log: deps.Log, sched: sched,
 		services: map[string]*Service{}, wake: map[string]chan struct{}{},
 		noticed: map[string]map[poolbot.RequestID]string{}, scapWaiters: map[string]bool{},
-		slips: map[poolbot.RequestID]int{}}
+		slips: map[poolbot.RequestID]int{}, broken: map[poolbot.RequestID]*breakGlass{}}
 	for _, s := range services {
 		e.services[s.Name] = s
 		e.wake[s.Name] = make(chan struct{}, 1)
@@ -384,6 +386,15 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 	if !ok {
 		return
 	}
+	release, glass := e.watchBreakGlass(ctx, r, release)
+	defer e.forgetBreakGlass(r.ID)
+	parkedByDeployer := func() bool {
+		req, fired := glass.firedRequest()
+		if fired {
+			e.parkAfterBreakGlass(ctx, r, req)
+		}
+		return fired
+	}
 	end := func(state poolbot.State, outcome, detail string) {
 		e.finish(ctx, r.ID, release, started, state, outcome, detail)
 	}
@@ -402,6 +413,9 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 			// without its restarts (the incident's state).
 			end(poolbot.StateCancelled, "CANCELLED", fmt.Sprintf("cancelled by %s before the conftool change; %s",
 				r.CancelledBy, e.describePooled(ctx, r)))
+			return
+		}
+		if parkedByDeployer() {
 			return
 		}
 		if ctx.Err() != nil {
@@ -447,6 +461,9 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 	// 4. Restart the hosts, one at a time.
 	state, outcome, detail := e.restartHosts(ctx, svc, r)
 	if state == "" {
+		if parkedByDeployer() {
+			return
+		}
 		// Shutting down between hosts: the request stays where it is and
 		// continues after the restart.
 		e.releaseOnly(ctx, r, release)
@@ -660,6 +677,9 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			// end (a crash, or the deploy block release hung): the failure
 			// stands. Only an operator's !resume retries the host.
 			return poolbot.StateFailed, "FAIL", failed(i, s.Detail)
+		}
+		if e.brokenGlass(r.ID) {
+			return "", "", "" // a deployer broke the deploy block: park
 		}
 		if ok, err := e.waitRestartLock(ctx, r); err != nil {
 			return poolbot.StateFailed, "FAIL", failed(i, "not restarted: "+err.Error())
