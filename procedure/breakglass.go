@@ -102,7 +102,7 @@ func (e *Engine) watchBreakGlass(ctx context.Context, r poolbot.Request, release
 		line := fmt.Sprintf("deploy block BROKEN by %s with scap lock --unlock-all (%s); %s; the request stops before its next step and waits for an operator's !resume %d",
 			req.Releaser, req.Reason, released, int64(r.ID))
 		e.logSAL(rctx, r, line)
-		e.announce(rctx, fmt.Sprintf("%s: %s %s: %s", r.Operator, r.ID, r.Summary(), line))
+		e.announce(rctx, toOperator(r, poolbot.NoticeInfo, "", fmt.Sprintf("%s %s: %s", r.ID, r.Summary(), line)))
 		e.Notify(r.Service)
 	}()
 	return release, b
@@ -144,5 +144,5 @@ func (e *Engine) parkAfterBreakGlass(ctx context.Context, r poolbot.Request, req
 		return
 	}
 	e.stopWindowWatch(r.ID)
-	e.announce(ctx, fmt.Sprintf("%s: %s %s %s", r.Operator, r.ID, r.Summary(), why))
+	e.announce(ctx, toOperator(r, poolbot.NoticeInfo, "", fmt.Sprintf("%s %s %s", r.ID, r.Summary(), why)))
 }

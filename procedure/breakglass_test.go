@@ -42,7 +42,7 @@ func unlockAll(t *testing.T, dir, releaser, reason string) {
 // the request before host 3; it takes the block again only on !resume.
 func TestBreakGlassParksTheRequest(t *testing.T) {
 	dir := t.TempDir()
-	l := newLabWith(t, 3, Config{}, nil, func(_ *world, d *Deps, _ *Config, _ *Service) {
+	l := newHarnessWith(t, 3, Config{}, nil, func(_ *harness, d *Deps, _ *Config, _ *Service) {
 		d.Unlocks = scap.NewUnlockWatcher(scap.UnlockWatchOptions{Dir: dir, Poll: 20 * time.Millisecond})
 	})
 	proceed := l.systemctl.Hold("registry2")
