@@ -3,6 +3,7 @@ package monitoring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -270,5 +271,47 @@ func TestHealthzReadOnlyStore(t *testing.T) {
 	// Reads still work: /metrics has the requests gauge.
 	if body := get(t, srv.URL+"/metrics", http.StatusOK); !strings.Contains(body, `poolbot_requests{state="queued"} 0`) {
 		t.Fatalf("metrics:\n%s", body)
+	}
+}
+
+// A standby says so in /healthz and in the metrics, with the holder; the
+// active one says it is active.
+func TestLeaderState(t *testing.T) {
+	m, _, _ := newOps(t)
+	var active atomic.Bool
+	holder := "poolbot@deploy1003 [4242] (instance 4e2677c7, since 14:10:00 UTC)"
+	if err := m.AddLeader(func() (bool, string) { return active.Load(), holder }); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	if body := get(t, srv.URL+"/healthz", http.StatusOK); body != "ready\nstore: ok\nleader: ok (standby; active: "+holder+")\n" {
+		t.Fatalf("standby: %q", body)
+	}
+	checkLeaderGauge(t, m, 0)
+	want := `
+# HELP poolbot_leader_holder_info Always 1; the holder label names the active poolbot (owner and instance), as this one last read it.
+# TYPE poolbot_leader_holder_info gauge
+poolbot_leader_holder_info{holder="` + holder + `"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "poolbot_leader_holder_info"); err != nil {
+		t.Fatal(err)
+	}
+	active.Store(true)
+	if body := get(t, srv.URL+"/healthz", http.StatusOK); body != "ready\nstore: ok\nleader: ok (active)\n" {
+		t.Fatalf("active: %q", body)
+	}
+	checkLeaderGauge(t, m, 1)
+}
+
+func checkLeaderGauge(t *testing.T, m *Ops, v int) {
+	t.Helper()
+	want := fmt.Sprintf(`
+# HELP poolbot_leader 1 while this poolbot holds the leader lock and acts, 0 while it is standby.
+# TYPE poolbot_leader gauge
+poolbot_leader %d
+`, v)
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "poolbot_leader"); err != nil {
+		t.Fatal(err)
 	}
 }
