@@ -162,9 +162,17 @@ type SAL struct {
 
 // TCPIRCBot is a logmsgbot relay.
 type TCPIRCBot struct {
-	Addr        string        `yaml:"addr"`
-	Attribution string        `yaml:"attribution"`
-	Timeout     time.Duration `yaml:"timeout"`
+	Addr        string `yaml:"addr"`
+	Attribution string `yaml:"attribution"`
+	// AttributeOperator credits a request's lines to its operator on the
+	// attribution's host (alice@deploy1003); default true.
+	AttributeOperator *bool         `yaml:"attribute_operator"`
+	Timeout           time.Duration `yaml:"timeout"`
+}
+
+// AttributeOperatorOrDefault is AttributeOperator, true when unset.
+func (t TCPIRCBot) AttributeOperatorOrDefault() bool {
+	return t.AttributeOperator == nil || *t.AttributeOperator
 }
 
 // Log configures structured logging.

@@ -128,7 +128,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	if cfg.SAL.Sink == "tcpircbot" {
 		sink = sal.TCPIRCBotSink{Addr: cfg.SAL.TCPIRCBot.Addr, Attribution: cfg.SAL.TCPIRCBot.Attribution,
-			Timeout: cfg.SAL.TCPIRCBot.Timeout}
+			AttributeOperator: cfg.SAL.TCPIRCBot.AttributeOperatorOrDefault(),
+			Timeout:           cfg.SAL.TCPIRCBot.Timeout}
 	}
 	if sink == nil {
 		return fmt.Errorf("sal.sink: channel needs chat.irc")
