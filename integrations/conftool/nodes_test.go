@@ -81,3 +81,27 @@ func TestEtcdNodesBadInput(t *testing.T) {
 		t.Fatal("accepted pooled=maybe")
 	}
 }
+
+// BenchmarkNodeDepoolRepool is a host's drain and restore as the procedure
+// does them, without the drain wait: read its node, set pooled=no, set
+// pooled=yes (each a read plus a compare-and-swap write).
+func BenchmarkNodeDepoolRepool(b *testing.B) {
+	srv := etcdtest.Start(b)
+	const host = "registry2004.codfw.wmnet"
+	p := Pool{DC: "codfw", Cluster: "apus", Service: "apus"}
+	srv.Put(b, "/conftool/v1/pools/codfw/apus/apus/"+host, `{"pooled": "yes", "weight": 10}`)
+	c := newEtcdClient(b, EtcdConfig{Endpoints: []string{srv.ClientURL}})
+	c.logger = testLoggerDiscard()
+	ctx := testCtx(b)
+	for b.Loop() {
+		if _, err := c.Nodes(ctx, []Pool{p}, host); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.SetNodePooled(ctx, p, host, NodePooledNo); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.SetNodePooled(ctx, p, host, NodePooledYes); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
