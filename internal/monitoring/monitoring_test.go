@@ -277,7 +277,7 @@ func TestHealthzReadOnlyStore(t *testing.T) {
 // A standby says so in /healthz and in the metrics, with the holder; the
 // active one says it is active.
 func TestLeaderState(t *testing.T) {
-	m, _, _ := newOps(t)
+	m, _, _ := newMonitor(t)
 	var active atomic.Bool
 	holder := "poolbot@deploy1003 [4242] (instance 4e2677c7, since 14:10:00 UTC)"
 	if err := m.AddLeader(func() (bool, string) { return active.Load(), holder }); err != nil {
@@ -304,7 +304,7 @@ poolbot_leader_holder_info{holder="` + holder + `"} 1
 	checkLeaderGauge(t, m, 1)
 }
 
-func checkLeaderGauge(t *testing.T, m *Ops, v int) {
+func checkLeaderGauge(t *testing.T, m *Monitor, v int) {
 	t.Helper()
 	want := fmt.Sprintf(`
 # HELP poolbot_leader 1 while this poolbot holds the leader lock and acts, 0 while it is standby.
