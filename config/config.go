@@ -569,8 +569,8 @@ func validateDNS(p *Problems, name string, svc Service) {
 }
 
 // validateGuards checks the sections of issue 15: drain pools,
-// Alertmanager, spicerack locks, leader lock. The last three and node
-// objects live in etcd, so they need the etcd conftool backend.
+// Alertmanager, spicerack locks, leader lock. The locks live in etcd
+// beside conftool's data, so they need the etcd conftool backend.
 func (c *Config) validateGuards(p *Problems) {
 	etcd := c.Conftool.Backend == conftool.BackendEtcd
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
@@ -582,9 +582,6 @@ func (c *Config) validateGuards(p *Problems) {
 		}
 		if d.Period < 0 || d.Period > 10*time.Minute {
 			p.add("services.%s.drain.period: %s must be between 0 (default 5s) and 10m", name, d.Period)
-		}
-		if len(d.Pools) > 0 && !etcd {
-			p.add("services.%s.drain: node objects are changed through etcd; it needs conftool.backend: etcd", name)
 		}
 	}
 	if err := c.Alertmanager.Validate(); err != nil {

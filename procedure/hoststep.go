@@ -202,7 +202,7 @@ func (e *Engine) drainHost(ctx context.Context, svc *Service, r poolbot.Request,
 		return nil, nil
 	}
 	if e.deps.Nodes == nil {
-		return nil, errors.New("node pools are configured but the conftool backend cannot change node objects (etcd backend only)")
+		return nil, errors.New("node pools are configured but no conftool client for node objects was given")
 	}
 	drained := step.Drained
 	if len(drained) == 0 {

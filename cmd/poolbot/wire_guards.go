@@ -26,9 +26,12 @@ type guardParts struct {
 
 func buildGuards(cfg *config.Config, ct conftool.Client, clock clockwork.Clock, log *slog.Logger) (guardParts, error) {
 	var g guardParts
-	kv, _ := ct.(*conftool.Etcd) // config requires the etcd backend for what needs it
-	if kv != nil {
-		g.nodes = kv
+	kv, _ := ct.(*conftool.Etcd) // config requires the etcd backend for locks
+	switch b := ct.(type) {
+	case *conftool.Etcd:
+		g.nodes = b
+	case *conftool.Confctl:
+		g.nodes = b
 	}
 	if cfg.Alertmanager.Enabled() {
 		am, err := alertmanager.New(cfg.Alertmanager, alertmanager.Options{Clock: clock, Logger: log})

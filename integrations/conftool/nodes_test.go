@@ -105,3 +105,52 @@ func BenchmarkNodeDepoolRepool(b *testing.B) {
 		}
 	}
 }
+
+// The same through confctl (the stand-in speaks confctl's node argv and
+// output, over the real etcd): argv, values and the exactly-one check.
+func TestConfctlNodesDepoolAndRestore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	const host = "moss-fe2001.codfw.wmnet"
+	key := "/conftool/v1/pools/codfw/apus/apus/" + host
+	srv.Put(t, key, `{"pooled": "yes", "weight": 10}`)
+	// A name the host's regex dots would also match: never selected.
+	srv.Put(t, "/conftool/v1/pools/codfw/apus/apus/moss-fe2001Xcodfw.wmnet", `{"pooled": "yes", "weight": 10}`)
+	fake := newFakeConfctl(t, srv)
+	c := fake.client(t, nil)
+	ctx := testCtx(t)
+	pools := []Pool{{DC: "codfw", Cluster: "apus", Service: "apus"}, {DC: "codfw", Cluster: "apus", Service: "apus-https"}}
+
+	nodes, err := c.Nodes(ctx, pools, host)
+	if err == nil {
+		t.Fatalf("two nodes matched the host's regex, yet Nodes = %+v", nodes)
+	}
+	srv.Delete(t, "/conftool/v1/pools/codfw/apus/apus/moss-fe2001Xcodfw.wmnet")
+	nodes, err = c.Nodes(ctx, pools, host)
+	if err != nil || len(nodes) != 1 || nodes[0].Pooled != "yes" || nodes[0].Weight != 10 {
+		t.Fatalf("Nodes = %+v, %v", nodes, err)
+	}
+	fake.calls(t) // reset
+	if _, err := c.SetNodePooled(ctx, pools[0], host, NodePooledNo); err != nil {
+		t.Fatal(err)
+	}
+	sel := "dc=codfw,cluster=apus,service=apus,name=" + host
+	argv := func(action string) []string {
+		return []string{"--config", fake.config, "--quiet", "--object-type", "node", "select", sel, action}
+	}
+	want := []fakeRecord{{Argv: argv("get")}, {Argv: argv("set/pooled=no")}, {Argv: argv("get")}}
+	if got := fake.calls(t); !reflect.DeepEqual(got, want) {
+		t.Fatalf("argv\n got %q\nwant %q", got, want)
+	}
+	if fields, _ := storedFields(t, srv, key); fields["pooled"] != "no" || fields["weight"] != float64(10) {
+		t.Fatalf("stored %v", fields)
+	}
+	if _, err := c.SetNodePooled(ctx, pools[0], host, NodePooledYes); err != nil {
+		t.Fatal(err)
+	}
+	if fields, _ := storedFields(t, srv, key); fields["pooled"] != "yes" {
+		t.Fatalf("restored %v", fields)
+	}
+	if _, err := c.Nodes(ctx, pools[1:], host); !errors.Is(err, ErrNoNode) {
+		t.Fatalf("absent: %v", err)
+	}
+}
