@@ -247,6 +247,9 @@ func (e *Engine) drainHost(ctx context.Context, svc *Service, r poolbot.Request,
 	if err != nil {
 		return drained, err
 	}
+	if e.cfg.DryRun {
+		return drained, nil // nothing was depooled: nothing to drain
+	}
 	if !e.sleepFor(ctx, svc.Drain.period()) {
 		return drained, errors.New("stopped during the drain wait")
 	}

@@ -44,6 +44,23 @@ func newGuarded(t *testing.T, nHosts int, cfg Config, amURL string, more ...guar
 	} else if amURL == "down" {
 		amURL = closedURL(t)
 	}
+	// A test that fails mid-host would otherwise hang in its cleanup: the
+	// engine finishes the host (its drain wait is on the fake clock)
+	// before it stops. The clock runs on while the world stops.
+	stopTicking := make(chan struct{})
+	t.Cleanup(func() { close(stopTicking) }) // runs after the world stopped
+	defer t.Cleanup(func() {                 // runs before the world stops
+		go func() {
+			for {
+				select {
+				case <-stopTicking:
+					return
+				case <-time.After(10 * time.Millisecond):
+					g.clock.Advance(time.Second)
+				}
+			}
+		}()
+	})
 	g.harness = newHarnessWith(t, nHosts, cfg, nil, func(l *harness, d *Deps, c *Config, svc *Service) {
 		for i := 1; i <= nHosts; i++ {
 			host := fmt.Sprintf("registry%d", i)
@@ -352,5 +369,38 @@ func TestMalformedLockKeepsGateClosed(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if g.request(id).State != poolbot.StateWaiting || len(g.restarted()) != 0 {
 		t.Fatal("went through a malformed lock")
+	}
+}
+
+// The registry roll-restart cookbook starts while poolbot is on host 1:
+// poolbot waits before host 2, naming the holder, and goes on when the
+// cookbook's lock expires.
+func TestRestartLockWaitsBeforeNextHost(t *testing.T) {
+	g := newGuarded(t, 2, Config{}, "")
+	proceed := g.systemctl.Hold("registry1")
+	id := g.queue(poolbot.ActionRestart, "")
+	deadline := time.Now().Add(30 * time.Second)
+	for len(g.restarted()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("host 1 never started")
+		}
+		g.clock.Advance(time.Second) // the drain wait
+		time.Sleep(20 * time.Millisecond)
+	}
+	created := g.clock.Now()
+	g.etcd.Put(t, spicerack.RegistryRollRestart.Key(), fmt.Sprintf(
+		`{"0b7d0c4e-8f43-4a3b-9d36-2f6f0c1b9e11": {"concurrency": 20, "created": %q, "owner": "jdoe@cumin2002 [999]", "ttl": 600}}`,
+		created.UTC().Format("2006-01-02 15:04:05.000000+00:00")))
+	proceed()
+	// The drain wait of host 1 needs the clock; then the lock is seen.
+	g.waitNotice("waits before the next host: spicerack lock /spicerack/locks/cookbooks/sre.misc-clusters.roll-restart-reboot-docker-registry held by jdoe@cumin2002 [999] until", 100*time.Millisecond)
+	if got := strings.Join(g.restarted(), ","); got != "registry1" {
+		t.Fatalf("restarted %s while the cookbook's lock was held", got)
+	}
+	if r := g.waitState(id, 30*time.Second, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+		t.Fatalf("ended %s: %s", r.State, r.Error)
+	}
+	if !g.clock.Now().After(created.Add(10 * time.Minute)) {
+		t.Fatalf("went on at %s, before the lock expired", g.clock.Now())
 	}
 }
