@@ -50,7 +50,7 @@ const FinishedWindow = 24 * time.Hour
 
 // Gates are the gate names the procedure reports; each service gets a
 // series for every one, so an alert on a gate sees 0 rather than nothing.
-var gateNames = []string{"calendar", "scap", "conftool", "force"}
+var gateNames = []string{"calendar", "scap", "conftool", "force", "spicerack"}
 
 // Options configure New.
 type Options struct {
@@ -109,7 +109,7 @@ func New(o Options) (*Monitor, error) {
 		blockedSince: map[string]time.Time{}}
 	m.gateClosed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "poolbot", Name: "gate_closed",
-		Help: "1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force), else 0.",
+		Help: "1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force, spicerack), else 0.",
 	}, []string{"service", "gate"})
 	m.hostRestart = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "poolbot", Name: "host_restart_duration_seconds",

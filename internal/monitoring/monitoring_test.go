@@ -101,12 +101,13 @@ poolbot_calendar_last_success_timestamp_seconds 1.79544282e+09
 # HELP poolbot_chat_connected 1 while the chat connection is up (IRC: registered with the server), else 0.
 # TYPE poolbot_chat_connected gauge
 poolbot_chat_connected{network="irc"} 1
-# HELP poolbot_gate_closed 1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force), else 0.
+# HELP poolbot_gate_closed 1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force, spicerack), else 0.
 # TYPE poolbot_gate_closed gauge
 poolbot_gate_closed{gate="calendar",service="apus"} 1
 poolbot_gate_closed{gate="conftool",service="apus"} 0
 poolbot_gate_closed{gate="force",service="apus"} 0
 poolbot_gate_closed{gate="scap",service="apus"} 1
+poolbot_gate_closed{gate="spicerack",service="apus"} 0
 # HELP poolbot_sal_outbox_depth SAL lines stored but not yet delivered.
 # TYPE poolbot_sal_outbox_depth gauge
 poolbot_sal_outbox_depth 1
