@@ -261,6 +261,7 @@ func TestRetiredSecretKeys(t *testing.T) {
 		}
 	}
 }
+
 // The sections of issue 15: bad values and an etcd-only feature on the
 // confctl backend are each reported with their key.
 func TestGuardSectionsValidated(t *testing.T) {
