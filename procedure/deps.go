@@ -116,8 +116,8 @@ type Deps struct {
 	Clock      clockwork.Clock
 	Log        *slog.Logger
 
-	// Nodes changes conftool node objects for the per-host drain; nil
-	// when the backend cannot (confctl).
+	// Nodes reads and changes conftool node objects for the per-host
+	// drain (either conftool backend); needed only with Service.Drain.
 	Nodes NodePools
 	// Silencer silences each host in Alertmanager around its restart;
 	// nil when no Alertmanager is configured.
