@@ -16,6 +16,8 @@ import (
 // One host's restart, the way the registry roll-restart cookbook does it
 // (reference §6, §9):
 //
+//  0. with a dns section, check that the host resolves the new address
+//     (nothing is changed for a host that does not);
 //  1. silence the host's alerts in Alertmanager (stored with the step);
 //  2. depool the host's load-balancer node objects that are pooled=yes
 //     (the values to restore are stored before the write), then wait the
@@ -76,6 +78,14 @@ func poolOf(n poolbot.DrainedNode) conftool.Pool {
 // mid-way by a crash.
 func (e *Engine) guardedRestart(ctx context.Context, svc *Service, r poolbot.Request, step poolbot.HostStep) (string, error) {
 	host := step.Host
+	// The host must resolve the new address first: restarted earlier, it
+	// would reconnect to the old datacenter. Checked before anything is
+	// changed on or around the host, so a host that fails it is left as
+	// it was (pooled, not silenced).
+	resolved, err := e.checkHostDNS(ctx, svc, host)
+	if err != nil {
+		return "", err
+	}
 	// Silences a crashed run left: remove them before making new ones.
 	if len(step.Silences) > 0 {
 		if left := e.removeSilences(ctx, r, step, "left by an interrupted run"); len(left) == 0 {
@@ -92,7 +102,7 @@ func (e *Engine) guardedRestart(ctx context.Context, svc *Service, r poolbot.Req
 		e.removeSilences(ctx, r, step, "the drain failed")
 		return "", fmt.Errorf("drain: %w%s", err, stillDepooled(host, drained))
 	}
-	detail, herr := e.restartOneHost(ctx, svc, r, host)
+	detail, herr := e.restartOneHost(ctx, svc, r, host, resolved)
 	if herr != nil {
 		e.removeSilences(ctx, r, step, "the restart failed")
 		return "", fmt.Errorf("%w%s", herr, stillDepooled(host, drained))

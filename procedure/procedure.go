@@ -770,13 +770,10 @@ func (e *Engine) hostSteps(ctx context.Context, svc *Service, r poolbot.Request)
 // restartOneHost restarts the units on host, then waits until every
 // registry instance on it is healthy and, if configured, passes the
 // write-then-read probe.
-func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Request, host string) (string, error) {
-	// The host must resolve the new address first: restarted earlier, it
-	// would reconnect to the old datacenter.
-	resolved, err := e.checkHostDNS(ctx, svc, host)
-	if err != nil {
-		return "", err
-	}
+//
+// resolved is what the host's DNS check found (checkHostDNS), which
+// guardedRestart runs before it silences or drains the host.
+func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Request, host, resolved string) (string, error) {
 	if e.cfg.DryRun {
 		e.announce(ctx, about(r, poolbot.NoticeInfo, "", fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host)))
 	} else {
