@@ -54,8 +54,11 @@ func TestBreakGlassParksTheRequest(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	began := time.Now()
 	unlockAll(t, dir, "jdoe", "emergency train fix")
+	t.Logf("unlock acknowledged after %s", time.Since(began))
 	l.waitNotice("deploy block BROKEN by jdoe", 0)
+	t.Logf("break-glass announced after %s", time.Since(began))
 	// Released while host 2 is still in progress: the deployer's scap
 	// gets the lock now.
 	if got := l.globalLock(); got != "none" {
