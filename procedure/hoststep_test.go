@@ -342,7 +342,7 @@ func TestServiceRouteLockGate(t *testing.T) {
 	id := g.queue(poolbot.ActionDepool, "codfw")
 	r := g.waitState(id, 0, poolbot.StateWaiting)
 	want := "spicerack lock /spicerack/locks/cookbooks/sre.discovery.service-route:rw held by jdoe@cumin1003 [12345] until 14:11:00 UTC"
-	if !strings.Contains(r.Step, want) || !strings.Contains(r.Step, "estimated start 14:11 UTC") {
+	if !strings.Contains(r.Step, want) || !strings.Contains(r.Step, "estimated start 14:11:00 UTC") {
 		t.Fatalf("step %q", r.Step)
 	}
 	// The wake-up at its expiry lets it through.
