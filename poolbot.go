@@ -246,6 +246,30 @@ type HostStep struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	Detail     string
+	// Drained are the load-balancer node objects poolbot depooled before
+	// restarting the host, each with the pooled value to restore once the
+	// host is healthy. Stored before the depool, so a crash mid-host
+	// restores what the host had, not the "no" it finds.
+	Drained []DrainedNode
+	// Silences are the Alertmanager silences created for the host's
+	// restart, stored so that a crash, a cancel or a failure removes them
+	// (or reports them with their expiry).
+	Silences []HostSilence
+}
+
+// DrainedNode is one conftool node object of a host (tags dc, cluster,
+// service) with the pooled value it had before poolbot depooled it.
+type DrainedNode struct {
+	DC      string `json:"dc"`
+	Cluster string `json:"cluster"`
+	Service string `json:"service"`
+	Pooled  string `json:"pooled"` // yes, no or inactive
+}
+
+// HostSilence is an Alertmanager silence poolbot created for a host.
+type HostSilence struct {
+	ID     string    `json:"id"`
+	EndsAt time.Time `json:"ends_at"`
 }
 
 // DryRunMark starts what dry-run mode says and records instead of acting:

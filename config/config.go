@@ -25,13 +25,16 @@ import (
 	slackbot "poolbot/bot/slack"
 	"poolbot/chat"
 	"poolbot/commands"
+	"poolbot/integrations/alertmanager"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/dns"
+	"poolbot/integrations/leader"
 	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
+	"poolbot/integrations/spicerack"
 	"poolbot/internal/secret"
 	"poolbot/watch"
 )
@@ -56,6 +59,13 @@ type Config struct {
 	// Started/Finished lines for the scap gate, and conftool's and
 	// cookbooks' !log lines to name who made a drift.
 	LogMsgBot logmsgbot.Config `yaml:"logmsgbot"`
+	// Alertmanager silences each host around its restart; no urls: off.
+	Alertmanager alertmanager.Config `yaml:"alertmanager"`
+	// SpicerackLocks are the cookbooks' etcd locks poolbot honours.
+	SpicerackLocks spicerack.Config `yaml:"spicerack_locks"`
+	// Leader keeps one poolbot active among instances sharing this
+	// config; absent: no leader lock (one instance only).
+	Leader *leader.Config `yaml:"leader"`
 }
 
 // Procedure tunes the request lifecycle.
@@ -108,6 +118,20 @@ type Service struct {
 	// DNS, when set, makes each request wait for the discovery record to
 	// follow the conftool change before any host is restarted.
 	DNS *dns.Config `yaml:"dns"`
+	// Drain depools each host from its load-balancer pools around its
+	// restart; no pools: no drain.
+	Drain Drain `yaml:"drain"`
+}
+
+// Drain selects the conftool node objects (tags dc, cluster, service) a
+// host is depooled from before its restart and repooled in after it.
+//
+//	drain:
+//	  pools: [{dc: codfw, cluster: apus, service: apus}]
+//	  period: 5s     # wait after the depool, as the cookbook does
+type Drain struct {
+	Pools  []conftool.Pool `yaml:"pools"`
+	Period time.Duration   `yaml:"period"`
 }
 
 // Force configures the break-glass !force.
@@ -138,9 +162,17 @@ type SAL struct {
 
 // TCPIRCBot is a logmsgbot relay.
 type TCPIRCBot struct {
-	Addr        string        `yaml:"addr"`
-	Attribution string        `yaml:"attribution"`
-	Timeout     time.Duration `yaml:"timeout"`
+	Addr        string `yaml:"addr"`
+	Attribution string `yaml:"attribution"`
+	// AttributeOperator credits a request's lines to its operator on the
+	// attribution's host (alice@deploy1003); default true.
+	AttributeOperator *bool         `yaml:"attribute_operator"`
+	Timeout           time.Duration `yaml:"timeout"`
+}
+
+// AttributeOperatorOrDefault is AttributeOperator, true when unset.
+func (t TCPIRCBot) AttributeOperatorOrDefault() bool {
+	return t.AttributeOperator == nil || *t.AttributeOperator
 }
 
 // Log configures structured logging.
@@ -397,6 +429,7 @@ func (c *Config) validate(p *Problems) {
 	if err := c.Conftool.Validate(); err != nil {
 		p.addErr("", err)
 	}
+	c.validateGuards(p)
 	for _, d := range []struct {
 		key string
 		d   time.Duration
@@ -531,6 +564,43 @@ func validateDNS(p *Problems, name string, svc Service) {
 			if _, ok := d.HostDatacenter(h); !ok {
 				p.add("services.%s.dns.host_datacenters: host %s has no datacenter in its name; list it here (or set host_check: false)", name, h)
 			}
+		}
+	}
+}
+
+// validateGuards checks the sections of issue 15: drain pools,
+// Alertmanager, spicerack locks, leader lock. The locks live in etcd
+// beside conftool's data, so they need the etcd conftool backend.
+func (c *Config) validateGuards(p *Problems) {
+	etcd := c.Conftool.Backend == conftool.BackendEtcd
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		d := c.Services[name].Drain
+		for i, pool := range d.Pools {
+			if err := pool.Validate(); err != nil {
+				p.add("services.%s.drain.pools[%d]: %v", name, i, err)
+			}
+		}
+		if d.Period < 0 || d.Period > 10*time.Minute {
+			p.add("services.%s.drain.period: %s must be between 0 (default 5s) and 10m", name, d.Period)
+		}
+	}
+	if err := c.Alertmanager.Validate(); err != nil {
+		p.addErr("", err)
+	}
+	if c.SpicerackLocks.Enabled {
+		if err := c.SpicerackLocks.Validate(); err != nil {
+			p.addErr("", err)
+		}
+		if !etcd {
+			p.add("spicerack_locks.enabled: spicerack's locks live in etcd; it needs conftool.backend: etcd")
+		}
+	}
+	if c.Leader != nil {
+		if err := c.Leader.Validate(); err != nil {
+			p.addErr("", err)
+		}
+		if !etcd {
+			p.add("leader: the leader lock lives in etcd; it needs conftool.backend: etcd")
 		}
 	}
 }

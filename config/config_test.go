@@ -261,3 +261,38 @@ func TestRetiredSecretKeys(t *testing.T) {
 		}
 	}
 }
+
+// The sections of issue 15: bad values and an etcd-only feature on the
+// confctl backend are each reported with their key.
+func TestGuardSectionsValidated(t *testing.T) {
+	cfg := `
+chat: {command_prefix: "!"}
+operators: [{name: alice, irc_accounts: [alice]}]
+services:
+  apus:
+    datacenters: [eqiad, codfw]
+    restart: {executor: local, local: {command: [/bin/true]}, hosts: [h1]}
+    drain: {pools: [{dc: codfw, cluster: "a.*", service: apus}], period: 1h}
+store: {path: /tmp/x.db}
+sal: {sink: channel, channel: "#ops"}
+calendar: {source: none}
+conftool: {backend: confctl}
+alertmanager: {urls: ["ftp://am"], fail_closed: false}
+spicerack_locks: {enabled: true, service_route_lock: "a/b"}
+leader: {ttl: 1s}
+`
+	_, err := Parse("x.yaml", []byte(cfg))
+	p, ok := err.(*Problems)
+	if !ok {
+		t.Fatalf("err = %v", err)
+	}
+	joined := strings.Join(p.List, "\n")
+	for _, want := range []string{"services.apus.drain.pools[0]: invalid name: cluster", "services.apus.drain.period",
+		"alertmanager.urls[0]",
+		"spicerack_locks.service_route_lock", "spicerack_locks.enabled: spicerack's locks live in etcd",
+		"leader.ttl", "leader: the leader lock lives in etcd"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("problems lack %q:\n%s", want, joined)
+		}
+	}
+}

@@ -76,6 +76,9 @@ func TestSystemdUnitDirectives(t *testing.T) {
 		"PrivateTmp": "yes", "ProtectHome": "yes", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
 		"SystemCallFilter": "@system-service", "CapabilityBoundingSet": "", "ReadWritePaths": "-/var/lock -/run/lock",
 		"KillMode": "mixed", "KillSignal": "SIGTERM",
+		// scap lock --unlock-all's signal files are in the host's /tmp,
+		// which PrivateTmp hides (procedure/breakglass.go).
+		"BindPaths": "/tmp:/run/poolbot-host-tmp",
 	} {
 		found := false
 		for _, v := range have[k] {
@@ -84,6 +87,14 @@ func TestSystemdUnitDirectives(t *testing.T) {
 		if !found {
 			t.Errorf("%s=%s missing (have %q)", k, want, have[k])
 		}
+	}
+	// The example config points the break-glass watch at that bind mount.
+	example, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(example), "unlock_signal_dir: /run/poolbot-host-tmp") {
+		t.Error("config.example.yaml: scap.deploy_block.unlock_signal_dir is not the unit's BindPaths= target")
 	}
 	if !strings.Contains(strings.Join(have["ExecStart"], ""), "poolbot run -config /etc/poolbot/config.yaml") {
 		t.Errorf("ExecStart %q", have["ExecStart"])

@@ -182,7 +182,7 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 				}
 				seen[l] = true
 			}
-			for _, want := range []string{"START - ", "deploy block taken", "conftool: set apus/codfw",
+			for _, want := range []string{"START - ", "deploy block taken", "conftool action : set/pooled=",
 				"deploy block re-taken, continuing at restarting", "(1/3)", "(2/3)", "(3/3)", "deploy block released", "END (PASS)"} {
 				if !hasSAL(sal, want) {
 					t.Errorf("SAL lacks %q:\n%s", want, strings.Join(sal, "\n"))

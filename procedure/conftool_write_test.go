@@ -91,7 +91,7 @@ func TestLostWriteAnswerIsReadBackAndTheRequestGoesOn(t *testing.T) {
 		t.Fatalf("restarted %v", got)
 	}
 	sal := l.sal(id)
-	if !hasLine(sal, "conftool: set apus/codfw pooled=false (was true); the write ended in an error") ||
+	if !hasLine(sal, "conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw; the write ended in an error") ||
 		!hasLine(sal, "read back pooled=false") || !strings.Contains(sal[len(sal)-1], "END (PASS)") {
 		t.Fatalf("SAL:\n%s", strings.Join(sal, "\n"))
 	}

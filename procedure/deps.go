@@ -47,6 +47,9 @@ type Service struct {
 	// conftool change before the restarts, and checks each host before
 	// its restart (dns.go).
 	DNS *ServiceDNS
+	// Drain selects the load-balancer pools a host is depooled from around
+	// its restart (hoststep.go); none: no drain.
+	Drain Drain
 }
 
 // Config tunes the procedure.
@@ -77,6 +80,12 @@ type Config struct {
 	Health registry.WaitOptions
 	// ForceNeedsConfirm: a !force counts only after !confirm.
 	ForceNeedsConfirm bool
+	// SilenceFailClosed: with Alertmanager unreachable a host is not
+	// restarted (true, the default in config) rather than restarted with
+	// a loud notice.
+	SilenceFailClosed bool
+	// Locks are the spicerack locks honoured (locks.go).
+	Locks LockSpecs
 }
 
 // Deps are the outside systems and local parts the procedure uses.
@@ -106,6 +115,18 @@ type Deps struct {
 	SALWritten func()
 	Clock      clockwork.Clock
 	Log        *slog.Logger
+
+	// Nodes reads and changes conftool node objects for the per-host
+	// drain (either conftool backend); needed only with Service.Drain.
+	Nodes NodePools
+	// Silencer silences each host in Alertmanager around its restart;
+	// nil when no Alertmanager is configured.
+	Silencer Silencer
+	// Locks takes and checks spicerack's locks; nil when disabled.
+	Locks Locks
+	// Unlocks notices `scap lock --unlock-all` while the deploy block is
+	// held (breakglass.go); nil: not watched.
+	Unlocks UnlockWatcher
 
 	// Metrics, when set, receives gate states and host restart durations
 	// for /metrics (see metrics.go).

@@ -110,6 +110,8 @@ func (e *Engine) evaluate(ctx context.Context, svc *Service, r poolbot.Request, 
 				text: fmt.Sprintf("!force by %s awaits !confirm %d from another operator", r.ForcedBy, int64(r.ID))})
 		}
 	}
+	// After the calendar, whose next check it may bring forward.
+	e.lockGate(ctx, r, &v)
 
 	var latest time.Time
 	known := true

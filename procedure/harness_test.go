@@ -101,6 +101,16 @@ func withoutLockProbe(s *harnessSetup) { s.scap.Locks.Enabled = boolPtr(false) }
 
 func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *harness {
 	t.Helper()
+	return newHarnessWith(t, nHosts, cfg, opts, nil)
+}
+
+// guardOption adds to the engine's dependencies and service before it
+// starts (the per-host guards of hoststep_test.go); the world's etcd is
+// up and its registries run.
+type guardOption func(l *harness, deps *Deps, cfg *Config, svc *Service)
+
+func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, guard guardOption) *harness {
+	t.Helper()
 	ctx := context.Background()
 	l := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
 		regs: map[string]*regenv.Instance{}, notices: &site.Notices{}}
@@ -199,8 +209,12 @@ func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *ha
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 24 * time.Hour
 	}
-	l.engine, err = New(cfg, Deps{Store: l.store, Calendar: l.cal, Scap: l.scap.Monitor, Blocker: l.scap.Blocker,
-		Conftool: l.conftool, Announce: l.notices, Clock: l.clock}, []*Service{svc})
+	deps := Deps{Store: l.store, Calendar: l.cal, Scap: l.scap.Monitor, Blocker: l.scap.Blocker,
+		Conftool: l.conftool, Announce: l.notices, Clock: l.clock}
+	if guard != nil {
+		guard(l, &deps, &cfg, svc)
+	}
+	l.engine, err = New(cfg, deps, []*Service{svc})
 	if err != nil {
 		t.Fatal(err)
 	}

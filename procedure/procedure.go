@@ -75,6 +75,8 @@ type Engine struct {
 	// slips counts, per request, the deploy block attempts in a row that
 	// a scap run beat (see slipBackoff).
 	slips map[poolbot.RequestID]int
+	// broken watches each held deploy block for scap's break-glass.
+	broken map[poolbot.RequestID]*breakGlass
 }
 
 // New returns an Engine for services.
@@ -111,7 +113,7 @@ func New(cfg Config, deps Deps, services []*Service) (*Engine, error) {
 	e := &Engine{cfg: cfg, deps: deps, clock: deps.Clock, log: deps.Log, sched: sched,
 		services: map[string]*Service{}, wake: map[string]chan struct{}{},
 		noticed: map[string]map[poolbot.RequestID]string{}, scapWaiters: map[string]bool{},
-		slips: map[poolbot.RequestID]int{}}
+		slips: map[poolbot.RequestID]int{}, broken: map[poolbot.RequestID]*breakGlass{}}
 	for _, s := range services {
 		e.services[s.Name] = s
 		e.wake[s.Name] = make(chan struct{}, 1)
@@ -384,6 +386,15 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 	if !ok {
 		return
 	}
+	release, glass := e.watchBreakGlass(ctx, r, release)
+	defer e.forgetBreakGlass(r.ID)
+	parkedByDeployer := func() bool {
+		req, fired := glass.firedRequest()
+		if fired {
+			e.parkAfterBreakGlass(ctx, r, req)
+		}
+		return fired
+	}
 	end := func(state poolbot.State, outcome, detail string) {
 		e.finish(ctx, r.ID, release, started, state, outcome, detail)
 	}
@@ -404,6 +415,9 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 				r.CancelledBy, e.describePooled(ctx, r)))
 			return
 		}
+		if parkedByDeployer() {
+			return
+		}
 		if ctx.Err() != nil {
 			e.releaseOnly(ctx, r, release)
 			return
@@ -411,7 +425,9 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 		// Like a host step, a conftool write once begun is finished even
 		// if poolbot is asked to stop: a shutdown must not turn it into a
 		// failed request (the backends bound it with their own timeouts).
-		if err := e.switchPooled(context.WithoutCancel(ctx), svc, r); err != nil {
+		if err := e.withServiceRoute(context.WithoutCancel(ctx), r, func() error {
+			return e.switchPooled(context.WithoutCancel(ctx), svc, r)
+		}); err != nil {
 			end(poolbot.StateFailed, "FAIL", "conftool: "+err.Error())
 			return
 		}
@@ -445,6 +461,9 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 	// 4. Restart the hosts, one at a time.
 	state, outcome, detail := e.restartHosts(ctx, svc, r)
 	if state == "" {
+		if parkedByDeployer() {
+			return
+		}
 		// Shutting down between hosts: the request stays where it is and
 		// continues after the restart.
 		e.releaseOnly(ctx, r, release)
@@ -605,9 +624,11 @@ func (e *Engine) switchPooled(ctx context.Context, svc *Service, r poolbot.Reque
 				e.log.Error("storing the old TTL", "request", r.ID, "err", err)
 			}
 		}
-		line = fmt.Sprintf("conftool: set %s/%s pooled=%t (was %t)", r.Service, r.Datacenter, want, before.Pooled)
+		// confctl's own SAL wording, so a search for "conftool action"
+		// finds poolbot's changes beside the manual ones.
+		line = confctlLine(fmt.Sprintf("set/pooled=%t", want), fmt.Sprintf("dnsdisc=%s,name=%s", r.Service, r.Datacenter))
 		if before.Pooled == want {
-			line = fmt.Sprintf("conftool: %s/%s already pooled=%t, restarting anyway", r.Service, r.Datacenter, want)
+			line += fmt.Sprintf(" (no change: already pooled=%t, restarting anyway)", want)
 		}
 		if how != "" {
 			line += "; " + how
@@ -669,6 +690,14 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			// stands. Only an operator's !resume retries the host.
 			return poolbot.StateFailed, "FAIL", failed(i, s.Detail)
 		}
+		if e.brokenGlass(r.ID) {
+			return "", "", "" // a deployer broke the deploy block: park
+		}
+		if ok, err := e.waitRestartLock(ctx, r); err != nil {
+			return poolbot.StateFailed, "FAIL", failed(i, "not restarted: "+err.Error())
+		} else if !ok {
+			return "", "", ""
+		}
 		if begun != i {
 			// Store the step before touching the host, in the transaction
 			// that checks for a cancel.
@@ -691,7 +720,7 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		// leaving units half-restarted is worse than a slower shutdown.
 		hostCtx := context.WithoutCancel(ctx)
 		hostStart := e.clock.Now()
-		detail, herr := e.restartOneHost(hostCtx, svc, r, s.Host)
+		detail, herr := e.guardedRestart(hostCtx, svc, r, s)
 		e.deps.Metrics.HostRestarted(svc.Name, s.Host, e.clock.Since(hostStart), herr)
 		// Its outcome is recorded with hostCtx too: a shutdown asked for
 		// meanwhile must not turn a finished host into a failed request.
@@ -707,9 +736,12 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 		line := fmt.Sprintf("restarted %s on %s (%d/%d): %s", strings.Join(svc.Plan.Units, " "), s.Host, s.Position, n, detail)
 		// With no pace to wait between hosts, the transaction that records
 		// this host done also begins the next one (the cancel check and its
-		// restarting record): one commit, one fsync, per host.
+		// restarting record): one commit, one fsync, per host. Not when the
+		// next host may have to wait for the registry roll-restart lock: it
+		// is stored as restarting only once it may start.
 		next := -1
-		if i+1 < n && svc.Plan.Pace <= 0 && steps[i+1].State != poolbot.HostDone && steps[i+1].State != poolbot.HostFailed {
+		if i+1 < n && svc.Plan.Pace <= 0 && !e.restartLockChecked() &&
+			steps[i+1].State != poolbot.HostDone && steps[i+1].State != poolbot.HostFailed {
 			next = i + 1
 		}
 		var stop *hostStop
@@ -795,13 +827,10 @@ func (e *Engine) hostSteps(ctx context.Context, svc *Service, r poolbot.Request)
 // restartOneHost restarts the units on host, then waits until every
 // registry instance on it is healthy and, if configured, passes the
 // write-then-read probe.
-func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Request, host string) (string, error) {
-	// The host must resolve the new address first: restarted earlier, it
-	// would reconnect to the old datacenter.
-	resolved, err := e.checkHostDNS(ctx, svc, host)
-	if err != nil {
-		return "", err
-	}
+//
+// resolved is what the host's DNS check found (checkHostDNS), which
+// guardedRestart runs before it silences or drains the host.
+func (e *Engine) restartOneHost(ctx context.Context, svc *Service, r poolbot.Request, host, resolved string) (string, error) {
 	if e.cfg.DryRun {
 		e.announce(ctx, about(r, poolbot.NoticeInfo, "", fmt.Sprintf("DRY-RUN %s: would restart %s on %s", r.ID, strings.Join(svc.Plan.Units, " "), host)))
 	} else {
@@ -903,6 +932,11 @@ func (e *Engine) endParked(ctx context.Context, r poolbot.Request) {
 	}
 	if _, switches := r.Action.Pooled(); switches {
 		detail += "; " + e.describePooled(ctx, r)
+	}
+	if steps, err := e.deps.Store.HostSteps(ctx, r.ID); err == nil {
+		if left := e.guardsLeft(ctx, r, steps); left != "" {
+			detail += "; " + left
+		}
 	}
 	end := endLine("CANCELLED", r, detail, e.clock.Now().Sub(started))
 	err := e.transitionSAL(ctx, r, r.State, poolbot.StateCancelled, func(n *poolbot.Request) {

@@ -78,7 +78,7 @@ func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
 	}
 	sal := l.sal(id)
 	want := []string{"START - depool apus in codfw: T422166 test", "deploy block taken",
-		"conftool: set apus/codfw pooled=false (was true)",
+		"conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw",
 		"on registry1 (1/3): restricted healthy, probe ok", "(2/3)", "(3/3)",
 		"deploy block released", "END (PASS) - depool apus in codfw: 3/3 hosts restarted"}
 	if len(sal) != len(want) {
@@ -236,7 +236,7 @@ func TestRestartOfPoolbotResumes(t *testing.T) {
 		}
 		seen[s] = true
 	}
-	if !hasLine(sal, "START -") || !hasLine(sal, "END (PASS)") || !hasLine(sal, "conftool: set apus/codfw") {
+	if !hasLine(sal, "START -") || !hasLine(sal, "END (PASS)") || !hasLine(sal, "conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw") {
 		t.Fatalf("SAL %q", sal)
 	}
 }

@@ -35,9 +35,15 @@ func progress(done, left []string) string {
 }
 
 // endLine is a request's last SAL line, shaped like spicerack's:
-// "END (PASS|FAIL|CANCELLED) - <summary>: <detail> (duration: MMm SSs)".
+// "END (PASS|FAIL|CANCELLED) - <summary>: <detail> - T123 (duration: MMm SSs)".
+// The task is repeated (as spicerack's reasons end in " - T123") because
+// stashbot comments on the tasks a SAL line names.
 func endLine(outcome string, r poolbot.Request, detail string, d time.Duration) string {
-	return fmt.Sprintf("END (%s) - %s: %s (duration: %s)", outcome, r.Summary(), detail, poolbot.FormatDuration(d))
+	task := ""
+	if r.Task != "" {
+		task = " - " + r.Task
+	}
+	return fmt.Sprintf("END (%s) - %s: %s%s (duration: %s)", outcome, r.Summary(), detail, task, poolbot.FormatDuration(d))
 }
 
 // hostList joins host names, or says "none".

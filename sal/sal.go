@@ -26,6 +26,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot"
 	"poolbot/chat"
 	"poolbot/store"
 )
@@ -77,10 +78,19 @@ func (c ChannelSink) OnReady(f func()) {
 // (logmsgbot), one TCP connection per message, as scap, conftool and
 // spicerack do. Attribution is "user@host"; stashbot trusts it only from
 // logmsgbot.
+//
+// With AttributeOperator, a request's line is credited to its operator on
+// the attribution's host, the way a cookbook run is credited to whoever
+// ran it: "poolbot #12 alice: START - …" goes out as
+// "!log alice@deploy1003 poolbot #12: START - …", and the SAL reads
+// "alice@deploy1003: poolbot #12: START - …". (Through ChannelSink this
+// cannot be done: stashbot credits a line to the nick that said it, and
+// trusts a user@host word only from logmsgbot and wm-bot.)
 type TCPIRCBotSink struct {
-	Addr        string
-	Attribution string
-	Timeout     time.Duration
+	Addr              string
+	Attribution       string
+	AttributeOperator bool
+	Timeout           time.Duration
 }
 
 // tcpircbotChunk is the relay's read size: it sends each 460-byte chunk as
@@ -89,8 +99,14 @@ const tcpircbotChunk = 460
 
 // Send implements Sink.
 func (t TCPIRCBotSink) Send(ctx context.Context, message string) error {
+	who := t.Attribution
+	if id, operator, text, ok := poolbot.ParseSALLine(message); ok && t.AttributeOperator {
+		_, host, _ := strings.Cut(t.Attribution, "@")
+		who = operator + "@" + host
+		message = poolbot.SALPrefix + " " + id.String() + ": " + text
+	}
 	// The relay must get exactly one line, and one chunk.
-	line := fitLine("!log "+t.Attribution+" "+message, tcpircbotChunk)
+	line := fitLine("!log "+who+" "+message, tcpircbotChunk)
 	timeout := t.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

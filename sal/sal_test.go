@@ -126,9 +126,38 @@ func TestTCPIRCBotSink(t *testing.T) {
 	if strings.ContainsAny(line, "\r\n\x00") || len(line) > tcpircbotChunk {
 		t.Fatalf("line not one chunk: %d bytes, %q", len(line), line)
 	}
+	// Credited to the operator, as logmsgbot's user@host.
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		got <- string(b)
+	}()
+	sink.AttributeOperator = true
+	if err := sink.Send(context.Background(), poolbot.SALLine(poolbot.RequestID(7), "alice", "END (PASS) - depool apus in codfw: 3/3 hosts restarted - T1")); err != nil {
+		t.Fatal(err)
+	}
+	if line := <-got; line != "!log alice@alert1001 poolbot #7: END (PASS) - depool apus in codfw: 3/3 hosts restarted - T1" {
+		t.Fatalf("attributed line %q", line)
+	}
 	// A relay that is down is an error, so the line stays queued.
 	l.Close()
 	if err := sink.Send(context.Background(), "x"); err == nil {
 		t.Fatal("send to a closed relay succeeded")
+	}
+}
+
+func TestParseSALLine(t *testing.T) {
+	id, op, text, ok := poolbot.ParseSALLine(poolbot.SALLine(poolbot.RequestID(12), "alice", "conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw"))
+	if !ok || id != 12 || op != "alice" || text != "conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw" {
+		t.Fatalf("%v %q %q %v", id, op, text, ok)
+	}
+	for _, bad := range []string{"", "poolbot", "poolbot #x alice: y", "poolbot #0 alice: y", "poolbot #1 a b: y", "scap #1 alice: y", "poolbot #1 alice@h: y", "poolbot #1 alice"} {
+		if _, _, _, ok := poolbot.ParseSALLine(bad); ok {
+			t.Errorf("parsed %q", bad)
+		}
 	}
 }

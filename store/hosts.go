@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"poolbot"
 )
@@ -46,8 +48,8 @@ func (tx *Tx) HostSteps(id poolbot.RequestID) ([]poolbot.HostStep, error) {
 	var out []poolbot.HostStep
 	for rows.Next() {
 		h := poolbot.HostStep{RequestID: id}
-		var state, started, finished string
-		if err := rows.Scan(&h.Position, &h.Host, &state, &started, &finished, &h.Detail); err != nil {
+		var state, started, finished, drained, silences string
+		if err := rows.Scan(&h.Position, &h.Host, &state, &started, &finished, &h.Detail, &drained, &silences); err != nil {
 			return nil, fmt.Errorf("store: host steps of %s: %w", id, err)
 		}
 		h.State = poolbot.HostState(state)
@@ -57,9 +59,55 @@ func (tx *Tx) HostSteps(id poolbot.RequestID) ([]poolbot.HostStep, error) {
 		if h.FinishedAt, err = parseTime(finished); err != nil {
 			return nil, err
 		}
+		if err := decodeJSONColumn(drained, &h.Drained); err != nil {
+			return nil, fmt.Errorf("store: host %d of %s: drained: %w", h.Position, id, err)
+		}
+		if err := decodeJSONColumn(silences, &h.Silences); err != nil {
+			return nil, fmt.Errorf("store: host %d of %s: silences: %w", h.Position, id, err)
+		}
 		out = append(out, h)
 	}
 	return out, rows.Err()
+}
+
+// SetHostDrained records the node objects a host step depooled (or is
+// about to), with the values to restore; nil clears them.
+func (tx *Tx) SetHostDrained(id poolbot.RequestID, position int, nodes []poolbot.DrainedNode) error {
+	return tx.setHostJSON(id, position, "drained", nodes)
+}
+
+// SetHostSilences records the silences created for a host step; nil
+// clears them.
+func (tx *Tx) SetHostSilences(id poolbot.RequestID, position int, silences []poolbot.HostSilence) error {
+	return tx.setHostJSON(id, position, "silences", silences)
+}
+
+func (tx *Tx) setHostJSON(id poolbot.RequestID, position int, column string, v any) error {
+	text := ""
+	if rv := reflect.ValueOf(v); rv.Len() > 0 {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("store: host %d of %s: %s: %w", position, id, column, err)
+		}
+		text = string(b)
+	}
+	// column is one of two constants above, never user input.
+	res, err := tx.tx.ExecContext(tx.ctx, `UPDATE host_steps SET `+column+` = ? WHERE request_id = ? AND position = ?`,
+		text, int64(id), position)
+	if err != nil {
+		return fmt.Errorf("store: host %d of %s: %s: %w", position, id, column, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("store: host %d of %s: %w", position, id, ErrNotFound)
+	}
+	return nil
+}
+
+func decodeJSONColumn(text string, v any) error {
+	if text == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(text), v)
 }
 
 // HostSteps returns a request's restart plan in order.

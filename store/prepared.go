@@ -31,7 +31,7 @@ const (
 	qHostStarted  = `UPDATE host_steps SET state = ?, detail = ?, started_at = ?, finished_at = '' WHERE request_id = ? AND position = ?`
 	qHostFinished = `UPDATE host_steps SET state = ?, detail = ?, finished_at = ? WHERE request_id = ? AND position = ?`
 
-	qHostSteps = `SELECT position, host, state, started_at, finished_at, detail
+	qHostSteps = `SELECT position, host, state, started_at, finished_at, detail, drained, silences
 		FROM host_steps WHERE request_id = ? ORDER BY position`
 
 	qQueueSAL = `INSERT INTO sal_outbox (request_id, created_at, line, notice) VALUES (?,?,?,?)`

@@ -55,7 +55,7 @@ func TestScenario(t *testing.T) {
 		`#1 depool apus in codfw (alice) waiting: deployment window "Lab backport window"`,
 		"#1 depool apus in codfw (alice) proceeding: all gates open",
 		"!log poolbot #1 alice: START - depool apus in codfw: T123456",
-		"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)",
+		"!log poolbot #1 alice: conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw",
 		"#1 DNS: waiting 00m 03s for cached answers to expire; restarts start at",
 		"!log poolbot #1 alice: DNS: apus.discovery.wmnet answers eqiad for codfw clients on 2/2 authoritative servers; waited 00m 03s for caches",
 		"resolves apus.discovery.wmnet to 10.2.2.10",

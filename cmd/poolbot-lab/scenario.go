@@ -88,7 +88,7 @@ func stories(o options, hosts []string) []story {
 				{"<poolbot>", "#1 depool apus in codfw (alice) proceeding: all gates open"},
 				{"!log poolbot #1 alice: START - depool apus in codfw: T123456"},
 				{"!log poolbot #1 alice: deploy block taken"},
-				{"!log poolbot #1 alice: conftool: set apus/codfw pooled=false (was true)"}},
+				{"!log poolbot #1 alice: conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw"}},
 				dnsLine(1, "eqiad for codfw clients on 2/2 authoritative servers; waited "+poolbot.FormatDuration(labTTL*time.Second)+" for caches"),
 				[][]string{
 					{"!log poolbot #1 alice: restarted docker-registry-restricted.service on " + hosts[n-1], all},
@@ -136,7 +136,7 @@ func stories(o options, hosts []string) []story {
 			return s.expectAll(ctx, step, lines([][]string{
 				{"<logmsgbot>", "Finished scap sync-world"},
 				{"<poolbot>", "#2 pool apus in codfw (alice) proceeding"},
-				{"!log poolbot #2 alice: conftool: set apus/codfw pooled=true (was false)"}},
+				{"!log poolbot #2 alice: conftool action : set/pooled=true; selector: dnsdisc=apus,name=codfw"}},
 				dnsLine(2, "codfw for codfw clients on 2/2 authoritative servers; waited "+poolbot.FormatDuration(labTTL*time.Second)+" for caches"),
 				[][]string{{"!log poolbot #2 alice: END (PASS) - pool apus in codfw"}})...)
 		}},

@@ -64,6 +64,20 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	defer metrics.close()
 
+	// One active poolbot: a standby waits here, before chat, actions and
+	// SAL (leadership.go).
+	lead, active, err := waitLeadership(ctx, cfg, clock, log, metrics)
+	if err != nil || !active {
+		return err
+	}
+	defer lead.close(log)
+	if lead != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		lead.watch(ctx, cancel, log)
+	}
+
 	operators, err := commands.NewOperators(cfg.Operators)
 	if err != nil {
 		return fmt.Errorf("operators: %w", err)
@@ -114,7 +128,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 	}
 	if cfg.SAL.Sink == "tcpircbot" {
 		sink = sal.TCPIRCBotSink{Addr: cfg.SAL.TCPIRCBot.Addr, Attribution: cfg.SAL.TCPIRCBot.Attribution,
-			Timeout: cfg.SAL.TCPIRCBot.Timeout}
+			AttributeOperator: cfg.SAL.TCPIRCBot.AttributeOperatorOrDefault(),
+			Timeout:           cfg.SAL.TCPIRCBot.Timeout}
 	}
 	if sink == nil {
 		return fmt.Errorf("sal.sink: channel needs chat.irc")
@@ -201,14 +216,18 @@ func runDaemon(ctx context.Context, cfg *config.Config, opts daemonOptions) erro
 		run.chat = append(run.chat, adapter.Run)
 	}
 	run.chat = append(run.chat, slk.runners()...)
-	run.chat = append(run.chat, metrics.runners()...)
+	if lead != nil {
+		run.chat = append(run.chat, lead.httpRunner())
+	} else {
+		run.chat = append(run.chat, metrics.runners()...)
+	}
 	run.workers = append(run.workers, sender.Run, proc.engine.Run)
 	run.workers = append(run.workers, proc.runners...)
 	run.workers = append(run.workers, wat.Run)
 	log.Info("poolbot started", "version", buildVersion(), "store", st.Path())
 	err = run.run(ctx)
 	log.Info("poolbot stopped")
-	return err
+	return lead.result(err)
 }
 
 func newIRC(cfg *config.Config, h chat.Handler, log *slog.Logger) (*bot.IRC, error) {

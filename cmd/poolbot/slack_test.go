@@ -165,7 +165,8 @@ func TestDaemonSlackOnly(t *testing.T) {
 	// The relay stores a message once it has read the whole connection,
 	// which can be just after poolbot's send returned and the mirror ran.
 	srv.Wait(t, "the SAL line at the relay", 10*time.Second, func() bool {
-		return strings.Contains(strings.Join(relay.got(), "\n"), "!log poolbot@test poolbot #1 alice: FORCE requested")
+		// Credited to the operator on the relay attribution's host.
+		return strings.Contains(strings.Join(relay.got(), "\n"), "!log alice@test poolbot #1: FORCE requested")
 	})
 	statusMessages := 0
 	for _, p := range srv.Posts() {

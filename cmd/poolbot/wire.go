@@ -119,7 +119,8 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 		}
 		svc := &procedure.Service{Name: name, Datacenters: sc.Datacenters, Plan: plan,
 			Executor: exec, Registry: reg, Instances: sc.Registry.InstancesOn, Probe: sc.Registry.Probe.Enabled,
-			HostsQuery: sc.Restart.HostsQuery, Lister: lister}
+			HostsQuery: sc.Restart.HostsQuery, Lister: lister,
+			Drain: procedure.Drain{Pools: sc.Drain.Pools, Period: sc.Drain.Period}}
 		if sc.DNS != nil {
 			checker, err := dns.New(*sc.DNS, clock)
 			if err != nil {
@@ -134,6 +135,11 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 		}
 		services = append(services, svc)
 	}
+	guards, err := buildGuards(cfg, deps.Conftool, clock, log)
+	if err != nil {
+		return nil, err
+	}
+	deps.Nodes, deps.Silencer, deps.Locks, deps.Unlocks = guards.nodes, guards.silencer, guards.locks, guards.unlocks
 
 	// Hooks add optional dependencies (the metrics of /metrics).
 	for _, hook := range hooks {
@@ -148,6 +154,8 @@ func buildProcedure(ctx context.Context, cfg *config.Config, st *store.Store, cl
 		ScapPoll:          cfg.Procedure.ScapPoll,
 		ResumeAfterCrash:  cfg.Procedure.ResumeAfterCrash,
 		ForceNeedsConfirm: cfg.Force.NeedsConfirm(),
+		SilenceFailClosed: cfg.Alertmanager.FailClosedOrDefault(),
+		Locks:             guards.specs,
 	}, deps, services)
 	if err != nil {
 		return nil, err

@@ -74,8 +74,13 @@ func (e *ConfctlError) Error() string {
 
 func (e *ConfctlError) Unwrap() error { return e.Err }
 
-// Argv returns the argv of one confctl run (exported for logs and tests).
+// Argv returns the argv of one confctl run on discovery objects (exported
+// for logs and tests).
 func (c *Confctl) Argv(selector, action string) []string {
+	return c.argvFor("discovery", selector, action)
+}
+
+func (c *Confctl) argvFor(objectType, selector, action string) []string {
 	argv := slices.Clone(c.command)
 	if c.config != "" {
 		argv = append(argv, "--config", c.config)
@@ -83,12 +88,17 @@ func (c *Confctl) Argv(selector, action string) []string {
 	if c.quiet {
 		argv = append(argv, "--quiet")
 	}
-	return append(argv, "--object-type", "discovery", "select", selector, action)
+	return append(argv, "--object-type", objectType, "select", selector, action)
 }
 
-// run executes one confctl action and returns its stdout.
+// run executes one confctl action on discovery objects and returns its
+// stdout.
 func (c *Confctl) run(ctx context.Context, selector, action string) ([]byte, error) {
-	argv := c.Argv(selector, action)
+	return c.runFor(ctx, "discovery", selector, action)
+}
+
+func (c *Confctl) runFor(ctx context.Context, objectType, selector, action string) ([]byte, error) {
+	argv := c.argvFor(objectType, selector, action)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)

@@ -134,7 +134,7 @@ func fakeConfctlMain(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 		}
 		return 0
 	}
-	if objectType != "discovery" {
+	if objectType != "discovery" && objectType != "node" {
 		logf("CRITICAL", "Object type %s is not available in the current schema", objectType)
 		return 1
 	}
@@ -152,7 +152,11 @@ func fakeConfctlMain(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 			fmt.Fprintln(stderr, "ValueError: not enough values to unpack (expected 2, got 1)")
 			return 1
 		}
-		if k != "dnsdisc" && k != "name" {
+		allowed := map[string]bool{"dnsdisc": true, "name": true}
+		if objectType == "node" {
+			allowed = map[string]bool{"dc": true, "cluster": true, "service": true, "name": true}
+		}
+		if !allowed[k] {
 			logf("CRITICAL", "Invalid selector tag %s", k)
 			return 1
 		}
@@ -167,7 +171,11 @@ func fakeConfctlMain(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 	if mode == "ignore-name" {
 		delete(selectors, "name")
 	}
-	objects, err := store.query(selectors)
+	query := store.query
+	if objectType == "node" {
+		query = store.queryNodes
+	}
+	objects, err := query(selectors)
 	if err != nil {
 		logf("ERROR", "Error when trying to %s on %s", action, selector)
 		logf("ERROR", "Failure writing to the kvstore: %v", err)
@@ -207,7 +215,11 @@ func fakeConfctlMain(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 				return 1
 			}
 		}
-		values, err := parseFakeSet(strings.TrimPrefix(action, "set/"))
+		parse := parseFakeSet
+		if objectType == "node" {
+			parse = parseFakeNodeSet
+		}
+		values, err := parse(strings.TrimPrefix(action, "set/"))
 		if err != nil {
 			logf("ERROR", "Error when trying to %s on %s", action, selector)
 			logf("ERROR", "Generic action failure: %v", err)
@@ -305,6 +317,8 @@ type fakeObject struct {
 	key           string
 	index         uint64
 	fields        map[string]json.RawMessage
+	// nodeTags is set for node objects: "dc=…,cluster=…,service=…".
+	nodeTags string
 }
 
 // pyJSON prints the object as conftool's get does (Python json.dumps
@@ -318,6 +332,10 @@ func (o fakeObject) pyJSON() string {
 			}
 		}
 		return def
+	}
+	if o.nodeTags != "" {
+		return fmt.Sprintf(`{"%s": {"pooled": %s, "weight": %s}, "tags": "%s"}`,
+			o.name, get("pooled", `"no"`), get("weight", "0"), o.nodeTags)
 	}
 	return fmt.Sprintf(`{"%s": {"pooled": %s, "references": %s, "ttl": %s}, "tags": "dnsdisc=%s"}`,
 		o.name, get("pooled", "false"), get("references", "[]"), get("ttl", "300"), o.service)
@@ -472,4 +490,75 @@ func (s *fakeStore) update(o fakeObject, values map[string]json.RawMessage) erro
 		return fmt.Errorf("etcd answered %d: %s %s", status, out["errorCode"], out["message"])
 	}
 	return nil
+}
+
+// queryNodes lists node objects (pools/<dc>/<cluster>/<service>/<name>)
+// matching the anchored selectors.
+func (s *fakeStore) queryNodes(selectors map[string]*regexp.Regexp) ([]fakeObject, error) {
+	out, status, err := s.call(http.MethodGet, s.base+"/pools", url.Values{"recursive": {"true"}, "quorum": {"true"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if status == http.StatusNotFound {
+		return nil, nil
+	}
+	var root fakeNode
+	if err := json.Unmarshal(out["node"], &root); err != nil {
+		return nil, fmt.Errorf("etcd answered %d: %v", status, out)
+	}
+	match := func(tag, v string) bool { re := selectors[tag]; return re == nil || re.MatchString(v) }
+	var objects []fakeObject
+	for _, dc := range root.Nodes {
+		for _, cluster := range dc.Nodes {
+			for _, service := range cluster.Nodes {
+				d, c, sv := filepath.Base(dc.Key), filepath.Base(cluster.Key), filepath.Base(service.Key)
+				if !match("dc", d) || !match("cluster", c) || !match("service", sv) {
+					continue
+				}
+				for _, n := range service.Nodes {
+					name := filepath.Base(n.Key)
+					if !match("name", name) {
+						continue
+					}
+					var fields map[string]json.RawMessage
+					if err := json.Unmarshal([]byte(n.Value), &fields); err != nil {
+						return nil, fmt.Errorf("%s: invalid JSON: %v", n.Key, err)
+					}
+					objects = append(objects, fakeObject{service: sv, name: name, key: n.Key, index: n.ModifiedIndex,
+						fields: fields, nodeTags: fmt.Sprintf("dc=%s,cluster=%s,service=%s", d, c, sv)})
+				}
+			}
+		}
+	}
+	sort.Slice(objects, func(i, j int) bool { return objects[i].key < objects[j].key })
+	return objects, nil
+}
+
+// parseFakeNodeSet parses k=v:k2=v2 with the node schema's types (pooled
+// is a choice of yes, no, inactive; weight an int).
+func parseFakeNodeSet(arg string) (map[string]json.RawMessage, error) {
+	values := map[string]json.RawMessage{}
+	for _, el := range strings.Split(arg, ":") {
+		k, v, ok := strings.Cut(strings.TrimSpace(el), "=")
+		if !ok {
+			return nil, fmt.Errorf("Could not parse set instructions: %s", arg)
+		}
+		switch k {
+		case "pooled":
+			if v != "yes" && v != "no" && v != "inactive" {
+				return nil, fmt.Errorf("Value %s is not in the allowed choices", v)
+			}
+			b, _ := json.Marshal(v)
+			values[k] = b
+		case "weight":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("invalid literal for int() with base 10: '%s'", v)
+			}
+			values[k] = json.RawMessage(strconv.Itoa(n))
+		default:
+			return nil, fmt.Errorf("Key %s is not in the schema", k)
+		}
+	}
+	return values, nil
 }

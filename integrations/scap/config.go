@@ -89,6 +89,12 @@ type DeployBlockConfig struct {
 	UnlockCommand []string `yaml:"unlock_command"`
 	// CommandTimeout bounds each lock/unlock command (default 60s).
 	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// UnlockSignalDir is where `scap lock --unlock-all` writes its signal
+	// files as poolbot sees that directory (default /tmp). Under systemd's
+	// PrivateTmp (implied by DynamicUser) poolbot's /tmp is not the
+	// deployers' one: deploy/poolbot.service binds the host's /tmp to
+	// /run/poolbot-host-tmp and sets this there.
+	UnlockSignalDir string `yaml:"unlock_signal_dir"`
 }
 
 // SpiderPigConfig configures the SpiderPig source.
@@ -130,6 +136,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DeployBlock.Locker == "" {
 		c.DeployBlock.Locker = DefaultLocker
+	}
+	if c.DeployBlock.UnlockSignalDir == "" {
+		c.DeployBlock.UnlockSignalDir = DefaultUnlockSignalDir
 	}
 	if c.DeployBlock.CommandTimeout == 0 {
 		c.DeployBlock.CommandTimeout = DefaultCommandTimeout
@@ -183,6 +192,9 @@ func (c Config) Validate() error {
 	case BackendLockfile:
 		if err := checkLockPath(c.DeployBlock.GlobalLock); err != nil {
 			bad("deploy_block.global_lock", "%v", err)
+		}
+		if d := c.DeployBlock.UnlockSignalDir; d != "" && (!filepath.IsAbs(d) || filepath.Clean(d) != d) {
+			bad("deploy_block.unlock_signal_dir", "%q must be a clean absolute directory", d)
 		}
 	case BackendCommand:
 		if err := checkCommand(c.DeployBlock.LockCommand); err != nil {

@@ -50,7 +50,7 @@ const FinishedWindow = 24 * time.Hour
 
 // Gates are the gate names the procedure reports; each service gets a
 // series for every one, so an alert on a gate sees 0 rather than nothing.
-var gateNames = []string{"calendar", "scap", "conftool", "force"}
+var gateNames = []string{"calendar", "scap", "conftool", "force", "spicerack"}
 
 // Options configure New.
 type Options struct {
@@ -83,6 +83,7 @@ type Monitor struct {
 	mu           sync.Mutex
 	blockedSince map[string]time.Time // service → head request waiting since
 	chats        []chatCheck
+	leader       func() (active bool, holder string)
 }
 
 type chatCheck struct {
@@ -108,7 +109,7 @@ func New(o Options) (*Monitor, error) {
 		blockedSince: map[string]time.Time{}}
 	m.gateClosed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "poolbot", Name: "gate_closed",
-		Help: "1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force), else 0.",
+		Help: "1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force, spicerack), else 0.",
 	}, []string{"service", "gate"})
 	m.hostRestart = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "poolbot", Name: "host_restart_duration_seconds",
@@ -272,6 +273,41 @@ func (c blockedCollector) Collect(ch chan<- prometheus.Metric) {
 type Check struct {
 	Name string
 	Err  error
+	// Note says more about a passing check (the leader role).
+	Note string
+}
+
+// AddLeader exports the leader lock's state (see integrations/leader):
+// poolbot_leader is 1 while this instance is the active poolbot and 0
+// while it is standby, poolbot_leader_holder_info{holder} names the
+// active one, and /healthz says "leader: ok (active)" or "leader: ok
+// (standby; active: <holder>)". A standby is healthy: it is ready to take
+// over.
+func (m *Monitor) AddLeader(state func() (active bool, holder string)) error {
+	m.mu.Lock()
+	m.leader = state
+	m.mu.Unlock()
+	if err := m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "poolbot", Name: "leader",
+		Help: "1 while this poolbot holds the leader lock and acts, 0 while it is standby.",
+	}, func() float64 { a, _ := state(); return boolValue(a) })); err != nil {
+		return err
+	}
+	return m.reg.Register(leaderHolderCollector{state})
+}
+
+var leaderHolderDesc = prometheus.NewDesc("poolbot_leader_holder_info",
+	"Always 1; the holder label names the active poolbot (owner and instance), as this one last read it.",
+	[]string{"holder"}, nil)
+
+type leaderHolderCollector struct{ state func() (bool, string) }
+
+func (c leaderHolderCollector) Describe(ch chan<- *prometheus.Desc) { ch <- leaderHolderDesc }
+
+func (c leaderHolderCollector) Collect(ch chan<- prometheus.Metric) {
+	if _, h := c.state(); h != "" {
+		ch <- prometheus.MustNewConstMetric(leaderHolderDesc, prometheus.GaugeValue, 1, h)
+	}
 }
 
 // Health runs every readiness check: the store is writable, every chat
@@ -285,7 +321,15 @@ func (m *Monitor) Health(ctx context.Context) []Check {
 	}
 	m.mu.Lock()
 	chats := slices.Clone(m.chats)
+	leader := m.leader
 	m.mu.Unlock()
+	if leader != nil {
+		c := Check{Name: "leader", Note: "active"}
+		if active, holder := leader(); !active {
+			c.Note = "standby; active: " + cmpOr(holder, "unknown")
+		}
+		checks = append(checks, c)
+	}
 	for _, c := range chats {
 		var err error
 		if !c.connected() {
@@ -313,6 +357,8 @@ func (m *Monitor) Handler() http.Handler {
 			if c.Err != nil {
 				failed = append(failed, c.Name)
 				fmt.Fprintf(&body, "%s: FAIL: %v\n", c.Name, c.Err)
+			} else if c.Note != "" {
+				fmt.Fprintf(&body, "%s: ok (%s)\n", c.Name, c.Note)
 			} else {
 				fmt.Fprintf(&body, "%s: ok\n", c.Name)
 			}
@@ -360,4 +406,11 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package monitoring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -100,12 +101,13 @@ poolbot_calendar_last_success_timestamp_seconds 1.79544282e+09
 # HELP poolbot_chat_connected 1 while the chat connection is up (IRC: registered with the server), else 0.
 # TYPE poolbot_chat_connected gauge
 poolbot_chat_connected{network="irc"} 1
-# HELP poolbot_gate_closed 1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force), else 0.
+# HELP poolbot_gate_closed 1 while the gate blocks the head request of the service's queue (calendar, scap, conftool, force, spicerack), else 0.
 # TYPE poolbot_gate_closed gauge
 poolbot_gate_closed{gate="calendar",service="apus"} 1
 poolbot_gate_closed{gate="conftool",service="apus"} 0
 poolbot_gate_closed{gate="force",service="apus"} 0
 poolbot_gate_closed{gate="scap",service="apus"} 1
+poolbot_gate_closed{gate="spicerack",service="apus"} 0
 # HELP poolbot_sal_outbox_depth SAL lines stored but not yet delivered.
 # TYPE poolbot_sal_outbox_depth gauge
 poolbot_sal_outbox_depth 1
@@ -270,5 +272,47 @@ func TestHealthzReadOnlyStore(t *testing.T) {
 	// Reads still work: /metrics has the requests gauge.
 	if body := get(t, srv.URL+"/metrics", http.StatusOK); !strings.Contains(body, `poolbot_requests{state="queued"} 0`) {
 		t.Fatalf("metrics:\n%s", body)
+	}
+}
+
+// A standby says so in /healthz and in the metrics, with the holder; the
+// active one says it is active.
+func TestLeaderState(t *testing.T) {
+	m, _, _ := newMonitor(t)
+	var active atomic.Bool
+	holder := "poolbot@deploy1003 [4242] (instance 4e2677c7, since 14:10:00 UTC)"
+	if err := m.AddLeader(func() (bool, string) { return active.Load(), holder }); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	if body := get(t, srv.URL+"/healthz", http.StatusOK); body != "ready\nstore: ok\nleader: ok (standby; active: "+holder+")\n" {
+		t.Fatalf("standby: %q", body)
+	}
+	checkLeaderGauge(t, m, 0)
+	want := `
+# HELP poolbot_leader_holder_info Always 1; the holder label names the active poolbot (owner and instance), as this one last read it.
+# TYPE poolbot_leader_holder_info gauge
+poolbot_leader_holder_info{holder="` + holder + `"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "poolbot_leader_holder_info"); err != nil {
+		t.Fatal(err)
+	}
+	active.Store(true)
+	if body := get(t, srv.URL+"/healthz", http.StatusOK); body != "ready\nstore: ok\nleader: ok (active)\n" {
+		t.Fatalf("active: %q", body)
+	}
+	checkLeaderGauge(t, m, 1)
+}
+
+func checkLeaderGauge(t *testing.T, m *Monitor, v int) {
+	t.Helper()
+	want := fmt.Sprintf(`
+# HELP poolbot_leader 1 while this poolbot holds the leader lock and acts, 0 while it is standby.
+# TYPE poolbot_leader gauge
+poolbot_leader %d
+`, v)
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "poolbot_leader"); err != nil {
+		t.Fatal(err)
 	}
 }

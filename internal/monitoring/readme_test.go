@@ -80,6 +80,15 @@ var troubleshootingMessages = []struct {
 	{code: `slack mirror: queue full; line dropped`},
 	{code: `slack: handler queue full; command dropped`},
 
+	// Host guards, spicerack locks, break-glass (issue 15).
+	{code: ` STAYS DEPOOLED (`},
+	{code: `WITHOUT an Alertmanager silence (alertmanager.fail_closed is false)`},
+	{code: `; it expires by itself`},
+	{code: ` waits before changing conftool: `},
+	{code: ` waits before the next host: `},
+	{code: ` (fix or delete the key by hand)`},
+	{code: `deploy block BROKEN by %s with scap lock --unlock-all (%s)`, readme: `deploy block BROKEN by jdoe with scap lock --unlock-all (reason)`},
+
 	// Log lines.
 	{code: `irc: server refused a line`},
 	{code: `irc: kicked; will rejoin`},
