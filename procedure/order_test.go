@@ -23,6 +23,8 @@ func TestGuardHeldRequestStepsAsideForThePoolThatClearsIt(t *testing.T) {
 	if !strings.Contains(r.Step, "cannot be depooled") || !strings.Contains(r.Step, stepAsideNote) {
 		t.Fatalf("waiting step %q", r.Step)
 	}
+	// The notice follows the stored step.
+	l.waitNotice("go first meanwhile", 0)
 	if got := l.notices.Matching("go first meanwhile"); len(got) != 1 {
 		t.Fatalf("the waiting notice does not say that later requests go first: %q", l.notices.All())
 	}

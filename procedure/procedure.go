@@ -691,7 +691,16 @@ func (e *Engine) restartHosts(ctx context.Context, svc *Service, r poolbot.Reque
 			return poolbot.StateFailed, "FAIL", failed(i, s.Detail)
 		}
 		if e.brokenGlass(r.ID) {
-			return "", "", "" // a deployer broke the deploy block: park
+			// A deployer broke the deploy block: park. A host the previous
+			// host's commit began was not touched: it is pending again.
+			if begun == i {
+				if err := e.deps.Store.Tx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+					return tx.UpdateHostStep(r.ID, s.Position, poolbot.HostPending, "")
+				}); err != nil {
+					e.log.Error("putting an untouched host back to pending", "request", r.ID, "err", err)
+				}
+			}
+			return "", "", ""
 		}
 		if ok, err := e.waitRestartLock(ctx, r); err != nil {
 			return poolbot.StateFailed, "FAIL", failed(i, "not restarted: "+err.Error())

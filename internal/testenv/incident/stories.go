@@ -332,7 +332,7 @@ func (s *Stage) DepoolWithPoolbot(ctx context.Context) error {
 	if blocked == 0 {
 		return errors.New("the deployer was never blocked: poolbot did not hold the deploy block")
 	}
-	for _, want := range []string{"deploy block taken", "conftool: set apus/codfw pooled=false (was true)", "DNS: ", "deploy block released", "END (PASS)"} {
+	for _, want := range []string{"deploy block taken", "conftool action : set/pooled=false; selector: dnsdisc=apus,name=codfw", "DNS: ", "deploy block released", "END (PASS)"} {
 		if _, ok := pb.Find(from, want); !ok {
 			return fmt.Errorf("transcript lacks %q:\n%s", want, pb.Transcript(from))
 		}
