@@ -325,7 +325,10 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 	if !strings.Contains(rb.Step, "behind #1") {
 		t.Fatalf("second request step %q", rb.Step)
 	}
-	ra := l.waitState(a, time.Minute, poolbot.StateExpired)
+	// Exactly MaxWait later (ticking a minute at a time could pass the
+	// deadline by a minute before the engine acts, on a busy machine).
+	l.clock.Advance(time.Hour)
+	ra := l.waitState(a, 0, poolbot.StateExpired)
 	if !strings.Contains(ra.Error, "expired after waiting 1h 00m") {
 		t.Fatalf("expiry %q", ra.Error)
 	}
