@@ -229,7 +229,7 @@ func TestDriftQueuesRestartWithinSeconds(t *testing.T) {
 		!strings.Contains(got[0], "queued #1 restart apus (as poolbot)") || !strings.Contains(got[0], "!cancel 1 <reason>") {
 		t.Fatalf("notices %q", got)
 	}
-	rs := requests(t, l.store, "apus")
+	rs := listRequests(t, l.store, "apus")
 	if len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
@@ -316,7 +316,7 @@ func TestOwnWritesAreNotDrift(t *testing.T) {
 	if got := l.notices.All(); len(got) != 0 {
 		t.Fatalf("notices %q", got)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 || rs[0].ID != req.ID {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 || rs[0].ID != req.ID {
 		t.Fatalf("requests %+v", rs)
 	}
 	if ds := l.drifts(); len(ds) != 0 {
@@ -333,7 +333,7 @@ func TestOwnWritesAreNotDrift(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 2 || rs[1].Action != poolbot.ActionRestart {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 2 || rs[1].Action != poolbot.ActionRestart {
 		t.Fatalf("requests %+v", rs)
 	}
 }
@@ -352,7 +352,7 @@ func TestRapidChangesMakeOneRequest(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	rs := requests(t, l.store, "apus")
+	rs := listRequests(t, l.store, "apus")
 	if len(rs) != 1 || rs[0].Reason != "drift: apus/codfw pooled=true changed outside poolbot (2 changes, was true) (by whom unknown)" {
 		t.Fatalf("requests %+v", rs)
 	}
@@ -373,7 +373,7 @@ func TestRapidChangesMakeOneRequest(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
 	events, err := l.store.Events(context.Background(), rs[0].ID)
@@ -411,7 +411,7 @@ func TestProposeMode(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 0 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 0 {
 		t.Fatalf("requests %+v", rs)
 	}
 	got := l.notices.All()
@@ -501,7 +501,7 @@ func TestPolledBackend(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
 	if got := l.notices.All(); len(got) != 1 || !strings.Contains(got[0], "apus/codfw pooled=true changed outside poolbot") {
@@ -554,7 +554,7 @@ func TestPendingDriftActedOnAtShutdown(t *testing.T) {
 	if f := <-l.flushes; f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
 	if sal := unsentSAL(t, l.store); len(sal) != 1 {

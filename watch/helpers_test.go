@@ -40,8 +40,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-// requests lists every request of service, oldest first.
-func requests(t *testing.T, st *store.Store, service string) []poolbot.Request {
+// listRequests lists every request of service, oldest first.
+func listRequests(t *testing.T, st *store.Store, service string) []poolbot.Request {
 	t.Helper()
 	rs, err := st.List(context.Background(), store.Filter{Service: service})
 	if err != nil {
