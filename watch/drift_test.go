@@ -16,6 +16,7 @@ import (
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/logmsgbot"
+	"poolbot/internal/testenv"
 	etcdenv "poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/site"
 	"poolbot/store"
@@ -125,7 +126,7 @@ func newDriftLab(t *testing.T, o labOptions) *driftLab {
 	l.stop = func() { cancel(); <-done }
 	t.Cleanup(l.stop)
 	// The watch has read the initial state.
-	eventually(t, 10*time.Second, "the initial state", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the initial state", func() (bool, string) {
 		_, a := l.watch.drift.knownState("apus", "eqiad")
 		_, b := l.watch.drift.knownState("apus", "codfw")
 		return a && b, ""
@@ -144,7 +145,7 @@ func (l *driftLab) say(nick, account, text string) []string {
 // waitSeen waits until the watch has seen index for apus/dc.
 func (l *driftLab) waitSeen(dc string, index uint64) {
 	l.t.Helper()
-	eventually(l.t, 10*time.Second, "the watch to see the write", func() (bool, string) {
+	testenv.EventuallyReport(l.t, 10*time.Second, "the watch to see the write", func() (bool, string) {
 		st, _ := l.watch.drift.knownState("apus", dc)
 		return st.ModifiedIndex >= index, ""
 	})
@@ -153,7 +154,7 @@ func (l *driftLab) waitSeen(dc string, index uint64) {
 // waitPending waits until n changes wait for the debounce.
 func (l *driftLab) waitPending(n int) {
 	l.t.Helper()
-	eventually(l.t, 10*time.Second, "pending changes", func() (bool, string) {
+	testenv.EventuallyReport(l.t, 10*time.Second, "pending changes", func() (bool, string) {
 		got, _ := l.watch.drift.pendingSince("apus")
 		return got == n, ""
 	})
@@ -216,7 +217,7 @@ func TestDriftQueuesRestartWithinSeconds(t *testing.T) {
 	index := l.etcd.PutDiscovery(t, "apus", "codfw", false)
 	// confctl says its !log line after the write.
 	l.say("logmsgbot", "", conftoolLog)
-	eventually(t, 10*time.Second, "the drift announcement", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the drift announcement", func() (bool, string) {
 		return len(l.notices.All()) > 0, ""
 	})
 	latency := time.Since(start)
@@ -486,7 +487,7 @@ func TestPolledBackend(t *testing.T) {
 	}
 	l.watch.OwnWrites().Record("apus", "codfw", st)
 	nextPoll()
-	eventually(t, 10*time.Second, "the poll to see the write", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the poll to see the write", func() (bool, string) {
 		st, _ := l.watch.drift.knownState("apus", "codfw")
 		return !st.Pooled, ""
 	})
@@ -516,7 +517,7 @@ func TestResyncAfterOutage(t *testing.T) {
 	t.Parallel()
 	l := newDriftLab(t, labOptions{fake: true, mode: ModeAuto})
 	l.etcd.Stop()
-	eventually(t, 10*time.Second, "the watch error", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the watch error", func() (bool, string) {
 		err, _ := l.watch.drift.watchError("apus")
 		return err != nil, ""
 	})
@@ -527,7 +528,7 @@ func TestResyncAfterOutage(t *testing.T) {
 	l.etcd.Restart()
 	l.etcd.PutDiscovery(t, "apus", "codfw", false)
 	// The watch retries after its backoff (on the fake clock).
-	eventually(t, 20*time.Second, "the resync", func() (bool, string) {
+	testenv.EventuallyReport(t, 20*time.Second, "the resync", func() (bool, string) {
 		if n, _ := l.watch.drift.pendingSince("apus"); n == 1 {
 			return true, ""
 		}

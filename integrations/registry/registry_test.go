@@ -15,6 +15,7 @@ import (
 
 	"poolbot/integrations/registry"
 	"poolbot/internal/secret"
+	"poolbot/internal/testenv"
 	regtest "poolbot/internal/testenv/registry"
 )
 
@@ -43,7 +44,7 @@ func TestHealthBrokenStorageThenRecovery(t *testing.T) {
 	}
 	// The registry notices on its next storage check (interval × threshold).
 	var herr *registry.HealthError
-	eventually(t, 5*time.Second, "health reports the broken storage", func() (bool, string) {
+	testenv.EventuallyReport(t, 5*time.Second, "health reports the broken storage", func() (bool, string) {
 		err := c.Health(ctx, inst)
 		return errors.As(err, &herr) && herr.Code == registry.HealthUnhealthy, errString(err)
 	})
