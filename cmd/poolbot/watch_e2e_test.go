@@ -55,7 +55,7 @@ func TestWatchInDaemon(t *testing.T) {
 	}
 	waitOut := func(sub string) {
 		t.Helper()
-		waitUntil(t, fmt.Sprintf("%q on the console", sub), func() bool { return strings.Contains(out.String(), sub) })
+		testenv.Eventually(t, 45*time.Second, fmt.Sprintf("%q on the console", sub), func() bool { return strings.Contains(out.String(), sub) })
 	}
 
 	// checkLogKeys: no log line says a key twice, and the parts that
