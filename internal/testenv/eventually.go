@@ -8,7 +8,7 @@ import (
 // pollEvery is how often Eventually looks again: often enough that a test
 // does not idle after its condition holds, rarely enough not to compete
 // with the servers it waits on.
-const pollEvery = 10 * time.Millisecond
+const pollEvery = 20 * time.Millisecond
 
 // Eventually polls cond in real time until it holds, and fails t when it
 // still does not after timeout. It is for waiting on real servers and
