@@ -77,14 +77,14 @@ func TestForceConfirmSAL(t *testing.T) {
 			t.Fatal(err)
 		}
 		reply, err := c.Force(ctx, alice, r.ID, "T2 outage")
-		if err != nil || reply != "#1 FORCE requested by alice for depool apus in codfw: needs !confirm 1 from another operator within 10m0s" {
+		if err != nil || reply != "#1 FORCE requested by alice for depool apus in codfw: needs !confirm 1 from another operator within 10m 00s" {
 			t.Fatalf("force: %q %v", reply, err)
 		}
 		if reply, _ := c.Confirm(ctx, alice, r.ID); !strings.HasPrefix(reply, "refused:") {
 			t.Fatalf("self-confirm: %q", reply)
 		}
 		clock.Advance(11 * time.Minute)
-		if reply, _ := c.Confirm(ctx, bob, r.ID); !strings.Contains(reply, "expired (older than 10m0s); !force again") {
+		if reply, _ := c.Confirm(ctx, bob, r.ID); !strings.Contains(reply, "expired (older than 10m 00s); !force again") {
 			t.Fatalf("late confirm: %q", reply)
 		}
 		if _, err := c.Force(ctx, alice, r.ID, "T2 outage"); err != nil {

@@ -192,6 +192,8 @@ func TestProbeNoticeOnceThenRecovery(t *testing.T) {
 		want := 0
 		if i >= 3 {
 			want = 1
+			// The notice is said just after the round's state is stored.
+			testenv.Eventually(t, 10*time.Second, "the probe notice", func() bool { return len(l.notices.All()) > 0 })
 		}
 		if got := l.notices.All(); len(got) != want {
 			t.Fatalf("after %d failed rounds: notices %q", i, got)
