@@ -151,6 +151,12 @@ type harnessOption func(*harnessSetup)
 // in" between the gate check and the block.
 func withoutLockProbe(s *harnessSetup) { s.scap.Locks.Enabled = boolPtr(false) }
 
+// withOwnEtcd gives the harness an etcd of its own, at conftool's default
+// prefix, for tests that stop and restart it (the others share one).
+func withOwnEtcd(t *testing.T) harnessOption {
+	return func(s *harnessSetup) { s.etcd = etcdenv.Start(t) }
+}
+
 func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *harness {
 	t.Helper()
 	return newHarnessWith(t, nHosts, cfg, opts, nil)
