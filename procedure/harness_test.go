@@ -177,6 +177,11 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 	for _, o := range opts {
 		o(&setup)
 	}
+	if guard != nil && setup.etcd == nil {
+		// The guards (host pools, spicerack locks) use keys outside
+		// conftool's prefix: an etcd of its own, as withOwnEtcd.
+		setup.etcd = etcdenv.Start(t)
+	}
 
 	// Real registries, started in parallel.
 	for i := 1; i <= nHosts; i++ {
