@@ -109,21 +109,9 @@ func startBot(t testing.TB, cfg IRCConfig, h chat.Handler) (*IRC, *testenv.SyncB
 	return bot, logs
 }
 
-// waitFor polls a condition on the adapter that a real server changes.
-func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 func waitJoined(t testing.TB, ctx context.Context, bot *IRC, channel string) {
 	t.Helper()
-	waitFor(t, ctx, "the bot to join "+channel, func() bool {
+	testenv.Eventually(t, 30*time.Second, "the bot to join "+channel, func() bool {
 		for _, ch := range bot.Channels() {
 			if foldEqual(ch, channel) {
 				return true
@@ -371,7 +359,7 @@ func TestIRCTLS(t *testing.T) {
 	cfg.Nick, cfg.SASLAccount = "untrusting", ""
 	cfg.Password, cfg.TLSCAFile = "", ""
 	untrusting, logs := startBot(t, cfg, newRecorder())
-	waitFor(t, ctx, "a failed TLS connect", func() bool { return strings.Contains(logs.String(), "certificate") })
+	testenv.Eventually(t, 30*time.Second, "a failed TLS connect", func() bool { return strings.Contains(logs.String(), "certificate") })
 	if untrusting.Connected() {
 		t.Fatal("connected without trusting the certificate")
 	}
@@ -387,7 +375,7 @@ func TestIRCBadPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	bot, logs := startBot(t, botConfig(n, "poolbot"), newRecorder()) // password poolbot-secret-pw
-	waitFor(t, ctx, "two failed attempts", func() bool { return strings.Count(logs.String(), "SASL authentication failed") >= 2 })
+	testenv.Eventually(t, 30*time.Second, "two failed attempts", func() bool { return strings.Count(logs.String(), "SASL authentication failed") >= 2 })
 	if bot.Connected() {
 		t.Fatal("connected with a wrong password")
 	}
@@ -646,7 +634,7 @@ func TestIRCReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	bot, logs := startBot(t, botConfig(n, "poolbot"), newRecorder())
-	waitFor(t, ctx, "a failed first connect", func() bool { return strings.Contains(logs.String(), "connect failed; retrying") })
+	testenv.Eventually(t, 30*time.Second, "a failed first connect", func() bool { return strings.Contains(logs.String(), "connect failed; retrying") })
 	if err := bot.Say(ctx, "#ops", "while down"); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Say while down: %v, want ErrNotConnected", err)
 	}
@@ -671,7 +659,7 @@ func TestIRCReconnect(t *testing.T) {
 		if err := n.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ctx, "the bot to notice the disconnect", func() bool { return !bot.Connected() })
+		testenv.Eventually(t, 30*time.Second, "the bot to notice the disconnect", func() bool { return !bot.Connected() })
 		if err := bot.Say(ctx, "#ops", "while down"); !errors.Is(err, ErrNotConnected) {
 			t.Fatalf("Say while down: %v, want ErrNotConnected", err)
 		}
@@ -694,7 +682,7 @@ func TestIRCNickCollision(t *testing.T) {
 	}
 	bot, _ := startBot(t, botConfig(n, "poolbot"), newRecorder())
 	waitJoined(t, ctx, bot, "#ops")
-	waitFor(t, ctx, "the bot to regain its nick", func() bool { return bot.Nick() == "poolbot" })
+	testenv.Eventually(t, 30*time.Second, "the bot to regain its nick", func() bool { return bot.Nick() == "poolbot" })
 	l, err := squatter.WaitFor(ctx, func(l ircnet.Line) bool {
 		return (l.Msg.Command == "NICK" && l.Msg.Nick() == "poolbot") || l.Msg.Command == "ERROR"
 	})
@@ -725,7 +713,7 @@ func TestIRCNickCollision(t *testing.T) {
 	if err := watcher.Send("KICK", "#ops", "poolbot", "testing"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the bot to rejoin after a kick", func() bool { return rejoins() > joinsBefore })
+	testenv.Eventually(t, 30*time.Second, "the bot to rejoin after a kick", func() bool { return rejoins() > joinsBefore })
 	if err := bot.Say(ctx, "#ops", "back in"); err != nil {
 		t.Fatal(err)
 	}
@@ -768,7 +756,7 @@ func TestIRCHandlerQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, ctx, "dropped messages to be logged", func() bool {
+	testenv.Eventually(t, 30*time.Second, "dropped messages to be logged", func() bool {
 		return strings.Count(logs.String(), "handler queue full") == 4
 	})
 	// Say needs the read loop (for the echo): it is not blocked.
@@ -815,7 +803,7 @@ func TestIRCQuitMessage(t *testing.T) {
 	if bot.Connected() {
 		t.Error("Connected after Run returned")
 	}
-	waitFor(t, ctx, "Run's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	testenv.Eventually(t, 30*time.Second, "Run's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 	l, err := watcher.WaitFor(ctx, func(l ircnet.Line) bool { return l.Msg.Command == "QUIT" && l.Msg.Nick() == "poolbot" })
 	if err != nil {
 		t.Fatal(err)

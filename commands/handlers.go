@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"poolbot"
 	"poolbot/integrations/dns"
+	"poolbot/requests"
 	"poolbot/store"
 )
 
@@ -146,30 +146,14 @@ func (r *Router) enqueue(c *call, action poolbot.Action) error {
 	if err != nil {
 		return err
 	}
-	req := poolbot.Request{
+	req, position, err := r.changes.Queue(c.ctx, c.actor(), poolbot.Request{
 		Action: action, Service: svc, Datacenter: dc, Reason: reason,
 		Task: poolbot.TaskFromReason(reason), Operator: c.operator, Origin: c.origin(),
-		State: poolbot.StateQueued,
-	}
-	var position int
-	err = r.store.Tx(c.ctx, func(tx *store.Tx) error {
-		open, err := tx.OpenRequests(svc)
-		if err != nil {
-			return err
-		}
-		for _, o := range open {
-			if o.Action == action && o.Datacenter == dc {
-				return answerf("%s is already open as %s (%s, requested by %s)", req.Summary(), o.ID, o.State, o.Operator)
-			}
-		}
-		position = len(open) + 1
-		req, err = tx.InsertRequest(req)
-		if err != nil {
-			return err
-		}
-		return tx.AddEvent(poolbot.Event{RequestID: req.ID, Actor: c.operator, Origin: c.origin(),
-			Kind: "created", ToState: poolbot.StateQueued, Detail: req.Summary() + ": " + reason})
 	})
+	var refused requests.Refusal
+	if errors.As(err, &refused) {
+		return answerf("%s", refused)
+	}
 	if err != nil {
 		return err
 	}
@@ -199,29 +183,10 @@ func (r *Router) requestArg(c *call, name string) (poolbot.Request, string, erro
 	return req, rest, err
 }
 
-// change loads request id in one transaction and lets decide look at it.
-// decide returns the reply and, when it changed the request, the audit
-// event: the request as decide left it is then stored with that event (and
-// any SAL line decide queued) in the same transaction.
-func (r *Router) change(c *call, req poolbot.Request,
-	decide func(tx *store.Tx, cur *poolbot.Request) (reply string, ev *poolbot.Event, err error)) error {
-	var reply string
-	err := r.store.Tx(c.ctx, func(tx *store.Tx) error {
-		cur, err := tx.Request(req.ID)
-		if err != nil {
-			return err
-		}
-		from := cur.State
-		var ev *poolbot.Event
-		if reply, ev, err = decide(tx, &cur); err != nil || ev == nil {
-			return err
-		}
-		if _, err := tx.UpdateRequest(cur, from); err != nil {
-			return err
-		}
-		ev.RequestID, ev.Actor, ev.Origin, ev.FromState, ev.ToState = cur.ID, c.operator, c.origin(), from, cur.State
-		return tx.AddEvent(*ev)
-	})
+// change replies with the outcome of a request change and wakes the
+// service's worker; the change itself (request, event, SAL line in one
+// transaction) is made in package requests.
+func (r *Router) change(c *call, req poolbot.Request, reply string, err error) error {
 	if err != nil {
 		return err
 	}
@@ -229,15 +194,6 @@ func (r *Router) change(c *call, req poolbot.Request,
 	c.say("%s", reply)
 	r.notify(req.Service)
 	return nil
-}
-
-// queueSAL queues the SAL line "poolbot #<id> <operator>: <text>" in the
-// command's transaction; in dry-run mode nothing goes to SAL.
-func (r *Router) queueSAL(tx *store.Tx, id poolbot.RequestID, operator, text string) error {
-	if r.opts.DryRun {
-		return nil
-	}
-	return tx.QueueSALNotice(poolbot.Notice{Request: id, Operator: operator, Text: text})
 }
 
 // reasonArg cleans and checks a reason; required says whether it may be
@@ -268,44 +224,8 @@ func (r *Router) cancel(c *call) error {
 	if err != nil {
 		return err
 	}
-	return r.change(c, req, func(_ *store.Tx, cur *poolbot.Request) (string, *poolbot.Event, error) {
-		switch {
-		case cur.State.Terminal():
-			return fmt.Sprintf("%s is already %s; nothing to cancel", cur.ID, cur.State), nil, nil
-		case cur.CancelRequested:
-			return fmt.Sprintf("%s: cancel already requested by %s; it stops %s", cur.ID, cur.CancelledBy, cancelPoint(cur.State)), nil, nil
-		}
-		detail := "cancelled"
-		if reason != "" {
-			detail += ": " + reason
-		}
-		cur.CancelledBy = c.operator
-		ev := &poolbot.Event{Kind: "cancel", Detail: detail}
-		if cur.State.Pending() {
-			cur.State = poolbot.StateCancelled
-			cur.Error = detail + " by " + c.operator
-			return fmt.Sprintf("%s cancelled: %s", cur.ID, cur.Summary()), ev, nil
-		}
-		cur.CancelRequested = true
-		if cur.Parked {
-			return fmt.Sprintf("%s: cancel requested; %s is parked at %s and ends now (deploys are not blocked by it)",
-				cur.ID, cur.Summary(), cur.State), ev, nil
-		}
-		return fmt.Sprintf("%s: cancel requested; %s stops %s", cur.ID, cur.Summary(), cancelPoint(cur.State)), ev, nil
-	})
-}
-
-// cancelPoint says where the procedure honours a cancel of a running
-// request in state s: before the conftool change while the deploy block is
-// being taken, during the DNS wait (dns), otherwise before the next host.
-func cancelPoint(s poolbot.State) string {
-	if s == poolbot.StateBlockingDeploys || s == poolbot.StateSwitching {
-		return "before conftool is changed"
-	}
-	if s == poolbot.StateDNS {
-		return "during the DNS wait, before any host is restarted"
-	}
-	return "before the next host"
+	reply, err := r.changes.Cancel(c.ctx, c.actor(), req.ID, reason)
+	return r.change(c, req, reply, err)
 }
 
 func (r *Router) force(c *call) error {
@@ -317,21 +237,8 @@ func (r *Router) force(c *call) error {
 	if err != nil {
 		return err
 	}
-	return r.change(c, req, func(tx *store.Tx, cur *poolbot.Request) (string, *poolbot.Event, error) {
-		if !cur.State.Pending() {
-			return fmt.Sprintf("%s is %s; only a queued or waiting request can be forced", cur.ID, cur.State), nil, nil
-		}
-		cur.Forced, cur.ForcedBy, cur.ForceReason, cur.ConfirmedBy = true, c.operator, reason, ""
-		ev := &poolbot.Event{Kind: "force", Detail: reason}
-		if r.opts.ForceNeedsConfirm {
-			line := "FORCE requested (skip calendar and scap gates) - " + cur.Summary() + ": " + reason
-			return fmt.Sprintf("%s FORCE requested by %s for %s: needs %sconfirm %d from another operator within %s",
-				cur.ID, c.operator, cur.Summary(), r.opts.Prefix, int64(cur.ID), poolbot.FormatDuration(r.opts.ConfirmWindow)), ev, r.queueSAL(tx, cur.ID, c.operator, line)
-		}
-		line := "FORCE (calendar and scap gates skipped) - " + cur.Summary() + ": " + reason
-		return fmt.Sprintf("%s FORCED by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
-			cur.ID, c.operator, cur.Summary()), ev, r.queueSAL(tx, cur.ID, c.operator, line)
-	})
+	reply, err := r.changes.Force(c.ctx, c.actor(), req.ID, reason)
+	return r.change(c, req, reply, err)
 }
 
 func (r *Router) confirm(c *call) error {
@@ -339,41 +246,8 @@ func (r *Router) confirm(c *call) error {
 	if err != nil {
 		return err
 	}
-	if !r.opts.ForceNeedsConfirm {
-		c.say("%s: confirmation is not required in this poolbot; !force takes effect at once", req.ID)
-		return nil
-	}
-	// The force request's age comes from the audit trail.
-	events, err := r.store.Events(c.ctx, req.ID)
-	if err != nil {
-		return err
-	}
-	var forcedAt time.Time
-	for _, e := range events {
-		if e.Kind == "force" {
-			forcedAt = e.At
-		}
-	}
-	return r.change(c, req, func(tx *store.Tx, cur *poolbot.Request) (string, *poolbot.Event, error) {
-		switch {
-		case !cur.Forced:
-			return fmt.Sprintf("%s has no force request to confirm", cur.ID), nil, nil
-		case cur.ConfirmedBy != "":
-			return fmt.Sprintf("%s was already confirmed by %s", cur.ID, cur.ConfirmedBy), nil, nil
-		case !cur.State.Pending():
-			return fmt.Sprintf("%s is %s; nothing to confirm", cur.ID, cur.State), nil, nil
-		case cur.ForcedBy == c.operator:
-			return fmt.Sprintf("refused: %s was forced by %s; the confirmation must come from a different operator", cur.ID, cur.ForcedBy), nil, nil
-		case !forcedAt.IsZero() && tx.Now().Sub(forcedAt) > r.opts.ConfirmWindow:
-			return fmt.Sprintf("%s: the force request of %s expired (older than %s); %sforce again",
-				cur.ID, forcedAt.UTC().Format("15:04 UTC"), poolbot.FormatDuration(r.opts.ConfirmWindow), r.opts.Prefix), nil, nil
-		}
-		cur.ConfirmedBy = c.operator
-		line := "FORCE confirmed by " + c.operator + " - " + cur.Summary()
-		return fmt.Sprintf("%s FORCE confirmed by %s: %s will skip the calendar and scap gates (the last-datacenter guard still applies)",
-				cur.ID, c.operator, cur.Summary()), &poolbot.Event{Kind: "confirm", Detail: "force by " + cur.ForcedBy},
-			r.queueSAL(tx, cur.ID, cur.ForcedBy, line)
-	})
+	reply, err := r.changes.Confirm(c.ctx, c.actor(), req.ID)
+	return r.change(c, req, reply, err)
 }
 
 func (r *Router) resume(c *call) error {

@@ -18,6 +18,7 @@ import (
 
 	"poolbot"
 	"poolbot/chat"
+	"poolbot/requests"
 	"poolbot/store"
 )
 
@@ -102,6 +103,7 @@ type Router struct {
 	opts      Options
 	operators *Operators
 	store     *store.Store
+	changes   *requests.Changes
 	backends  Backends
 	observers []chat.Handler
 	clock     clockwork.Clock
@@ -131,7 +133,9 @@ func NewRouter(opts Options, ops *Operators, st *store.Store, backends Backends,
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Router{opts: opts, operators: ops, store: st, backends: backends,
-		observers: observers, clock: clock, log: log}
+		observers: observers, clock: clock, log: log,
+		changes: requests.New(st, requests.Policy{DryRun: opts.DryRun, ForceNeedsConfirm: opts.ForceNeedsConfirm,
+			ConfirmWindow: opts.ConfirmWindow, Prefix: opts.Prefix})}
 	r.table = r.commands()
 	return r
 }
@@ -150,6 +154,11 @@ type call struct {
 	// reasonNote says how the reason was cleaned ("" when it was stored
 	// as typed); said after the command succeeded.
 	reasonNote string
+}
+
+// actor is who made the call, for the audit trail.
+func (c *call) actor() requests.Actor {
+	return requests.Actor{Name: c.operator, Origin: c.origin()}
 }
 
 func (c *call) origin() poolbot.Origin {

@@ -107,17 +107,6 @@ func (w *crashWorld) request(id poolbot.RequestID) (poolbot.Request, []string, [
 	return r, sal, steps
 }
 
-func (w *crashWorld) waitFor(what string, cond func() bool) {
-	w.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // poolbot is killed with SIGKILL while each host in turn is being
 // restarted; a new poolbot finishes the request: no completed host is
 // restarted again, no SAL line is lost or repeated, the deploy block is
@@ -133,7 +122,7 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 			proceed := w.Systemctl.Hold(host)
 			p := w.start()
 			fmt.Fprintf(p.stdin, "!%s T%d crash test %d\n", actions[i], 1000+i, i)
-			w.waitFor("restart of "+host+" in progress", func() bool {
+			testenv.Eventually(w.t, 60*time.Second, "restart of "+host+" in progress", func() bool {
 				return slices.Contains(w.Systemctl.Restarts()[before:], host)
 			})
 			p.kill9()
@@ -148,7 +137,7 @@ func TestKill9AtEachHostResumes(t *testing.T) {
 			proceed() // the orphaned restart finishes
 
 			p2 := w.start()
-			w.waitFor("request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
+			testenv.Eventually(w.t, 60*time.Second, "request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
 			p2.stop(t)
 			r, sal, steps := w.request(id)
 			if r.State != poolbot.StateDone {
@@ -252,7 +241,7 @@ func TestKill9BeforeRestartsResumes(t *testing.T) {
 			for _, line := range c.say {
 				fmt.Fprintln(p.stdin, line)
 			}
-			w.waitFor(fmt.Sprintf("%s in %s", id, c.state), func() bool {
+			testenv.Eventually(w.t, 60*time.Second, fmt.Sprintf("%s in %s", id, c.state), func() bool {
 				st, err := store.Open(context.Background(), w.dbPath, nil)
 				if err != nil {
 					return false
@@ -268,7 +257,7 @@ func TestKill9BeforeRestartsResumes(t *testing.T) {
 			release()
 
 			p2 := w.start()
-			w.waitFor("request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
+			testenv.Eventually(w.t, 60*time.Second, "request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
 			p2.stop(t)
 			r, sal, _ := w.request(id)
 			if r.State != poolbot.StateDone {

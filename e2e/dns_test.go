@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"poolbot"
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/site"
 	"poolbot/store"
 )
@@ -45,7 +46,7 @@ func TestKill9DuringDNSWaitResumes(t *testing.T) {
 
 	p := w.start()
 	fmt.Fprintln(p.stdin, "!depool apus codfw T3001 crash during the DNS wait")
-	w.waitFor("the cache wait", func() bool {
+	testenv.Eventually(w.t, 60*time.Second, "the cache wait", func() bool {
 		s, state := dnsStep()
 		return state == poolbot.StateDNS && !s.ConvergedAt.IsZero()
 	})
@@ -61,7 +62,7 @@ func TestKill9DuringDNSWaitResumes(t *testing.T) {
 	time.Sleep(2 * time.Second) // poolbot is down for part of the wait
 
 	p2 := w.start()
-	w.waitFor("request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
+	testenv.Eventually(w.t, 60*time.Second, "request done", func() bool { r, _, _ := w.request(id); return r.State.Terminal() })
 	p2.stop(t)
 	r, sal, steps := w.request(id)
 	if r.State != poolbot.StateDone {

@@ -14,6 +14,7 @@ import (
 	"poolbot/bot"
 	"poolbot/chat"
 	"poolbot/commands"
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/ircnet"
 	"poolbot/sal"
 	"poolbot/store"
@@ -107,7 +108,7 @@ func startWorldWith(t testing.TB, o worldOptions) *world {
 		_ = w.irc.Run(runCtx)
 	}()
 	t.Cleanup(w.stop)
-	waitFor(t, 30*time.Second, "bot connected", w.irc.Connected)
+	testenv.Eventually(t, 30*time.Second, "bot connected", w.irc.Connected)
 	return w
 }
 
@@ -134,17 +135,6 @@ func (g *gatedSink) set(open bool) { g.mu.Lock(); g.open = open; g.mu.Unlock() }
 func (w *world) stop() {
 	w.cancel()
 	<-w.done
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // user joins the channel as a client; account "" means not logged in.
@@ -347,7 +337,7 @@ func TestSALSurvivesIRCdRestart(t *testing.T) {
 	if err := w.net.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "bot disconnected", func() bool { return !w.irc.Connected() })
+	testenv.Eventually(t, 30*time.Second, "bot disconnected", func() bool { return !w.irc.Connected() })
 	// Say fails while the network is down; before the restart the gate is
 	// closed too, so that nothing is delivered before the observer joins.
 	direct := sal.ChannelSink{Chat: w.irc, Channel: channel}
@@ -386,7 +376,7 @@ func TestSALSurvivesIRCdRestart(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("SAL lines after restart:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	waitFor(t, 10*time.Second, "backlog drained", func() bool { n, _ := w.store.SALBacklog(ctx); return n == 0 })
+	testenv.Eventually(t, 10*time.Second, "backlog drained", func() bool { n, _ := w.store.SALBacklog(ctx); return n == 0 })
 }
 
 // On a server that does not offer account-tag, poolbot cannot tell who

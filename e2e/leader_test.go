@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"poolbot/internal/testenv"
+
 	"poolbot"
 )
 
@@ -19,16 +21,16 @@ func TestStandbyTakesOverAfterKill9(t *testing.T) {
 	w.cfg = w.Config(t, `  command_prefix: "!"`, "leader: {ttl: 3s, renew_every: 1s, poll: 500ms}\n")
 	hold := w.Systemctl.Hold(w.Hosts[1])
 	p1 := w.start()
-	w.waitFor("first poolbot active", func() bool { return strings.Contains(p1.out.String(), "this poolbot is active") })
+	testenv.Eventually(w.t, 60*time.Second, "first poolbot active", func() bool { return strings.Contains(p1.out.String(), "this poolbot is active") })
 	p2 := w.start()
-	w.waitFor("second poolbot standby", func() bool {
+	testenv.Eventually(w.t, 60*time.Second, "second poolbot standby", func() bool {
 		return strings.Contains(p2.out.String(), "standby: another poolbot is active")
 	})
 	if out := p2.out.String(); !strings.Contains(out, "holder=") || strings.Contains(out, "poolbot console:") {
 		t.Fatalf("standby output:\n%s", out)
 	}
 	fmt.Fprintln(p1.stdin, "!restart apus T3001 takeover test")
-	w.waitFor("restart of host 2 in progress", func() bool {
+	testenv.Eventually(w.t, 60*time.Second, "restart of host 2 in progress", func() bool {
 		return strings.Join(w.Systemctl.Restarts(), ",") == w.Hosts[0]+","+w.Hosts[1]
 	})
 	if out := p2.out.String(); strings.Contains(out, "#1") || strings.Contains(out, "!log") {
@@ -38,12 +40,12 @@ func TestStandbyTakesOverAfterKill9(t *testing.T) {
 	p1.kill9()
 	killed := time.Now()
 	hold() // the orphaned restart finishes
-	w.waitFor("takeover", func() bool { return strings.Contains(p2.out.String(), "this poolbot is active") })
+	testenv.Eventually(w.t, 60*time.Second, "takeover", func() bool { return strings.Contains(p2.out.String(), "this poolbot is active") })
 	took := time.Since(killed)
 	if took > ttl+5*time.Second {
 		t.Fatalf("took over after %s, want within ttl %s + 5s", took, ttl)
 	}
-	w.waitFor("request done", func() bool { r, _, _ := w.request(1); return r.State.Terminal() })
+	testenv.Eventually(w.t, 60*time.Second, "request done", func() bool { r, _, _ := w.request(1); return r.State.Terminal() })
 	p2.stop(t)
 	r, sal, steps := w.request(1)
 	if r.State != poolbot.StateDone {

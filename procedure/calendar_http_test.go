@@ -2,6 +2,7 @@ package procedure
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/calendar"
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/mediawiki"
 )
 
@@ -119,17 +121,16 @@ func weekOfWindows(monday time.Time) []mediawiki.Window {
 // each round when tick > 0.
 func (wl *wikiLab) eventually(what string, tick time.Duration, cond func() bool) {
 	wl.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			wl.t.Fatalf("timed out waiting for %s (fake clock at %s, %d API requests, cache error %v)",
-				what, wl.clock.Now().Format(time.RFC3339), wl.fetches.Load(), wl.cache.LastError())
+	testenv.EventuallyReport(wl.t, 30*time.Second, what, func() (bool, string) {
+		if cond() {
+			return true, ""
 		}
 		if tick > 0 {
 			wl.clock.Advance(tick)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("fake clock at %s, %d API requests, cache error %v",
+			wl.clock.Now().Format(time.RFC3339), wl.fetches.Load(), wl.cache.LastError())
+	})
 }
 
 // leaveWaiting advances the fake clock past the cache's retry until the
@@ -147,6 +148,8 @@ func (wl *wikiLab) leaveWaiting(id poolbot.RequestID) poolbot.Request {
 // wikitech answers again the cache's retry reads the page, its Changed
 // wakes the engine, and the restart runs to END (PASS).
 func TestCalendarOverHTTPDownThenBack(t *testing.T) {
+	// Not parallel: fake time is ticked while a real fetch is awaited,
+	// and the bound on how much fake time passes assumes an idle CPU.
 	wl := newWikiLab(t, 1, Config{}, func(p *mediawiki.Deployments) { p.FailHTTP(http.StatusServiceUnavailable) })
 	wl.eventually("the first fetch to fail", 0, func() bool { return wl.cache.LastError() != nil })
 
@@ -199,6 +202,8 @@ func TestCalendarOverHTTPDownThenBack(t *testing.T) {
 // older, the next request waits on the stale calendar, and runs after
 // wikitech is back.
 func TestCalendarOverHTTPStaleAfterMaxAge(t *testing.T) {
+	// Not parallel: fake time is ticked while a real fetch is awaited,
+	// and the bound on how much fake time passes assumes an idle CPU.
 	wl := newWikiLab(t, 1, Config{}, func(p *mediawiki.Deployments) { p.SetWindows(weekOfWindows(t0.Add(-14*time.Hour - 10*time.Minute))) })
 	wl.eventually("the first fetch", 0, func() bool { _, _, err := wl.cache.Schedule(); return err == nil })
 	if _, at, _ := wl.cache.Schedule(); !at.Equal(t0) {

@@ -16,6 +16,7 @@ import (
 // was skipped: !windows said no window was active, the next clear slot was
 // "now", and the depool started during the window.
 func TestUnreadableCalendarCardKeepsGateClosed(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 2, Config{})
 	ctx := context.Background()
 	const page = `<div class="mw-parser-output">` +
@@ -60,6 +61,7 @@ func TestUnreadableCalendarCardKeepsGateClosed(t *testing.T) {
 // closes with that reason, even when the other cards leave it open. Before,
 // the card was skipped and the depool started.
 func TestCardWithoutStartClosesCalendarGate(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 2, Config{})
 	_, err := calendar.ParseDeploymentsHTML(`<div class="deploycal-item" id="deploycal-item-x" data-utcend="2026-11-23T15:00:00Z"></div>`+
 		`<div class="deploycal-item" id="deploycal-item-20261124T0800" data-utcstart="2026-11-24T08:00:00Z" data-utcend="2026-11-24T09:00:00Z"></div>`, "", 0)

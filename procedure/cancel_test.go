@@ -8,6 +8,7 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/calendar"
+	"poolbot/internal/testenv"
 	"poolbot/store"
 )
 
@@ -15,6 +16,8 @@ import (
 // running scap command: it waits for it in place, without going round
 // the gates again and again, and takes the block as soon as scap ends.
 func TestForcedRequestWaitsForRunningScapLock(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{ScapPoll: 100 * time.Millisecond})
 	l.stop()
 	release := l.holdScapLock("scap-global-lock", "shared")
@@ -50,6 +53,7 @@ func TestForcedRequestWaitsForRunningScapLock(t *testing.T) {
 
 // A cancel reaches a forced request that waits for scap's lock.
 func TestCancelWhileWaitingForScapLock(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{ScapPoll: 100 * time.Millisecond})
 	l.stop()
 	release := l.holdScapLock("scap-global-lock", "shared")
@@ -73,6 +77,7 @@ func TestCancelWhileWaitingForScapLock(t *testing.T) {
 // request before conftool is touched: a switched record without its
 // restarts is the state the incident came from.
 func TestCancelBeforeSwitchLeavesConftoolAlone(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	l.stop()
 	id := l.queue(poolbot.ActionDepool, "codfw")
@@ -99,6 +104,7 @@ func TestCancelBeforeSwitchLeavesConftoolAlone(t *testing.T) {
 // A request parked after a crash holds no deploy block; !cancel ends it
 // at once, naming what was done, and !resume can no longer start it.
 func TestCancelParkedRequest(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 2, Config{ResumeAfterCrash: "ask"})
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
@@ -113,13 +119,7 @@ func TestCancelParkedRequest(t *testing.T) {
 	}
 	l.edit(id, func(r *poolbot.Request) { r.State, r.StartedAt = poolbot.StateRestarting, t0 })
 	l.start()
-	deadline := time.Now().Add(20 * time.Second)
-	for !l.request(id).Parked {
-		if time.Now().After(deadline) {
-			t.Fatal("not parked")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "the request to be parked", func() bool { return l.request(id).Parked })
 	l.edit(id, func(r *poolbot.Request) { r.CancelRequested, r.CancelledBy = true, "bob" })
 	l.engine.Notify("apus")
 	r := l.waitState(id, 0, poolbot.StateCancelled, poolbot.StateDone, poolbot.StateFailed)
@@ -140,6 +140,7 @@ func TestCancelParkedRequest(t *testing.T) {
 // for (it died in between) stands after the restart: the next host is not
 // touched until an operator says !resume.
 func TestFailedHostStandsAfterCrash(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 3, Config{})
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
@@ -180,6 +181,8 @@ func TestFailedHostStandsAfterCrash(t *testing.T) {
 // window's deployers at once, and those of a window that starts later
 // when it starts.
 func TestForcedDuringWindowTellsItsDeployers(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{})
 	l.stop()
 	now := calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{
@@ -212,6 +215,7 @@ func TestForcedDuringWindowTellsItsDeployers(t *testing.T) {
 // out, hosts 3 and 4 are not touched, the block is released, and END
 // (FAIL) names what was done and what was not.
 func TestRegistryThatDoesNotComeBackStops(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 4, Config{})
 	l.systemctl.Hang("registry2", true)
 	t.Cleanup(func() { l.systemctl.Hang("registry2", false) })

@@ -50,7 +50,7 @@ func (l *harness) viaProxy() (*etcdenv.Proxy, *ownRecorder) {
 	l.stop()
 	proxy := etcdenv.StartProxy(l.t, l.etcd)
 	c, err := conftool.New(conftool.Config{Backend: conftool.BackendEtcd,
-		Etcd: conftool.EtcdConfig{Endpoints: []string{proxy.URL}}}, conftool.Options{})
+		Etcd: conftool.EtcdConfig{Endpoints: []string{proxy.URL}, Prefix: l.prefix}}, conftool.Options{})
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func (l *harness) viaProxy() (*etcdenv.Proxy, *ownRecorder) {
 // registries (it used to end FAILED having restarted nothing, with apus
 // depooled). The write was recorded as poolbot's own before it was made.
 func TestLostWriteAnswerIsReadBackAndTheRequestGoesOn(t *testing.T) {
-	l := newHarness(t, 2, Config{})
+	l := newHarness(t, 2, Config{}, withOwnEtcd(t))
 	proxy, own := l.viaProxy()
 	proxy.LoseWriteAnswers(true)
 
@@ -109,7 +109,7 @@ func TestLostWriteAnswerIsReadBackAndTheRequestGoesOn(t *testing.T) {
 // before the answer. The request reads back (every endpoint) until etcd is
 // back, then goes on.
 func TestEtcdDownAfterTheWriteIsWaitedForThenTheRequestGoesOn(t *testing.T) {
-	l := newHarness(t, 1, Config{})
+	l := newHarness(t, 1, Config{}, withOwnEtcd(t))
 	proxy, _ := l.viaProxy()
 	proxy.LoseWriteAnswers(true)
 	proxy.AfterLostWrite(l.etcd.Stop)
@@ -136,7 +136,7 @@ func TestEtcdDownAfterTheWriteIsWaitedForThenTheRequestGoesOn(t *testing.T) {
 // says that the state is unknown and must be checked, not that it failed
 // to change.
 func TestEtcdDownPastTheBoundEndsWithTheStateUnknown(t *testing.T) {
-	l := newHarness(t, 1, Config{})
+	l := newHarness(t, 1, Config{}, withOwnEtcd(t))
 	proxy, own := l.viaProxy()
 	proxy.LoseWriteAnswers(true)
 	proxy.AfterLostWrite(l.etcd.Stop)

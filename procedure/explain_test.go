@@ -18,6 +18,7 @@ import (
 // nothing: no request stored, conftool untouched, no host restarted, no
 // lock taken.
 func TestExplainChangesNothing(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 2, Config{})
 	ctx := context.Background()
 	w := window("deploycal-item-20261123T1400", "UTC afternoon backport window",
@@ -125,6 +126,8 @@ func (m *recordingMetrics) snapshot() ([]string, []string) {
 // The procedure reports which gates block the head request and how long
 // each host took, success and failure alike.
 func TestMetricsHooks(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 2, Config{})
 	// The same world with an engine that reports to recordingMetrics.
 	l.stop()

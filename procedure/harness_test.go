@@ -2,12 +2,14 @@ package procedure
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"poolbot/integrations/registry"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
+	"poolbot/internal/testenv"
 	etcdenv "poolbot/internal/testenv/etcd"
 	regenv "poolbot/internal/testenv/registry"
 	"poolbot/internal/testenv/site"
@@ -30,9 +33,57 @@ import (
 // as scap lock holders (see internal/testenv/site).
 func TestMain(m *testing.M) {
 	site.Main()
+	// The lifecycle tests that run in parallel (each with its own store,
+	// registries, etcd and fake clock) spend their time waiting on real
+	// servers, not on the CPU: run more at once than -parallel's default
+	// of one per core, unless the caller chose.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "4")
+	}
 	code := m.Run()
-	stopDNSShared() // started by the first DNS test, if any ran
+	stopDNSShared()  // started by the first DNS test, if any ran
+	stopEtcdShared() // started by the first harness, if any ran
 	os.Exit(code)
+}
+
+// etcdShared is the one etcd of the package's harnesses: each keeps its
+// discovery objects under a prefix of its own (conftool's etcd prefix),
+// so that they run in parallel without starting an etcd each.
+var etcdShared struct {
+	once     sync.Once
+	dir      string
+	srv      *etcdenv.Server
+	err      error
+	prefixes atomic.Int64
+}
+
+// sharedEtcd starts the package's etcd on first use and returns it with a
+// conftool prefix no other harness uses.
+func sharedEtcd(t *testing.T) (*etcdenv.Server, string) {
+	t.Helper()
+	testenv.Need(t, "etcd")
+	etcdShared.once.Do(func() {
+		if etcdShared.dir, etcdShared.err = os.MkdirTemp("", "poolbot-procedure-etcd-"); etcdShared.err != nil {
+			return
+		}
+		etcdShared.srv, etcdShared.err = etcdenv.Launch(context.Background(), etcdShared.dir)
+	})
+	if etcdShared.err != nil {
+		t.Fatalf("shared etcd: %v", etcdShared.err)
+	}
+	return etcdShared.srv, fmt.Sprintf("/poolbot-test/h%d/conftool/v1", etcdShared.prefixes.Add(1))
+}
+
+func stopEtcdShared() {
+	if etcdShared.srv != nil {
+		etcdShared.srv.Stop()
+	}
+	if etcdShared.dir != "" {
+		os.RemoveAll(etcdShared.dir)
+	}
 }
 
 // harness is the engine among real parts: etcd holding apus' discovery
@@ -43,6 +94,7 @@ type harness struct {
 	clock    *clockwork.FakeClock
 	store    *store.Store
 	etcd     *etcdenv.Server
+	prefix   string // conftool's etcd prefix; "" for the default
 	conftool conftool.Client
 	scap     *scap.Scap
 	lockDir  string
@@ -99,6 +151,12 @@ type harnessOption func(*harnessSetup)
 // in" between the gate check and the block.
 func withoutLockProbe(s *harnessSetup) { s.scap.Locks.Enabled = boolPtr(false) }
 
+// withOwnEtcd gives the harness an etcd of its own, at conftool's default
+// prefix, for tests that stop and restart it (the others share one).
+func withOwnEtcd(t *testing.T) harnessOption {
+	return func(s *harnessSetup) { s.etcd = etcdenv.Start(t) }
+}
+
 func newHarness(t *testing.T, nHosts int, cfg Config, opts ...harnessOption) *harness {
 	t.Helper()
 	return newHarnessWith(t, nHosts, cfg, opts, nil)
@@ -119,6 +177,11 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 	for _, o := range opts {
 		o(&setup)
 	}
+	if guard != nil && setup.etcd == nil {
+		// The guards (host pools, spicerack locks) use keys outside
+		// conftool's prefix: an etcd of its own, as withOwnEtcd.
+		setup.etcd = etcdenv.Start(t)
+	}
 
 	// Real registries, started in parallel.
 	for i := 1; i <= nHosts; i++ {
@@ -137,15 +200,17 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 			mu.Unlock()
 		})
 	}
+	// The DNS world's etcd is used at the default prefix (gdnsd renders
+	// its state from it); the others share the package's.
 	if l.etcd = setup.etcd; l.etcd == nil {
-		l.etcd = etcdenv.Start(t)
+		l.etcd, l.prefix = sharedEtcd(t)
 	}
 	wg.Wait()
-	l.etcd.PutDiscovery(t, "apus", "eqiad", true)
-	l.etcd.PutDiscovery(t, "apus", "codfw", true)
+	l.putDiscovery("eqiad", true)
+	l.putDiscovery("codfw", true)
 	var err error
 	l.conftool, err = conftool.New(conftool.Config{Backend: conftool.BackendEtcd,
-		Etcd: conftool.EtcdConfig{Endpoints: []string{l.etcd.ClientURL}}}, conftool.Options{})
+		Etcd: conftool.EtcdConfig{Endpoints: []string{l.etcd.ClientURL}, Prefix: l.prefix}}, conftool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,9 +238,11 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 	}
 
 	// The local executor runs this test binary as "systemctl" per host.
+	// The control URL is passed through env(1) on each command rather
+	// than set on this process, so that harnesses run in parallel.
 	l.systemctl = site.StartSystemctl(t, l.regs)
-	t.Setenv(site.EnvCtl, l.systemctl.URL)
-	exec, err := restart.NewLocal(restart.LocalConfig{Command: []string{os.Args[0], "{host}", "{argv}"}}, restart.Options{})
+	exec, err := restart.NewLocal(restart.LocalConfig{Command: []string{"/usr/bin/env", site.EnvCtl + "=" + l.systemctl.URL,
+		os.Args[0], "{host}", "{argv}"}}, restart.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +291,16 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// putDiscovery writes apus' discovery object of dc as confctl does.
+func (l *harness) putDiscovery(dc string, pooled bool) {
+	l.t.Helper()
+	if l.prefix == "" {
+		l.etcd.PutDiscovery(l.t, "apus", dc, pooled)
+		return
+	}
+	l.etcd.PutDiscoveryAt(l.t, l.prefix, "apus", dc, pooled)
+}
 
 // start runs the engine; stop ends it as a shutdown would.
 func (l *harness) start() {
@@ -284,20 +361,18 @@ func (l *harness) request(id poolbot.RequestID) poolbot.Request {
 // advancing the fake clock by tick each round when tick > 0.
 func (l *harness) waitState(id poolbot.RequestID, tick time.Duration, states ...poolbot.State) poolbot.Request {
 	l.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		r := l.request(id)
+	var r poolbot.Request
+	testenv.EventuallyReport(l.t, 60*time.Second, fmt.Sprintf("%s to be %v", id, states), func() (bool, string) {
+		r = l.request(id)
 		if slices.Contains(states, r.State) {
-			return r
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("%s is %s (%s), want %v; notices:\n%s", id, r.State, r.Step, states, strings.Join(l.notices.All(), "\n"))
+			return true, ""
 		}
 		if tick > 0 {
 			l.clock.Advance(tick)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("%s is %s (%s); notices:\n%s", id, r.State, r.Step, strings.Join(l.notices.All(), "\n"))
+	})
+	return r
 }
 
 func (l *harness) sal(id poolbot.RequestID) []string {
@@ -355,16 +430,15 @@ func (l *harness) edit(id poolbot.RequestID, change func(*poolbot.Request)) {
 // fake clock by tick each round when tick > 0.
 func (l *harness) waitNotice(sub string, tick time.Duration) {
 	l.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for len(l.notices.Matching(sub)) == 0 {
-		if time.Now().After(deadline) {
-			l.t.Fatalf("no notice %q; notices:\n%s", sub, strings.Join(l.notices.All(), "\n"))
+	testenv.EventuallyReport(l.t, 60*time.Second, fmt.Sprintf("a notice %q", sub), func() (bool, string) {
+		if len(l.notices.Matching(sub)) > 0 {
+			return true, ""
 		}
 		if tick > 0 {
 			l.clock.Advance(tick)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, "notices:\n" + strings.Join(l.notices.All(), "\n")
+	})
 }
 
 // checkEnd asserts the request's last SAL line contains want and that

@@ -16,7 +16,7 @@ import (
 // guard is clear and it runs too. One operation at a time throughout.
 func TestGuardHeldRequestStepsAsideForThePoolThatClearsIt(t *testing.T) {
 	l := newHarness(t, 1, Config{})
-	l.etcd.PutDiscovery(t, "apus", "codfw", false)
+	l.putDiscovery("codfw", false)
 
 	depool := l.queue(poolbot.ActionDepool, "eqiad")
 	r := l.waitState(depool, 0, poolbot.StateWaiting)

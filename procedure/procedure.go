@@ -38,7 +38,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,9 +46,9 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot"
-	"poolbot/integrations/calendar"
 	"poolbot/integrations/restart"
 	"poolbot/integrations/scap"
+	"poolbot/requests"
 	"poolbot/store"
 )
 
@@ -61,6 +60,7 @@ type Engine struct {
 	clock    clockwork.Clock
 	log      *slog.Logger
 	sched    gocron.Scheduler
+	changes  *requests.Changes // the changes operators make, and the SAL rule
 
 	wake map[string]chan struct{} // per service, buffered 1
 
@@ -113,32 +113,14 @@ func New(cfg Config, deps Deps, services []*Service) (*Engine, error) {
 	e := &Engine{cfg: cfg, deps: deps, clock: deps.Clock, log: deps.Log, sched: sched,
 		services: map[string]*Service{}, wake: map[string]chan struct{}{},
 		noticed: map[string]map[poolbot.RequestID]string{}, scapWaiters: map[string]bool{},
-		slips: map[poolbot.RequestID]int{}, broken: map[poolbot.RequestID]*breakGlass{}}
+		slips: map[poolbot.RequestID]int{}, broken: map[poolbot.RequestID]*breakGlass{},
+		changes: requests.New(deps.Store, requests.Policy{DryRun: cfg.DryRun})}
 	for _, s := range services {
 		e.services[s.Name] = s
 		e.wake[s.Name] = make(chan struct{}, 1)
 		e.noticed[s.Name] = map[poolbot.RequestID]string{}
 	}
 	return e, nil
-}
-
-// Notify wakes the worker of a service: its queue or the world changed.
-// It never blocks.
-func (e *Engine) Notify(service string) {
-	if ch, ok := e.wake[service]; ok {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// NotifyAll wakes every worker (a scap run finished, the calendar
-// changed).
-func (e *Engine) NotifyAll() {
-	for s := range e.wake {
-		e.Notify(s)
-	}
 }
 
 // Run starts the scheduler and one worker per service, and returns when
@@ -982,42 +964,6 @@ func (e *Engine) describePooled(ctx context.Context, r poolbot.Request) string {
 	return fmt.Sprintf("%s/%s pooled=%t now", r.Service, r.Datacenter, st.Pooled)
 }
 
-// slipBackoff is how long to wait before request r tries the deploy
-// block again after a scap run beat it: ScapPoll, doubling with each
-// attempt in a row, at most 30 s. A wake-up (a "Finished scap" line, a
-// cancel) cuts it short.
-func (e *Engine) slipBackoff(r poolbot.Request) time.Duration {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := e.slips[r.ID]
-	e.slips[r.ID] = n + 1
-	d := e.cfg.ScapPoll << min(n, 10)
-	return min(d, 30*time.Second)
-}
-
-// noteChanged records sig as the last blocker signature announced for r
-// and reports whether it differs from the previous one.
-func (e *Engine) noteChanged(r poolbot.Request, sig string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	changed := e.noticed[r.Service][r.ID] != sig
-	e.noticed[r.Service][r.ID] = sig
-	return changed
-}
-
-// forgetNotices drops what was announced for requests of service that are
-// no longer in its queue (cancelled or expired while waiting).
-func (e *Engine) forgetNotices(service string, queue []poolbot.Request) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for id := range e.noticed[service] {
-		if !slices.ContainsFunc(queue, func(r poolbot.Request) bool { return r.ID == id }) {
-			delete(e.noticed[service], id)
-			delete(e.slips, id)
-		}
-	}
-}
-
 // releaseOnly releases the deploy block without ending the request
 // (shutdown between steps). The request continues after the restart.
 func (e *Engine) releaseOnly(ctx context.Context, r poolbot.Request, release scap.Release) {
@@ -1066,198 +1012,3 @@ func (e *Engine) recoverInterrupted(ctx context.Context) error {
 	}
 	return nil
 }
-
-// transition moves r from state from to state to in one transaction with
-// its audit event; mutate may change other fields.
-func (e *Engine) transition(ctx context.Context, r poolbot.Request, from, to poolbot.State,
-	mutate func(*poolbot.Request), kind, detail string) error {
-	return e.transitionSAL(ctx, r, from, to, mutate, kind, detail)
-}
-
-// transitionSAL is transition plus SAL lines in the same transaction.
-func (e *Engine) transitionSAL(ctx context.Context, r poolbot.Request, from, to poolbot.State,
-	mutate func(*poolbot.Request), kind, detail string, lines ...poolbot.Notice) error {
-	err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
-		cur, err := tx.Request(r.ID)
-		if err != nil {
-			return err
-		}
-		cur.State = to
-		if mutate != nil {
-			mutate(&cur)
-		}
-		if _, err := tx.UpdateRequest(cur, from); err != nil {
-			return err
-		}
-		if err := tx.AddEvent(poolbot.Event{RequestID: r.ID, Actor: poolbot.ActorPoolbot, Kind: kind,
-			FromState: from, ToState: to, Detail: detail}); err != nil {
-			return err
-		}
-		for _, l := range lines {
-			if err := e.queueSAL(tx, cur, l); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil && len(lines) > 0 {
-		e.deps.SALWritten()
-	}
-	return err
-}
-
-// queueSAL adds the SAL line n describes about r, attributed to r's
-// operator; nothing goes to SAL in dry-run mode.
-func (e *Engine) queueSAL(tx *store.Tx, r poolbot.Request, n poolbot.Notice) error {
-	if e.cfg.DryRun {
-		return nil
-	}
-	n.Request, n.Operator = r.ID, r.Operator
-	return tx.QueueSALNotice(n)
-}
-
-func (e *Engine) announce(ctx context.Context, n poolbot.Notice) {
-	n.DryRun = n.DryRun || e.cfg.DryRun
-	e.log.Info("notice", "text", n.String())
-	if e.deps.Announce != nil {
-		e.deps.Announce.Announce(ctx, n)
-	}
-}
-
-// about is a notice (or SAL line) about r of kind, reporting state
-// ("" for none).
-func about(r poolbot.Request, kind poolbot.NoticeKind, state poolbot.State, text string) poolbot.Notice {
-	return poolbot.Notice{Request: r.ID, Operator: r.Operator, Kind: kind, State: state, Text: text}
-}
-
-// toOperator is a notice about r that r's operator must see: it is
-// addressed to them.
-func toOperator(r poolbot.Request, kind poolbot.NoticeKind, state poolbot.State, text string) poolbot.Notice {
-	n := about(r, kind, state, text)
-	n.To = r.Operator
-	return n
-}
-
-// sleep waits d on the engine's clock, or until the service is woken (a
-// cancel arrived) or ctx ends; false means ctx ended.
-func (e *Engine) sleep(ctx context.Context, service string, d time.Duration) bool {
-	t := e.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.Chan():
-		return true
-	case <-e.wake[service]:
-		// Put the wake-up back for the worker loop once we return.
-		defer e.Notify(service)
-		return true
-	}
-}
-
-// wakeAt schedules a one-time wake-up of a service at t (replacing an
-// earlier one with the same name).
-func (e *Engine) wakeAt(service, name string, t time.Time) {
-	if !t.After(e.clock.Now()) {
-		e.Notify(service)
-		return
-	}
-	tag := service + "/" + name
-	e.sched.RemoveByTags(tag)
-	_, err := e.sched.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartDateTime(t)),
-		gocron.NewTask(func() { e.Notify(service) }),
-		gocron.WithName("wake "+tag), gocron.WithTags(tag, service))
-	if err != nil {
-		e.log.Error("scheduling wake-up", "service", service, "at", t, "err", err)
-	}
-}
-
-func (e *Engine) setScapWaiter(service string, waiting bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.scapWaiters[service] = waiting
-}
-
-// pollScap runs every ScapPoll: when a request waits on scap and scap is
-// now clear, wake its service.
-func (e *Engine) pollScap(ctx context.Context) {
-	e.mu.Lock()
-	var waiting []string
-	for s, w := range e.scapWaiters {
-		if w {
-			waiting = append(waiting, s)
-		}
-	}
-	e.mu.Unlock()
-	if len(waiting) == 0 || e.deps.Scap == nil {
-		return
-	}
-	act, _ := e.deps.Scap.Check(ctx)
-	if act.Clear() {
-		for _, s := range waiting {
-			e.Notify(s)
-		}
-	}
-}
-
-// windowNoticeHorizon bounds how far ahead notices to deployers are
-// scheduled when the deploy block is taken. An operation that runs longer
-// than this is far outside any estimate, and the calendar will have been
-// refetched long before.
-const windowNoticeHorizon = 12 * time.Hour
-
-// watchWindowsWhileBlocked tells the deployers of every deployment window
-// that starts while poolbot holds the deploy block that their window is
-// held up: at once for a window already active (a forced or resumed
-// request), and by a one-time job at the start of each later one. The
-// jobs are removed when the block is released.
-func (e *Engine) watchWindowsWhileBlocked(ctx context.Context, svc *Service, r poolbot.Request) {
-	if e.deps.Calendar == nil {
-		return
-	}
-	sched, _, err := e.deps.Calendar.Schedule()
-	if err != nil {
-		e.log.Warn("calendar unreadable while taking the deploy block: deployers of windows that start meanwhile are not told",
-			"request", int64(r.ID), "err", err)
-		return
-	}
-	tell := func(w calendar.Window, at time.Time, verb string) {
-		who := strings.Join(w.Deployers, ", ")
-		if who == "" {
-			who = "deployers"
-		}
-		n := about(r, poolbot.NoticeInfo, "", fmt.Sprintf("%s %s, but poolbot holds the scap lock for %s %s (%s); deploys resume when it ends",
-			describeWindow(w, at), verb, r.ID, r.Summary(), r.Operator))
-		n.To = who
-		e.announce(ctx, n)
-	}
-	now := e.clock.Now()
-	for _, w := range sched.Active(now) {
-		tell(w, now, "is on now")
-	}
-	tag := fmt.Sprintf("window-notice-%d", r.ID)
-	e.sched.RemoveByTags(tag)
-	for _, w := range sched.Windows {
-		if !w.Start.After(now) || w.Start.After(now.Add(windowNoticeHorizon)) {
-			continue
-		}
-		_, err = e.sched.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartDateTime(w.Start)),
-			gocron.NewTask(func() { tell(w, w.Start, "starts now") }),
-			gocron.WithName(tag), gocron.WithTags(tag))
-		if err != nil {
-			e.log.Error("scheduling window notice", "request", r.ID, "err", err)
-		}
-	}
-}
-
-func (e *Engine) stopWindowWatch(id poolbot.RequestID) {
-	e.sched.RemoveByTags(fmt.Sprintf("window-notice-%d", id))
-}
-
-// gocronLogger adapts slog to gocron's logger.
-type gocronLogger struct{ l *slog.Logger }
-
-func (g gocronLogger) Debug(msg string, args ...any) { g.l.Debug("scheduler: "+msg, args...) }
-func (g gocronLogger) Info(msg string, args ...any)  { g.l.Debug("scheduler: "+msg, args...) }
-func (g gocronLogger) Warn(msg string, args ...any)  { g.l.Warn("scheduler: "+msg, args...) }
-func (g gocronLogger) Error(msg string, args ...any) { g.l.Error("scheduler: "+msg, args...) }

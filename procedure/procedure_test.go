@@ -3,6 +3,7 @@ package procedure
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"poolbot"
 	"poolbot/integrations/calendar"
 	"poolbot/integrations/scap"
+	"poolbot/internal/testenv"
 )
 
 func window(id, name string, start, end time.Time, deployers ...string) calendar.Window {
@@ -31,6 +33,8 @@ func hasLine(lines []string, sub string) bool {
 // switches conftool, restarts every host with health and probe, and logs
 // START … END (PASS) with the deploy block taken and released.
 func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 3, Config{})
 	w := window("deploycal-item-20261123T1400", "UTC afternoon backport window",
 		t0.Add(-10*time.Minute), t0.Add(50*time.Minute), "Amir1", "Urbanecm")
@@ -100,6 +104,8 @@ func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
 // Story 2: a running scap (a shared holder of the global lock) holds the
 // request; the periodic lock probe notices the release.
 func TestWaitsForScapLock(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{ScapPoll: time.Second})
 	release := l.holdScapLock("scap-global-lock", "shared")
 	id := l.queue(poolbot.ActionRestart, "")
@@ -122,6 +128,7 @@ func TestWaitsForScapLock(t *testing.T) {
 // Story 2b: an unreadable gate counts as closed, and the notice says why;
 // once it can be read again the request proceeds.
 func TestCalendarDownWaitsThenProceeds(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	l.cal.set(calendar.Schedule{}, errors.New("calendar: schedule is stale: wikitech answered 503"))
 	id := l.queue(poolbot.ActionRestart, "")
@@ -147,6 +154,7 @@ func TestCalendarDownWaitsThenProceeds(t *testing.T) {
 // Story 3: the registry on host 2 of 4 does not come back: hosts 3 and 4
 // are not touched, the deploy block is released, END (FAIL) names them.
 func TestFirstHostFailureStops(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 4, Config{})
 	l.systemctl.Fail("registry2", true)
 	id := l.queue(poolbot.ActionRestart, "")
@@ -195,20 +203,14 @@ func TestFirstHostFailureStops(t *testing.T) {
 // A stop of poolbot between steps leaves the request where it is; the
 // next run continues without repeating a completed step or SAL line.
 func TestRestartOfPoolbotResumes(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 3, Config{})
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	// Stop right after the first host is done.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testenv.Eventually(t, 60*time.Second, "the first host to finish", func() bool {
 		steps, _ := l.store.HostSteps(context.Background(), id)
-		if len(steps) > 0 && steps[0].State == poolbot.HostDone {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("first host never finished")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(steps) > 0 && steps[0].State == poolbot.HostDone
+	})
 	l.stop()
 	r := l.request(id)
 	if r.State.Terminal() {
@@ -244,19 +246,14 @@ func TestRestartOfPoolbotResumes(t *testing.T) {
 // With resume_after_crash: ask an interrupted request is parked, deploys
 // are not blocked, and !resume continues it.
 func TestInterruptedRequestParked(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{ResumeAfterCrash: "ask"})
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
 	// A request a previous run left mid-way.
 	l.edit(id, func(r *poolbot.Request) { r.State = poolbot.StateRestarting })
 	l.start()
-	deadline := time.Now().Add(20 * time.Second)
-	for !l.request(id).Parked {
-		if time.Now().After(deadline) {
-			t.Fatal("not parked")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "the request to be parked", func() bool { return l.request(id).Parked })
 	if !hasLine(l.notices.All(), "deploys are NOT blocked") || len(l.restarted()) != 0 {
 		t.Fatalf("notices %q, restarts %v", l.notices.All(), l.restarted())
 	}
@@ -271,6 +268,7 @@ func TestInterruptedRequestParked(t *testing.T) {
 // !force skips the calendar and scap gates only once confirmed; the
 // last-datacenter guard is never skipped.
 func TestForceAndLastDatacenterGuard(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{ForceNeedsConfirm: true})
 	w := window("w1", "train", t0.Add(-time.Hour), t0.Add(time.Hour))
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
@@ -282,15 +280,13 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 	}
 	setForce("")
 	// Until confirmed it keeps waiting, and says for what.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	testenv.EventuallyReport(t, 20*time.Second, "the unconfirmed force to wait for !confirm", func() (bool, string) {
 		r := l.request(id)
-		if r.State == poolbot.StateWaiting && strings.Contains(r.Step, "awaits !confirm") {
-			break
-		}
-		if r.State != poolbot.StateWaiting || time.Now().After(deadline) {
+		if r.State != poolbot.StateWaiting {
 			t.Fatalf("unconfirmed force: %s %q", r.State, r.Step)
 		}
-	}
+		return strings.Contains(r.Step, "awaits !confirm"), fmt.Sprintf("%s %q", r.State, r.Step)
+	})
 	setForce("bob")
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
 		t.Fatalf("forced: %s %s", r.State, r.Error)
@@ -300,7 +296,7 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 	}
 
 	// eqiad depooled by hand: depooling codfw would leave apus nowhere.
-	l.etcd.PutDiscovery(t, "apus", "eqiad", false)
+	l.putDiscovery("eqiad", false)
 	id2 := l.queue(poolbot.ActionDepool, "codfw")
 	l.edit(id2, func(r *poolbot.Request) { r.Forced, r.ForcedBy, r.ConfirmedBy = true, "alice", "bob" })
 	l.engine.Notify("apus")
@@ -315,6 +311,8 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 
 // Requests wait their turn, and one that waits too long expires.
 func TestQueueOrderAndExpiry(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{MaxWait: time.Hour})
 	w := window("w1", "train", t0.Add(-time.Hour), t0.Add(3*time.Hour))
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
@@ -341,16 +339,11 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 // !cancel during restarts stops before the next host and logs END
 // (CANCELLED), releasing the deploy block.
 func TestCancelDuringRestarts(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 3, Config{})
 	proceed := l.systemctl.Hold("registry2")
 	id := l.queue(poolbot.ActionRestart, "")
-	deadline := time.Now().Add(30 * time.Second)
-	for !slices.Contains(l.restarted(), "registry2") {
-		if time.Now().After(deadline) {
-			t.Fatal("host 2 never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, "host 2 to start", func() bool { return slices.Contains(l.restarted(), "registry2") })
 	l.edit(id, func(r *poolbot.Request) { r.CancelRequested, r.CancelledBy = true, "bob" })
 	l.engine.Notify("apus")
 	proceed() // host 2, already started, is finished
@@ -367,6 +360,7 @@ func TestCancelDuringRestarts(t *testing.T) {
 // Dry-run: every read-only step is real (gates, health), every mutating
 // one is announced and skipped, and nothing goes to SAL.
 func TestDryRun(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 2, Config{DryRun: true})
 	pid := l.regs["registry1"].PID()
 	id := l.queue(poolbot.ActionDepool, "codfw")
@@ -396,6 +390,8 @@ func TestDryRun(t *testing.T) {
 // A scap run that starts between the gate check and poolbot's lock makes
 // the request go back to waiting, having changed nothing.
 func TestScapSlipsInBeforeTheBlock(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{}, withoutLockProbe)
 	release := l.holdScapLock("scap-global-lock", "shared")
 	id := l.queue(poolbot.ActionDepool, "codfw")
@@ -416,6 +412,7 @@ func TestScapSlipsInBeforeTheBlock(t *testing.T) {
 // A "Finished scap" line relayed by logmsgbot clears the channel gate at
 // once; the Started line alone holds the request.
 func TestFinishedScapLineClears(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	tr := l.scap.Tracker
 	from := scap.Sender{Nick: "logmsgbot"}
@@ -440,25 +437,21 @@ func TestFinishedScapLineClears(t *testing.T) {
 // While poolbot holds the deploy block, a deployment window that starts
 // gets a notice addressed to its deployers.
 func TestWindowStartsWhileBlocked(t *testing.T) {
+	// Not parallel: it ticks the fake clock while the engine reacts in
+	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 2, Config{})
 	w := window("w-late", "UTC late backport window", t0.Add(20*time.Minute), t0.Add(80*time.Minute), "Lucas_WMDE")
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
 	proceed := l.systemctl.Hold("registry2")
 	id := l.queue(poolbot.ActionRestart, "")
-	deadline := time.Now().Add(30 * time.Second)
-	for !slices.Contains(l.restarted(), "registry2") {
-		if time.Now().After(deadline) {
-			t.Fatal("host 2 never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for len(l.notices.Matching("Lucas_WMDE:")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no deployer notice; notices %q", l.notices.All())
+	testenv.Eventually(t, 30*time.Second, "host 2 to start", func() bool { return slices.Contains(l.restarted(), "registry2") })
+	testenv.EventuallyReport(t, 30*time.Second, "the deployer notice", func() (bool, string) {
+		if len(l.notices.Matching("Lucas_WMDE:")) > 0 {
+			return true, ""
 		}
 		l.clock.Advance(time.Minute)
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("notices %q", l.notices.All())
+	})
 	got := l.notices.Matching("Lucas_WMDE:")[0]
 	if !strings.Contains(got, "UTC late backport window") || !strings.Contains(got, "poolbot holds the scap lock for #1") {
 		t.Fatalf("notice %q", got)

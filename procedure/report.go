@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"poolbot"
 	"poolbot/integrations/restart"
-	"poolbot/store"
+	"poolbot/requests"
 )
 
 // The Engine is the command layer's Notifier, Reporter, WindowLister,
@@ -147,53 +146,10 @@ func hostsQueryCheck(ctx context.Context, svc *Service) []string {
 }
 
 // Resume continues a request parked after a crash, or a request that
-// failed on a host, from its stored step.
+// failed on a host, from its stored step (see requests.Changes.Resume),
+// and wakes its worker.
 func (e *Engine) Resume(ctx context.Context, id poolbot.RequestID, operator string, origin poolbot.Origin) (string, error) {
-	var reply string
-	var service string
-	err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
-		r, err := tx.Request(id)
-		if err != nil {
-			return err
-		}
-		service = r.Service
-		from := r.State
-		switch {
-		case r.CancelRequested && !r.State.Terminal():
-			reply = fmt.Sprintf("%s: cancel requested by %s; it is ending, not resuming", r.ID, r.CancelledBy)
-			return nil
-		case r.Parked:
-			r.Parked, r.Step = false, ""
-			reply = fmt.Sprintf("%s resuming %s at %s", r.ID, r.Summary(), r.State)
-		case r.State == poolbot.StateFailed:
-			steps, err := tx.HostSteps(r.ID)
-			if err != nil {
-				return err
-			}
-			failed := slices.IndexFunc(steps, func(s poolbot.HostStep) bool { return s.State == poolbot.HostFailed })
-			if failed < 0 {
-				reply = fmt.Sprintf("%s failed before its restarts (%s); queue a new request instead", r.ID, r.Error)
-				return nil
-			}
-			if err := tx.UpdateHostStep(r.ID, steps[failed].Position, poolbot.HostPending, "resumed by "+operator); err != nil {
-				return err
-			}
-			r.State, r.Error, r.FinishedAt = poolbot.StateRestarting, "", time.Time{}
-			reply = fmt.Sprintf("%s resuming %s at host %d/%d %s", r.ID, r.Summary(), steps[failed].Position, len(steps), steps[failed].Host)
-			if err := e.queueSAL(tx, r, about(r, poolbot.NoticeInfo, "", fmt.Sprintf("RESUME by %s - %s from host %d/%d %s",
-				operator, r.Summary(), steps[failed].Position, len(steps), steps[failed].Host))); err != nil {
-				return err
-			}
-		default:
-			reply = fmt.Sprintf("%s is %s; only a parked request or one that failed on a host can be resumed", r.ID, r.State)
-			return nil
-		}
-		if _, err := tx.UpdateRequest(r, from); err != nil {
-			return err
-		}
-		return tx.AddEvent(poolbot.Event{RequestID: r.ID, Actor: operator, Origin: origin, Kind: "resume",
-			FromState: from, ToState: r.State, Detail: reply})
-	})
+	reply, service, err := e.changes.Resume(ctx, requests.Actor{Name: operator, Origin: origin}, id)
 	if err != nil {
 		return "", err
 	}

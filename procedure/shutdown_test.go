@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"poolbot/internal/testenv"
+
 	"poolbot"
 )
 
@@ -14,16 +16,11 @@ import (
 // context), touches no further host, releases the deploy block and leaves
 // the request restarting (TestRestartOfPoolbotResumes continues one).
 func TestShutdownMidHostFinishesHostAndParksBetweenHosts(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 3, Config{})
 	proceed := l.systemctl.Hold("registry2")
 	id := l.queue(poolbot.ActionRestart, "")
-	deadline := time.Now().Add(30 * time.Second)
-	for !slices.Contains(l.restarted(), "registry2") {
-		if time.Now().After(deadline) {
-			t.Fatal("host 2 never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, "host 2 to start", func() bool { return slices.Contains(l.restarted(), "registry2") })
 	stopped := make(chan struct{})
 	go func() { l.stop(); close(stopped) }()
 	select {

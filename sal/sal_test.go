@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"poolbot"
+	"poolbot/internal/testenv"
 	"poolbot/store"
 )
 
@@ -58,17 +59,10 @@ func TestSenderDeliversInOrderAcrossFailures(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
 	// While the sink fails nothing is marked sent.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, "the sender to retry", func() bool {
 		l, _, _ := st.NextSAL(ctx)
-		if l.Attempts >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sender did not retry")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return l.Attempts >= 2
+	})
 	if n, _ := st.SALBacklog(ctx); n != 2 {
 		t.Fatalf("backlog %d while failing", n)
 	}

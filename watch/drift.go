@@ -13,6 +13,7 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/conftool"
+	"poolbot/requests"
 	"poolbot/store"
 )
 
@@ -31,6 +32,9 @@ const watchErrorShown = 15 * time.Minute
 
 // originPoolbot is where requests queued by the watch come from.
 var originPoolbot = poolbot.Origin{Network: poolbot.NetworkPoolbot, Nick: "poolbot"}
+
+// poolbotActor is the audit actor of what the drift watch records.
+var poolbotActor = requests.Actor{Name: poolbot.ActorPoolbot, Origin: originPoolbot}
 
 // observed is one pooled change the watch has not yet ruled on.
 type observed struct {
@@ -78,6 +82,7 @@ type DriftWatcher struct {
 	log        *slog.Logger
 	prefix     string
 	dryRun     bool
+	changes    *requests.Changes
 
 	mu     sync.Mutex
 	runCtx context.Context
@@ -390,22 +395,17 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 		case w.dryRun:
 		case joined.ID != 0:
 			reqID = joined.ID
-			if err := tx.AddEvent(poolbot.Event{RequestID: joined.ID, Actor: poolbot.ActorPoolbot, Origin: originPoolbot,
-				Kind: "drift", FromState: joined.State, ToState: joined.State, Detail: reason}); err != nil {
+			if err := requests.Note(tx, poolbotActor, joined, "drift", reason); err != nil {
 				return err
 			}
 		case mode == ModeAuto:
-			created, err = tx.InsertRequest(poolbot.Request{Action: poolbot.ActionRestart, Service: sd.name,
+			created, err = requests.Insert(tx, poolbotActor, poolbot.Request{Action: poolbot.ActionRestart, Service: sd.name,
 				Reason: reason, Task: poolbot.TaskFromReason(reason), Operator: w.cfg.Operator,
-				Origin: originPoolbot, State: poolbot.StateQueued})
+				Origin: originPoolbot})
 			if err != nil {
 				return err
 			}
 			reqID = created.ID
-			if err := tx.AddEvent(poolbot.Event{RequestID: created.ID, Actor: poolbot.ActorPoolbot, Origin: originPoolbot,
-				Kind: "created", ToState: poolbot.StateQueued, Detail: created.Summary() + ": " + reason}); err != nil {
-				return err
-			}
 		}
 		for _, d := range dds {
 			if _, err := tx.AddDrift(store.Drift{Service: sd.name, Datacenter: d.dc, PooledFrom: d.from, PooledTo: d.to,
@@ -425,7 +425,7 @@ func (w *DriftWatcher) act(ctx context.Context, sd *serviceDrift, drifts []obser
 			default:
 				line += "; restart proposed to operators"
 			}
-			if err := tx.QueueSALNotice(poolbot.Notice{Request: reqID, Kind: poolbot.NoticeDrift, Text: line}); err != nil {
+			if err := w.changes.SAL(tx, poolbot.Notice{Request: reqID, Kind: poolbot.NoticeDrift, Text: line}); err != nil {
 				return err
 			}
 		}

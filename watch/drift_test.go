@@ -16,6 +16,7 @@ import (
 	"poolbot/commands"
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/logmsgbot"
+	"poolbot/internal/testenv"
 	etcdenv "poolbot/internal/testenv/etcd"
 	"poolbot/internal/testenv/site"
 	"poolbot/store"
@@ -125,7 +126,7 @@ func newDriftLab(t *testing.T, o labOptions) *driftLab {
 	l.stop = func() { cancel(); <-done }
 	t.Cleanup(l.stop)
 	// The watch has read the initial state.
-	eventually(t, 10*time.Second, "the initial state", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the initial state", func() (bool, string) {
 		_, a := l.watch.drift.knownState("apus", "eqiad")
 		_, b := l.watch.drift.knownState("apus", "codfw")
 		return a && b, ""
@@ -144,7 +145,7 @@ func (l *driftLab) say(nick, account, text string) []string {
 // waitSeen waits until the watch has seen index for apus/dc.
 func (l *driftLab) waitSeen(dc string, index uint64) {
 	l.t.Helper()
-	eventually(l.t, 10*time.Second, "the watch to see the write", func() (bool, string) {
+	testenv.EventuallyReport(l.t, 10*time.Second, "the watch to see the write", func() (bool, string) {
 		st, _ := l.watch.drift.knownState("apus", dc)
 		return st.ModifiedIndex >= index, ""
 	})
@@ -153,7 +154,7 @@ func (l *driftLab) waitSeen(dc string, index uint64) {
 // waitPending waits until n changes wait for the debounce.
 func (l *driftLab) waitPending(n int) {
 	l.t.Helper()
-	eventually(l.t, 10*time.Second, "pending changes", func() (bool, string) {
+	testenv.EventuallyReport(l.t, 10*time.Second, "pending changes", func() (bool, string) {
 		got, _ := l.watch.drift.pendingSince("apus")
 		return got == n, ""
 	})
@@ -216,7 +217,7 @@ func TestDriftQueuesRestartWithinSeconds(t *testing.T) {
 	index := l.etcd.PutDiscovery(t, "apus", "codfw", false)
 	// confctl says its !log line after the write.
 	l.say("logmsgbot", "", conftoolLog)
-	eventually(t, 10*time.Second, "the drift announcement", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the drift announcement", func() (bool, string) {
 		return len(l.notices.All()) > 0, ""
 	})
 	latency := time.Since(start)
@@ -229,7 +230,7 @@ func TestDriftQueuesRestartWithinSeconds(t *testing.T) {
 		!strings.Contains(got[0], "queued #1 restart apus (as poolbot)") || !strings.Contains(got[0], "!cancel 1 <reason>") {
 		t.Fatalf("notices %q", got)
 	}
-	rs := requests(t, l.store, "apus")
+	rs := listRequests(t, l.store, "apus")
 	if len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
@@ -316,7 +317,7 @@ func TestOwnWritesAreNotDrift(t *testing.T) {
 	if got := l.notices.All(); len(got) != 0 {
 		t.Fatalf("notices %q", got)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 || rs[0].ID != req.ID {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 || rs[0].ID != req.ID {
 		t.Fatalf("requests %+v", rs)
 	}
 	if ds := l.drifts(); len(ds) != 0 {
@@ -333,7 +334,7 @@ func TestOwnWritesAreNotDrift(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 2 || rs[1].Action != poolbot.ActionRestart {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 2 || rs[1].Action != poolbot.ActionRestart {
 		t.Fatalf("requests %+v", rs)
 	}
 }
@@ -352,7 +353,7 @@ func TestRapidChangesMakeOneRequest(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	rs := requests(t, l.store, "apus")
+	rs := listRequests(t, l.store, "apus")
 	if len(rs) != 1 || rs[0].Reason != "drift: apus/codfw pooled=true changed outside poolbot (2 changes, was true) (by whom unknown)" {
 		t.Fatalf("requests %+v", rs)
 	}
@@ -373,7 +374,7 @@ func TestRapidChangesMakeOneRequest(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
 	events, err := l.store.Events(context.Background(), rs[0].ID)
@@ -411,7 +412,7 @@ func TestProposeMode(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 0 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 0 {
 		t.Fatalf("requests %+v", rs)
 	}
 	got := l.notices.All()
@@ -486,7 +487,7 @@ func TestPolledBackend(t *testing.T) {
 	}
 	l.watch.OwnWrites().Record("apus", "codfw", st)
 	nextPoll()
-	eventually(t, 10*time.Second, "the poll to see the write", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the poll to see the write", func() (bool, string) {
 		st, _ := l.watch.drift.knownState("apus", "codfw")
 		return !st.Pooled, ""
 	})
@@ -501,7 +502,7 @@ func TestPolledBackend(t *testing.T) {
 	if f := l.flush(); f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
 	if got := l.notices.All(); len(got) != 1 || !strings.Contains(got[0], "apus/codfw pooled=true changed outside poolbot") {
@@ -516,7 +517,7 @@ func TestResyncAfterOutage(t *testing.T) {
 	t.Parallel()
 	l := newDriftLab(t, labOptions{fake: true, mode: ModeAuto})
 	l.etcd.Stop()
-	eventually(t, 10*time.Second, "the watch error", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the watch error", func() (bool, string) {
 		err, _ := l.watch.drift.watchError("apus")
 		return err != nil, ""
 	})
@@ -527,7 +528,7 @@ func TestResyncAfterOutage(t *testing.T) {
 	l.etcd.Restart()
 	l.etcd.PutDiscovery(t, "apus", "codfw", false)
 	// The watch retries after its backoff (on the fake clock).
-	eventually(t, 20*time.Second, "the resync", func() (bool, string) {
+	testenv.EventuallyReport(t, 20*time.Second, "the resync", func() (bool, string) {
 		if n, _ := l.watch.drift.pendingSince("apus"); n == 1 {
 			return true, ""
 		}
@@ -554,7 +555,7 @@ func TestPendingDriftActedOnAtShutdown(t *testing.T) {
 	if f := <-l.flushes; f != "apus drift" {
 		t.Fatalf("flush %q", f)
 	}
-	if rs := requests(t, l.store, "apus"); len(rs) != 1 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 1 {
 		t.Fatalf("requests %+v", rs)
 	}
 	if sal := unsentSAL(t, l.store); len(sal) != 1 {

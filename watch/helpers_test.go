@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 
@@ -23,25 +22,8 @@ func openStore(t *testing.T, clock clockwork.Clock) *store.Store {
 	return st
 }
 
-// eventually polls cond (real time) until it holds or timeout passes; it
-// is only for waiting on real servers and goroutines, never for logic.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// requests lists every request of service, oldest first.
-func requests(t *testing.T, st *store.Store, service string) []poolbot.Request {
+// listRequests lists every request of service, oldest first.
+func listRequests(t *testing.T, st *store.Store, service string) []poolbot.Request {
 	t.Helper()
 	rs, err := st.List(context.Background(), store.Filter{Service: service})
 	if err != nil {

@@ -88,7 +88,7 @@ func TestOwnWriteWithLostAnswerIsNotDrift(t *testing.T) {
 	own.Record("apus", "codfw", conftool.State{Pooled: false, ModifiedIndex: node.ModifiedIndex})
 	l.fake.Advance(2 * DefaultDebounce)
 	time.Sleep(50 * time.Millisecond)
-	if rs := requests(t, l.store, "apus"); len(rs) != 0 {
+	if rs := listRequests(t, l.store, "apus"); len(rs) != 0 {
 		t.Fatalf("requests %+v", rs)
 	}
 	if ds := l.drifts(); len(ds) != 0 || len(l.notices.All()) != 0 {

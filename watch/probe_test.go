@@ -16,6 +16,7 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/registry"
+	"poolbot/internal/testenv"
 	regenv "poolbot/internal/testenv/registry"
 	"poolbot/internal/testenv/site"
 	"poolbot/store"
@@ -76,7 +77,7 @@ func (l *probeLab) round(skip ...string) []store.ProbeState {
 	l.t.Helper()
 	var states []store.ProbeState
 	now := l.clock.Now()
-	eventually(l.t, 60*time.Second, "a probe round", func() (bool, string) {
+	testenv.EventuallyReport(l.t, 60*time.Second, "a probe round", func() (bool, string) {
 		var err error
 		states, err = l.store.ProbeStates(context.Background(), l.svc.Name)
 		if err != nil {
@@ -191,6 +192,8 @@ func TestProbeNoticeOnceThenRecovery(t *testing.T) {
 		want := 0
 		if i >= 3 {
 			want = 1
+			// The notice is said just after the round's state is stored.
+			testenv.Eventually(t, 10*time.Second, "the probe notice", func() bool { return len(l.notices.All()) > 0 })
 		}
 		if got := l.notices.All(); len(got) != want {
 			t.Fatalf("after %d failed rounds: notices %q", i, got)
@@ -322,7 +325,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	}
 	l.next()
 	skipped := l.watch.metrics.probeSkipped.WithLabelValues("apus", host)
-	eventually(t, 10*time.Second, "the skipped round", func() (bool, string) {
+	testenv.EventuallyReport(t, 10*time.Second, "the skipped round", func() (bool, string) {
 		return testutil.ToFloat64(skipped) == 1, ""
 	})
 	if s := l.state(host); s.ConsecutiveFailures != 2 || s.At.Equal(l.clock.Now()) {
@@ -418,7 +421,7 @@ func TestProbeDropsFailureOfHostRestartedDuringProbe(t *testing.T) {
 	}
 	l.next()
 	skipped := l.watch.metrics.probeSkipped.WithLabelValues("apus", host)
-	eventually(t, 30*time.Second, "the dropped probe", func() (bool, string) {
+	testenv.EventuallyReport(t, 30*time.Second, "the dropped probe", func() (bool, string) {
 		return testutil.ToFloat64(skipped) == 1, fmt.Sprintf("skipped %v", testutil.ToFloat64(skipped))
 	})
 	if s := l.state(host); s.ConsecutiveFailures != 0 || s.At.Equal(l.clock.Now()) {

@@ -18,6 +18,7 @@ import (
 	"poolbot/integrations/conftool"
 	"poolbot/integrations/logmsgbot"
 	"poolbot/integrations/registry"
+	"poolbot/requests"
 	"poolbot/store"
 )
 
@@ -151,7 +152,8 @@ func New(cfg Config, deps Deps, opts Options, services []Service) (*Watch, error
 		w.drift = &DriftWatcher{cfg: cfg.Drift, watcher: watcher, own: w.own, attr: w.attr, store: deps.Store,
 			announce: deps.Announce, notify: deps.Notify, salWritten: deps.SALWritten, metrics: metrics,
 			clock: deps.Clock, log: deps.Log.With("component", "drift"), prefix: opts.CommandPrefix,
-			dryRun: opts.DryRun, svc: map[string]*serviceDrift{}}
+			dryRun: opts.DryRun, changes: requests.New(deps.Store, requests.Policy{DryRun: opts.DryRun}),
+			svc: map[string]*serviceDrift{}}
 		for _, s := range services {
 			w.drift.svc[s.Name] = &serviceDrift{name: s.Name, dcs: slices.Clone(s.Datacenters),
 				known: map[string]conftool.State{}}

@@ -22,6 +22,7 @@ import (
 	"poolbot/bot/slack"
 	"poolbot/chat"
 	"poolbot/commands"
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/slacknet"
 	"poolbot/store"
 )
@@ -131,13 +132,7 @@ func (f *slackFixture) config() slack.Config {
 func (f *slackFixture) waitConnected(n int) {
 	f.t.Helper()
 	f.srv.WaitConnections(f.t, n, waitFor)
-	deadline := time.Now().Add(waitFor)
-	for !f.adapter.Connected() {
-		if time.Now().After(deadline) {
-			f.t.Fatal("adapter never saw hello")
-		}
-		time.Sleep(5 * time.Millisecond) // polling a real socket's state, bounded
-	}
+	testenv.Eventually(f.t, waitFor, "the adapter to see hello", f.adapter.Connected)
 }
 
 var tsSeq struct {

@@ -161,7 +161,7 @@ func TestDaemonIRCAndSlack(t *testing.T) {
 	d := startDaemon(t, cfgPath)
 	waitLine(alice, "poolbot joins", func(l ircnet.Line) bool { return l.Msg.Command == "JOIN" && l.Msg.Nick() == "poolbot" })
 	srv.WaitConnections(t, 1, 30*time.Second)
-	waitUntil(t, "/healthz to report both networks", func() bool {
+	testenv.Eventually(t, 45*time.Second, "/healthz to report both networks", func() bool {
 		body := httpGet(t, "http://"+httpAddr+"/healthz")
 		return strings.Contains(body, "chat irc: ok") && strings.Contains(body, "chat slack: ok")
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -45,13 +46,9 @@ func TestCuminExecutorAndHostsQuery(t *testing.T) {
 	go func() { done <- run([]string{"console", "-config", cfg, "-as", "alice"}, in, &out, &errb) }()
 	waitFor := func(n int, sub string) {
 		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		for strings.Count(out.String(), sub) < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %d× %q in:\n%s\nstderr:\n%s", n, sub, out.String(), errb.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.EventuallyReport(t, 90*time.Second, fmt.Sprintf("%d× %q", n, sub), func() (bool, string) {
+			return strings.Count(out.String(), sub) >= n, fmt.Sprintf("output:\n%s\nstderr:\n%s", out.String(), errb.String())
+		})
 	}
 	io.WriteString(feed, "!check apus\n")
 	waitFor(1, "alice: 127.0.0.3: restricted: healthy")

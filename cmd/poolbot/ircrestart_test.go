@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"poolbot"
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/ircnet"
 	"poolbot/internal/testenv/site"
 	"poolbot/store"
@@ -51,14 +52,14 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLine(alice, "(1/3)")
-	waitUntil(t, "host 2 restarting", func() bool { return slices.Contains(w.Systemctl.Restarts(), w.Hosts[1]) })
+	testenv.Eventually(t, 45*time.Second, "host 2 restarting", func() bool { return slices.Contains(w.Systemctl.Restarts(), w.Hosts[1]) })
 
 	// The network goes down with host 2 in progress.
 	if err := n.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	proceed()
-	waitUntil(t, "the request to finish while IRC is down", func() bool {
+	testenv.Eventually(t, 45*time.Second, "the request to finish while IRC is down", func() bool {
 		st := openStore()
 		defer st.Close()
 		r, err := st.Request(ctx, 1)
@@ -100,7 +101,7 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 			t.Errorf("after the restart, no SAL line with %q:\n%s", sub, strings.Join(got, "\n"))
 		}
 	}
-	waitUntil(t, "outbox drained", func() bool {
+	testenv.Eventually(t, 45*time.Second, "outbox drained", func() bool {
 		st := openStore()
 		defer st.Close()
 		n, _ := st.SALBacklog(ctx)

@@ -45,7 +45,7 @@ func TestNoticesFollowTheirSALLines(t *testing.T) {
 	if _, err := fmt.Fprintln(typeLine, "!depool apus codfw T422166 order"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "DONE on the console", func() bool { return strings.Contains(out.String(), "#1 depool apus in codfw DONE") })
+	testenv.Eventually(t, 45*time.Second, "DONE on the console", func() bool { return strings.Contains(out.String(), "#1 depool apus in codfw DONE") })
 	typeLine.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("runDaemon: %v", err)

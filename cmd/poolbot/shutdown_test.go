@@ -65,17 +65,6 @@ func (d *daemon) wait(t *testing.T, within time.Duration) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // SIGTERM while a host is being restarted: poolbot finishes that host,
 // touches no other, releases the deploy block, delivers every SAL line
 // (the last says the request continues after the restart) and only then
@@ -116,7 +105,7 @@ func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
 	if err := alice.Privmsg(channel, "!restart apus T422166 shutdown test"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "host 2 restarting", func() bool { return slices.Contains(w.Systemctl.Restarts(), w.Hosts[1]) })
+	testenv.Eventually(t, 45*time.Second, "host 2 restarting", func() bool { return slices.Contains(w.Systemctl.Restarts(), w.Hosts[1]) })
 	if got := site.ProbeLock(t, w.GlobalLock()); got != "exclusive" {
 		t.Fatalf("deploy block while restarting: %s", got)
 	}

@@ -55,7 +55,7 @@ func TestWatchInDaemon(t *testing.T) {
 	}
 	waitOut := func(sub string) {
 		t.Helper()
-		waitUntil(t, fmt.Sprintf("%q on the console", sub), func() bool { return strings.Contains(out.String(), sub) })
+		testenv.Eventually(t, 45*time.Second, fmt.Sprintf("%q on the console", sub), func() bool { return strings.Contains(out.String(), sub) })
 	}
 
 	// checkLogKeys: no log line says a key twice, and the parts that
@@ -103,7 +103,7 @@ func TestWatchInDaemon(t *testing.T) {
 	// this !status may come before a probe of 127.0.0.2 was counted (the
 	// next round is 10 s later): ask again until one was.
 	asked := time.Now()
-	waitUntil(t, "a !status with 127.0.0.2's probe ok", func() bool {
+	testenv.Eventually(t, 45*time.Second, "a !status with 127.0.0.2's probe ok", func() bool {
 		if strings.Contains(out.String(), "apus probes: 127.0.0.2/restricted ok") {
 			return true
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"poolbot/internal/testenv"
 	etcdtest "poolbot/internal/testenv/etcd"
 )
 
@@ -240,13 +241,7 @@ func TestWatchIdlePollsKeepUp(t *testing.T) {
 		srv.FillHistory(t, 300)
 		// Wait for the poll that was open during the writes to time out and
 		// a new one to start after them.
-		deadline := time.Now().Add(changeTimeout)
-		for polls.Load() < before+2 {
-			if time.Now().After(deadline) {
-				t.Fatal("watcher stopped polling")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testenv.Eventually(t, changeTimeout, "the watcher to poll again", func() bool { return polls.Load() >= before+2 })
 	}
 	idx := srv.PutDiscovery(t, "apus", "codfw", false)
 	if got := nextChange(t, ch); got.Source != SourceEvent || got.ModifiedIndex != idx {

@@ -14,6 +14,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"poolbot/integrations/conftool"
+	"poolbot/internal/testenv"
 	etcdtest "poolbot/internal/testenv/etcd"
 )
 
@@ -43,18 +44,6 @@ func newLock(t testing.TB, srv *etcdtest.Server, cfg Config, owner string, clock
 	}
 	t.Cleanup(func() { _ = l.Release(context.Background()) })
 	return l
-}
-
-// waitFor polls cond in real time (the server's side, e.g. etcd applying a
-// write or expiring a key).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func TestTwoContendersOneWins(t *testing.T) {
@@ -132,7 +121,7 @@ func TestKill9StandbyTakesOverWithinTTLPlusPoll(t *testing.T) {
 	b := newLock(t, srv, testCfg, "poolbot@deploy2002 [2]", clockwork.NewRealClock())
 	bDone := make(chan error, 1)
 	go func() { bDone <- b.Acquire(ctx) }()
-	waitFor(t, "the standby to see the helper", func() bool { h, ok := b.Holder(); return ok && h.Instance == helperInstance })
+	testenv.Eventually(t, 20*time.Second, "the standby to see the helper", func() bool { h, ok := b.Holder(); return ok && h.Instance == helperInstance })
 	// The helper keeps renewing: well past one ttl, b is still standby.
 	select {
 	case err := <-bDone:
@@ -177,7 +166,7 @@ func TestRenewalMovesExpiry(t *testing.T) {
 	}
 	clock.Advance(testCfg.RenewEvery)
 	var after conftool.KeyNode
-	waitFor(t, "the renewal", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the renewal", func() bool {
 		after, err = kv.GetKey(ctx, testCfg.Key, false)
 		return err == nil && after.ModifiedIndex > before.ModifiedIndex
 	})
@@ -185,7 +174,7 @@ func TestRenewalMovesExpiry(t *testing.T) {
 		t.Fatalf("renewal: value %q -> %q, expiration %s -> %s", before.Value, after.Value, before.Expiration, after.Expiration)
 	}
 	// The holder's own view follows (it updates right after the write).
-	waitFor(t, "Holder().Expires to follow the renewal", func() bool { h, _ := a.Holder(); return h.Expires.Equal(after.Expiration) })
+	testenv.Eventually(t, 20*time.Second, "Holder().Expires to follow the renewal", func() bool { h, _ := a.Holder(); return h.Expires.Equal(after.Expiration) })
 	select {
 	case <-a.Lost():
 		t.Fatal("lost after a good renewal")

@@ -179,7 +179,7 @@ func TestProbeAcrossHostsOnApus(t *testing.T) {
 	// there fails within its timeout, naming the peer.
 	t.Run("site hangs", func(t *testing.T) {
 		// codfw's gateway may still be coming back from the last subtest.
-		eventually(t, 30*time.Second, "codfw serves again", func() (bool, string) {
+		testenv.EventuallyReport(t, 30*time.Second, "codfw serves again", func() (bool, string) {
 			res := c.Probe(ctx, codfw1.inst(), "")
 			return res.OK, res.String()
 		})

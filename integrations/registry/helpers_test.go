@@ -135,22 +135,6 @@ func closedPort(t *testing.T) int {
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
-// eventually polls a real server's state until cond holds (bounded).
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached after %s; last: %s", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func fakeClock() *clockwork.FakeClock {
 	return clockwork.NewFakeClockAt(time.Date(2026, 3, 31, 12, 0, 0, 0, time.UTC))
 }

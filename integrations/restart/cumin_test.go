@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"poolbot/internal/testenv"
 	cuminenv "poolbot/internal/testenv/cumin"
 )
 
@@ -277,16 +278,10 @@ func TestCuminCancel(t *testing.T) {
 		_, err := e.Run(ctx, cuminHosts[0], []string{"sh", "-c", "touch " + filepath.Join(dir, "started") + "; exec sleep " + marker})
 		done <- err
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("command never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "the command to start", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "started"))
+		return err == nil
+	})
 	cancel()
 	select {
 	case err := <-done:

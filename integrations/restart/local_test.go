@@ -3,6 +3,7 @@ package restart
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"poolbot/internal/testenv"
 )
 
 func newTestLocal(t *testing.T, template ...string) *Local {
@@ -86,15 +89,11 @@ func TestLocalCancel(t *testing.T) {
 		done <- err
 	}()
 	var child int
-	deadline := time.Now().Add(10 * time.Second)
-	for child == 0 {
+	testenv.Eventually(t, 10*time.Second, "the child to start", func() bool {
 		b, _ := os.ReadFile(pidFile)
 		child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		if time.Now().After(deadline) {
-			t.Fatal("child never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return child != 0
+	})
 	cancel()
 	select {
 	case err := <-done:
@@ -105,13 +104,7 @@ func TestLocalCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for labAlive(child) {
-		if time.Now().After(deadline) {
-			t.Fatalf("child sleep %d survived the cancel", child)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("child sleep %d to end after the cancel", child), func() bool { return !labAlive(child) })
 }
 
 func TestLocalDefaultTimeoutAndBound(t *testing.T) {

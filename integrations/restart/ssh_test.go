@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -434,13 +435,7 @@ func TestSSHCancel(t *testing.T) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("remote sleep (pid %d) still running after cancel", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("remote sleep (pid %d) to end after cancel", pid), func() bool { return !processAlive(pid) })
 }
 
 // TestSSHDefaultTimeout: a Run whose context has no deadline gets the

@@ -2,6 +2,7 @@ package apus_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	intreg "poolbot/integrations/registry"
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/registry"
 )
 
@@ -63,20 +65,15 @@ func TestProbeFailsClosedWhenTheSiteIsDown(t *testing.T) {
 	}
 
 	// Health: the storage check (interval 250 ms, threshold 1) fails.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		status, body := get(t, "http://"+fastHealth.reg.DebugAddr+"/debug/health")
-		if status == http.StatusServiceUnavailable && strings.Contains(body, "storagedriver_s3") {
-			t.Logf("health with the site down: %d %s", status, body)
-			if !strings.Contains(body, "connection refused") || !strings.Contains(body, a.Address("codfw")) {
-				t.Errorf("health body does not say what failed: %s", body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health with the site down: still %d %s", status, body)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var body string
+	testenv.EventuallyReport(t, 15*time.Second, "health to fail with the site down", func() (bool, string) {
+		var status int
+		status, body = get(t, "http://"+fastHealth.reg.DebugAddr+"/debug/health")
+		return status == http.StatusServiceUnavailable && strings.Contains(body, "storagedriver_s3"), fmt.Sprintf("%d %s", status, body)
+	})
+	t.Logf("health with the site down: %s", body)
+	if !strings.Contains(body, "connection refused") || !strings.Contains(body, a.Address("codfw")) {
+		t.Errorf("health body does not say what failed: %s", body)
 	}
 	res = c.Probe(ctx, target(fastHealth), "lab/probe")
 	t.Logf("site down, health check failed: %v", res)
@@ -122,12 +119,9 @@ func TestProbeIsBoundedWhenTheSiteHangs(t *testing.T) {
 		t.Fatalf("probe with the site hanging: %v, want %s", res, intreg.CodeTimeout)
 	}
 	// The registry gave up its S3 call when the probe's connection closed.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(h.reg.LogTail(8192), "s3aws: RequestCanceled: request context canceled"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the registry did not cancel its S3 call when the client left:\n%s", h.reg.LogTail(2048))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.EventuallyReport(t, 5*time.Second, "the registry to cancel its S3 call when the client left", func() (bool, string) {
+		return strings.Contains(h.reg.LogTail(8192), "s3aws: RequestCanceled: request context canceled"), h.reg.LogTail(2048)
+	})
 	// What the registry's own health check does meanwhile: its Stat has no
 	// timeout either, so the check hangs and its last result, healthy,
 	// stays: /debug/health hides a hanging S3 (here for 8 intervals; it

@@ -446,6 +446,14 @@ func (s *Server) PutDiscovery(t testing.TB, service, dc string, pooled bool) uin
 	return s.Put(t, DiscoveryKey(service, dc), discoveryValue(pooled))
 }
 
+// PutDiscoveryAt is PutDiscovery under another conftool key prefix (the
+// etcd section's prefix), so that tests sharing one server each keep
+// their own objects.
+func (s *Server) PutDiscoveryAt(t testing.TB, prefix, service, dc string, pooled bool) uint64 {
+	t.Helper()
+	return s.Put(t, prefix+"/discovery/"+service+"/"+dc, discoveryValue(pooled))
+}
+
 // SetDiscovery is PutDiscovery returning the error, for programs that are
 // not tests.
 func (s *Server) SetDiscovery(ctx context.Context, service, dc string, pooled bool) error {

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"poolbot/internal/testenv"
 	regtest "poolbot/internal/testenv/registry"
 )
 
@@ -28,17 +30,13 @@ func get(t *testing.T, url string) (int, string) {
 // waitStatus polls a real server until url answers want (bounded).
 func waitStatus(t *testing.T, url string, want int) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status, body := get(t, url)
-		if status == want {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: still %d %q, want %d", url, status, body, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var body string
+	testenv.EventuallyReport(t, 10*time.Second, fmt.Sprintf("GET %s to answer %d", url, want), func() (bool, string) {
+		var status int
+		status, body = get(t, url)
+		return status == want, fmt.Sprintf("%d %q", status, body)
+	})
+	return body
 }
 
 func TestInstanceLifecycle(t *testing.T) {
