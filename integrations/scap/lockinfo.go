@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"poolbot/internal/pyjson"
 )
 
 // AsctimeLayout is Python's time.asctime() format ("Thu Apr  2 14:09:39 2026":
@@ -56,48 +58,7 @@ func (i LockInfo) MarshalScap() []byte {
 }
 
 // writePyString writes s as Python's json module does with ensure_ascii=True.
-// Invalid UTF-8 becomes U+FFFD (Python strings cannot hold it either).
-func writePyString(b *bytes.Buffer, s string) {
-	const hex = "0123456789abcdef"
-	u4 := func(r rune) {
-		b.WriteString(`\u`)
-		b.WriteByte(hex[r>>12&0xf])
-		b.WriteByte(hex[r>>8&0xf])
-		b.WriteByte(hex[r>>4&0xf])
-		b.WriteByte(hex[r&0xf])
-	}
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		default:
-			switch {
-			case r >= 0x20 && r <= 0x7e:
-				b.WriteByte(byte(r))
-			case r > 0xffff:
-				r -= 0x10000
-				u4(0xd800 | (r>>10)&0x3ff)
-				u4(0xdc00 | r&0x3ff)
-			default:
-				u4(r)
-			}
-		}
-	}
-	b.WriteByte('"')
-}
+func writePyString(b *bytes.Buffer, s string) { b.WriteString(pyjson.Quote(s)) }
 
 // ParseLockBody interprets a lock file body. Empty, whitespace and "{}"
 // (and any object whose known fields are all empty) give (nil, "").

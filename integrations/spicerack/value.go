@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf16"
+
+	"poolbot/internal/pyjson"
 )
 
 // Holder is one concurrent holder of a lock key.
@@ -191,44 +192,8 @@ func encodeHolders(holders []Holder) string {
 	return b.String()
 }
 
-// pyString is a JSON string as Python's json.dumps (ensure_ascii=True)
-// writes it: \" \\ \n \r \t \b \f, and everything outside space..~ as
-// \uXXXX (UTF-16 surrogate pairs above the BMP). Go's
-// encoding/json would differ (it escapes < > & and keeps UTF-8).
-func pyString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		default:
-			switch {
-			case r < 0x20 || (r >= 0x7f && r < 0x10000):
-				fmt.Fprintf(&b, `\u%04x`, r)
-			case r >= 0x10000:
-				r1, r2 := utf16.EncodeRune(r)
-				fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
-			default:
-				b.WriteRune(r)
-			}
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
+// pyString is s as Python's json.dumps writes it (ensure_ascii=True).
+func pyString(s string) string { return pyjson.Quote(s) }
 
 func short(s string) string {
 	if len(s) > 120 {
