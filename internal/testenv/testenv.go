@@ -152,3 +152,17 @@ func StopGroup(pid int, exited <-chan struct{}, grace time.Duration) error {
 		return fmt.Errorf("process group %d did not exit %s after SIGKILL", pid, grace)
 	}
 }
+
+// StartGroup starts cmd as the leader of a process group of its own (so
+// that StopGroup signals the server and its children) that the kernel
+// kills if the test process dies. The channel is closed once cmd has
+// exited.
+func StartGroup(cmd *exec.Cmd) (<-chan struct{}, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	return done, nil
+}

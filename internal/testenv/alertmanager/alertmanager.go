@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,7 +51,7 @@ type Server struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{}
+	done <-chan struct{}
 }
 
 // Start runs Alertmanager in the test's temporary directory and stops it
@@ -140,13 +139,11 @@ func (s *Server) start(ctx context.Context) error {
 	cmd := exec.Command(s.binary, s.args...)
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	done, err := testenv.StartGroup(cmd)
+	if err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("exec %s: %w", s.binary, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 

@@ -88,7 +88,7 @@ type Server struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	done <-chan struct{} // closed when cmd has exited
 	logs *tailBuffer
 	auth *url.Userinfo
 }
@@ -201,14 +201,11 @@ func (s *Server) start(ctx context.Context) error {
 	cmd := exec.Command(s.binary, s.args...)
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
-	// Its own process group (Stop signals the group), killed if we die.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	done, err := testenv.StartGroup(cmd)
+	if err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("exec %s: %w", s.binary, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 
