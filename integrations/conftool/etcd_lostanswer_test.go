@@ -1,85 +1,10 @@
 package conftool
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 
 	etcdtest "poolbot/internal/testenv/etcd"
 )
-
-// etcdProxy forwards requests to etcd. With dropPut it forwards the first
-// PUT, then closes the connection instead of answering: the write happened
-// but its answer is lost, as when a network path breaks at the wrong time.
-type etcdProxy struct {
-	t       *testing.T
-	target  string
-	dropPut bool
-
-	puts    atomic.Int32
-	dropped atomic.Uint64 // modifiedIndex of the write whose answer was dropped
-}
-
-func (p *etcdProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	for k, vs := range r.Header {
-		if k != "Content-Length" && k != "Connection" {
-			req.Header[k] = vs
-		}
-	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(resp.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	if r.Method == http.MethodPut && p.puts.Add(1) == 1 && p.dropPut {
-		var v2 v2Response
-		if err := json.Unmarshal(answer, &v2); err != nil || v2.Node == nil {
-			p.t.Errorf("proxy: the first PUT's answer %q: %v", answer, err)
-		} else {
-			p.dropped.Store(v2.Node.ModifiedIndex)
-		}
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			p.t.Errorf("proxy: hijack: %v", err)
-			return
-		}
-		conn.Close()
-		return
-	}
-	for k, vs := range resp.Header {
-		w.Header()[k] = vs
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(answer)
-}
-
-func startEtcdProxy(t *testing.T, srv *etcdtest.Server, dropPut bool) (*etcdProxy, string) {
-	t.Helper()
-	p := &etcdProxy{t: t, target: srv.ClientURL, dropPut: dropPut}
-	hs := httptest.NewServer(p)
-	t.Cleanup(hs.Close)
-	return p, hs.URL
-}
 
 // TestEtcdLostWriteAnswerIsNotWrittenTwice: a compare-and-swap that etcd
 // applied but whose answer never came back is retried on the next endpoint,
@@ -90,9 +15,10 @@ func startEtcdProxy(t *testing.T, srv *etcdtest.Server, dropPut bool) (*etcdProx
 func TestEtcdLostWriteAnswerIsNotWrittenTwice(t *testing.T) {
 	t.Parallel()
 	srv := startApus(t)
-	lossy, lossyURL := startEtcdProxy(t, srv, true)
-	other, otherURL := startEtcdProxy(t, srv, false)
-	c := newEtcdClient(t, EtcdConfig{Endpoints: []string{lossyURL, otherURL}})
+	lossy := etcdtest.StartProxy(t, srv)
+	lossy.LoseWriteAnswers(true)
+	other := etcdtest.StartProxy(t, srv)
+	c := newEtcdClient(t, EtcdConfig{Endpoints: []string{lossy.URL, other.URL}})
 	watch := startWatch(t, etcdClientFor(t, srv), "apus")
 	initialChanges(t, watch, 2)
 	ctx := testCtx(t)
@@ -102,11 +28,11 @@ func TestEtcdLostWriteAnswerIsNotWrittenTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	written := lossy.dropped.Load()
-	if lossy.puts.Load() != 1 || written == 0 {
-		t.Fatalf("the lossy endpoint saw %d PUTs (dropped answer at index %d), want 1", lossy.puts.Load(), written)
+	written := lossy.LostIndex()
+	if lossy.Puts() != 1 || written == 0 {
+		t.Fatalf("the lossy endpoint saw %d PUTs (dropped answer at index %d), want 1", lossy.Puts(), written)
 	}
-	if n := other.puts.Load(); n != 1 {
+	if n := other.Puts(); n != 1 {
 		t.Fatalf("the other endpoint saw %d PUTs, want 1 (the retry, refused with 101)", n)
 	}
 	fields, idx := storedFields(t, srv, key)

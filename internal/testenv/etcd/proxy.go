@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ type Proxy struct {
 	afterWrite atomic.Pointer[func()]
 	puts       atomic.Int32
 	lost       atomic.Int32
+	lostIndex  atomic.Uint64
 }
 
 // StartProxy starts a proxy in front of srv; it stops when the test ends.
@@ -50,6 +52,10 @@ func (p *Proxy) Puts() int { return int(p.puts.Load()) }
 
 // Lost is how many write answers the proxy dropped.
 func (p *Proxy) Lost() int { return int(p.lost.Load()) }
+
+// LostIndex is the modifiedIndex etcd gave the last write whose answer the
+// proxy dropped (0 if none, or if that answer held no node).
+func (p *Proxy) LostIndex() uint64 { return p.lostIndex.Load() }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
@@ -82,6 +88,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.puts.Add(1)
 		if p.lose.Load() {
 			p.lost.Add(1)
+			var v2 struct {
+				Node *struct {
+					ModifiedIndex uint64 `json:"modifiedIndex"`
+				} `json:"node"`
+			}
+			if json.Unmarshal(answer, &v2) == nil && v2.Node != nil {
+				p.lostIndex.Store(v2.Node.ModifiedIndex)
+			}
 			if f := p.afterWrite.Load(); f != nil && *f != nil {
 				(*f)()
 			}
