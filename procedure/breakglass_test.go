@@ -41,6 +41,7 @@ func unlockAll(t *testing.T, dir, releaser, reason string) {
 // it at once, says so in the channel and SAL, finishes host 2, and parks
 // the request before host 3; it takes the block again only on !resume.
 func TestBreakGlassParksTheRequest(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := newHarnessWith(t, 3, Config{}, nil, func(_ *harness, d *Deps, _ *Config, _ *Service) {
 		d.Unlocks = scap.NewUnlockWatcher(scap.UnlockWatchOptions{Dir: dir, Poll: 20 * time.Millisecond})

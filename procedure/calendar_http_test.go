@@ -26,9 +26,12 @@ const cacheRetry = time.Minute
 // stand-in of wikitech's api.php over HTTP in the API's wire format.
 type wikiLab struct {
 	*harness
-	page    *mediawiki.Deployments
-	cache   *calendar.Cached
-	fetches atomic.Int64 // API requests answered (two per fetch of a changed page)
+	page  *mediawiki.Deployments
+	cache *calendar.Cached
+	// cacheClock is the cache's view of the fake clock: its timers say
+	// when the cache will fetch next.
+	cacheClock *engineClock
+	fetches    atomic.Int64 // API requests answered (two per fetch of a changed page)
 }
 
 // newWikiLab builds newHarness's harness, then replaces its engine by one with
@@ -50,7 +53,8 @@ func newWikiLab(t *testing.T, nHosts int, cfg Config, prepare func(*mediawiki.De
 
 	l := newHarness(t, nHosts, cfg)
 	wl.harness = l
-	opts := calendar.Options{Clock: l.clock}
+	wl.cacheClock = &engineClock{FakeClock: l.clock}
+	opts := calendar.Options{Clock: wl.cacheClock}
 	src, err := calendar.NewWikitech(calendar.WikitechConfig{APIURL: srv.URL + "/w/api.php",
 		UserAgent: "poolbot-test/1.0 (https://example.org/poolbot; sre@example.org)"}, opts)
 	if err != nil {
@@ -133,11 +137,28 @@ func (wl *wikiLab) eventually(what string, tick time.Duration, cond func() bool)
 	})
 }
 
-// leaveWaiting advances the fake clock past the cache's retry until the
-// request no longer waits, then lets it run to its end.
+// refreshAgain moves the fake clock to the cache's next fetch: it waits
+// (real time) until the cache, after its last fetch, has set the timer for
+// the next one, then advances exactly to it. Ticking fake time while a
+// real fetch is awaited would instead let an unbounded amount of it pass
+// on a busy machine.
+func (wl *wikiLab) refreshAgain() {
+	wl.t.Helper()
+	var due time.Time
+	testenv.EventuallyReport(wl.t, 30*time.Second, "the cache to set its next fetch", func() (bool, string) {
+		var ok bool
+		due, ok = wl.cacheClock.last()
+		return ok && due.After(wl.clock.Now()), "last timer due " + due.Format(time.RFC3339)
+	})
+	wl.clock.Advance(due.Sub(wl.clock.Now()))
+}
+
+// leaveWaiting moves the fake clock to the cache's next fetch, waits until
+// the request no longer waits, then lets it run to its end.
 func (wl *wikiLab) leaveWaiting(id poolbot.RequestID) poolbot.Request {
 	wl.t.Helper()
-	wl.eventually(id.String()+" to leave waiting", cacheRetry+time.Second, func() bool {
+	wl.refreshAgain()
+	wl.eventually(id.String()+" to leave waiting", 0, func() bool {
 		return wl.request(id).State != poolbot.StateWaiting
 	})
 	return wl.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed)
@@ -148,8 +169,7 @@ func (wl *wikiLab) leaveWaiting(id poolbot.RequestID) poolbot.Request {
 // wikitech answers again the cache's retry reads the page, its Changed
 // wakes the engine, and the restart runs to END (PASS).
 func TestCalendarOverHTTPDownThenBack(t *testing.T) {
-	// Not parallel: fake time is ticked while a real fetch is awaited,
-	// and the bound on how much fake time passes assumes an idle CPU.
+	t.Parallel()
 	wl := newWikiLab(t, 1, Config{}, func(p *mediawiki.Deployments) { p.FailHTTP(http.StatusServiceUnavailable) })
 	wl.eventually("the first fetch to fail", 0, func() bool { return wl.cache.LastError() != nil })
 
@@ -162,7 +182,8 @@ func TestCalendarOverHTTPDownThenBack(t *testing.T) {
 	// Another failed fetch (Changed fires on failures too) re-evaluates
 	// the request without a second notice.
 	n := wl.fetches.Load()
-	wl.eventually("a retry", cacheRetry, func() bool { return wl.fetches.Load() > n })
+	wl.refreshAgain()
+	wl.eventually("a retry", 0, func() bool { return wl.fetches.Load() > n })
 	time.Sleep(100 * time.Millisecond)
 	if got := wl.notices.Matching("waiting"); len(got) != 1 || !strings.Contains(got[0], "waiting: deployment calendar unreadable (") ||
 		!strings.Contains(got[0], "HTTP 503") {
@@ -179,8 +200,8 @@ func TestCalendarOverHTTPDownThenBack(t *testing.T) {
 	if r.State != poolbot.StateDone {
 		t.Fatalf("ended %s: %s", r.State, r.Error)
 	}
-	if waited := wl.clock.Now().Sub(before); waited > 3*(cacheRetry+time.Second) {
-		t.Errorf("proceeded %s (fake) after wikitech came back, want about one retry (%s)", waited, cacheRetry)
+	if waited := wl.clock.Now().Sub(before); waited > cacheRetry {
+		t.Errorf("proceeded %s (fake) after wikitech came back, want one retry (%s)", waited, cacheRetry)
 	}
 	sched, _, err := wl.cache.Schedule()
 	if err != nil || len(sched.Windows) != 18 || sched.Revision != "1001" {
@@ -202,8 +223,7 @@ func TestCalendarOverHTTPDownThenBack(t *testing.T) {
 // older, the next request waits on the stale calendar, and runs after
 // wikitech is back.
 func TestCalendarOverHTTPStaleAfterMaxAge(t *testing.T) {
-	// Not parallel: fake time is ticked while a real fetch is awaited,
-	// and the bound on how much fake time passes assumes an idle CPU.
+	t.Parallel()
 	wl := newWikiLab(t, 1, Config{}, func(p *mediawiki.Deployments) { p.SetWindows(weekOfWindows(t0.Add(-14*time.Hour - 10*time.Minute))) })
 	wl.eventually("the first fetch", 0, func() bool { _, _, err := wl.cache.Schedule(); return err == nil })
 	if _, at, _ := wl.cache.Schedule(); !at.Equal(t0) {
@@ -212,7 +232,8 @@ func TestCalendarOverHTTPStaleAfterMaxAge(t *testing.T) {
 
 	wl.page.FailHTTP(http.StatusServiceUnavailable)
 	// The 15-minute refresh fails; the copy from t0 is still fresh.
-	wl.eventually("a refresh to fail", cacheRetry, func() bool { return wl.cache.LastError() != nil })
+	wl.refreshAgain()
+	wl.eventually("a refresh to fail", 0, func() bool { return wl.cache.LastError() != nil })
 	wl.clock.Advance(t0.Add(59 * time.Minute).Sub(wl.clock.Now()))
 	if _, _, err := wl.cache.Schedule(); err != nil {
 		t.Fatalf("at +59m: %v", err)

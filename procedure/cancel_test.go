@@ -16,6 +16,7 @@ import (
 // running scap command: it waits for it in place, without going round
 // the gates again and again, and takes the block as soon as scap ends.
 func TestForcedRequestWaitsForRunningScapLock(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{ScapPoll: 100 * time.Millisecond})
@@ -181,6 +182,7 @@ func TestFailedHostStandsAfterCrash(t *testing.T) {
 // window's deployers at once, and those of a window that starts later
 // when it starts.
 func TestForcedDuringWindowTellsItsDeployers(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{})

@@ -72,6 +72,7 @@ func (l *harness) viaProxy() (*etcdenv.Proxy, *ownRecorder) {
 // registries (it used to end FAILED having restarted nothing, with apus
 // depooled). The write was recorded as poolbot's own before it was made.
 func TestLostWriteAnswerIsReadBackAndTheRequestGoesOn(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 2, Config{}, withOwnEtcd(t))
 	proxy, own := l.viaProxy()
 	proxy.LoseWriteAnswers(true)
@@ -109,6 +110,7 @@ func TestLostWriteAnswerIsReadBackAndTheRequestGoesOn(t *testing.T) {
 // before the answer. The request reads back (every endpoint) until etcd is
 // back, then goes on.
 func TestEtcdDownAfterTheWriteIsWaitedForThenTheRequestGoesOn(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{}, withOwnEtcd(t))
 	proxy, _ := l.viaProxy()
 	proxy.LoseWriteAnswers(true)
@@ -136,6 +138,7 @@ func TestEtcdDownAfterTheWriteIsWaitedForThenTheRequestGoesOn(t *testing.T) {
 // says that the state is unknown and must be checked, not that it failed
 // to change.
 func TestEtcdDownPastTheBoundEndsWithTheStateUnknown(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{}, withOwnEtcd(t))
 	proxy, own := l.viaProxy()
 	proxy.LoseWriteAnswers(true)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,17 +18,16 @@ import (
 	"poolbot/internal/testenv/hostns"
 )
 
-// The DNS tests share one etcd, one DNS world (two gdnsd, one
-// pdns_recursor per datacenter, gdnsd's state rendered from that etcd)
-// and one host namespace per datacenter resolving through its recursor,
-// started by the first test that needs them and stopped by TestMain.
-var dnsShared struct {
-	once  sync.Once
-	err   error
-	dir   string
-	etcd  *etcdenv.Server
-	world *dnsworld.World
-	hosts map[string]*hostns.Host // by datacenter
+// Each DNS test has a DNS world of its own (two gdnsd, one pdns_recursor
+// per datacenter, gdnsd's state rendered from the package's etcd under a
+// conftool prefix of the test's own) and one host namespace per
+// datacenter resolving through its recursor, so that the DNS tests run in
+// parallel: most of their time is the recursors' TTLs in real time.
+type dnsSite struct {
+	etcd   *etcdenv.Server
+	prefix string // conftool's etcd prefix the world renders from
+	world  *dnsworld.World
+	hosts  map[string]*hostns.Host // by datacenter
 }
 
 var (
@@ -37,95 +35,47 @@ var (
 	codfwIP = netip.MustParseAddr("10.2.1.10")
 )
 
-func startDNSShared() error {
-	for _, bin := range []string{"etcd", "gdnsd", "pdns_recursor", "rec_control", "unshare", "nsenter", "getent"} {
-		if _, err := testenv.Lookup(bin); err != nil {
-			return err
-		}
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("the DNS world binds port 53 and makes mount namespaces: needs root")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "poolbot-procedure-dns")
-	if err != nil {
-		return err
-	}
-	dnsShared.dir = dir
-	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o755); err != nil {
-		return err
-	}
-	if dnsShared.etcd, err = etcdenv.Launch(ctx, filepath.Join(dir, "etcd")); err != nil {
-		return err
-	}
-	for _, dc := range []string{"eqiad", "codfw"} {
-		if err := putDiscovery(ctx, dc, true, 3); err != nil {
-			return err
-		}
-	}
-	if dnsShared.world, err = dnsworld.Launch(ctx, dir, dnsworld.Options{
-		EtcdURL: dnsShared.etcd.ClientURL, HTTPClient: dnsShared.etcd.HTTPClient()}); err != nil {
-		return err
-	}
-	dnsShared.hosts = map[string]*hostns.Host{}
-	for _, rec := range dnsShared.world.Recursors {
-		h, err := hostns.Launch(ctx, "host-"+rec.DC, rec.ResolvConf)
-		if err != nil {
-			return err
-		}
-		dnsShared.hosts[rec.DC] = h
-	}
-	return nil
-}
-
-func stopDNSShared() {
-	for _, h := range dnsShared.hosts {
-		h.Close()
-	}
-	if dnsShared.world != nil {
-		dnsShared.world.Stop()
-	}
-	if dnsShared.etcd != nil {
-		dnsShared.etcd.Stop()
-	}
-	if dnsShared.dir != "" {
-		os.RemoveAll(dnsShared.dir)
-	}
-}
-
-// needDNS starts the shared DNS world once; it skips the test when that
-// cannot run here (fails in CI).
-func needDNS(t *testing.T) {
+// newDNSSite starts the test's DNS world and host namespaces, stopped
+// with the test; it skips when they cannot run here (fails in CI).
+func newDNSSite(t *testing.T) *dnsSite {
 	t.Helper()
-	dnsShared.once.Do(func() { dnsShared.err = startDNSShared() })
-	if dnsShared.err == nil {
-		return
+	if os.Geteuid() != 0 && !testenv.InCI() {
+		t.Skip("the DNS world binds port 53 and makes mount namespaces: needs root")
 	}
-	if testenv.InCI() {
-		t.Fatalf("DNS world: %v", dnsShared.err)
+	srv, prefix := sharedEtcd(t)
+	s := &dnsSite{etcd: srv, prefix: prefix, hosts: map[string]*hostns.Host{}}
+	for _, dc := range []string{"eqiad", "codfw"} {
+		if err := s.putDiscovery(t.Context(), dc, true, 3); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Skipf("DNS world: %v", dnsShared.err)
+	s.world = dnsworld.Start(t, dnsworld.Options{EtcdURL: srv.ClientURL, Prefix: prefix, HTTPClient: srv.HTTPClient()})
+	for _, rec := range s.world.Recursors {
+		s.hosts[rec.DC] = hostns.Start(t, "host-"+rec.DC, rec.ResolvConf)
+	}
+	return s
 }
 
-func putDiscovery(ctx context.Context, dc string, pooled bool, ttl int) error {
-	_, err := dnsShared.etcd.PutValue(ctx, etcdenv.DiscoveryKey("apus", dc),
+// putDiscovery writes apus' discovery object of dc as confctl does, with
+// its ttl, where the world renders it from.
+func (s *dnsSite) putDiscovery(ctx context.Context, dc string, pooled bool, ttl int) error {
+	_, err := s.etcd.PutValue(ctx, s.prefix+"/discovery/apus/"+dc,
 		fmt.Sprintf(`{"pooled": %t, "references": [], "ttl": %d}`, pooled, ttl))
 	return err
 }
 
-// resetDNS pools both datacenters with ttl, waits until every
-// authoritative server answers that, and empties the recursors' caches,
-// so a test starts from no cached answer.
-func resetDNS(t *testing.T, ttl int) {
+// reset pools both datacenters with ttl, waits until every authoritative
+// server answers that, and empties the recursors' caches, so a test
+// starts from no cached answer.
+func (s *dnsSite) reset(t *testing.T, ttl int) {
 	t.Helper()
 	ctx := t.Context()
 	for _, dc := range []string{"eqiad", "codfw"} {
-		if err := putDiscovery(ctx, dc, true, ttl); err != nil {
+		if err := s.putDiscovery(ctx, dc, true, ttl); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := dns.New(dnsConfig(nil), nil)
+	c, err := dns.New(s.config(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,20 +92,32 @@ func resetDNS(t *testing.T, ttl int) {
 		}
 		return rep.MaxTTL() == time.Duration(ttl)*time.Second, "TTL " + rep.MaxTTL().String()
 	})
-	for _, r := range dnsShared.world.Recursors {
-		if err := r.WipeCache(ctx, dnsShared.world.Record); err != nil {
+	for _, r := range s.world.Recursors {
+		if err := r.WipeCache(ctx, s.world.Record); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-// dnsConfig is the dns section for the shared world: its servers,
-// spicerack's client subnets, the service addresses resolved from
-// apus.svc.<dc>.wmnet, and the lab's hosts placed by host_datacenters.
-func dnsConfig(hostDCs map[string]string) dns.Config {
+// resolve runs getent ahosts for apus in dc's host namespace (priming
+// its recursor's cache).
+func (s *dnsSite) resolve(t *testing.T, dc string) string {
+	t.Helper()
+	h := s.hosts[dc]
+	out, err := h.Run(t.Context(), h.Name, []string{"getent", "ahosts", "apus.discovery.wmnet"})
+	if err != nil {
+		t.Fatalf("getent in %s: %v %q", dc, err, out)
+	}
+	return string(out)
+}
+
+// config is the dns section for the world: its servers, spicerack's
+// client subnets, the service addresses resolved from apus.svc.<dc>.wmnet,
+// and the lab's hosts placed by host_datacenters.
+func (s *dnsSite) config(hostDCs map[string]string) dns.Config {
 	return dns.Config{
-		Record:        dnsShared.world.Record,
-		Authoritative: dnsShared.world.Servers,
+		Record:        s.world.Record,
+		Authoritative: s.world.Servers,
 		Datacenters: []dns.Datacenter{
 			{Name: "eqiad", ClientSubnet: "10.64.0.1"},
 			{Name: "codfw", ClientSubnet: "10.192.0.1"},
@@ -169,9 +131,9 @@ func dnsConfig(hostDCs map[string]string) dns.Config {
 
 // withFlush makes the dns section flush both recursors (rec_control
 // wipe-cache, as sre.dns.wipe-cache runs it) and check them after.
-func withFlush(c *dns.Config) {
+func withFlush(s *dnsSite, c *dns.Config) {
 	for i := range c.Datacenters {
-		rec := dnsShared.world.Recursor(c.Datacenters[i].Name)
+		rec := s.world.Recursor(c.Datacenters[i].Name)
 		c.FlushCommands = append(c.FlushCommands, rec.WipeArgv("{record}"))
 		c.Datacenters[i].Recursors = []string{rec.Addr.String()}
 	}
@@ -182,6 +144,7 @@ func withFlush(c *dns.Config) {
 // had been issued by then.
 type getentLog struct {
 	l       *harness
+	site    *dnsSite
 	hostDCs map[string]string
 	mu      sync.Mutex
 	seen    []resolved
@@ -195,7 +158,7 @@ type resolved struct {
 }
 
 func (g *getentLog) Run(ctx context.Context, host string, argv []string) ([]byte, error) {
-	h, ok := dnsShared.hosts[g.hostDCs[host]]
+	h, ok := g.site.hosts[g.hostDCs[host]]
 	if !ok {
 		return nil, fmt.Errorf("no namespace for host %s", host)
 	}
@@ -218,11 +181,12 @@ func (g *getentLog) answers() []resolved {
 	return append([]resolved(nil), g.seen...)
 }
 
-// newDNSHarness is newLab with the service's DNS step on the shared world:
-// hosts registry1.. alternate codfw, eqiad; edit changes the dns section.
-func newDNSHarness(t *testing.T, nHosts int, cfg Config, edit func(*dns.Config), opts ...harnessOption) (*harness, *getentLog) {
+// newDNSHarness is newHarness with the service's DNS step on a DNS world
+// of the test's own: hosts registry1.. alternate codfw, eqiad; edit
+// changes the dns section.
+func newDNSHarness(t *testing.T, nHosts int, cfg Config, edit func(*dnsSite, *dns.Config), opts ...harnessOption) (*harness, *getentLog, *dnsSite) {
 	t.Helper()
-	needDNS(t)
+	site := newDNSSite(t)
 	hostDCs := map[string]string{}
 	for i := 1; i <= nHosts; i++ {
 		hostDCs[fmt.Sprintf("registry%d", i)] = []string{"codfw", "eqiad"}[(i-1)%2]
@@ -230,23 +194,23 @@ func newDNSHarness(t *testing.T, nHosts int, cfg Config, edit func(*dns.Config),
 	var g *getentLog
 	setup := func(s *harnessSetup) {
 		if s.etcd == nil {
-			s.etcd = dnsShared.etcd
+			s.etcd, s.prefix = site.etcd, site.prefix
 		}
 		s.service = func(l *harness, svc *Service) {
-			dcfg := dnsConfig(hostDCs)
+			dcfg := site.config(hostDCs)
 			if edit != nil {
-				edit(&dcfg)
+				edit(site, &dcfg)
 			}
 			c, err := dns.New(dcfg, nil) // queries and polls in real time
 			if err != nil {
 				t.Fatal(err)
 			}
-			g = &getentLog{l: l, hostDCs: hostDCs}
+			g = &getentLog{l: l, site: site, hostDCs: hostDCs}
 			svc.DNS = &ServiceDNS{Checker: c, Hosts: g}
 		}
 	}
 	l := newHarness(t, nHosts, cfg, append([]harnessOption{setup}, opts...)...)
-	return l, g
+	return l, g, site
 }
 
 // waitDNSWait waits until request id waits for the caches and returns its
@@ -296,8 +260,9 @@ func (l *harness) eventAt(id poolbot.RequestID, kind string) time.Time {
 // in the step !status reads; no host is restarted before. The estimate
 // the calendar gate uses includes the wait.
 func TestDNSWaitsOldTTLFromConvergence(t *testing.T) {
-	l, g := newDNSHarness(t, 2, Config{}, nil)
-	resetDNS(t, 300)
+	t.Parallel()
+	l, g, site := newDNSHarness(t, 2, Config{}, nil)
+	site.reset(t, 300)
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	step := l.waitDNSWait(id)
 	if step.OldTTL != 300*time.Second {
@@ -313,6 +278,7 @@ func TestDNSWaitsOldTTLFromConvergence(t *testing.T) {
 		t.Fatalf("step %q, want %q; notices:\n%s", r.Step, want, strings.Join(l.notices.All(), "\n"))
 	}
 	// A second short of the TTL nothing moves.
+	l.waitTimer(step.CachesClearAt())
 	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()) - time.Second)
 	time.Sleep(300 * time.Millisecond)
 	if r := l.request(id); r.State != poolbot.StateDNS || len(l.restarted()) > 0 || len(g.answers()) > 0 {
@@ -341,21 +307,20 @@ func TestDNSWaitsOldTTLFromConvergence(t *testing.T) {
 // the TTL is over, the host check waits until the host resolves the new
 // address, and only then is the host restarted.
 func TestDNSNoRestartWhileHostResolvesOld(t *testing.T) {
-	l, g := newDNSHarness(t, 2, Config{}, nil)
-	resetDNS(t, 4)
+	t.Parallel()
+	l, g, site := newDNSHarness(t, 2, Config{}, nil)
+	// The recursor keeps the old answer for the TTL in real time: long
+	// enough for the switch and the DNS step to reach registry1's check
+	// while parallel tests load the machine, short enough to wait out.
+	site.reset(t, 10)
 	// registry1 is in codfw: cache codfw's old answer in its recursor.
-	if out, err := dnsShared.hosts["codfw"].Run(t.Context(), "host-codfw", []string{"getent", "ahosts", "apus.discovery.wmnet"}); err != nil ||
-		!strings.HasPrefix(string(out), codfwIP.String()) {
-		t.Fatalf("priming the codfw recursor: %v %q", err, out)
+	if out := site.resolve(t, "codfw"); !strings.HasPrefix(out, codfwIP.String()) {
+		t.Fatalf("priming the codfw recursor: %q", out)
 	}
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	step := l.waitDNSWait(id)
-	l.clock.Advance(step.OldTTL) // the fake clock's TTL is over; the recursor's is not
-	// The engine may compute what is left of the wait just before that
-	// advance and set its timer just after it: a tick of fake time each
-	// round fires such a timer. The host check polls in real time, so the
-	// ticks do not shorten the recursor's TTL.
-	if r := l.waitState(id, time.Second, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
+	l.advanceWhenDue(step.CachesClearAt()) // the fake clock's TTL is over; the recursor's is not
+	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
 		t.Fatalf("%s %s", r.State, r.Error)
 	}
 	var old, fresh int
@@ -382,11 +347,11 @@ func TestDNSNoRestartWhileHostResolvesOld(t *testing.T) {
 // by asking them) replaces the TTL wait: the request goes on without the
 // fake clock moving, though the recursors held the old answer.
 func TestDNSFlushShortensWait(t *testing.T) {
-	l, _ := newDNSHarness(t, 2, Config{}, withFlush)
-	resetDNS(t, 300)
-	if out, err := dnsShared.hosts["codfw"].Run(t.Context(), "host-codfw", []string{"getent", "ahosts", "apus.discovery.wmnet"}); err != nil ||
-		!strings.HasPrefix(string(out), codfwIP.String()) {
-		t.Fatalf("priming the codfw recursor: %v %q", err, out)
+	t.Parallel()
+	l, _, site := newDNSHarness(t, 2, Config{}, withFlush)
+	site.reset(t, 300)
+	if out := site.resolve(t, "codfw"); !strings.HasPrefix(out, codfwIP.String()) {
+		t.Fatalf("priming the codfw recursor: %q", out)
 	}
 	start := l.clock.Now()
 	id := l.queue(poolbot.ActionDepool, "codfw")
@@ -409,11 +374,11 @@ func TestDNSFlushShortensWait(t *testing.T) {
 // make the request fail before any restart; END says conftool was changed
 // and DNS did not follow, and the deploy block is released.
 func TestDNSNotConvergedFailsClosed(t *testing.T) {
-	needDNS(t)
+	t.Parallel()
 	other := etcdenv.Start(t) // conftool writes here; the DNS world never sees it
-	l, _ := newDNSHarness(t, 2, Config{}, func(c *dns.Config) { c.ConvergeTimeout = 2 * time.Second },
-		func(s *harnessSetup) { s.etcd = other })
-	resetDNS(t, 3)
+	l, _, site := newDNSHarness(t, 2, Config{}, func(_ *dnsSite, c *dns.Config) { c.ConvergeTimeout = 2 * time.Second },
+		func(s *harnessSetup) { s.etcd, s.prefix = other, "" })
+	site.reset(t, 3)
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	r := l.waitState(id, 0, poolbot.StateFailed, poolbot.StateDone)
 	if r.State != poolbot.StateFailed || len(l.restarted()) > 0 {
@@ -430,8 +395,9 @@ func TestDNSNotConvergedFailsClosed(t *testing.T) {
 // !cancel during the cache wait ends the request at once, before any host
 // is touched; END names the conftool state as it is.
 func TestDNSCancelDuringWait(t *testing.T) {
-	l, g := newDNSHarness(t, 2, Config{}, nil)
-	resetDNS(t, 300)
+	t.Parallel()
+	l, g, site := newDNSHarness(t, 2, Config{}, nil)
+	site.reset(t, 300)
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	l.waitDNSWait(id)
 	l.edit(id, func(r *poolbot.Request) { r.CancelRequested, r.CancelledBy = true, "bob" })
@@ -447,8 +413,9 @@ func TestDNSCancelDuringWait(t *testing.T) {
 // with the time left, counted from the stored convergence: neither from
 // zero nor skipped.
 func TestDNSWaitResumesWithTimeLeft(t *testing.T) {
-	l, _ := newDNSHarness(t, 1, Config{}, nil)
-	resetDNS(t, 300)
+	t.Parallel()
+	l, _, site := newDNSHarness(t, 1, Config{}, nil)
+	site.reset(t, 300)
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	step := l.waitDNSWait(id)
 	l.stop()
@@ -461,7 +428,7 @@ func TestDNSWaitResumesWithTimeLeft(t *testing.T) {
 	if r := l.request(id); r.State != poolbot.StateDNS || len(l.restarted()) > 0 {
 		t.Fatalf("after the restart: %s, restarts %v", r.State, l.restarted())
 	}
-	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()))
+	l.advanceWhenDue(step.CachesClearAt())
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
 		t.Fatalf("%s %s", r.State, r.Error)
 	}
@@ -473,8 +440,9 @@ func TestDNSWaitResumesWithTimeLeft(t *testing.T) {
 // Dry-run asks the real servers and says what it would wait for; nothing
 // is changed.
 func TestDNSDryRun(t *testing.T) {
-	l, _ := newDNSHarness(t, 1, Config{DryRun: true}, nil)
-	resetDNS(t, 300)
+	t.Parallel()
+	l, _, site := newDNSHarness(t, 1, Config{DryRun: true}, nil)
+	site.reset(t, 300)
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
 		t.Fatalf("%s %s", r.State, r.Error)
@@ -493,10 +461,11 @@ func TestDNSDryRun(t *testing.T) {
 // changed state, then the old TTL from that moment. An operator's restart
 // that follows no change only checks the servers and the hosts.
 func TestDNSRestartRequests(t *testing.T) {
-	l, _ := newDNSHarness(t, 1, Config{}, nil)
-	resetDNS(t, 300)
+	t.Parallel()
+	l, _, site := newDNSHarness(t, 1, Config{}, nil)
+	site.reset(t, 300)
 	// Someone depools codfw by hand; the watch queues a restart.
-	if err := putDiscovery(t.Context(), "codfw", false, 300); err != nil {
+	if err := site.putDiscovery(t.Context(), "codfw", false, 300); err != nil {
 		t.Fatal(err)
 	}
 	id := l.queueFrom(poolbot.ActionRestart, poolbot.Origin{Network: poolbot.NetworkPoolbot, Nick: "poolbot"})
@@ -504,7 +473,7 @@ func TestDNSRestartRequests(t *testing.T) {
 	if len(l.restarted()) > 0 {
 		t.Fatalf("restarted before the DNS wait: %v", l.restarted())
 	}
-	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()))
+	l.advanceWhenDue(step.CachesClearAt())
 	if r := l.waitState(id, 0, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateDone {
 		t.Fatalf("%s %s", r.State, r.Error)
 	}
@@ -527,17 +496,18 @@ func TestDNSRestartRequests(t *testing.T) {
 // now: what they must answer after the change, what they answer, and the
 // wait for the caches.
 func TestDNSExplain(t *testing.T) {
-	l, _ := newDNSHarness(t, 1, Config{}, nil)
-	resetDNS(t, 300)
+	t.Parallel()
+	l, _, site := newDNSHarness(t, 1, Config{}, nil)
+	site.reset(t, 300)
 	x, err := l.engine.Explain(t.Context(), poolbot.Request{Action: poolbot.ActionDepool, Service: "apus", Datacenter: "codfw"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := strings.Join(x.Lines(), "\n")
 	for _, want := range []string{
-		"3. wait until all 2 authoritative servers (" + strings.Join(dnsShared.world.Servers, ", ") +
+		"3. wait until all 2 authoritative servers (" + strings.Join(site.world.Servers, ", ") +
 			") answer apus.discovery.wmnet as conftool says after the change: eqiad clients get eqiad (10.2.2.10); codfw clients get eqiad (10.2.2.10) (timeout 00m 10s, else FAIL before any restart)",
-		"now: authoritative server " + dnsShared.world.Servers[0] + " answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad)",
+		"now: authoritative server " + site.world.Servers[0] + " answered 10.2.1.10 (codfw) for codfw clients, want 10.2.2.10 (eqiad)",
 		"then wait 05m 00s (the record's TTL now) from that moment for cached answers to expire",
 		"before each host's restart: getent ahosts apus.discovery.wmnet until it resolves its datacenter's answer (timeout 00m 20s, else FAIL before that host)",
 		"4. restart 1 host(s)",
@@ -555,15 +525,15 @@ func TestDNSExplain(t *testing.T) {
 // old answer for 300s of real time, while the fake clock's TTL wait is
 // over) fails the request at that host's check, before it is restarted.
 func TestDNSHostNeverResolvesFails(t *testing.T) {
-	l, _ := newDNSHarness(t, 2, Config{}, func(c *dns.Config) { c.HostTimeout = 2 * time.Second })
-	resetDNS(t, 300)
-	if out, err := dnsShared.hosts["codfw"].Run(t.Context(), "host-codfw", []string{"getent", "ahosts", "apus.discovery.wmnet"}); err != nil ||
-		!strings.HasPrefix(string(out), codfwIP.String()) {
-		t.Fatalf("priming the codfw recursor: %v %q", err, out)
+	t.Parallel()
+	l, _, site := newDNSHarness(t, 2, Config{}, func(_ *dnsSite, c *dns.Config) { c.HostTimeout = 2 * time.Second })
+	site.reset(t, 300)
+	if out := site.resolve(t, "codfw"); !strings.HasPrefix(out, codfwIP.String()) {
+		t.Fatalf("priming the codfw recursor: %q", out)
 	}
 	id := l.queue(poolbot.ActionDepool, "codfw")
 	step := l.waitDNSWait(id)
-	l.clock.Advance(step.CachesClearAt().Sub(l.clock.Now()))
+	l.advanceWhenDue(step.CachesClearAt())
 	r := l.waitState(id, 0, poolbot.StateFailed, poolbot.StateDone)
 	if r.State != poolbot.StateFailed || len(l.restarted()) > 0 {
 		t.Fatalf("%s, restarts %v", r.State, l.restarted())

@@ -126,6 +126,7 @@ func (m *recordingMetrics) snapshot() ([]string, []string) {
 // The procedure reports which gates block the head request and how long
 // each host took, success and failure alike.
 func TestMetricsHooks(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 2, Config{})

@@ -44,7 +44,6 @@ func TestMain(m *testing.M) {
 		_ = flag.Set("test.parallel", "4")
 	}
 	code := m.Run()
-	stopDNSShared()  // started by the first DNS test, if any ran
 	stopEtcdShared() // started by the first harness, if any ran
 	os.Exit(code)
 }
@@ -92,6 +91,7 @@ func stopEtcdShared() {
 type harness struct {
 	t        *testing.T
 	clock    *clockwork.FakeClock
+	timers   *engineClock // the engine's view of clock
 	store    *store.Store
 	etcd     *etcdenv.Server
 	prefix   string // conftool's etcd prefix; "" for the default
@@ -136,9 +136,11 @@ var t0 = time.Date(2026, 11, 23, 14, 10, 0, 0, time.UTC)
 // starts.
 type harnessSetup struct {
 	scap *scap.Config
-	// etcd, when set, is a shared server used instead of a new one (the
-	// DNS world renders gdnsd's state from it).
-	etcd *etcdenv.Server
+	// etcd, when set, is the server conftool uses, at prefix (the DNS
+	// world renders gdnsd's state from it), instead of the package's
+	// shared one at a prefix of the harness's own.
+	etcd   *etcdenv.Server
+	prefix string
 	// service changes the service (e.g. adds its DNS step).
 	service func(*harness, *Service)
 }
@@ -172,6 +174,7 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 	ctx := context.Background()
 	l := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), lockDir: t.TempDir(),
 		regs: map[string]*regenv.Instance{}, notices: &site.Notices{}}
+	l.timers = &engineClock{FakeClock: l.clock}
 	scfg := scap.DefaultConfig()
 	setup := harnessSetup{scap: &scfg}
 	for _, o := range opts {
@@ -200,9 +203,9 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 			mu.Unlock()
 		})
 	}
-	// The DNS world's etcd is used at the default prefix (gdnsd renders
-	// its state from it); the others share the package's.
-	if l.etcd = setup.etcd; l.etcd == nil {
+	// The DNS world's prefix is the one gdnsd's state is rendered from;
+	// the others share the package's etcd under a prefix of their own.
+	if l.etcd, l.prefix = setup.etcd, setup.prefix; l.etcd == nil {
 		l.etcd, l.prefix = sharedEtcd(t)
 	}
 	wg.Wait()
@@ -277,7 +280,7 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 		cfg.MaxWait = 24 * time.Hour
 	}
 	deps := Deps{Store: l.store, Calendar: l.cal, Scap: l.scap.Monitor, Blocker: l.scap.Blocker,
-		Conftool: l.conftool, Announce: l.notices, Clock: l.clock}
+		Conftool: l.conftool, Announce: l.notices, Clock: l.timers}
 	if guard != nil {
 		guard(l, &deps, &cfg, svc)
 	}
@@ -291,6 +294,57 @@ func newHarnessWith(t *testing.T, nHosts int, cfg Config, opts []harnessOption, 
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// engineClock is the engine's view of the harness's fake clock: it notes
+// when each timer set on it is due, so that a test can advance the clock
+// once the engine waits. The engine reads the time, then sets a timer for
+// what is left; an advance between the two would make the timer due a
+// whole wait after the moment the test moved the clock to, and the
+// request would never move.
+type engineClock struct {
+	*clockwork.FakeClock
+	mu  sync.Mutex
+	due []time.Time
+}
+
+func (c *engineClock) NewTimer(d time.Duration) clockwork.Timer {
+	c.mu.Lock()
+	c.due = append(c.due, c.FakeClock.Now().Add(d))
+	c.mu.Unlock()
+	return c.FakeClock.NewTimer(d)
+}
+
+func (c *engineClock) setFor(at time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.ContainsFunc(c.due, at.Equal)
+}
+
+// last is when the latest timer set is due.
+func (c *engineClock) last() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.due) == 0 {
+		return time.Time{}, false
+	}
+	return c.due[len(c.due)-1], true
+}
+
+// waitTimer waits (real time) until the engine has set a timer due at at.
+func (l *harness) waitTimer(at time.Time) {
+	l.t.Helper()
+	testenv.EventuallyReport(l.t, 30*time.Second, "the engine to set a timer due at "+at.Format(time.TimeOnly), func() (bool, string) {
+		return l.timers.setFor(at), "now " + l.clock.Now().Format(time.TimeOnly)
+	})
+}
+
+// advanceWhenDue waits until the engine has set a timer due at at, then
+// moves the fake clock to at.
+func (l *harness) advanceWhenDue(at time.Time) {
+	l.t.Helper()
+	l.waitTimer(at)
+	l.clock.Advance(at.Sub(l.clock.Now()))
+}
 
 // putDiscovery writes apus' discovery object of dc as confctl does.
 func (l *harness) putDiscovery(dc string, pooled bool) {

@@ -142,6 +142,7 @@ func indexOf(lines []string, sub string) int {
 // inactive one left alone), restarted after the drain period, then
 // repooled and unsilenced; the SAL lines use confctl's wording.
 func TestHostDrainedSilencedRestored(t *testing.T) {
+	t.Parallel()
 	g := newGuarded(t, 2, Config{}, "")
 	id := g.queue(poolbot.ActionRestart, "")
 	// The drain waits 5 s on the fake clock.
@@ -198,6 +199,7 @@ func TestHostDrainedSilencedRestored(t *testing.T) {
 // A host that does not come back stays depooled, and END says so with
 // the way back; its silence is removed. !resume after the fix repools it.
 func TestFailedHostStaysDepooled(t *testing.T) {
+	t.Parallel()
 	g := newGuarded(t, 2, Config{}, "")
 	g.systemctl.Fail("registry1", true)
 	id := g.queue(poolbot.ActionRestart, "")
@@ -248,6 +250,7 @@ func TestFailedHostStaysDepooled(t *testing.T) {
 // removes the old silence, restarts the host and restores the stored
 // value (not the "no" it reads).
 func TestCrashMidHostRestoresStoredValue(t *testing.T) {
+	t.Parallel()
 	g := newGuarded(t, 1, Config{}, "")
 	g.stop()
 	ctx := context.Background()
@@ -303,6 +306,7 @@ func TestCrashMidHostRestoresStoredValue(t *testing.T) {
 // Alertmanager down: by default the host is not restarted and nothing is
 // changed; with fail_closed false it is restarted with a loud notice.
 func TestAlertmanagerDown(t *testing.T) {
+	t.Parallel()
 	t.Run("fail closed", func(t *testing.T) {
 		g := newGuarded(t, 1, Config{}, "down")
 		id := g.queue(poolbot.ActionRestart, "")
@@ -334,6 +338,7 @@ func TestAlertmanagerDown(t *testing.T) {
 // owner and expiry; the request proceeds when the lock expires. poolbot
 // holds the lock itself while it changes conftool.
 func TestServiceRouteLockGate(t *testing.T) {
+	t.Parallel()
 	g := newGuarded(t, 1, Config{}, "")
 	created := g.clock.Now().Add(-9 * time.Minute) // expires at t0 + 1m
 	g.etcd.Put(t, spicerack.ServiceRouteRW.Key(), fmt.Sprintf(
@@ -358,6 +363,7 @@ func TestServiceRouteLockGate(t *testing.T) {
 // A malformed lock value keeps the gate closed with an error naming the
 // key; a restart-only request checks the registry cookbook's lock.
 func TestMalformedLockKeepsGateClosed(t *testing.T) {
+	t.Parallel()
 	g := newGuarded(t, 1, Config{}, "")
 	g.etcd.Put(t, spicerack.RegistryRollRestart.Key(), `{"x": "not a holder"}`)
 	id := g.queue(poolbot.ActionRestart, "")
@@ -376,6 +382,7 @@ func TestMalformedLockKeepsGateClosed(t *testing.T) {
 // poolbot waits before host 2, naming the holder, and goes on when the
 // cookbook's lock expires.
 func TestRestartLockWaitsBeforeNextHost(t *testing.T) {
+	t.Parallel()
 	g := newGuarded(t, 2, Config{}, "")
 	proceed := g.systemctl.Hold("registry1")
 	id := g.queue(poolbot.ActionRestart, "")

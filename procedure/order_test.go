@@ -15,6 +15,7 @@ import (
 // that guard, must not wait behind it. It runs first; then the depool's
 // guard is clear and it runs too. One operation at a time throughout.
 func TestGuardHeldRequestStepsAsideForThePoolThatClearsIt(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	l.putDiscovery("codfw", false)
 
@@ -58,6 +59,7 @@ func TestGuardHeldRequestStepsAsideForThePoolThatClearsIt(t *testing.T) {
 // A request held by anything but the guard (here a deployment window)
 // still holds back the requests behind it: FIFO, as before.
 func TestOtherBlockersKeepTheQueueOrder(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{window("w1", "UTC late backport window", t0.Add(-5*time.Minute), t0.Add(30*time.Minute))}), nil)
 	first := l.queue(poolbot.ActionRestart, "")

@@ -33,6 +33,7 @@ func (c *crossRecorder) ProbeAcross(_ context.Context, _ registry.Instance, o re
 // The probe across hosts asks the same instance on the given hosts other
 // than the probed one; a Registry that cannot gets the plain probe.
 func TestProbeAcrossPeers(t *testing.T) {
+	t.Parallel()
 	rec := &crossRecorder{}
 	svc := &Service{Registry: rec, Instances: func(host string) []registry.Instance {
 		return []registry.Instance{

@@ -33,6 +33,7 @@ func hasLine(lines []string, sub string) bool {
 // switches conftool, restarts every host with health and probe, and logs
 // START … END (PASS) with the deploy block taken and released.
 func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 3, Config{})
@@ -104,6 +105,7 @@ func TestDepoolWaitsForWindowThenRuns(t *testing.T) {
 // Story 2: a running scap (a shared holder of the global lock) holds the
 // request; the periodic lock probe notices the release.
 func TestWaitsForScapLock(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{ScapPoll: time.Second})
@@ -311,6 +313,7 @@ func TestForceAndLastDatacenterGuard(t *testing.T) {
 
 // Requests wait their turn, and one that waits too long expires.
 func TestQueueOrderAndExpiry(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{MaxWait: time.Hour})
@@ -390,6 +393,7 @@ func TestDryRun(t *testing.T) {
 // A scap run that starts between the gate check and poolbot's lock makes
 // the request go back to waiting, having changed nothing.
 func TestScapSlipsInBeforeTheBlock(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 1, Config{}, withoutLockProbe)
@@ -437,6 +441,7 @@ func TestFinishedScapLineClears(t *testing.T) {
 // While poolbot holds the deploy block, a deployment window that starts
 // gets a notice addressed to its deployers.
 func TestWindowStartsWhileBlocked(t *testing.T) {
+	t.Parallel()
 	// Not parallel: it ticks the fake clock while the engine reacts in
 	// real time, which a loaded CPU turns into extra ticks.
 	l := newHarness(t, 2, Config{})

@@ -49,6 +49,7 @@ func (l *harness) status() string {
 // Issue 12 item 7: while restarting, !status said only "restarting, FORCED
 // by alice". It says which host of how many, and the estimated end.
 func TestStatusWhileRestartingShowsHostAndEnd(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 3, Config{})
 	l.stop()
 	id := l.queue(poolbot.ActionRestart, "")
@@ -84,6 +85,7 @@ func TestStatusWhileRestartingShowsHostAndEnd(t *testing.T) {
 // !status said "no active or queued requests". The failed request stays in
 // view with the conftool state and what to do.
 func TestStatusKeepsAFailedRequestInView(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 2, Config{})
 	l.systemctl.Fail("registry2", true)
 	id := l.queue(poolbot.ActionDepool, "codfw")
@@ -117,6 +119,7 @@ func TestStatusKeepsAFailedRequestInView(t *testing.T) {
 // Issue 12 item 7: a waiting request's blockers were said twice in
 // !status, the stored ones and the live ones, with two different ages.
 func TestStatusSaysTheBlockersOnce(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	stale := func(age string) error {
 		return fmt.Errorf("%w: last good fetch %s ago; last error: %w", calendar.ErrStale, age, errors.New("wikitech answered HTTP 500"))
@@ -135,6 +138,7 @@ func TestStatusSaysTheBlockersOnce(t *testing.T) {
 // timeout) is announced once per change, not only visible in !status; the
 // same cause with a new age is not announced again.
 func TestChangedCauseIsAnnouncedOnce(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	stale := func(age string, cause error) error {
 		return fmt.Errorf("%w: last good fetch %s ago; last error: %w", calendar.ErrStale, age, cause)

@@ -12,6 +12,7 @@ import (
 // Issue 12 item 6: the window of the incident, 01:21:10–01:21:50, was
 // shown as 01:21–01:22 UTC and then as 01:21–01:21 UTC (active).
 func TestWindowShownNeverEndsBeforeItStarts(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 12, 7, 1, 21, 10, 0, time.UTC)
 	w := window("w", "UTC late backport window", start, start.Add(40*time.Second))
 	for _, now := range []time.Time{start.Add(-time.Minute), start.Add(30 * time.Second)} {
@@ -26,6 +27,7 @@ func TestWindowShownNeverEndsBeforeItStarts(t *testing.T) {
 // earlier than the real one. A window ending at 14:20:30 with a 5m lead
 // margin opens the gate at 14:25:30: the notice says 14:26, not 14:25.
 func TestEstimatedStartNeverEarlierThanTheGate(t *testing.T) {
+	t.Parallel()
 	l := newHarness(t, 1, Config{})
 	w := window("w", "UTC afternoon backport window", t0.Add(-10*time.Minute), t0.Add(10*time.Minute+30*time.Second))
 	l.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), []calendar.Window{w}), nil)
