@@ -112,6 +112,7 @@ func (w *crashWorld) request(id poolbot.RequestID) (poolbot.Request, []string, [
 // restarted again, no SAL line is lost or repeated, the deploy block is
 // consistent.
 func TestKill9AtEachHostResumes(t *testing.T) {
+	t.Parallel()
 	w := newCrashWorld(t)
 	actions := []string{"depool apus codfw", "pool apus codfw", "depool apus codfw"}
 	for i, host := range w.Hosts {
@@ -215,6 +216,7 @@ func hasSAL(lines []string, sub string) bool {
 // new poolbot finishes each request with one START, no SAL line repeated
 // or lost, every host restarted once, and the deploy block released.
 func TestKill9BeforeRestartsResumes(t *testing.T) {
+	t.Parallel()
 	w := newCrashWorld(t)
 	// One operator at the console: !force needs no second one here.
 	w.cfg = w.Config(t, `  command_prefix: "!"`, "force: {require_confirm: false}\n")

@@ -21,6 +21,7 @@ import (
 // after the restart (from zero) nor at once (skipped). Each host checks
 // that it resolves the new address before its restart.
 func TestKill9DuringDNSWaitResumes(t *testing.T) {
+	t.Parallel()
 	const ttl = 5 * time.Second
 	w := newCrashWorld(t)
 	d := w.StartDNS(t, int(ttl/time.Second))

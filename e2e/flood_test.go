@@ -71,6 +71,7 @@ func repliesTo(c *ircnet.Client, nick string) []string {
 // counted. alice's !status, sent after the flood, is answered after those
 // six lines, not after fifty.
 func TestFloodFromOneIdentityIsCutShort(t *testing.T) {
+	t.Parallel()
 	limiter := chat.NewCommandLimiter(chat.CommandLimit{}, nil)
 	w, alice, bob := floodWorld(t, limiter, 0, 0)
 	flood(t, bob, 50, "!cancel 1 flood")

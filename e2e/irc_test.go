@@ -194,6 +194,7 @@ func dump(c *ircnet.Client) string {
 // without logging in is refused and stores nothing: identity is the
 // account, never the nick.
 func TestOperatorByAccountNotNick(t *testing.T) {
+	t.Parallel()
 	w := startWorld(t)
 	// Both clients in parallel: each takes about a second to register.
 	// The observer stays in the channel throughout, to see the operator
@@ -295,6 +296,7 @@ func TestOperatorByAccountNotNick(t *testing.T) {
 // the line there), but a reply echoing user text is sanitised and the
 // bot's own lines never carry an injected command.
 func TestRepliesCannotInject(t *testing.T) {
+	t.Parallel()
 	w := startWorld(t)
 	alice := user(t, w.net, "alice_laptop", "alice", "alicepw-1234")
 	// \x01 and colour codes are stripped from the echoed reason; the
@@ -332,6 +334,7 @@ func TestRepliesCannotInject(t *testing.T) {
 // SAL lines queued while the ircd is down are delivered after the bot
 // reconnects and rejoins, complete and in order.
 func TestSALSurvivesIRCdRestart(t *testing.T) {
+	t.Parallel()
 	w := startWorld(t)
 	ctx := context.Background()
 	if err := w.net.Stop(); err != nil {
@@ -383,6 +386,7 @@ func TestSALSurvivesIRCdRestart(t *testing.T) {
 // anyone is: a logged-in operator's state-changing command is refused
 // and nothing is stored; read-only commands still work.
 func TestNoAccountTagFailsClosed(t *testing.T) {
+	t.Parallel()
 	w := startWorldOn(t, false, ircnet.Options{NoAccountTag: true})
 	ctx := context.Background()
 	alice, err := w.net.Dial(ctx, ircnet.ClientOptions{Nick: "alice", SASLAccount: "alice", SASLPassword: "alicepw-1234",

@@ -16,6 +16,7 @@ import (
 // mid-host, the second takes over within the lock's ttl + 5 s and
 // continues the stored request without repeating a completed host.
 func TestStandbyTakesOverAfterKill9(t *testing.T) {
+	t.Parallel()
 	w := newCrashWorld(t)
 	const ttl = 3 * time.Second
 	w.cfg = w.Config(t, `  command_prefix: "!"`, "leader: {ttl: 3s, renew_every: 1s, poll: 500ms}\n")

@@ -2,7 +2,6 @@ package procedure
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,15 +33,9 @@ import (
 func TestMain(m *testing.M) {
 	site.Main()
 	// The lifecycle tests that run in parallel (each with its own store,
-	// registries, etcd and fake clock) spend their time waiting on real
-	// servers, not on the CPU: run more at once than -parallel's default
-	// of one per core, unless the caller chose.
-	flag.Parse()
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if !explicit {
-		_ = flag.Set("test.parallel", "4")
-	}
+	// registries, DNS world and fake clock) spend their time waiting on
+	// real servers, not on the CPU.
+	testenv.WaitingParallel(4)
 	code := m.Run()
 	stopEtcdShared() // started by the first harness, if any ran
 	os.Exit(code)

@@ -32,6 +32,7 @@ import (
 //     poolbot says in the channel stays whole, the line breaks of the
 //     reason became spaces.
 func TestDaemonIRCAndSlack(t *testing.T) {
+	t.Parallel()
 	const (
 		channel = "#wikimedia-operations"
 		opsCh   = "C0OPS"

@@ -20,6 +20,7 @@ import (
 // !check resolves the query again, saying when it no longer selects the
 // hosts the restarts use.
 func TestCuminExecutorAndHostsQuery(t *testing.T) {
+	t.Parallel()
 	w := site.New(t, 2)
 	env := w.UseCumin(t)
 	aliases := filepath.Join(env.Dir, "aliases.yaml")

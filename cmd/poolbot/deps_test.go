@@ -9,6 +9,7 @@ import (
 // The poolbot binary must not link the lab or any test server helper:
 // their heavy parts (and "testing") belong to cmd/poolbot-lab and tests.
 func TestBinaryDoesNotImportTheLab(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", "poolbot/cmd/poolbot").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)

@@ -20,6 +20,7 @@ import (
 // nothing: no store file appears, conftool keeps its value, no host is
 // restarted, no lock is taken.
 func TestDryRun(t *testing.T) {
+	t.Parallel()
 	w := site.New(t, 2)
 	cfg := w.Config(t, `  command_prefix: "!"`, "")
 	db := filepath.Join(w.Dir, "poolbot.db")
@@ -92,6 +93,7 @@ func TestDryRun(t *testing.T) {
 }
 
 func TestDryRunUsage(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"dry-run"},
 		{"dry-run", "depool", "apus"},
@@ -110,6 +112,7 @@ func TestDryRunUsage(t *testing.T) {
 // An unhealthy registry instance makes dry-run fail like a closed gate: a
 // restart would stop at that host.
 func TestDryRunNotReady(t *testing.T) {
+	t.Parallel()
 	x := procedure.Explanation{
 		Gates: []procedure.GateStatus{{Gate: "queue", Open: true}, {Gate: "calendar", Open: false}, {Gate: "scap", Open: true}},
 		Hosts: []procedure.HostPlan{

@@ -20,6 +20,7 @@ import (
 // network is back poolbot rejoins and delivers the SAL lines written
 // meanwhile, each once and in order.
 func TestIRCdRestartMidOperation(t *testing.T) {
+	t.Parallel()
 	const channel = "#wikimedia-operations"
 	w := site.New(t, 3)
 	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"})

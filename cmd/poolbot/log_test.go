@@ -21,6 +21,7 @@ import (
 // With, any spelling of the key; and the IRC config logs without its
 // password. Everything else is kept.
 func TestLogRedactsSecrets(t *testing.T) {
+	t.Parallel()
 	secrets := []string{"hunter2", "xoxb-1-bot", "xapp-1-app", "sessioncookie", "Bearer abc", "etcdpw", "keypass"}
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {

@@ -16,6 +16,7 @@ func runCmd(stdin string, args ...string) (code int, stdout, stderr string) {
 }
 
 func TestCommandLine(t *testing.T) {
+	t.Parallel()
 	if code, _, errs := runCmd("", "frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
 		t.Fatalf("unknown: %d %q", code, errs)
 	}
@@ -40,6 +41,7 @@ func TestCommandLine(t *testing.T) {
 // positional FILE); -h prints each command's usage; run's usage does not
 // list the console's flags.
 func TestCommandLineFlags(t *testing.T) {
+	t.Parallel()
 	if code, out, errs := runCmd("", "check-config", "-config", "../../lab/console.yaml"); code != 0 || !strings.Contains(out, "console.yaml: OK") {
 		t.Errorf("check-config -config: %d %q %q", code, out, errs)
 	}
@@ -70,6 +72,7 @@ func TestCommandLineFlags(t *testing.T) {
 // a bad duration and two invalid IRC fields are four lines, each with its
 // line number and key path.
 func TestCheckConfigPrintsEveryProblem(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../lab/console.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -122,6 +125,7 @@ func TestCheckConfigPrintsEveryProblem(t *testing.T) {
 
 // The console runs the whole daemon: store, commands, procedure, SAL.
 func TestConsoleSession(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	data, err := os.ReadFile("../../lab/console.yaml")
 	if err != nil {

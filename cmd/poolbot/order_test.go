@@ -19,6 +19,7 @@ import (
 // release and END; "deploys are blocked" after START and "deploy block
 // taken".
 func TestNoticesFollowTheirSALLines(t *testing.T) {
+	t.Parallel()
 	w := site.New(t, 2)
 	cfg, err := config.Load(w.Config(t, `  command_prefix: "!"`, ""))
 	if err != nil {

@@ -71,6 +71,7 @@ func (d *daemon) wait(t *testing.T, within time.Duration) {
 // QUITs IRC with its quit message. The next start finishes the request.
 // /healthz and /metrics are served meanwhile.
 func TestSIGTERMFinishesHostFlushesSALThenQuits(t *testing.T) {
+	t.Parallel()
 	const channel = "#wikimedia-operations"
 	w := site.New(t, 3)
 	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"})

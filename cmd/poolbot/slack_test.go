@@ -57,6 +57,7 @@ func (b *tcpircbot) got() []string {
 // procedure, notices are mirrored (one status message per request), and
 // a SAL line is mirrored once the relay took it.
 func TestDaemonSlackOnly(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	srv := slacknet.Start(t, slacknet.Options{Users: map[string]string{"U0ALICE": "Alice"}})
 	relay := startTCPIRCBot(t)

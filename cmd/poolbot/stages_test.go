@@ -32,6 +32,7 @@ func (r *recorder) all() []string {
 // chat is still up, then chat stops. A worker's context.Canceled is a
 // clean stop; a real error is returned.
 func TestStagesOrder(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{}
 	var chatUp sync.WaitGroup
 	chatUp.Add(1)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/site"
 )
 
@@ -11,5 +12,8 @@ import (
 // and as scap lock holders and probes (see internal/testenv/lab).
 func TestMain(m *testing.M) {
 	site.Main()
+	// Each test runs its own world (IRC network, etcd, registries, poolbot
+	// processes) and mostly waits on them.
+	testenv.WaitingParallel(4)
 	os.Exit(m.Run())
 }

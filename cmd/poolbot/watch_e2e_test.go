@@ -19,6 +19,7 @@ import (
 // the restart request it queues runs; !status shows the probes and the
 // drift.
 func TestWatchInDaemon(t *testing.T) {
+	t.Parallel()
 	w := site.New(t, 2)
 	cfgPath := w.Config(t, `  command_prefix: "!"`, "watch: {drift: {debounce: 1s}, probe: {interval: 10s}}\n")
 	cfg, err := config.Load(cfgPath)

@@ -67,7 +67,6 @@ func New(t testing.TB, nHosts int) *Site {
 		}
 	}
 	w.Systemctl = StartSystemctl(t, regs)
-	t.Setenv(EnvCtl, w.Systemctl.URL)
 	return w
 }
 
@@ -91,10 +90,13 @@ func (w *Site) UseCumin(t testing.TB) *cuminenv.Env {
 // where the test binary is systemctl again.
 func (w *Site) restartSection() string {
 	if w.Cumin == nil {
+		// The control URL goes through env(1) on each command rather
+		// than into this process's environment, so that sites run in
+		// parallel tests.
 		return fmt.Sprintf(`      executor: local
-      local: {command: [%q, "{host}", "{argv}"]}
+      local: {command: ["/usr/bin/env", %q, %q, "{host}", "{argv}"]}
       hosts: [%s]
-`, os.Args[0], strings.Join(w.Hosts, ", "))
+`, EnvCtl+"="+w.Systemctl.URL, os.Args[0], strings.Join(w.Hosts, ", "))
 	}
 	return CuminRestart(w.Cumin, os.Args[0], w.Systemctl.URL)
 }
