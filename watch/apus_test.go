@@ -114,7 +114,7 @@ func TestProbeCatchesSplitBetweenSites(t *testing.T) {
 	if strings.Contains(notice, "registry1001") {
 		t.Errorf("the notice blames the writing host: %q", notice)
 	}
-	if st := l.status(); !strings.Contains(st, "registry1001/restricted ok 00m 00s ago; registry1002/restricted FAILING BLOB_UPLOAD_UNKNOWN x2 since 14:02 UTC (last 00m 00s ago)") {
+	if st := l.status(); !strings.Contains(st, "registry1001/restricted ok 00m 00s ago; registry1002/restricted FAILING BLOB_UPLOAD_UNKNOWN at handoff x2 since 14:02 UTC (last 00m 00s ago)") {
 		t.Fatalf("status %q", st)
 	}
 	expected := fmt.Sprintf(`
