@@ -159,7 +159,8 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name, host string) u
 	return 0
 }
 
-// A stopped registry: the notice names the open request instead of
+// A stopped registry: the notice comes once failures_before_notice
+// probes failed in a row, and names the open request instead of
 // suggesting one; a restart of poolbot does not repeat the notice; a host
 // a running request is restarting is not probed; the recovery notice
 // comes once when the registry is back.
@@ -170,7 +171,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newProbeLab(t, 1, Service{Name: "apus", Hosts: []string{"registry1001.eqiad.wmnet"},
+	l := newProbeLab(t, 2, Service{Name: "apus", Hosts: []string{"registry1001.eqiad.wmnet"},
 		Instances: instancesOf(map[string]*regenv.Instance{"registry1001.eqiad.wmnet": r1}), Registry: client})
 	const host = "registry1001.eqiad.wmnet"
 	l.round()
@@ -182,9 +183,15 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	}
 	l.next()
 	l.round()
+	if got := l.notices.All(); len(got) != 0 {
+		t.Fatalf("notice after one failure: %q", got)
+	}
+	l.next()
+	l.round()
 	// The notice quotes the failure: here the writer's own POST.
+	testenv.Eventually(t, 10*time.Second, "the probe notice", func() bool { return len(l.notices.All()) > 0 })
 	if got := l.notices.All(); len(got) != 1 ||
-		!strings.HasPrefix(got[0], "registry probe FAILING for apus: registry1001/restricted network at start_upload x1 since 14:02 UTC (start_upload: POST /v2/poolbot/probe/blobs/uploads/: network: ") ||
+		!strings.HasPrefix(got[0], "registry probe FAILING for apus: registry1001/restricted network at start_upload x2 since 14:02 UTC (start_upload: POST /v2/poolbot/probe/blobs/uploads/: network: ") ||
 		!strings.Contains(got[0], "connection refused) — #1 restart apus is already queued") {
 		t.Fatalf("notices %q", got)
 	}
@@ -194,7 +201,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	l.clock.Advance(time.Minute)
 	l.start()
 	l.round()
-	if s := l.state(host); s.ConsecutiveFailures != 2 || !s.Notified || s.Code != registry.CodeNetwork {
+	if s := l.state(host); s.ConsecutiveFailures != 3 || !s.Notified || s.Code != registry.CodeNetwork {
 		t.Fatalf("state after restart %+v", s)
 	}
 	if got := l.notices.All(); len(got) != 1 {
@@ -224,7 +231,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	testenv.EventuallyReport(t, 10*time.Second, "the skipped round", func() (bool, string) {
 		return testutil.ToFloat64(skipped) == 1, ""
 	})
-	if s := l.state(host); s.ConsecutiveFailures != 2 || s.At.Equal(l.clock.Now()) {
+	if s := l.state(host); s.ConsecutiveFailures != 3 || s.At.Equal(l.clock.Now()) {
 		t.Fatalf("probed while restarting: %+v", s)
 	}
 
