@@ -66,11 +66,11 @@ type ProbeConfig struct {
 	// Enabled turns the periodic probe on (default true).
 	Enabled bool `yaml:"enabled"`
 	// Interval between probe rounds over every registry instance of every
-	// service (default 2m).
+	// service, each across the service's hosts (default 2m).
 	Interval time.Duration `yaml:"interval"`
-	// FailuresBeforeNotice is how many probes of an instance must fail in
-	// a row before one channel notice is said (default 3); one recovery
-	// notice follows when it passes again.
+	// FailuresBeforeNotice is how many probes of an instance (a host's,
+	// or the balancer's) must fail in a row before one channel notice is
+	// said (default 3); one recovery notice follows when it passes again.
 	FailuresBeforeNotice int `yaml:"failures_before_notice"`
 }
 

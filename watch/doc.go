@@ -20,14 +20,23 @@
 // (mode propose). A restart request of the service that is still queued or
 // waiting covers later drifts: no second request is made.
 //
-// The periodic probe pushes a small blob to every registry instance of
-// every service and reads it back (the registry package's write-then-read
-// probe), on a gocron schedule. Each instance's latest result and its run
-// of consecutive failures are kept in the store and exported as Prometheus
-// metrics; a run of failures reaching the configured count says one notice
-// naming the instance and the registry's error code, and the first pass
-// after it one recovery notice. Hosts a running request has not finished
-// restarting are skipped: a failure there is what the request is fixing.
+// The periodic probe runs the registry package's write-then-read probe
+// across hosts (ProbeAcross), on a gocron schedule: each round, for every
+// instance name of every service, one host writes a small blob and reads
+// it back, every other host continues an upload opened there and reads
+// the blob, and the balancer (registry.balancer_url) reads it. Hosts whose
+// registries use different apus sites, which each pass a probe of their
+// own, fail it with the registry's BLOB_UPLOAD_UNKNOWN or BLOB_UNKNOWN.
+// Each host's instance gets its own result (a host whose own write fails
+// gets that, and the next host writes), the balancer one under its
+// host[:port]. The latest result and the run of consecutive failures are
+// kept in the store and exported as Prometheus metrics; a run of failures
+// reaching the configured count says one notice naming the instance, the
+// code and the failure as the registry answered (which names both hosts),
+// and the first pass after it one recovery notice. Hosts a running request
+// has not finished restarting are skipped, and so is the balancer then: a
+// failure there is what the request is fixing; a failure of a host the
+// request started restarting during the probe is dropped.
 //
 // StatusLines gives !status a compact view of both.
 package watch

@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		probeOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "poolbot", Name: "registry_probe_ok",
-			Help: "1 if the latest periodic write-then-read probe of the registry instance passed, 0 if it failed.",
+			Help: "1 if the registry instance (of a host, or the balancer) passed its part of the latest periodic write-then-read probe across hosts, 0 if it failed.",
 		}, []string{"service", "instance", "host"}),
 		probeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "poolbot", Name: "registry_probe_failures_total",
@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"service", "instance", "host"}),
 		probeSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "poolbot", Name: "registry_probe_skipped_total",
-			Help: "Periodic registry probes skipped because a poolbot request was restarting that host.",
+			Help: "Periodic registry probes of a host skipped, or their failure dropped, because a poolbot request was restarting it.",
 		}, []string{"service", "host"}),
 		drifts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "poolbot", Name: "drift_total",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,18 +16,26 @@ import (
 	"poolbot/store"
 )
 
-// maxProbeErrorBytes bounds the failure text kept per instance.
-const maxProbeErrorBytes = 300
+// maxProbeErrorBytes bounds the failure text kept per instance: room for
+// the failing request, both hosts and the registry's answer quoted.
+const maxProbeErrorBytes = 600
 
-// RegistryProber runs the write-then-read probe (registry.Client does).
+// RegistryProber runs the write-then-read probe across hosts
+// (registry.Client does).
 type RegistryProber interface {
-	Probe(ctx context.Context, inst registry.Instance, repo string) registry.ProbeResult
+	ProbeAcross(ctx context.Context, inst registry.Instance, opts registry.ProbeOptions) registry.ProbeResult
 }
 
-// Prober runs the periodic write-then-read probe against every registry
-// instance of every service, keeps each instance's latest result in the
-// store, exports metrics, and says one notice when an instance has failed
-// FailuresBeforeNotice probes in a row and one when it passes again.
+// Prober runs the periodic write-then-read probe of every registry
+// instance of every service across its hosts: each round writes one blob
+// per instance name on one host, continues an upload on the same instance
+// of every other host and reads the blob there and through the balancer
+// (registry.ProbeAcross), so that hosts whose registries use different
+// apus sites fail it (T422166; a probe of each host alone passes on both).
+// It keeps each instance's latest result in the store (the balancer's
+// under its host[:port]), exports metrics, and says one notice when an
+// instance has failed FailuresBeforeNotice probes in a row, quoting the
+// failure, and one when it passes again.
 type Prober struct {
 	cfg      ProbeConfig
 	services []Service
@@ -114,9 +123,21 @@ func (p *Prober) Round(ctx context.Context) {
 	}
 }
 
+// member is one host's instance of a given name.
+type member struct {
+	host string
+	inst registry.Instance
+}
+
+// roundNotices collects what one service's round has to say.
+type roundNotices struct {
+	failing, recovered []string
+}
+
 func (p *Prober) probeService(ctx context.Context, svc Service) {
 	busy, restart := p.busyHosts(ctx, svc)
-	var failing, recovered []string
+	var names []string
+	byName := map[string][]member{}
 	for _, host := range svc.Hosts {
 		if id, ok := busy[host]; ok {
 			p.log.Debug("probe skipped: host is being restarted", "service", svc.Name, "host", host, "request", int64(id))
@@ -124,38 +145,22 @@ func (p *Prober) probeService(ctx context.Context, svc Service) {
 			continue
 		}
 		for _, inst := range svc.Instances(host) {
-			if ctx.Err() != nil {
-				return
+			if _, ok := byName[inst.Name]; !ok {
+				names = append(names, inst.Name)
 			}
-			started := p.clock.Now()
-			res := svc.Registry.Probe(ctx, inst, "")
-			if ctx.Err() != nil {
-				return // shutting down mid-probe: not a result
-			}
-			if !res.OK && p.restartedDuring(ctx, svc, host, started) {
-				// busy was read before the round: a request that started
-				// restarting this host meanwhile made the probe fail.
-				p.log.Debug("probe result dropped: host was restarted during the probe", "service", svc.Name,
-					"host", host, "instance", inst.Name, "result", res.String())
-				p.metrics.probeSkipped.WithLabelValues(svc.Name, host).Inc()
-				continue
-			}
-			st, kind, err := p.record(ctx, svc.Name, host, inst, res)
-			if err != nil {
-				p.log.Error("storing probe result", "service", svc.Name, "host", host, "instance", inst.Name, "err", err)
-				continue
-			}
-			switch kind {
-			case noticeFailing:
-				failing = append(failing, fmt.Sprintf("%s %s at %s x%d since %s", instanceLabel(host, inst.Name),
-					st.Code, st.Step, st.ConsecutiveFailures, st.FailingSince.UTC().Format("15:04 UTC")))
-			case noticeRecovered:
-				recovered = append(recovered, instanceLabel(host, inst.Name))
-			}
+			byName[inst.Name] = append(byName[inst.Name], member{host, inst})
 		}
 	}
-	if len(failing) > 0 {
-		text := fmt.Sprintf("registry probe FAILING for %s: %s", svc.Name, strings.Join(failing, "; "))
+	var out roundNotices
+	for _, name := range names {
+		// The balancer also sends requests to hosts being restarted, which
+		// may be on another site until their turn: asked only when none is.
+		if !p.probeAcross(ctx, svc, byName[name], len(busy) == 0, &out) {
+			return
+		}
+	}
+	if len(out.failing) > 0 {
+		text := fmt.Sprintf("registry probe FAILING for %s: %s", svc.Name, strings.Join(out.failing, "; "))
 		if restart.ID != 0 {
 			text += fmt.Sprintf(" — %s %s is already %s", restart.ID, restart.Summary(), restart.State)
 		} else {
@@ -164,9 +169,91 @@ func (p *Prober) probeService(ctx context.Context, svc Service) {
 		}
 		p.say(ctx, poolbot.Notice{Kind: poolbot.NoticeProbe, Text: text})
 	}
-	if len(recovered) > 0 {
+	if len(out.recovered) > 0 {
 		p.say(ctx, poolbot.Notice{Kind: poolbot.NoticeProbe,
-			Text: fmt.Sprintf("registry probe OK again for %s: %s", svc.Name, strings.Join(recovered, "; "))})
+			Text: fmt.Sprintf("registry probe OK again for %s: %s", svc.Name, strings.Join(out.recovered, "; "))})
+	}
+}
+
+// probeAcross probes one instance name across its hosts: the first host
+// writes the blob, every other host and (with viaBalancer) the balancer
+// read it, each getting its own result. A writer whose own write or read
+// fails gets that result and the next host writes. It reports false when
+// ctx ended (shutting down mid-probe: not a result).
+func (p *Prober) probeAcross(ctx context.Context, svc Service, members []member, viaBalancer bool, out *roundNotices) bool {
+	for len(members) > 0 {
+		writer, peers := members[0], members[1:]
+		opts := registry.ProbeOptions{ViaBalancer: viaBalancer, EveryTarget: true}
+		for _, m := range peers {
+			opts.Peers = append(opts.Peers, m.inst)
+		}
+		started := p.clock.Now()
+		res := svc.Registry.ProbeAcross(ctx, writer.inst, opts)
+		if ctx.Err() != nil {
+			return false
+		}
+		if !res.OK && !slices.ContainsFunc(res.Targets, func(t registry.TargetResult) bool { return t.Err != nil && error(t.Err) == res.Err }) {
+			// The writer's own write or read failed: the others are asked
+			// with the next host writing.
+			p.result(ctx, svc, writer.host, []string{writer.host}, writer.inst, res, started, out)
+			members = peers
+			continue
+		}
+		own := res
+		own.OK, own.Code, own.Step, own.Status, own.Err = true, registry.CodeOK, "", 0, nil
+		p.result(ctx, svc, writer.host, []string{writer.host}, writer.inst, own, started, out)
+		for _, t := range res.Targets {
+			tr := registry.ProbeResult{Instance: t.Peer, Repository: res.Repository, Digest: res.Digest, OK: t.Err == nil,
+				Code: registry.CodeOK, Duration: res.Duration}
+			if t.Err != nil {
+				tr.Code, tr.Step, tr.Status, tr.Err = t.Err.Code, t.Err.Step, t.Err.Status, t.Err
+			}
+			if t.Balancer != "" {
+				// Any host restarted meanwhile may have made it fail.
+				tr.Instance = registry.Instance{Name: writer.inst.Name}
+				p.result(ctx, svc, t.Balancer, svc.Hosts, tr.Instance, tr, started, out)
+				continue
+			}
+			host := writer.host
+			for _, m := range peers {
+				if m.inst == t.Peer {
+					host = m.host
+				}
+			}
+			p.result(ctx, svc, host, []string{writer.host, host}, t.Peer, tr, started, out)
+		}
+		return true
+	}
+	return true
+}
+
+// result records res as host's result for inst, and what it has to say,
+// unless it is a failure and one of involved was restarted by poolbot
+// since started: busy was read before the round, and a request that
+// started restarting one of the hosts meanwhile made the probe fail.
+func (p *Prober) result(ctx context.Context, svc Service, host string, involved []string, inst registry.Instance,
+	res registry.ProbeResult, started time.Time, out *roundNotices) {
+	if !res.OK {
+		for _, h := range involved {
+			if p.restartedDuring(ctx, svc, h, started) {
+				p.log.Debug("probe result dropped: a host was restarted during the probe", "service", svc.Name,
+					"host", host, "restarted", h, "instance", inst.Name, "result", res.String())
+				p.metrics.probeSkipped.WithLabelValues(svc.Name, host).Inc()
+				return
+			}
+		}
+	}
+	st, kind, err := p.record(ctx, svc.Name, host, inst, res)
+	if err != nil {
+		p.log.Error("storing probe result", "service", svc.Name, "host", host, "instance", inst.Name, "err", err)
+		return
+	}
+	switch kind {
+	case noticeFailing:
+		out.failing = append(out.failing, fmt.Sprintf("%s %s at %s x%d since %s (%s)", instanceLabel(host, inst.Name),
+			st.Code, st.Step, st.ConsecutiveFailures, st.FailingSince.UTC().Format("15:04 UTC"), st.Error))
+	case noticeRecovered:
+		out.recovered = append(out.recovered, instanceLabel(host, inst.Name))
 	}
 }
 

@@ -3,10 +3,8 @@ package watch
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +31,11 @@ type probeLab struct {
 	metrics *prometheus.Registry
 	cfg     Config
 	svc     Service
-	watch   *Watch
-	stop    func()
+	// balancers is how many balancer rows a round stores besides the
+	// hosts' (one per instance name when registry.balancer_url is set).
+	balancers int
+	watch     *Watch
+	stop      func()
 }
 
 func newProbeLab(t *testing.T, failuresBeforeNotice int, svc Service) *probeLab {
@@ -89,7 +90,7 @@ func (l *probeLab) round(skip ...string) []store.ProbeState {
 				done++
 			}
 		}
-		return done == len(l.svc.Hosts)-len(skip), ""
+		return done == len(l.svc.Hosts)+l.balancers-len(skip), ""
 	})
 	return states
 }
@@ -130,117 +131,10 @@ func (l *probeLab) status() string {
 	return strings.Join(lines, "\n")
 }
 
-// splitTransport sends the closing PUT of pushes to registry2 to another
-// registry with the same http.secret but its own storage, while split is
-// set: what registry2's cached connections to the other apus datacenter do
-// after a pool change it was not restarted for.
-type splitTransport struct {
-	base     http.RoundTripper
-	from, to string
-	split    atomic.Bool
-	rerouted atomic.Int32
-}
-
-func (s *splitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if s.split.Load() && req.URL.Host == s.from && req.Method == http.MethodPut {
-		req = req.Clone(req.Context())
-		req.URL.Host, req.Host = s.to, s.to
-		s.rerouted.Add(1)
-	}
-	return s.base.RoundTrip(req)
-}
-
 func instancesOf(regs map[string]*regenv.Instance) func(string) []registry.Instance {
 	return func(host string) []registry.Instance {
 		r := regs[host]
 		return []registry.Instance{{Name: "restricted", Host: "127.0.0.1", Port: r.Port, DebugPort: r.DebugPort}}
-	}
-}
-
-// A registry whose pushes land in two storages fails the probe with
-// BLOB_UPLOAD_UNKNOWN: one notice after three failed rounds, none after
-// the fourth, one recovery notice when it passes again; metrics and
-// !status follow.
-func TestProbeNoticeOnceThenRecovery(t *testing.T) {
-	t.Parallel()
-	a, b := regenv.StartPair(t, regenv.Options{})
-	regs := map[string]*regenv.Instance{"registry1": a, "registry2": b}
-	rt := &splitTransport{base: http.DefaultTransport, from: b.Addr, to: a.Addr}
-	client, err := registry.New(registry.DefaultConfig(), registry.Options{Transport: rt})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newProbeLab(t, 3, Service{Name: "apus", Datacenters: []string{"eqiad", "codfw"},
-		Hosts: []string{"registry1", "registry2"}, Instances: instancesOf(regs), Registry: client})
-
-	l.round()
-	if st := l.status(); st != "probes: registry1/restricted ok 00m 00s ago; registry2/restricted ok 00m 00s ago" {
-		t.Fatalf("status %q", st)
-	}
-
-	rt.split.Store(true)
-	for i := 1; i <= 4; i++ {
-		l.next()
-		l.round()
-		s := l.state("registry2")
-		if s.OK || s.Code != registry.CodeBlobUploadUnknown || s.Step != registry.StepCompleteUpload || s.ConsecutiveFailures != i {
-			t.Fatalf("round %d: registry2 %+v", i, s)
-		}
-		if s1 := l.state("registry1"); !s1.OK {
-			t.Fatalf("registry1 %+v", s1)
-		}
-		want := 0
-		if i >= 3 {
-			want = 1
-			// The notice is said just after the round's state is stored.
-			testenv.Eventually(t, 10*time.Second, "the probe notice", func() bool { return len(l.notices.All()) > 0 })
-		}
-		if got := l.notices.All(); len(got) != want {
-			t.Fatalf("after %d failed rounds: notices %q", i, got)
-		}
-	}
-	got := l.notices.All()[0]
-	if got != "registry probe FAILING for apus: registry2/restricted BLOB_UPLOAD_UNKNOWN at complete_upload x3 since 14:02 UTC"+
-		" — if apus's pooled state changed since the registries last restarted, run: !restart apus <reason>" {
-		t.Fatalf("notice %q", got)
-	}
-	if st := l.status(); !strings.Contains(st, "registry1/restricted ok 00m 00s ago; registry2/restricted FAILING BLOB_UPLOAD_UNKNOWN x4 since 14:02 UTC (last 00m 00s ago)") {
-		t.Fatalf("status %q", st)
-	}
-	expected := `
-# HELP poolbot_registry_probe_failures_total Failed periodic registry probes, by failure code (a registry error code such as BLOB_UPLOAD_UNKNOWN, or network, timeout, http_5xx, ...).
-# TYPE poolbot_registry_probe_failures_total counter
-poolbot_registry_probe_failures_total{code="BLOB_UPLOAD_UNKNOWN",host="registry2",instance="restricted",service="apus"} 4
-# HELP poolbot_registry_probe_ok 1 if the latest periodic write-then-read probe of the registry instance passed, 0 if it failed.
-# TYPE poolbot_registry_probe_ok gauge
-poolbot_registry_probe_ok{host="registry1",instance="restricted",service="apus"} 1
-poolbot_registry_probe_ok{host="registry2",instance="restricted",service="apus"} 0
-`
-	if err := testutil.GatherAndCompare(l.metrics, strings.NewReader(expected),
-		"poolbot_registry_probe_failures_total", "poolbot_registry_probe_ok"); err != nil {
-		t.Fatal(err)
-	}
-	if n := histogramCount(t, l.metrics, "poolbot_registry_probe_duration_seconds", "registry2"); n != 5 {
-		t.Fatalf("probe duration observations %d, want 5", n)
-	}
-
-	rt.split.Store(false)
-	for range 2 {
-		l.next()
-		l.round()
-	}
-	notices := l.notices.All()
-	if len(notices) != 2 || notices[1] != "registry probe OK again for apus: registry2/restricted" {
-		t.Fatalf("notices %q", notices)
-	}
-	if s := l.state("registry2"); !s.OK || s.ConsecutiveFailures != 0 || s.Notified || !s.LastOK.Equal(l.clock.Now()) {
-		t.Fatalf("registry2 %+v", s)
-	}
-	if v := testutil.ToFloat64(l.watch.metrics.probeOK.WithLabelValues("apus", "restricted", "registry2")); v != 1 {
-		t.Fatalf("probe_ok %v", v)
-	}
-	if rt.rerouted.Load() != 4 {
-		t.Fatalf("%d pushes split", rt.rerouted.Load())
 	}
 }
 
@@ -265,7 +159,8 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name, host string) u
 	return 0
 }
 
-// A stopped registry: the notice names the open request instead of
+// A stopped registry: the notice comes once failures_before_notice
+// probes failed in a row, and names the open request instead of
 // suggesting one; a restart of poolbot does not repeat the notice; a host
 // a running request is restarting is not probed; the recovery notice
 // comes once when the registry is back.
@@ -276,7 +171,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newProbeLab(t, 1, Service{Name: "apus", Hosts: []string{"registry1001.eqiad.wmnet"},
+	l := newProbeLab(t, 2, Service{Name: "apus", Hosts: []string{"registry1001.eqiad.wmnet"},
 		Instances: instancesOf(map[string]*regenv.Instance{"registry1001.eqiad.wmnet": r1}), Registry: client})
 	const host = "registry1001.eqiad.wmnet"
 	l.round()
@@ -288,8 +183,16 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	}
 	l.next()
 	l.round()
+	if got := l.notices.All(); len(got) != 0 {
+		t.Fatalf("notice after one failure: %q", got)
+	}
+	l.next()
+	l.round()
+	// The notice quotes the failure: here the writer's own POST.
+	testenv.Eventually(t, 10*time.Second, "the probe notice", func() bool { return len(l.notices.All()) > 0 })
 	if got := l.notices.All(); len(got) != 1 ||
-		got[0] != "registry probe FAILING for apus: registry1001/restricted network at start_upload x1 since 14:02 UTC — #1 restart apus is already queued" {
+		!strings.HasPrefix(got[0], "registry probe FAILING for apus: registry1001/restricted network at start_upload x2 since 14:02 UTC (start_upload: POST /v2/poolbot/probe/blobs/uploads/: network: ") ||
+		!strings.Contains(got[0], "connection refused) — #1 restart apus is already queued") {
 		t.Fatalf("notices %q", got)
 	}
 
@@ -298,7 +201,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	l.clock.Advance(time.Minute)
 	l.start()
 	l.round()
-	if s := l.state(host); s.ConsecutiveFailures != 2 || !s.Notified || s.Code != registry.CodeNetwork {
+	if s := l.state(host); s.ConsecutiveFailures != 3 || !s.Notified || s.Code != registry.CodeNetwork {
 		t.Fatalf("state after restart %+v", s)
 	}
 	if got := l.notices.All(); len(got) != 1 {
@@ -328,7 +231,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	testenv.EventuallyReport(t, 10*time.Second, "the skipped round", func() (bool, string) {
 		return testutil.ToFloat64(skipped) == 1, ""
 	})
-	if s := l.state(host); s.ConsecutiveFailures != 2 || s.At.Equal(l.clock.Now()) {
+	if s := l.state(host); s.ConsecutiveFailures != 3 || s.At.Equal(l.clock.Now()) {
 		t.Fatalf("probed while restarting: %+v", s)
 	}
 
@@ -355,79 +258,92 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	}
 }
 
-// probeHook runs during before each probe of the real registry: what
-// happens on the host while poolbot's periodic probe is talking to it.
+// probeHook runs during before each probe of the real registries: what
+// happens on the hosts while poolbot's periodic probe is talking to them.
 type probeHook struct {
-	registry.Checker
+	*registry.Client
 	during func()
 }
 
-func (c probeHook) Probe(ctx context.Context, inst registry.Instance, repo string) registry.ProbeResult {
+func (c probeHook) ProbeAcross(ctx context.Context, inst registry.Instance, opts registry.ProbeOptions) registry.ProbeResult {
 	if c.during != nil {
 		c.during()
 	}
-	return c.Checker.Probe(ctx, inst, repo)
+	return c.Client.ProbeAcross(ctx, inst, opts)
 }
 
 // A request that starts restarting a host after the round read which
 // hosts are busy, and restarts it while the probe talks to it, makes the
 // probe fail for a reason poolbot caused: the failure is dropped, not
 // counted, stored or announced (TestWatchInDaemon's !status showed such a
-// failure for the host the drift restart had just restarted).
+// failure for the host the drift restart had just restarted), whether the
+// host wrote the round's blob or was to read it.
 func TestProbeDropsFailureOfHostRestartedDuringProbe(t *testing.T) {
 	t.Parallel()
-	r1 := regenv.Start(t, regenv.Options{})
-	client, err := registry.New(registry.DefaultConfig(), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const host = "registry1001.eqiad.wmnet"
-	hook := &probeHook{Checker: client}
-	l := newProbeLab(t, 1, Service{Name: "apus", Hosts: []string{host},
-		Instances: instancesOf(map[string]*regenv.Instance{host: r1}), Registry: hook})
-	l.round()
-	if s := l.state(host); s.ConsecutiveFailures != 0 {
-		t.Fatalf("first round %+v", s)
-	}
-
-	req := insertRequest(t, l.store, poolbot.Request{Action: poolbot.ActionRestart, Service: "apus",
-		Reason: "T2 test", Operator: "alice", Origin: poolbot.Origin{Network: "irc"}})
-	var once sync.Once
-	hook.during = func() {
-		once.Do(func() {
-			// The request starts and restarts the host: its registry is
-			// down while the probe runs.
-			if err := r1.Stop(); err != nil {
-				t.Error(err)
-			}
-			err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
-				r, err := tx.Request(req.ID)
-				if err != nil {
-					return err
-				}
-				r.State = poolbot.StateRestarting
-				if _, err := tx.UpdateRequest(r, poolbot.StateQueued); err != nil {
-					return err
-				}
-				if err := tx.InsertHostSteps(req.ID, []string{host}); err != nil {
-					return err
-				}
-				return tx.UpdateHostStep(req.ID, 1, poolbot.HostRestarting, "")
-			})
+	const writer, peer = "registry1001.eqiad.wmnet", "registry1002.eqiad.wmnet"
+	for _, restarted := range []string{writer, peer} {
+		t.Run(restarted, func(t *testing.T) {
+			t.Parallel()
+			// One datacenter: the two hosts share storage.
+			r1, r2 := regenv.StartPair(t, regenv.Options{StorageDir: t.TempDir()})
+			regs := map[string]*regenv.Instance{writer: r1, peer: r2}
+			client, err := registry.New(registry.DefaultConfig(), registry.Options{})
 			if err != nil {
-				t.Error(err)
+				t.Fatal(err)
+			}
+			hook := &probeHook{Client: client}
+			l := newProbeLab(t, 1, Service{Name: "apus", Hosts: []string{writer, peer}, Instances: instancesOf(regs), Registry: hook})
+			l.round()
+			for _, h := range []string{writer, peer} {
+				if s := l.state(h); !s.OK {
+					t.Fatalf("first round: %s %+v", h, s)
+				}
+			}
+
+			req := insertRequest(t, l.store, poolbot.Request{Action: poolbot.ActionRestart, Service: "apus",
+				Reason: "T2 test", Operator: "alice", Origin: poolbot.Origin{Network: "irc"}})
+			var once sync.Once
+			hook.during = func() {
+				once.Do(func() {
+					// The request starts and restarts the host: its
+					// registry is down while the probe runs.
+					if err := regs[restarted].Stop(); err != nil {
+						t.Error(err)
+					}
+					err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
+						r, err := tx.Request(req.ID)
+						if err != nil {
+							return err
+						}
+						r.State = poolbot.StateRestarting
+						if _, err := tx.UpdateRequest(r, poolbot.StateQueued); err != nil {
+							return err
+						}
+						if err := tx.InsertHostSteps(req.ID, []string{restarted}); err != nil {
+							return err
+						}
+						return tx.UpdateHostStep(req.ID, 1, poolbot.HostRestarting, "")
+					})
+					if err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			l.next()
+			// The other host's result is stored: with the peer restarted
+			// the writer's own write and read; with the writer restarted
+			// the peer, which writes next.
+			l.round(restarted)
+			skipped := l.watch.metrics.probeSkipped.WithLabelValues("apus", restarted)
+			testenv.EventuallyReport(t, 30*time.Second, "the dropped probe", func() (bool, string) {
+				return testutil.ToFloat64(skipped) == 1, fmt.Sprintf("skipped %v", testutil.ToFloat64(skipped))
+			})
+			if s := l.state(restarted); s.ConsecutiveFailures != 0 || s.At.Equal(l.clock.Now()) {
+				t.Fatalf("a failure caused by poolbot's own restart was stored: %+v", s)
+			}
+			if got := l.notices.All(); len(got) != 0 {
+				t.Fatalf("notices %q", got)
 			}
 		})
-	}
-	l.next()
-	skipped := l.watch.metrics.probeSkipped.WithLabelValues("apus", host)
-	testenv.EventuallyReport(t, 30*time.Second, "the dropped probe", func() (bool, string) {
-		return testutil.ToFloat64(skipped) == 1, fmt.Sprintf("skipped %v", testutil.ToFloat64(skipped))
-	})
-	if s := l.state(host); s.ConsecutiveFailures != 0 || s.At.Equal(l.clock.Now()) {
-		t.Fatalf("a failure caused by poolbot's own restart was stored: %+v", s)
-	}
-	if got := l.notices.All(); len(got) != 0 {
-		t.Fatalf("notices %q", got)
 	}
 }

@@ -216,7 +216,7 @@ const (
 // StatusLines is what !status shows for service: the latest probe of each
 // registry instance, in one line, and drifts of the last day:
 //
-//	probes: registry1/restricted ok 02m 00s ago; registry2/ml FAILING BLOB_UPLOAD_UNKNOWN x3 since 14:02 UTC
+//	probes: registry1/restricted ok 02m 00s ago; registry2/ml FAILING BLOB_UPLOAD_UNKNOWN at handoff x3 since 14:02 UTC (last 00m 00s ago)
 //	drift: 14:03 UTC apus/codfw pooled=false changed outside poolbot (by jdoe@cumin1003) → #13
 func (w *Watch) StatusLines(ctx context.Context, service string) ([]string, error) {
 	if !slices.ContainsFunc(w.services, func(s Service) bool { return s.Name == service }) {
@@ -269,8 +269,11 @@ func (w *Watch) StatusLines(ctx context.Context, service string) ([]string, erro
 	return lines, nil
 }
 
-// probeSummary is "registry1/restricted ok 2m ago" or
-// "registry2/ml FAILING BLOB_UPLOAD_UNKNOWN x3 since 14:02 UTC".
+// probeSummary is "registry1/restricted ok 02m 00s ago" or "registry2/ml
+// FAILING BLOB_UPLOAD_UNKNOWN at handoff x3 since 14:02 UTC (last 00m 00s
+// ago)": the step says whether the host failed its own write (start_upload
+// … fetch_blob) or could not see what another host wrote (handoff,
+// read_peer; read_balancer for the balancer).
 func probeSummary(s store.ProbeState, now time.Time, threshold int) string {
 	label := instanceLabel(s.Host, s.Instance)
 	if s.OK {
@@ -280,7 +283,7 @@ func probeSummary(s store.ProbeState, now time.Time, threshold int) string {
 	if s.ConsecutiveFailures < threshold {
 		word = "failed"
 	}
-	return fmt.Sprintf("%s %s %s x%d since %s (last %s ago)", label, word, s.Code, s.ConsecutiveFailures,
+	return fmt.Sprintf("%s %s %s at %s x%d since %s (last %s ago)", label, word, s.Code, s.Step, s.ConsecutiveFailures,
 		s.FailingSince.UTC().Format("15:04 UTC"), ago(now.Sub(s.At)))
 }
 

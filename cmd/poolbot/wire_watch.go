@@ -28,9 +28,9 @@ func buildWatch(cfg *config.Config, st *store.Store, clock clockwork.Clock, log 
 	services := make([]watch.Service, 0, len(proc.services))
 	for _, s := range proc.services {
 		ws := watch.Service{Name: s.Name, Datacenters: s.Datacenters, Hosts: s.Plan.Hosts}
-		if s.Probe {
+		if cp, ok := s.Registry.(watch.RegistryProber); ok && s.Probe {
 			// registry.probe.enabled covers the periodic probe too.
-			ws.Instances, ws.Registry = s.Instances, s.Registry
+			ws.Instances, ws.Registry = s.Instances, cp
 		}
 		services = append(services, ws)
 	}

@@ -23,6 +23,22 @@ type ProbeOptions struct {
 	// ViaBalancer also reads the blob through registry.balancer_url
 	// (ignored when it is not set).
 	ViaBalancer bool
+	// EveryTarget goes on after a peer or the balancer fails, so that
+	// ProbeResult.Targets says how each one did from one write (the
+	// periodic probe tells which hosts disagree). Without it the first
+	// failure ends the probe.
+	EveryTarget bool
+}
+
+// TargetResult is how one peer, or the balancer, did in ProbeAcross.
+type TargetResult struct {
+	// Peer is the peer's instance; zero for the balancer.
+	Peer Instance
+	// Balancer is the balancer's host[:port] from registry.balancer_url;
+	// empty for a peer.
+	Balancer string
+	// Err is nil when the handoff and the read passed there.
+	Err *ProbeError
 }
 
 // ProbeAcross is Probe, then the checks that find hosts whose storage is
@@ -36,8 +52,11 @@ type ProbeOptions struct {
 //  3. for each peer, then through the balancer: GET the blob and compare
 //     the bytes. A peer on another storage answers 404 BLOB_UNKNOWN.
 //
-// The first failure ends the probe; its error names the peer and quotes
-// the registry's answer. The whole probe is bounded by probe.timeout.
+// The first failure ends the probe (with opts.EveryTarget: the first is
+// the result's, and every target is still tried); its error names the peer
+// and quotes the registry's answer. ProbeResult.Targets says how each
+// target tried did, when the probed instance's own write and read passed.
+// The whole probe is bounded by probe.timeout.
 func (c *Client) ProbeAcross(ctx context.Context, inst Instance, opts ProbeOptions) ProbeResult {
 	start := c.clock.Now()
 	repo := opts.Repository
@@ -47,36 +66,69 @@ func (c *Client) ProbeAcross(ctx context.Context, inst Instance, opts ProbeOptio
 	if repo == "" {
 		repo = c.cfg.Probe.Repository
 	}
-	res := c.probeWith(ctx, inst, repo, func(p *probeRun) *ProbeError { return p.across(opts) })
-	return c.finishProbe(inst, repo, start, res)
+	var targets []TargetResult
+	res := c.probeWith(ctx, inst, repo, func(p *probeRun) *ProbeError {
+		var perr *ProbeError
+		targets, perr = p.across(opts)
+		return perr
+	})
+	res = c.finishProbe(inst, repo, start, res)
+	res.Targets = targets
+	return res
 }
 
 // across runs steps 2 and 3 of ProbeAcross after the blob was written and
-// read back on the probed instance.
-func (p *probeRun) across(opts ProbeOptions) *ProbeError {
-	for _, peer := range opts.Peers {
-		if err := peer.validate(); err != nil {
-			return &ProbeError{Step: StepValidate, Code: CodeInternal, Target: peer.String(), Err: err}
+// read back on the probed instance: the targets tried and the first
+// failure. A failure of the probed instance itself (the POST of a handoff)
+// ends it, as does the probe's deadline: later targets are not tried.
+func (p *probeRun) across(opts ProbeOptions) ([]TargetResult, *ProbeError) {
+	var (
+		targets []TargetResult
+		first   *ProbeError
+	)
+	// failed records a target's failure; it reports whether to stop.
+	failed := func(t *TargetResult, perr *ProbeError) bool {
+		t.Err = perr
+		if first == nil {
+			first = perr
 		}
-		if perr := p.handoff(peer); perr != nil {
-			return perr
-		}
+		return !opts.EveryTarget || p.ctx.Err() != nil
 	}
 	for _, peer := range opts.Peers {
-		if perr := p.readOn(StepReadPeer, peer.String(), peer.BaseURL()); perr != nil {
-			return p.explain(perr, peer)
+		t := TargetResult{Peer: peer}
+		var perr *ProbeError
+		if err := peer.validate(); err != nil {
+			perr = &ProbeError{Step: StepValidate, Code: CodeInternal, Target: peer.String(), Err: err}
+		} else if perr = p.handoff(peer); perr != nil && perr.Target == "" {
+			return targets, perr // the probed instance failed, not the peer
+		}
+		stop := perr != nil && failed(&t, perr)
+		targets = append(targets, t)
+		if stop {
+			return targets, first
+		}
+	}
+	for i := range targets {
+		t := &targets[i]
+		if t.Err != nil {
+			continue
+		}
+		if perr := p.readOn(StepReadPeer, t.Peer.String(), t.Peer.BaseURL()); perr != nil && failed(t, p.explain(perr, t.Peer)) {
+			return targets, first
 		}
 	}
 	if opts.ViaBalancer && p.c.cfg.BalancerURL != "" {
 		base, err := url.Parse(p.c.cfg.BalancerURL)
 		if err != nil {
-			return &ProbeError{Step: StepReadBalancer, Code: CodeInternal, Err: err}
+			return targets, &ProbeError{Step: StepReadBalancer, Code: CodeInternal, Err: err}
 		}
+		t := TargetResult{Balancer: base.Host}
 		if perr := p.readOn(StepReadBalancer, "balancer "+base.Host, base); perr != nil {
-			return perr
+			failed(&t, perr)
 		}
+		targets = append(targets, t)
 	}
-	return nil
+	return targets, first
 }
 
 // handoff opens an upload of the probe blob on the probed instance and

@@ -90,6 +90,18 @@ func TestProbeAcrossHostsOnApus(t *testing.T) {
 		if res.OK || res.Code != registry.CodeBlobUploadUnknown {
 			t.Fatalf("probe from codfw to eqiad: %v", res)
 		}
+		// EveryTarget goes on past the failing peer: one write tells
+		// which peer disagrees and which agrees.
+		res = c.ProbeAcross(ctx, eqiad1.inst(), registry.ProbeOptions{Peers: []registry.Instance{codfw1.inst(), eqiad2.inst()}, EveryTarget: true})
+		if res.OK || res.Code != registry.CodeBlobUploadUnknown || len(res.Targets) != 2 {
+			t.Fatalf("probe of every target: %v, targets %+v", res, res.Targets)
+		}
+		if got := res.Targets[0]; got.Peer != codfw1.inst() || got.Err == nil || got.Err.Code != registry.CodeBlobUploadUnknown || got.Err != res.Err {
+			t.Fatalf("codfw peer: %+v", got)
+		}
+		if got := res.Targets[1]; got.Peer != eqiad2.inst() || got.Err != nil {
+			t.Fatalf("eqiad peer: %+v", got)
+		}
 	})
 
 	t.Run("through the balancer", func(t *testing.T) {
@@ -118,6 +130,9 @@ func TestProbeAcrossHostsOnApus(t *testing.T) {
 				!strings.Contains(res.String(), `"code":"BLOB_UNKNOWN","message":"blob unknown to registry"`) ||
 				!strings.Contains(res.String(), "balancer "+lb.Addr)) {
 				t.Fatalf("%s behind the balancer: %v, want BLOB_UNKNOWN quoted at %s", tc.name, res, registry.StepReadBalancer)
+			}
+			if len(res.Targets) != 1 || res.Targets[0].Balancer != lb.Addr || (res.Targets[0].Err == nil) != tc.ok {
+				t.Fatalf("%s behind the balancer: targets %+v", tc.name, res.Targets)
 			}
 			// Without ViaBalancer the balancer is not asked.
 			if res := bc.ProbeAcross(ctx, eqiad1.inst(), registry.ProbeOptions{}); !res.OK {

@@ -52,6 +52,9 @@ type ProbeResult struct {
 	Duration time.Duration
 	// Deleted reports that the probe blob was deleted afterwards.
 	Deleted bool
+	// Targets are the peers and the balancer ProbeAcross tried after the
+	// probed instance's own write and read passed, in order.
+	Targets []TargetResult
 }
 
 // String is a one-line summary fit for chat.
