@@ -36,6 +36,8 @@ type fakeConftool struct {
 	mu     sync.Mutex
 	pooled map[string]bool // service/dc
 	writes int
+	// refuse, when set, is what SetPooled answers without writing.
+	refuse error
 }
 
 func newFakeConftool() *fakeConftool {
@@ -73,6 +75,9 @@ func (c *fakeConftool) SetPooled(_ context.Context, service, dc string, pooled b
 	key := service + "/" + dc
 	if _, ok := c.pooled[key]; !ok {
 		return conftool.State{}, conftool.ErrNotFound
+	}
+	if c.refuse != nil {
+		return conftool.State{}, c.refuse
 	}
 	if !pooled {
 		others := 0

@@ -410,7 +410,13 @@ func (e *Engine) execute(ctx context.Context, svc *Service, r poolbot.Request) {
 		if err := e.withServiceRoute(context.WithoutCancel(ctx), r, func() error {
 			return e.switchPooled(context.WithoutCancel(ctx), svc, r)
 		}); err != nil {
-			end(poolbot.StateFailed, "FAIL", "conftool: "+err.Error())
+			// The conftool client names itself in its errors; the lock
+			// and read-back errors do not.
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "conftool: ") {
+				msg = "conftool: " + msg
+			}
+			end(poolbot.StateFailed, "FAIL", msg)
 			return
 		}
 		if r, err = e.deps.Store.Request(ctx, r.ID); err != nil {

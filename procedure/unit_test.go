@@ -2,6 +2,7 @@ package procedure
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"poolbot"
 	"poolbot/integrations/calendar"
+	"poolbot/integrations/conftool"
 	"poolbot/internal/testenv"
 	"poolbot/requests"
 )
@@ -40,6 +42,26 @@ func TestUnitDepoolRuns(t *testing.T) {
 	}
 	sal := u.sal(id)
 	if len(sal) == 0 || !strings.Contains(sal[0], "START - depool apus in codfw") || !strings.Contains(sal[len(sal)-1], "END (PASS)") {
+		t.Fatalf("SAL:\n%s", strings.Join(sal, "\n"))
+	}
+}
+
+// A write conftool refuses ends the request with conftool's own words,
+// said once: the client's errors already name conftool.
+func TestUnitConftoolRefusalSaidOnce(t *testing.T) {
+	t.Parallel()
+	u := newUnit(t, 1, Config{})
+	u.conf.mu.Lock()
+	// As the etcd client words it.
+	u.conf.refuse = fmt.Errorf("conftool: set apus/codfw pooled=false: %w", &conftool.LastPooledError{Service: "apus", Datacenter: "codfw"})
+	u.conf.mu.Unlock()
+	id := u.queue(poolbot.ActionDepool, "codfw")
+	r := u.waitState(id, poolbot.StateDone, poolbot.StateFailed)
+	want := u.conf.refuse.Error()
+	if r.State != poolbot.StateFailed || !strings.HasPrefix(r.Error, want) || strings.Contains(r.Error, "conftool: conftool:") {
+		t.Fatalf("%s %q, want it to start %q", r.State, r.Error, want)
+	}
+	if sal := u.sal(id); len(sal) == 0 || strings.Contains(sal[len(sal)-1], "conftool: conftool:") {
 		t.Fatalf("SAL:\n%s", strings.Join(sal, "\n"))
 	}
 }
