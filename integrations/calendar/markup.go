@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 
 	"poolbot/internal/ircname"
@@ -68,7 +67,7 @@ func ParseDeploymentsHTML(page, pageURL string, unreadableLength time.Duration) 
 	if unreadableLength <= 0 {
 		unreadableLength = DefaultUnreadableWindowLength
 	}
-	s := markupScanner{z: html.NewTokenizer(strings.NewReader(page))}
+	s := markupScanner{z: newMarkupTokens(page)}
 	s.b.pageURL, s.b.unreadableLength = pageURL, unreadableLength
 	// Every card has one data-utcstart: a good guess of the number of
 	// windows, bounded so that a page of nothing else cannot claim much.
