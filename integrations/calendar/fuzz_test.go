@@ -191,9 +191,22 @@ func BenchmarkExpandICSFixture(b *testing.B) {
 	}
 }
 
-// BenchmarkTokenizeYear is the floor under BenchmarkParseDeploymentsHTMLYear:
-// x/net/html's Tokenizer alone over the same page (it allocates two small
-// copies of every attribute name itself).
+// BenchmarkMarkupTokensYear is the floor under
+// BenchmarkParseDeploymentsHTMLYear: markupTokens alone over the same page.
+func BenchmarkMarkupTokensYear(b *testing.B) {
+	page := yearOfMarkup()
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	for b.Loop() {
+		z := newMarkupTokens(page)
+		for z.next() != tokenEnd {
+		}
+	}
+}
+
+// BenchmarkTokenizeYear is x/net/html's Tokenizer over the same page, for
+// comparison with BenchmarkMarkupTokensYear (it allocates two small copies
+// of every attribute name).
 func BenchmarkTokenizeYear(b *testing.B) {
 	page := yearOfMarkup()
 	b.SetBytes(int64(len(page)))
