@@ -7,6 +7,9 @@ import (
 	"golang.org/x/net/html"
 )
 
+// The reads below follow golang.org/x/net/html's token.go, Copyright 2010
+// The Go Authors, under the BSD-style license in that module's LICENSE.
+
 // markupTokens splits a page into the tokens of golang.org/x/net/html's
 // Tokenizer (v0.62.0, token.go), at the same places and with the same text,
 // but over the page in memory and without copying: tokens and text are
