@@ -48,6 +48,7 @@ const SSHHost = "@ssh-host"
 // Main runs a helper program when the environment asks for one (and
 // exits); otherwise it returns. Call it first in TestMain.
 func Main() {
+	noRaceExitSleep()
 	if url := os.Getenv(EnvCtl); url != "" && len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-test.") {
 		args := os.Args[1:]
 		if args[0] == SSHHost {
@@ -421,4 +422,19 @@ func (n *Notices) Matching(sub string) []string {
 		}
 	}
 	return out
+}
+
+// noRaceExitSleep makes the helper processes a test starts (its own
+// binary again, as systemctl, lock holder or lock probe) exit at once. A
+// binary built with -race sleeps a second before it exits (GORACE's
+// atexit_sleep_ms, default 1000), which every restart, unit check and lock
+// probe in a race-enabled test run would otherwise pay. The children
+// inherit the environment; this process's own race runtime has read
+// GORACE already.
+func noRaceExitSleep() {
+	v := os.Getenv("GORACE")
+	if strings.Contains(v, "atexit_sleep_ms") {
+		return // the caller chose
+	}
+	_ = os.Setenv("GORACE", strings.TrimSpace(v+" atexit_sleep_ms=0"))
 }
