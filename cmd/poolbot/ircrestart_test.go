@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +29,11 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 	irc := startIRC(t, w.Dir, channel, ircnet.Account{Name: "alice", Password: "alicepw-1234"})
 	n := irc.net
 	ctx := context.Background()
-	cfgPath := w.Config(t, irc.chat(""), "http: {listen: \"off\"}\n")
+	// poolbot reaches the ircd through a gate the test shuts while the
+	// network restarts, so that the observer has joined before poolbot
+	// can reconnect and deliver what waited.
+	gate := newTCPGate(t, n.Addr())
+	cfgPath := w.Config(t, strings.Replace(irc.chat(""), n.Addr(), gate.addr, 1), "http: {listen: \"off\"}\n")
 	dial := func(nick, account, password string) *ircnet.Client { return irc.dial(t, nick, account, password) }
 	waitLine := func(c *ircnet.Client, sub string) {
 		t.Helper()
@@ -81,10 +88,12 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 		t.Fatalf("deploy block after the end: %s", got)
 	}
 
+	gate.shut()
 	if err := n.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	obs := dial("observer", "", "")
+	gate.open()
 	waitLine(obs, "END (PASS) - restart apus: 3/3 hosts restarted")
 	var got []string
 	for _, l := range obs.Lines() {
@@ -92,8 +101,9 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 			got = append(got, strings.TrimPrefix(l.Msg.Params[1], "!log "))
 		}
 	}
-	// The observer joined after the restart, so it sees exactly the lines
-	// that waited, which are the tail of the request's SAL lines.
+	// The observer joined after the restart and before poolbot came back,
+	// so it sees exactly the lines that waited, which are the tail of the
+	// request's SAL lines.
 	if len(got) == 0 || len(got) > len(want) || !slices.Equal(got, want[len(want)-len(got):]) {
 		t.Fatalf("SAL lines after the restart:\n%s\nthe request's SAL lines:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -111,3 +121,53 @@ func TestIRCdRestartMidOperation(t *testing.T) {
 	d.stop()
 	d.wait(t, 30*time.Second)
 }
+
+// tcpGate forwards connections to an address while open; while shut it
+// closes every new connection at once, as a refused connection would be.
+type tcpGate struct {
+	addr   string
+	mu     sync.Mutex
+	closed bool
+}
+
+func newTCPGate(t *testing.T, target string) *tcpGate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &tcpGate{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			g.mu.Lock()
+			closed := g.closed
+			g.mu.Unlock()
+			if closed {
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			pipe := func(dst, src net.Conn) {
+				_, _ = io.Copy(dst, src)
+				dst.Close()
+				src.Close()
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	})
+	return g
+}
+
+func (g *tcpGate) shut() { g.mu.Lock(); g.closed = true; g.mu.Unlock() }
+func (g *tcpGate) open() { g.mu.Lock(); g.closed = false; g.mu.Unlock() }
