@@ -48,6 +48,12 @@ type Notice struct {
 	// Text is the sentence as operators read it, without the "<To>: " and
 	// "DRY-RUN " that String adds.
 	Text string
+	// FollowsSAL, when set, is the outbox id of the SAL line the notice
+	// follows in the channel (sal.OrderedAnnouncer): the request's last
+	// line stored with the change the notice reports. Zero: the request's
+	// last undelivered line when the notice is said, which a line queued
+	// meanwhile (an operator's !resume right after END) would move.
+	FollowsSAL int64 `json:"-"`
 }
 
 // NoticeKind names what a notice reports.

@@ -889,7 +889,7 @@ func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.
 			fmt.Sprintf("%s could not release the deploy block: %v — deploys stay blocked until it is released by hand", r.ID, err)))
 	}
 	end := endLine(outcome, r, detail, e.clock.Now().Sub(started))
-	err = e.transitionSAL(ctx, r, r.State, state, func(n *poolbot.Request) {
+	endID, err := e.transitionSALFollowed(ctx, r, r.State, state, func(n *poolbot.Request) {
 		n.Step = ""
 		if state != poolbot.StateDone {
 			n.Error = detail
@@ -898,8 +898,12 @@ func (e *Engine) finish(ctx context.Context, id poolbot.RequestID, release scap.
 	if err != nil {
 		e.log.Error("recording end", "request", id, "err", err)
 	}
-	e.announce(ctx, toOperator(r, poolbot.NoticeEnded, state,
-		fmt.Sprintf("%s %s %s: %s", r.ID, r.Summary(), strings.ToUpper(string(state)), detail)))
+	// The operator's notice follows the END line, not what an operator
+	// queued after reading it (a !resume, whose line would hold it back).
+	ended := toOperator(r, poolbot.NoticeEnded, state,
+		fmt.Sprintf("%s %s %s: %s", r.ID, r.Summary(), strings.ToUpper(string(state)), detail))
+	ended.FollowsSAL = endID
+	e.announce(ctx, ended)
 	e.stopWindowWatch(r.ID)
 	e.mu.Lock()
 	delete(e.noticed[r.Service], r.ID)

@@ -20,7 +20,16 @@ func (e *Engine) transition(ctx context.Context, r poolbot.Request, from, to poo
 // transitionSAL is transition plus SAL lines in the same transaction.
 func (e *Engine) transitionSAL(ctx context.Context, r poolbot.Request, from, to poolbot.State,
 	mutate func(*poolbot.Request), kind, detail string, lines ...poolbot.Notice) error {
-	err := e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
+	_, err := e.transitionSALFollowed(ctx, r, from, to, mutate, kind, detail, lines...)
+	return err
+}
+
+// transitionSALFollowed is transitionSAL that also returns the outbox id
+// of the request's last SAL line as of the transition, for the notice
+// that must follow it (Notice.FollowsSAL); 0 when none is undelivered.
+func (e *Engine) transitionSALFollowed(ctx context.Context, r poolbot.Request, from, to poolbot.State,
+	mutate func(*poolbot.Request), kind, detail string, lines ...poolbot.Notice) (last int64, err error) {
+	err = e.deps.Store.Tx(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Request(r.ID)
 		if err != nil {
 			return err
@@ -41,12 +50,13 @@ func (e *Engine) transitionSAL(ctx context.Context, r poolbot.Request, from, to 
 				return err
 			}
 		}
-		return nil
+		last, _, err = tx.LastUnsentSAL(r.ID)
+		return err
 	})
 	if err == nil && len(lines) > 0 {
 		e.deps.SALWritten()
 	}
-	return err
+	return last, err
 }
 
 // queueSAL adds the SAL line n describes about r, attributed to r's

@@ -26,7 +26,9 @@ type PendingLines interface {
 // 4/4 line, "deploy block released" and "END (PASS)"), although notices
 // are said directly and SAL lines go through the outbox and the Sender.
 //
-// A notice that waits for nothing is said at once, on the caller's
+// A notice that names the line it follows (Notice.FollowsSAL) waits for
+// that one; the others for the request's last line undelivered when they
+// are said. A notice that waits for nothing is said at once, on the caller's
 // goroutine, as before. One that must wait is held (in memory: notices are
 // not durable) and said on the Sender's goroutine right after the line it
 // waits for (Delivered). Notices about no request are never held. The
@@ -71,10 +73,13 @@ func (o *OrderedAnnouncer) Announce(ctx context.Context, n poolbot.Notice) {
 	o.mu.Lock()
 	// Under the lock, so that Delivered cannot pass the line between the
 	// query and the check.
-	after, pending, err := o.lines.LastUnsentSAL(ctx, n.Request)
-	if err != nil {
-		o.log.Warn("notice said without waiting for its SAL lines", "request", int64(n.Request), "err", err)
-		pending = false
+	after, pending := n.FollowsSAL, n.FollowsSAL > 0
+	if !pending {
+		var err error
+		if after, pending, err = o.lines.LastUnsentSAL(ctx, n.Request); err != nil {
+			o.log.Warn("notice said without waiting for its SAL lines", "request", int64(n.Request), "err", err)
+			pending = false
+		}
 	}
 	wait := pending && after > o.delivered
 	if !wait && len(o.held[n.Request]) == 0 || o.nHeld >= maxHeldNotices {

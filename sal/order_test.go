@@ -139,3 +139,50 @@ func TestOrderedAnnouncerReleaseSaysHeldNotices(t *testing.T) {
 		t.Fatalf("after Release: %q, %d held", got, ordered.Held())
 	}
 }
+
+// The operator reads END (FAIL) and types !resume before the procedure has
+// said FAILED: the FAILED notice follows the END line it was stored with,
+// not the RESUME line queued after it (the lab's scenario showed RESUME
+// before FAILED).
+func TestOrderedAnnouncerNoticeFollowsItsOwnLine(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	newRequests(t, st, 3)
+	channel := &transcript{}
+	sender := NewSender(st, channel, nil, nil)
+	ordered := NewOrderedAnnouncer(st, channel, nil)
+	sender.Delivered = ordered.Delivered
+	queue := func(text string) (last int64) {
+		t.Helper()
+		err := st.Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.QueueSALNotice(poolbot.Notice{Request: 3, Operator: "alice", Text: text}); err != nil {
+				return err
+			}
+			last, _, err = tx.LastUnsentSAL(3)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	end := queue("END (FAIL) - restart apus: host 2/4 registry2")
+	queue("RESUME by alice - restart apus from host 2/4 registry2") // !resume, before FAILED is said
+	failed := poolbot.Notice{Request: 3, To: "alice", Text: "#3 restart apus FAILED: host 2/4 registry2", FollowsSAL: end}
+	ordered.Announce(ctx, failed)
+	if err := sender.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"!log poolbot #3 alice: END (FAIL) - restart apus: host 2/4 registry2",
+		"alice: #3 restart apus FAILED: host 2/4 registry2",
+		"!log poolbot #3 alice: RESUME by alice - restart apus from host 2/4 registry2",
+	}
+	if got := channel.all(); !slices.Equal(got, want) {
+		t.Fatalf("channel:\n%q\nwant\n%q", got, want)
+	}
+}

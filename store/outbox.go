@@ -121,6 +121,17 @@ func (s *Store) LastUnsentSAL(ctx context.Context, requestID poolbot.RequestID) 
 	return last.Int64, last.Valid, nil
 }
 
+// LastUnsentSAL is Store.LastUnsentSAL in this transaction: the
+// request's last undelivered line, including those this transaction
+// queued.
+func (tx *Tx) LastUnsentSAL(requestID poolbot.RequestID) (id int64, ok bool, err error) {
+	var last sql.NullInt64
+	if err := tx.queryRow(qLastUnsentSAL, int64(requestID)).Scan(&last); err != nil {
+		return 0, false, fmt.Errorf("store: unsent SAL lines of %s: %w", requestID, err)
+	}
+	return last.Int64, last.Valid, nil
+}
+
 // SALBacklog returns how many SAL lines wait to be delivered.
 func (s *Store) SALBacklog(ctx context.Context) (int, error) {
 	var n int
