@@ -209,21 +209,7 @@ func TestProbeSkipsHostsBeingRestartedAndSurvivesRestart(t *testing.T) {
 	}
 
 	// The request runs and is restarting the host: no probe there.
-	err = l.store.Tx(context.Background(), func(tx *store.Tx) error {
-		r, err := tx.Request(req.ID)
-		if err != nil {
-			return err
-		}
-		r.State = poolbot.StateRestarting
-		if _, err := tx.UpdateRequest(r, poolbot.StateQueued); err != nil {
-			return err
-		}
-		if err := tx.InsertHostSteps(req.ID, []string{host}); err != nil {
-			return err
-		}
-		return tx.UpdateHostStep(req.ID, 1, poolbot.HostRestarting, "")
-	})
-	if err != nil {
+	if err := startRestarting(l.store, req.ID, host); err != nil {
 		t.Fatal(err)
 	}
 	l.next()
@@ -310,21 +296,7 @@ func TestProbeDropsFailureOfHostRestartedDuringProbe(t *testing.T) {
 					if err := regs[restarted].Stop(); err != nil {
 						t.Error(err)
 					}
-					err := l.store.Tx(context.Background(), func(tx *store.Tx) error {
-						r, err := tx.Request(req.ID)
-						if err != nil {
-							return err
-						}
-						r.State = poolbot.StateRestarting
-						if _, err := tx.UpdateRequest(r, poolbot.StateQueued); err != nil {
-							return err
-						}
-						if err := tx.InsertHostSteps(req.ID, []string{restarted}); err != nil {
-							return err
-						}
-						return tx.UpdateHostStep(req.ID, 1, poolbot.HostRestarting, "")
-					})
-					if err != nil {
+					if err := startRestarting(l.store, req.ID, restarted); err != nil {
 						t.Error(err)
 					}
 				})
@@ -346,4 +318,23 @@ func TestProbeDropsFailureOfHostRestartedDuringProbe(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startRestarting records the queued request id as restarting host, as
+// the procedure does when it gets to it.
+func startRestarting(st *store.Store, id poolbot.RequestID, host string) error {
+	return st.Tx(context.Background(), func(tx *store.Tx) error {
+		r, err := tx.Request(id)
+		if err != nil {
+			return err
+		}
+		r.State = poolbot.StateRestarting
+		if _, err := tx.UpdateRequest(r, poolbot.StateQueued); err != nil {
+			return err
+		}
+		if err := tx.InsertHostSteps(id, []string{host}); err != nil {
+			return err
+		}
+		return tx.UpdateHostStep(id, 1, poolbot.HostRestarting, "")
+	})
 }

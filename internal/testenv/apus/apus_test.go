@@ -4,70 +4,23 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"poolbot/internal/testenv"
 	"poolbot/internal/testenv/apus"
-	"poolbot/internal/testenv/ceph"
 	"poolbot/internal/testenv/registry"
 )
 
-// The two sites are started once for the package (about 10-20 s) and
-// shared: every test pushes random blobs to its own repository.
-var shared struct {
-	once sync.Once
-	a    *apus.Apus
-	dir  string
-	err  error
-}
+// The two sites are started once for the package and shared: every test
+// pushes random blobs to its own repository.
+var shared apus.Shared
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared.a != nil {
-		shared.a.Close()
-	}
-	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(shared.Close(m.Run())) }
 
-func sites(t *testing.T) *apus.Apus {
-	t.Helper()
-	for _, b := range ceph.Binaries {
-		testenv.Need(t, b)
-	}
-	if err := apus.CheckNamespaces(); err != nil {
-		if testenv.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	shared.once.Do(func() {
-		shared.dir, shared.err = os.MkdirTemp("", "poolbot-apus-")
-		if shared.err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		start := time.Now()
-		shared.a, shared.err = apus.Launch(ctx, shared.dir)
-		if shared.err == nil {
-			fmt.Fprintf(os.Stderr, "apus: two sites up in %s\n", time.Since(start).Round(time.Millisecond))
-		}
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.a
-}
+func sites(t *testing.T) *apus.Apus { return shared.Sites(t) }
 
 // host is one registry host: a registry on apus whose view of the discovery
 // name is its own hosts file.
