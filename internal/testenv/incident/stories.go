@@ -162,16 +162,34 @@ func (s *Stage) say(pb *Poolbot, line string) error {
 	return pb.Say(line)
 }
 
-// allWriteTo checks that every host's registry writes to dc's site.
+// allWriteTo checks that every host's registry writes to dc's site, and
+// holds connections to that site only (one push can go through while
+// the host is split).
 func (s *Stage) allWriteTo(ctx context.Context, dc, when string) error {
 	for _, h := range s.W.Hosts {
-		got, err := s.W.WritesTo(ctx, h)
-		if err != nil {
+		if err := s.writesOnlyTo(ctx, h, dc); err != nil {
 			return fmt.Errorf("%s: %w", when, err)
 		}
-		if got != dc {
-			return fmt.Errorf("%s: %s writes to %s, want %s", when, h.Name, got, dc)
-		}
+	}
+	return nil
+}
+
+// writesOnlyTo checks that h's registry writes to dc's site and holds
+// connections to it alone.
+func (s *Stage) writesOnlyTo(ctx context.Context, h *Host, dc string) error {
+	got, err := s.W.WritesTo(ctx, h)
+	if err != nil {
+		return err
+	}
+	if got != dc {
+		return fmt.Errorf("%s writes to %s, want %s", h.Name, got, dc)
+	}
+	sites, err := s.W.ConnectedSites(h)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(sites, []string{dc}) {
+		return fmt.Errorf("%s's registry holds S3 connections to %v, want %s only", h.Name, sites, dc)
 	}
 	return nil
 }
@@ -459,10 +477,10 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 	if took := time.Since(primed); took > window-3*time.Second {
 		return fmt.Errorf("the first host's restart and probe took %s of the %s the recursor holds the old answer: too little left to look at it", took.Round(time.Millisecond), window)
 	}
-	if got, err := w.WritesTo(ctx, first); err != nil || got != "eqiad" {
-		return fmt.Errorf("%s, restarted too early, writes to %s (%v), want eqiad", first.Name, got, err)
+	if err := s.writesOnlyTo(ctx, first, "eqiad"); err != nil {
+		return fmt.Errorf("restarted too early: %w", err)
 	}
-	s.Logf("%s, restarted too early, writes to eqiad", first.Name)
+	s.Logf("%s, restarted too early, writes to eqiad and holds connections to eqiad only", first.Name)
 	// Rather than wait out the old answer: once gdnsd gives codfw's
 	// clients codfw, the recursor's cache is wiped, as sre.dns.wipe-cache
 	// does.

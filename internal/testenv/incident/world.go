@@ -32,6 +32,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -432,6 +433,28 @@ func (w *World) WritesTo(ctx context.Context, h *Host) (string, error) {
 		return "", fmt.Errorf("blob pushed through %s is in %v", h.Name, in)
 	}
 	return in[0], nil
+}
+
+// ConnectedSites lists the apus sites the registry on h holds connections
+// to now (its S3 connection pool, from /proc): one site for a host that
+// has dialled only since DNS last moved, both for a split host, whose
+// uploads can start in one site and go on in the other.
+func (w *World) ConnectedSites(h *Host) ([]string, error) {
+	peers, err := testenv.TCPPeers(h.Reg.PID())
+	if err != nil {
+		return nil, fmt.Errorf("connections of %s's registry: %w", h.Name, err)
+	}
+	var sites []string
+	for _, p := range peers {
+		if int(p.Port()) != w.Apus.Port {
+			continue
+		}
+		if dc := w.Apus.SiteOf(p.Addr().String()); dc != "" && !slices.Contains(sites, dc) {
+			sites = append(sites, dc)
+		}
+	}
+	slices.Sort(sites)
+	return sites, nil
 }
 
 // PushConcurrency is how many blobs Push uploads at once: docker push's
