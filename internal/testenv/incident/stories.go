@@ -116,7 +116,7 @@ func (s *Stage) ensure(ctx context.Context, pb *Poolbot, codfwPooled bool) error
 	if err == nil {
 		return nil
 	}
-	s.Logf("set-up: %v; restarting the hosts once their resolvers answer %s", err, want)
+	s.Logf("%v; restarting the hosts once their resolvers answer %s", err, want)
 	if err := w.WaitResolves(ctx, want, 30*time.Second); err != nil {
 		return err
 	}
