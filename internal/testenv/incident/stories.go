@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"poolbot/internal/testenv/apus"
@@ -166,10 +167,12 @@ func (s *Stage) say(pb *Poolbot, line string) error {
 // holds connections to that site only (one push can go through while
 // the host is split).
 func (s *Stage) allWriteTo(ctx context.Context, dc, when string) error {
+	var g errgroup.Group
 	for _, h := range s.W.Hosts {
-		if err := s.writesOnlyTo(ctx, h, dc); err != nil {
-			return fmt.Errorf("%s: %w", when, err)
-		}
+		g.Go(func() error { return s.writesOnlyTo(ctx, h, dc) })
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("%s: %w", when, err)
 	}
 	return nil
 }

@@ -419,14 +419,13 @@ func (w *World) WritesTo(ctx context.Context, h *Host) (string, error) {
 	key := "docker/registry/v2/blobs/sha256/" + hex[:2] + "/" + hex + "/data"
 	var in []string
 	for _, dc := range apus.DCs {
-		keys, err := w.Apus.Blobs(ctx, dc)
+		// The one key, not a listing: the buckets grow with every push.
+		_, found, err := w.Apus.Sites[dc].GetObject(ctx, apus.Bucket, key)
 		if err != nil {
 			return "", err
 		}
-		for _, k := range keys {
-			if k == key {
-				in = append(in, dc)
-			}
+		if found {
+			in = append(in, dc)
 		}
 	}
 	if len(in) != 1 {
