@@ -118,11 +118,13 @@ func play(t *testing.T, story incident.Story) *incident.Stage {
 	s := stage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	began := time.Now()
 	err := story.Run(s, ctx)
 	if errors.Is(err, incident.ErrNoDNSStep) {
 		t.Skip(err)
 	}
 	if err != nil {
+		t.Logf("since the story began:\n%s", shared.w.Diagnose(began))
 		t.Fatalf("%s: %v", story.Name, err)
 	}
 	return s

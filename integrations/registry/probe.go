@@ -335,7 +335,7 @@ func (p *probeRun) upload(loc *url.URL) *ProbeError {
 		}
 		if got, want := r.header.Get("Range"), fmt.Sprintf("0-%d", n-1); got != want {
 			return &ProbeError{Step: StepUploadChunk, Method: http.MethodPatch, Path: loc.EscapedPath(), Status: r.status,
-				Code: CodeBadResponse, Detail: fmt.Sprintf("Range %q after a %d-byte chunk, want %q", got, n, want)}
+				Code: CodeBadResponse, Detail: chunkRangeDetail(got, want, n)}
 		}
 		// The new Location carries a _state with the new offset; the old
 		// one would now be rejected as resuming at the wrong offset.
@@ -442,4 +442,26 @@ func (p *probeRun) deleteBlob() bool {
 	p.c.log.Warn("registry probe: delete blob", "instance", p.inst.String(), "digest", p.digest,
 		"status", r.status, "errors", summarizeErrors(errs))
 	return false
+}
+
+// chunkRangeDetail explains a PATCH answer whose Range is not the chunk
+// sent. distribution answers 202 even when the chunk did not reach its
+// storage: after the PATCH it closes the blob writer, ignores the error
+// (with S3, of the UploadPart or of the hash state PUT) and reports the
+// size the driver counted, which grows only on a stored part; Range
+// "0-0" is its way of saying 0 bytes (or 1). So a shorter Range means a
+// storage write failed that the registry does not name, e.g. an S3
+// NoSuchUpload for an upload opened in another apus site.
+func chunkRangeDetail(got, want string, n int) string {
+	var end int
+	if _, err := fmt.Sscanf(got, "0-%d", &end); err != nil || fmt.Sprintf("0-%d", end) != got || end >= n-1 {
+		return fmt.Sprintf("Range %q after a %d-byte chunk, want %q", got, n, want)
+	}
+	stored := fmt.Sprintf("%d", end+1)
+	if end == 0 {
+		stored = "none"
+	}
+	return fmt.Sprintf("Range %q after a %d-byte chunk, want %q: the registry accepted the chunk but stored %s of its %d bytes, "+
+		"so a write to its storage failed and the registry does not say which (with S3: the part upload or the hash state; "+
+		"the S3 endpoint's log has the error, e.g. NoSuchUpload for an upload opened in another site)", got, n, want, stored, n)
 }

@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"poolbot/internal/testenv/apus"
 	"poolbot/internal/testenv/registry"
 )
 
@@ -80,47 +83,79 @@ func (w *World) Pooled(ctx context.Context, dc string) (bool, error) {
 	return obj.Pooled, nil
 }
 
-// ensure brings apus/codfw to pooled and every host onto the site its
-// resolver answers, through poolbot.
+// ensure brings apus/codfw to pooled (or not) through poolbot, and every
+// host onto the site its resolver then answers. A story that failed can
+// leave the hosts split between the sites (story 3 stopped before the
+// operator's restart): then, once the resolvers follow, poolbot restarts
+// them, so that one story's failure does not become the next one's.
 func (s *Stage) ensure(ctx context.Context, pb *Poolbot, codfwPooled bool) error {
 	w := s.W
 	now, err := w.Pooled(ctx, "codfw")
-	if err != nil || now == codfwPooled {
+	if err != nil {
 		return err
 	}
 	verb, want := "depool", "eqiad"
 	if codfwPooled {
 		verb, want = "pool", "codfw"
 	}
-	from := pb.Mark()
-	if err := s.say(pb, fmt.Sprintf("!%s apus codfw T422166 set up the story", verb)); err != nil {
+	if now != codfwPooled {
+		from := pb.Mark()
+		if err := s.say(pb, fmt.Sprintf("!%s apus codfw T422166 set up the story", verb)); err != nil {
+			return err
+		}
+		line, err := s.outcome(ctx, pb, from, verb+" apus in codfw")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(line, " FAILED") {
+			// Without a DNS step the restarts may come before the
+			// resolvers follow (story 3): restarted below.
+			s.Logf("set-up: %s", line)
+		}
+	}
+	err = s.allWriteTo(ctx, want, "set-up")
+	if err == nil {
+		return nil
+	}
+	s.Logf("%v; restarting the hosts once their resolvers answer %s", err, want)
+	if err := w.WaitResolves(ctx, want, 30*time.Second); err != nil {
 		return err
 	}
-	line := ""
-	for !strings.Contains(line, " DONE") && !strings.Contains(line, " FAILED") {
-		if line != "" {
-			from += strings.Index(pb.Transcript(from), line) + len(line)
-		}
-		if line, err = pb.Wait(ctx, from, s.step(), verb+" apus in codfw", "<poolbot>", "#"); err != nil {
-			return err
-		}
+	from := pb.Mark()
+	if err := s.say(pb, "!restart apus T422166 set up the story after DNS followed"); err != nil {
+		return err
 	}
-	if strings.Contains(line, " FAILED") {
-		// Without a DNS step the restarts may come before the resolvers
-		// follow (story 3): restart again once they have.
-		s.Logf("set-up: %s", line)
-		if err := w.WaitResolves(ctx, want, 30*time.Second); err != nil {
-			return err
-		}
-		from = pb.Mark()
-		if err := s.say(pb, "!restart apus T422166 set up the story after DNS followed"); err != nil {
-			return err
-		}
-		if _, err := pb.Wait(ctx, from, s.step(), "restart apus DONE"); err != nil {
-			return err
-		}
+	line, err := s.outcome(ctx, pb, from, "restart apus")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(line, " DONE") {
+		return fmt.Errorf("set-up: %s", line)
 	}
 	return s.allWriteTo(ctx, want, "set-up")
+}
+
+// outcome waits for the DONE or FAILED notice of what (e.g. "restart
+// apus") after from.
+func (s *Stage) outcome(ctx context.Context, pb *Poolbot, from int, what string) (string, error) {
+	deadline := time.Now().Add(s.step())
+	for {
+		for _, end := range []string{" DONE", " FAILED"} {
+			if line, ok := pb.Find(from, what+end); ok {
+				return line, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no %s DONE or FAILED after %s; transcript:\n%s", what, s.step(), pb.Transcript(from))
+		}
+		select {
+		case <-pb.Done():
+			return "", fmt.Errorf("poolbot exited while waiting for %s", what)
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Stage) say(pb *Poolbot, line string) error {
@@ -128,16 +163,36 @@ func (s *Stage) say(pb *Poolbot, line string) error {
 	return pb.Say(line)
 }
 
-// allWriteTo checks that every host's registry writes to dc's site.
+// allWriteTo checks that every host's registry writes to dc's site, and
+// holds connections to that site only (one push can go through while
+// the host is split).
 func (s *Stage) allWriteTo(ctx context.Context, dc, when string) error {
+	var g errgroup.Group
 	for _, h := range s.W.Hosts {
-		got, err := s.W.WritesTo(ctx, h)
-		if err != nil {
-			return fmt.Errorf("%s: %w", when, err)
-		}
-		if got != dc {
-			return fmt.Errorf("%s: %s writes to %s, want %s", when, h.Name, got, dc)
-		}
+		g.Go(func() error { return s.writesOnlyTo(ctx, h, dc) })
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("%s: %w", when, err)
+	}
+	return nil
+}
+
+// writesOnlyTo checks that h's registry writes to dc's site and holds
+// connections to it alone.
+func (s *Stage) writesOnlyTo(ctx context.Context, h *Host, dc string) error {
+	got, err := s.W.WritesTo(ctx, h)
+	if err != nil {
+		return err
+	}
+	if got != dc {
+		return fmt.Errorf("%s writes to %s, want %s", h.Name, got, dc)
+	}
+	sites, err := s.W.ConnectedSites(h)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(sites, []string{dc}) {
+		return fmt.Errorf("%s's registry holds S3 connections to %v, want %s only", h.Name, sites, dc)
 	}
 	return nil
 }
@@ -164,9 +219,6 @@ func (s *Stage) Incident(ctx context.Context) error {
 		return err
 	}
 	from := pb.Mark()
-	if err := s.allWriteTo(ctx, "eqiad", "before"); err != nil {
-		return err
-	}
 	s.Logf("every registry host writes to eqiad; operator, by hand: confctl --object-type discovery select 'dnsdisc=apus,name=codfw' set/pooled=true")
 	changed := time.Now()
 	if err := w.SetDiscovery(ctx, "codfw", true, 1); err != nil {
@@ -350,10 +402,17 @@ const oldAnswerTTL = 15
 // TooEarly: the DNS wait off, and the recursors holding the old answer
 // for 15 s. `!pool apus codfw` restarts the first host at once: its
 // registry resolves eqiad from the cache and stays there. The second
-// host's restart is held until its resolver answers codfw. The probe
-// after it, across the first host, fails with the registry's
-// BLOB_UPLOAD_UNKNOWN, and the request fails quoting it. An operator's
-// !restart once the cache expired sets it right.
+// host's restart is held until its resolver answers codfw (the cache
+// wiped once gdnsd answers codfw). The probe after it, across the first
+// host, fails with the registry's BLOB_UPLOAD_UNKNOWN, and the request
+// fails quoting it. An operator's !restart sets it right.
+//
+// Everything the story says of the first host holds only while the
+// recursor still gives eqiad: once it gives codfw, any connection the
+// first host's registry opens leads to codfw, and its uploads can start
+// in one site and go on in the other (the probe then fails at the first
+// host: "Range "0-0" after a 256-byte chunk"). So the caching is checked
+// (holdOldAnswer) and the first host is looked at within the 15 s.
 func (s *Stage) TooEarly(ctx context.Context) error {
 	w := s.W
 	if len(w.Hosts) < 2 {
@@ -371,8 +430,8 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 	}
 	first, second := w.Hosts[0], w.Hosts[1]
 	// A 15 s TTL (a ttl change only: not drift), then an answer cached;
-	// the first host's restart comes within it even on a loaded machine
-	// (2-3 s here).
+	// the first host's restart and probe come within it even on a loaded
+	// machine (2-5 s here).
 	setTTL := func(ttl int) error {
 		for _, dc := range []string{"eqiad", "codfw"} {
 			p, err := w.Pooled(ctx, dc)
@@ -389,12 +448,12 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = setTTL(1) }()
-	time.Sleep(1500 * time.Millisecond) // answers cached with the 1 s TTL expire
-	if got, err := w.Resolves(ctx, first); err != nil || got != "eqiad" {
-		return fmt.Errorf("%s resolves %s (%v), want eqiad", first.Name, got, err)
+	primed, err := s.holdOldAnswer(ctx, first)
+	if err != nil {
+		return err
 	}
-	primed := time.Now()
-	s.Logf("the recursor of %s now holds eqiad's address for %d s", w.DC, oldAnswerTTL)
+	window := oldAnswerTTL * time.Second
+	s.Logf("the recursor of %s now holds eqiad's address for %s", w.DC, window)
 
 	proceed := w.Systemctl.Hold(second.Addr)
 	defer proceed()
@@ -405,6 +464,10 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(s.step())
 	for !slices.Contains(w.Systemctl.Restarts()[asked:], second.Addr) {
+		if line, ok := pb.Find(from, "pool apus in codfw FAILED"); ok {
+			return fmt.Errorf("the request failed before the second host's restart, %s after the old answer was cached (it is held %s): %s",
+				time.Since(primed).Round(time.Millisecond), window, line)
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the second host's restart was not asked for; transcript:\n%s", pb.Transcript(from))
 		}
@@ -412,6 +475,21 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 	}
 	s.Logf("%s restarted and %s's restart asked %s after the old answer was cached; holding %s until its resolver says codfw",
 		first.Name, second.Name, time.Since(primed).Round(time.Millisecond), second.Name)
+	// The first host writes to eqiad, checked while the recursor still
+	// answers eqiad (a push takes well under a second).
+	if took := time.Since(primed); took > window-3*time.Second {
+		return fmt.Errorf("the first host's restart and probe took %s of the %s the recursor holds the old answer: too little left to look at it", took.Round(time.Millisecond), window)
+	}
+	if err := s.writesOnlyTo(ctx, first, "eqiad"); err != nil {
+		return fmt.Errorf("restarted too early: %w", err)
+	}
+	s.Logf("%s, restarted too early, writes to eqiad and holds connections to eqiad only", first.Name)
+	// Rather than wait out the old answer: once gdnsd gives codfw's
+	// clients codfw, the recursor's cache is wiped, as sre.dns.wipe-cache
+	// does.
+	if err := s.wipeOnceServed(ctx, "codfw"); err != nil {
+		return err
+	}
 	if err := w.WaitResolves(ctx, "codfw", 30*time.Second); err != nil {
 		return err
 	}
@@ -426,10 +504,7 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 			return fmt.Errorf("FAILED notice lacks %q: %s", want, failed)
 		}
 	}
-	if got, err := w.WritesTo(ctx, first); err != nil || got != "eqiad" {
-		return fmt.Errorf("%s, restarted too early, writes to %s (%v), want eqiad", first.Name, got, err)
-	}
-	s.Logf("%s, restarted too early, still writes to eqiad; %s writes to codfw", first.Name, second.Name)
+	s.Logf("%s, restarted after its resolver followed, writes to codfw; the probe across the two failed", second.Name)
 
 	// The operator restarts again now that every resolver says codfw.
 	if err := s.say(pb, "!restart apus T422166 story 3: restart after DNS followed"); err != nil {
@@ -445,6 +520,77 @@ func (s *Stage) TooEarly(ctx context.Context) error {
 	return nil
 }
 
+// wipeOnceServed waits until every authoritative server answers the
+// hosts' datacenter with site's address, then wipes the name from the
+// hosts' recursor.
+func (s *Stage) wipeOnceServed(ctx context.Context, site string) error {
+	w := s.W
+	deadline := time.Now().Add(20 * time.Second)
+	for _, server := range w.DNS.Servers {
+		for {
+			addr, _, err := w.DNS.Ask(ctx, server, w.DC)
+			if err == nil && w.Apus.SiteOf(addr.String()) == site {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("gdnsd %s does not answer %s's clients with %s's address: %s, %v", server, w.DC, site, addr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	rec := w.DNS.Recursor(w.DC)
+	if rec == nil {
+		return fmt.Errorf("no recursor for %s", w.DC)
+	}
+	return rec.WipeCache(ctx, apus.Name)
+}
+
+// holdOldAnswer makes h's recursor cache the answer it gives now (eqiad)
+// with the oldAnswerTTL just written, checks that it did, and returns a
+// time before the caching: the answer stays until oldAnswerTTL after it.
+//
+// gdnsd loads a changed state file only 1.02 s after the file last
+// changed (extfile's settling timer in direct mode), later on a loaded
+// machine: an answer cached before that has the old 1 s TTL, expires at
+// once, and the next one is codfw's. So: wait until every authoritative
+// server gives the new TTL, wipe what the recursor holds, then ask.
+func (s *Stage) holdOldAnswer(ctx context.Context, h *Host) (time.Time, error) {
+	w := s.W
+	want := oldAnswerTTL * time.Second
+	deadline := time.Now().Add(20 * time.Second)
+	for _, server := range w.DNS.Servers {
+		for {
+			_, ttl, err := w.DNS.Ask(ctx, server, "")
+			if err == nil && ttl == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				return time.Time{}, fmt.Errorf("gdnsd %s does not answer with the %s TTL: TTL %s, %v", server, want, ttl, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	rec := w.DNS.Recursor(w.DC)
+	if rec == nil {
+		return time.Time{}, fmt.Errorf("no recursor for %s", w.DC)
+	}
+	if err := rec.WipeCache(ctx, apus.Name); err != nil {
+		return time.Time{}, err
+	}
+	primed := time.Now()
+	if got, err := w.Resolves(ctx, h); err != nil || got != "eqiad" {
+		return time.Time{}, fmt.Errorf("%s resolves %s (%v), want eqiad", h.Name, got, err)
+	}
+	addr, ttl, err := w.DNS.Ask(ctx, netip.AddrPortFrom(rec.Addr, 53).String(), "")
+	if err != nil {
+		return time.Time{}, err
+	}
+	if w.Apus.SiteOf(addr.String()) != "eqiad" || ttl < want-2*time.Second {
+		return time.Time{}, fmt.Errorf("the recursor of %s holds %s for %s more, want eqiad's address for about %s", w.DC, addr, ttl, want)
+	}
+	return primed, nil
+}
+
 // SiteDown: the gateway of the site the hosts write to stops. `!check
 // apus` fails closed for every host, and what it says names the S3
 // endpoint and the site's address (from the registry's S3 error, or from
@@ -456,12 +602,17 @@ func (s *Stage) SiteDown(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dc, err := w.WritesTo(ctx, w.Hosts[0])
+	// Whichever site the hosts are on, all on the same one.
+	codfw, err := w.Pooled(ctx, "codfw")
 	if err != nil {
 		return err
 	}
-	if err := s.allWriteTo(ctx, dc, "before"); err != nil {
+	if err := s.ensure(ctx, pb, codfw); err != nil {
 		return err
+	}
+	dc := "eqiad"
+	if codfw {
+		dc = "codfw"
 	}
 	site := w.Apus.Sites[dc]
 	s.Logf("the hosts write to %s (%s); its gateway stops", dc, site.Host)

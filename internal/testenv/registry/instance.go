@@ -28,6 +28,7 @@
 package registry
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -695,4 +696,39 @@ func (i *Instance) logSince(off int64) string {
 	defer f.Close()
 	b, _ := io.ReadAll(io.LimitReader(io.NewSectionReader(f, off, 1<<20), 8<<10))
 	return string(b)
+}
+
+// LogErrors returns the process log's error and warning lines since the
+// given time, at most max (the last ones): where distribution says what
+// its storage driver answered, e.g. "unknown error completing upload:
+// InternalError: ...".
+func (i *Instance) LogErrors(since time.Time, max int) []string {
+	f, err := os.Open(i.LogPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, " level=error ") && !strings.Contains(line, " level=warning ") {
+			continue
+		}
+		// The text formatter starts each line with time="<RFC 3339>".
+		ts, ok := strings.CutPrefix(line, `time="`)
+		if !ok {
+			continue
+		}
+		ts, _, _ = strings.Cut(ts, `"`)
+		if at, err := time.Parse(time.RFC3339Nano, ts); err != nil || at.Before(since) {
+			continue
+		}
+		out = append(out, line)
+		if len(out) > max {
+			out = out[1:]
+		}
+	}
+	return out
 }
