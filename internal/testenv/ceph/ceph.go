@@ -342,7 +342,58 @@ func (s *Site) StopGateway() error { return s.rgw.stop() }
 // FreezeGateway stops radosgw with SIGSTOP: the kernel still accepts
 // connections, but no request is answered, like an overloaded or wedged
 // S3 frontend. ThawGateway resumes it.
-func (s *Site) FreezeGateway() error { return s.rgw.signal(syscall.SIGSTOP) }
+func (s *Site) FreezeGateway() error {
+	if err := s.rgw.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	// kill(2) returns before every thread has stopped: a request sent
+	// right after could still be answered (seen once on a loaded machine).
+	return waitStopped(s.rgw.cmd.Process.Pid, 5*time.Second)
+}
+
+// waitStopped waits until every thread of pid is stopped by a signal
+// (state T in /proc/<pid>/task/*/stat).
+func waitStopped(pid int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		running, err := runningThreads(pid)
+		if err != nil {
+			return err
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ceph: %d threads of pid %d still running %s after SIGSTOP", running, pid, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// runningThreads counts pid's threads that are not stopped.
+func runningThreads(pid int) (int, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, fmt.Errorf("ceph: threads of pid %d: %w", pid, err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		// The state follows the command name, which is in parentheses
+		// and may itself hold spaces or parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			return 0, fmt.Errorf("ceph: /proc/%d/task/%s/stat: unexpected %q", pid, task.Name(), b)
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			n++
+		}
+	}
+	return n, nil
+}
 
 // ThawGateway resumes a frozen gateway (SIGCONT).
 func (s *Site) ThawGateway() error { return s.rgw.signal(syscall.SIGCONT) }
