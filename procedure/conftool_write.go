@@ -52,6 +52,15 @@ func (e *Engine) setPooled(ctx context.Context, r poolbot.Request, want bool) (c
 		}
 		return st, "", werr
 	}
+	var race *conftool.LastPooledError
+	if errors.As(werr, &race) && race.Depool != 0 && own != nil {
+		// The depool landed, and a concurrent depool elsewhere made
+		// conftool put the object back: both writes are poolbot's own.
+		own.Record(r.Service, r.Datacenter, conftool.State{Pooled: want, ModifiedIndex: race.Depool})
+		if race.Repool != 0 {
+			own.Record(r.Service, r.Datacenter, conftool.State{Pooled: !want, ModifiedIndex: race.Repool})
+		}
+	}
 	// The outcome of the write is not known from its answer: ask etcd.
 	e.log.Warn("conftool write without a usable answer: reading the object back until its state is known",
 		"request", int64(r.ID), "service", r.Service, "datacenter", r.Datacenter, "err", werr)

@@ -247,12 +247,41 @@ type unit struct {
 	notices *site.Notices
 	engine  *Engine
 	changes *requests.Changes
+	own     *ownLog
+}
+
+// ownLog records what the engine tells the drift watch's OwnWrites.
+type ownLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (o *ownLog) add(format string, args ...any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls = append(o.calls, fmt.Sprintf(format, args...))
+}
+
+func (o *ownLog) Intend(service, dc string, pooled bool) {
+	o.add("intend %s/%s %t", service, dc, pooled)
+}
+func (o *ownLog) Forget(service, dc string, pooled bool) {
+	o.add("forget %s/%s %t", service, dc, pooled)
+}
+func (o *ownLog) Record(service, dc string, st conftool.State) {
+	o.add("record %s/%s %t @%d", service, dc, st.Pooled, st.ModifiedIndex)
+}
+
+func (o *ownLog) all() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.calls)
 }
 
 func newUnit(t *testing.T, nHosts int, cfg Config) *unit {
 	t.Helper()
 	u := &unit{t: t, clock: clockwork.NewFakeClockAt(t0), conf: newFakeConftool(), scap: &fakeScap{},
-		exec: &fakeExecutor{}, cal: &fakeCalendar{}, notices: &site.Notices{}}
+		exec: &fakeExecutor{}, cal: &fakeCalendar{}, notices: &site.Notices{}, own: &ownLog{}}
 	u.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), nil), nil)
 	var err error
 	u.store, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "poolbot.db"), u.clock)
@@ -275,7 +304,7 @@ func newUnit(t *testing.T, nHosts int, cfg Config) *unit {
 	cfg.PerHostEstimate = time.Minute
 	cfg.LeadMargin, cfg.TailMargin, cfg.MaxWait = 5*time.Minute, 5*time.Minute, 24*time.Hour
 	u.engine, err = New(cfg, Deps{Store: u.store, Calendar: u.cal, Scap: u.scap, Blocker: u.scap,
-		Conftool: u.conf, Announce: u.notices, Clock: u.clock}, []*Service{svc})
+		Conftool: u.conf, OwnWrites: u.own, Announce: u.notices, Clock: u.clock}, []*Service{svc})
 	if err != nil {
 		t.Fatal(err)
 	}

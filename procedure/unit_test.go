@@ -66,6 +66,28 @@ func TestUnitConftoolRefusalSaidOnce(t *testing.T) {
 	}
 }
 
+// conftool's depool landed, then a concurrent depool elsewhere made it put
+// the object back: both writes are poolbot's own for the drift watch
+// (before, the depool's intent was forgotten and both were drift).
+func TestUnitRevertedDepoolIsOwnWrite(t *testing.T) {
+	t.Parallel()
+	u := newUnit(t, 1, Config{})
+	u.conf.mu.Lock()
+	u.conf.refuse = fmt.Errorf("conftool: set apus/codfw pooled=false: %w", &conftool.LastPooledError{
+		Service: "apus", Datacenter: "codfw", Depool: 41, Repool: 42})
+	u.conf.mu.Unlock()
+	id := u.queue(poolbot.ActionDepool, "codfw")
+	if r := u.waitState(id, poolbot.StateDone, poolbot.StateFailed); r.State != poolbot.StateFailed {
+		t.Fatalf("%s %s", r.State, r.Error)
+	}
+	// The forget after the read-back (codfw is pooled) finds no open
+	// intent left: the records settled it.
+	want := []string{"intend apus/codfw false", "record apus/codfw false @41", "record apus/codfw true @42", "forget apus/codfw false"}
+	if got := u.own.all(); !slices.Equal(got, want) {
+		t.Fatalf("OwnWrites calls %q, want %q", got, want)
+	}
+}
+
 // While scap deploys, a request waits and says so; it runs once scap is
 // clear.
 func TestUnitWaitsForScap(t *testing.T) {

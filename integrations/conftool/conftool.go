@@ -185,6 +185,12 @@ func validateNames(service, datacenter string) error {
 type LastPooledError struct {
 	Service    string
 	Datacenter string
+	// Depool is set when the refusal came after poolbot's own depool had
+	// landed (a concurrent depool elsewhere left the service pooled
+	// nowhere): that write's modifiedIndex. Repool is the modifiedIndex
+	// of poolbot's write that put the object back, when it could. Both
+	// writes are poolbot's own, not drift (etcd backend; zero otherwise).
+	Depool, Repool uint64
 }
 
 // Error mirrors spicerack's Discovery.depool message.

@@ -402,15 +402,19 @@ func (e *Etcd) SetPooled(ctx context.Context, service, datacenter string, pooled
 // someone else is never overwritten.
 func (e *Etcd) revertDepool(ctx context.Context, service, datacenter string, obj rawObject, written uint64) error {
 	key := e.objectKey(service, datacenter)
-	race := &LastPooledError{Service: service, Datacenter: datacenter}
+	race := &LastPooledError{Service: service, Datacenter: datacenter, Depool: written}
 	if obj.index != written {
 		return fmt.Errorf("%w: after the write no datacenter is pooled (concurrent depool elsewhere); %s was changed again since (index %d), not reverting: CHECK NOW", race, key, obj.index)
 	}
 	value, err := mergePooled(obj.value, true)
 	if err == nil {
-		_, _, err = e.do(ctx, http.MethodPut, key,
+		var resp *v2Response
+		resp, _, err = e.do(ctx, http.MethodPut, key,
 			url.Values{"prevIndex": {strconv.FormatUint(written, 10)}},
 			url.Values{"value": {string(value)}})
+		if err == nil && resp.Node != nil {
+			race.Repool = resp.Node.ModifiedIndex
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: after the write no datacenter is pooled (concurrent depool elsewhere) and re-pooling %s failed: %v: CHECK NOW", race, key, err)

@@ -205,6 +205,13 @@ func TestEtcdConcurrentDepoolIsReverted(t *testing.T) {
 	if fields, _ := storedFields(t, srv, etcdtest.DiscoveryKey("apus", "codfw")); fields["pooled"] != true {
 		t.Fatalf("codfw not re-pooled: %v", fields)
 	}
+	// Both writes are named, so that the drift watch knows them as
+	// poolbot's own.
+	var lp *LastPooledError
+	node, _ := srv.Get(t, etcdtest.DiscoveryKey("apus", "codfw"))
+	if !errors.As(err, &lp) || lp.Depool == 0 || lp.Repool != node.ModifiedIndex || lp.Depool >= lp.Repool {
+		t.Fatalf("error %#v; object's index %d", lp, node.ModifiedIndex)
+	}
 }
 
 func TestEtcdReadBackMismatch(t *testing.T) {
