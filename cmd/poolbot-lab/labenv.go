@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -407,12 +406,11 @@ func (w *labEnv) buildPoolbot(ctx context.Context) error {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testenv.Port("127.0.0.1")
 	if err != nil {
-		return 0, fmt.Errorf("lab: free port: %w", err)
+		return 0, fmt.Errorf("lab: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 // writeConfig writes poolbot's config for the lab.

@@ -56,17 +56,16 @@ func Lookup(binary string) (string, error) {
 	return "", fmt.Errorf("%s not found in PATH or sbin directories", binary)
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. There
-// is a small window in which another process may take it; callers that start
-// a daemon on it should retry on "address in use".
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago
+// (Port). There is a small window in which another process may take it;
+// callers that start a daemon on it should retry on "address in use".
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := Port("127.0.0.1")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // WaitListening waits until addr accepts TCP connections or the timeout passes.

@@ -555,12 +555,11 @@ func tailOf(b []byte, n int) []byte {
 }
 
 func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	p, err := testenv.Port(host)
 	if err != nil {
-		return 0, fmt.Errorf("free port on %s: %w", host, err)
+		return 0, fmt.Errorf("free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 func uuid() (string, error) {

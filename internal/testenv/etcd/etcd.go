@@ -188,12 +188,8 @@ func launch(ctx context.Context, binary, dir string, opts ...Option) (*Server, e
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	p, _ := testenv.Port("127.0.0.1")
+	return p
 }
 
 func (s *Server) start(ctx context.Context) error {

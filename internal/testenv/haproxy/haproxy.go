@@ -363,10 +363,9 @@ func (b *Balancer) kill() {
 }
 
 func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	p, err := testenv.Port(host)
 	if err != nil {
 		return 0, fmt.Errorf("haproxy: free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }

@@ -37,10 +37,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -214,20 +214,19 @@ func checkDir(dir string) error {
 }
 
 func (n *Net) pickPorts() error {
+	// Below the ephemeral range (testenv.Port): Restart binds them again.
 	ports := make([]int, 4)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fmt.Errorf("ircnet: free port: %w", err)
+		for {
+			p, err := testenv.Port("127.0.0.1")
+			if err != nil {
+				return fmt.Errorf("ircnet: %w", err)
+			}
+			if !slices.Contains(ports[:i], p) {
+				ports[i] = p
+				break
+			}
 		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
 	n.clientPort, n.floodPort, n.linkPort, n.tlsPort = ports[0], ports[1], ports[2], ports[3]
 	return nil

@@ -301,12 +301,8 @@ func Launch(ctx context.Context, opts Options) (*Instance, error) {
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	p, _ := testenv.Port("127.0.0.1")
+	return p
 }
 
 func (i *Instance) writeConfig(o Options) error {

@@ -314,12 +314,7 @@ func launch(bin, dir string, opts ...Option) (*Server, error) {
 // freePort is a TCP port that was free on 127.0.0.1 a moment ago (see
 // testenv.FreePort); start retries when it is taken meanwhile.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return testenv.Port("127.0.0.1")
 }
 
 func (s *Server) config(port int, penalties bool) string {
