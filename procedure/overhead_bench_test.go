@@ -54,7 +54,10 @@ func benchmarkOverhead(b *testing.B, n int) {
 	w := site.New(b, n)
 	ctx := context.Background()
 
-	executor, err := restart.NewLocal(restart.LocalConfig{Command: []string{os.Args[0], "{host}", "{argv}"}}, restart.Options{})
+	// This test binary is every host's systemctl (site.Main), reached
+	// through env(1) with the site's control URL.
+	executor, err := restart.NewLocal(restart.LocalConfig{Command: []string{"/usr/bin/env", site.EnvCtl + "=" + w.Systemctl.URL,
+		os.Args[0], "{host}", "{argv}"}}, restart.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@
 package testenv
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -164,4 +165,27 @@ func StartGroup(cmd *exec.Cmd) (<-chan struct{}, error) {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	return done, nil
+}
+
+// LastLines returns the last max lines of the file at path that keep
+// accepts (none when it cannot be read): what a server logged that a
+// failed test should show.
+func LastLines(path string, max int, keep func(line string) bool) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); keep(line) {
+			out = append(out, line)
+			if len(out) > max {
+				out = out[1:]
+			}
+		}
+	}
+	return out
 }

@@ -1,13 +1,13 @@
 package ceph
 
 import (
-	"bufio"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"poolbot/internal/testenv"
 )
 
 // What a site's gateway said, for failure messages. radosgw logs every
@@ -36,32 +36,14 @@ const logTime = "2006-01-02T15:04:05.000-0700"
 // whether something exists, which it does all the time). At most max
 // lines, the last ones.
 func (s *Site) GatewayErrors(since time.Time, max int) []string {
-	f, err := os.Open(filepath.Join(s.Dir, "log", logName("rgw")))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	return testenv.LastLines(filepath.Join(s.Dir, "log", logName("rgw")), max, func(line string) bool {
 		ts, _, ok := strings.Cut(line, " ")
 		if !ok {
-			continue
+			return false
 		}
-		if at, err := time.Parse(logTime, ts); err != nil || at.Before(since) {
-			continue
-		}
-		if !failedRequest(line) {
-			continue
-		}
-		out = append(out, line)
-		if len(out) > max {
-			out = out[1:]
-		}
-	}
-	return out
+		at, err := time.Parse(logTime, ts)
+		return err == nil && !at.Before(since) && failedRequest(line)
+	})
 }
 
 // failedRequest says whether a gateway log line records a failure.

@@ -28,7 +28,6 @@
 package registry
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -699,32 +698,17 @@ func (i *Instance) logSince(off int64) string {
 // its storage driver answered, e.g. "unknown error completing upload:
 // InternalError: ...".
 func (i *Instance) LogErrors(since time.Time, max int) []string {
-	f, err := os.Open(i.LogPath)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	return testenv.LastLines(i.LogPath, max, func(line string) bool {
 		if !strings.Contains(line, " level=error ") && !strings.Contains(line, " level=warning ") {
-			continue
+			return false
 		}
 		// The text formatter starts each line with time="<RFC 3339>".
 		ts, ok := strings.CutPrefix(line, `time="`)
 		if !ok {
-			continue
+			return false
 		}
 		ts, _, _ = strings.Cut(ts, `"`)
-		if at, err := time.Parse(time.RFC3339Nano, ts); err != nil || at.Before(since) {
-			continue
-		}
-		out = append(out, line)
-		if len(out) > max {
-			out = out[1:]
-		}
-	}
-	return out
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		return err == nil && !at.Before(since)
+	})
 }
