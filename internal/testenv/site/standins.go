@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -67,6 +68,13 @@ func Main() {
 	}
 	if path := os.Getenv(EnvProbeLock); path != "" {
 		os.Exit(probeLock(path))
+	}
+	if flag.Lookup("test.run") != nil && len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		// A test binary started as a host's command without the control
+		// URL would otherwise run the package's tests as that command.
+		fmt.Fprintf(os.Stderr, "site: test binary started as a helper (%q) without %s: run it through env(1) with the site's Systemctl.URL\n",
+			os.Args[1:], EnvCtl)
+		os.Exit(2)
 	}
 }
 
