@@ -365,23 +365,6 @@ func (e *Engine) dnsNotice(ctx context.Context, r poolbot.Request, text string) 
 	e.announce(ctx, about(r, poolbot.NoticeDNS, poolbot.StateDNS, fmt.Sprintf("%s %s", r.ID, text)))
 }
 
-// waitOrWake waits d on the engine's clock or until the service is woken
-// (a cancel arrived); false means ctx ended. Unlike sleep, it consumes the
-// wake-up: the caller re-reads the request, and the worker reads the queue
-// again when the request is over.
-func (e *Engine) waitOrWake(ctx context.Context, service string, d time.Duration) bool {
-	t := e.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.Chan():
-		return true
-	case <-e.wake[service]:
-		return true
-	}
-}
-
 // explainDNS describes the DNS step for `poolbot dry-run`: the state the
 // authoritative servers must answer after the change, what they answer
 // now (asked for real), and the cache flush or wait that would follow.

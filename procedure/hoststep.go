@@ -322,18 +322,6 @@ func (e *Engine) logSAL(ctx context.Context, r poolbot.Request, lines ...string)
 	e.deps.SALWritten()
 }
 
-// sleepFor waits d on the engine's clock; false when ctx ended.
-func (e *Engine) sleepFor(ctx context.Context, d time.Duration) bool {
-	t := e.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.Chan():
-		return true
-	}
-}
-
 // guardsLeft describes, for the END line of a request stopped while
 // parked, the silences and depooled nodes its host steps left, after
 // trying to remove the silences.

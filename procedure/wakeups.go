@@ -31,21 +31,44 @@ func (e *Engine) NotifyAll() {
 	}
 }
 
-// sleep waits d on the engine's clock, or until the service is woken (a
-// cancel arrived) or ctx ends; false means ctx ended.
-func (e *Engine) sleep(ctx context.Context, service string, d time.Duration) bool {
+// timer waits d on the engine's clock, or until wake fires (nil: never) or
+// ctx ends. ok is false when ctx ended; woken says wake fired.
+func (e *Engine) timer(ctx context.Context, d time.Duration, wake <-chan struct{}) (woken, ok bool) {
 	t := e.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
+		return false, false
 	case <-t.Chan():
-		return true
-	case <-e.wake[service]:
-		// Put the wake-up back for the worker loop once we return.
-		defer e.Notify(service)
-		return true
+		return false, true
+	case <-wake:
+		return true, true
 	}
+}
+
+// sleep waits d on the engine's clock, or until the service is woken (a
+// cancel arrived) or ctx ends; false means ctx ended. The wake-up is put
+// back for the worker loop.
+func (e *Engine) sleep(ctx context.Context, service string, d time.Duration) bool {
+	woken, ok := e.timer(ctx, d, e.wake[service])
+	if woken {
+		e.Notify(service)
+	}
+	return ok
+}
+
+// waitOrWake is sleep that consumes the wake-up: the caller re-reads the
+// request, and the worker reads the queue again when the request is over.
+func (e *Engine) waitOrWake(ctx context.Context, service string, d time.Duration) bool {
+	_, ok := e.timer(ctx, d, e.wake[service])
+	return ok
+}
+
+// sleepFor waits d on the engine's clock, whatever wakes the service;
+// false when ctx ended.
+func (e *Engine) sleepFor(ctx context.Context, d time.Duration) bool {
+	_, ok := e.timer(ctx, d, nil)
+	return ok
 }
 
 // wakeAt schedules a one-time wake-up of a service at t (replacing an
