@@ -359,29 +359,16 @@ func (w *labEnv) dnsYAML() string {
 	if w.dns == nil {
 		return ""
 	}
-	var hosts []string
+	hostDCs := map[string]string{}
 	for _, h := range w.hosts {
-		hosts = append(hosts, fmt.Sprintf("%q: %s", h, w.hostDC[h]))
+		hostDCs[h] = w.hostDC[h]
 	}
-	hostCheck := ""
-	if w.o.executor == "cumin" {
-		// cumin reaches each host's sshd, which runs outside the host's
-		// resolver namespace: getent there would ask the machine's resolver.
-		hostCheck = "\n      host_check: false"
-	}
-	return fmt.Sprintf(`    # The DNS step: real gdnsd answering from a state file rendered from etcd,
+	// cumin reaches each host's sshd, which runs outside the host's
+	// resolver namespace: getent there would ask the machine's resolver.
+	hostCheck := w.o.executor != "cumin"
+	return `    # The DNS step: real gdnsd answering from a state file rendered from etcd,
     # and a pdns-recursor per datacenter that the hosts resolve through.
-    dns:
-      record: %s
-      authoritative: [%s]
-      datacenters:
-        - {name: eqiad, client_subnet: 10.64.0.1}
-        - {name: codfw, client_subnet: 10.192.0.1}
-      poll_interval: 200ms
-      converge_timeout: 30s
-      host_timeout: 30s
-      host_datacenters: {%s}%s
-`, w.dns.Record, strings.Join(w.dns.Servers, ", "), strings.Join(hosts, ", "), hostCheck)
+` + w.dns.ServiceYAML(hostDCs, 200*time.Millisecond, 30*time.Second, hostCheck)
 }
 
 // buildPoolbot builds the poolbot binary from this repository with go

@@ -136,25 +136,15 @@ func (w *World) PoolbotConfig(o PoolbotOptions, global, staging string) string {
 	if o.Pace == 0 {
 		o.Pace = time.Second
 	}
-	var hosts, hostDCs []string
+	var hosts []string
+	hostDCs := map[string]string{}
 	for _, h := range w.Hosts {
 		hosts = append(hosts, h.Addr)
-		hostDCs = append(hostDCs, fmt.Sprintf("%q: %s", h.Addr, w.DC))
+		hostDCs[h.Addr] = w.DC
 	}
 	dnsSection := ""
 	if o.DNSWait {
-		dnsSection = fmt.Sprintf(`    dns:
-      record: %s
-      authoritative: [%s]
-      datacenters:
-        - {name: eqiad, client_subnet: 10.64.0.1}
-        - {name: codfw, client_subnet: 10.192.0.1}
-      poll_interval: 200ms
-      converge_timeout: 30s
-      host_check: true
-      host_timeout: 30s
-      host_datacenters: {%s}
-`, w.DNS.Record, strings.Join(w.DNS.Servers, ", "), strings.Join(hostDCs, ", "))
+		dnsSection = w.DNS.ServiceYAML(hostDCs, 200*time.Millisecond, 30*time.Second, true)
 	}
 	return fmt.Sprintf(`chat:
   command_prefix: "!"

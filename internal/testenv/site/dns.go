@@ -3,7 +3,6 @@ package site
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -54,19 +53,5 @@ func (w *Site) StartDNS(t testing.TB, ttl int) *DNS {
 // ServiceExtra (indented four spaces): the world's servers, spicerack's
 // client subnets, the hosts' datacenters, and short timeouts.
 func (d *DNS) ServiceYAML() string {
-	var hosts []string
-	for h, dc := range d.HostDC {
-		hosts = append(hosts, fmt.Sprintf("%q: %s", h, dc))
-	}
-	return fmt.Sprintf(`    dns:
-      record: %s
-      authoritative: [%s]
-      datacenters:
-        - {name: eqiad, client_subnet: 10.64.0.1}
-        - {name: codfw, client_subnet: 10.192.0.1}
-      poll_interval: 100ms
-      converge_timeout: 20s
-      host_timeout: 20s
-      host_datacenters: {%s}
-`, d.World.Record, strings.Join(d.World.Servers, ", "), strings.Join(hosts, ", "))
+	return d.World.ServiceYAML(d.HostDC, 100*time.Millisecond, 20*time.Second, true)
 }
