@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -30,20 +29,11 @@ func runIncident(ctx context.Context, o options, stdin io.Reader, out io.Writer)
 	if err := incident.Check(); err != nil {
 		return fmt.Errorf("the incident world cannot run here: %w", err)
 	}
-	dir := o.dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "poolbot-lab-incident-"); err != nil {
-			return err
-		}
-		if !o.keep {
-			defer os.RemoveAll(dir)
-		}
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, cleanup, err := labDir(o, "poolbot-lab-incident-")
+	if err != nil {
 		return err
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return err
-	}
+	defer cleanup()
 	helper, err := os.Executable()
 	if err != nil {
 		return err

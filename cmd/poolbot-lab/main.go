@@ -134,26 +134,39 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 0
 }
 
+// labDir is the lab's directory: -dir (made if missing), or a new
+// temporary one named from pattern, removed by cleanup unless -keep.
+func labDir(o options, pattern string) (dir string, cleanup func(), err error) {
+	cleanup = func() {}
+	if dir = o.dir; dir == "" {
+		if dir, err = os.MkdirTemp("", pattern); err != nil {
+			return "", nil, err
+		}
+		if !o.keep {
+			cleanup = func() { os.RemoveAll(dir) }
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return abs, cleanup, nil
+}
+
 // runLab is one run of the lab.
 func runLab(ctx context.Context, o options, stdin io.Reader, out io.Writer) (err error) {
 	began := time.Now()
 	if err := checkDeps(ctx, o, out); err != nil {
 		return err
 	}
-	dir := o.dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "poolbot-lab-"); err != nil {
-			return err
-		}
-		if !o.keep {
-			defer os.RemoveAll(dir)
-		}
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, cleanup, err := labDir(o, "poolbot-lab-")
+	if err != nil {
 		return err
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return err
-	}
+	defer cleanup()
 	fmt.Fprintf(out, "poolbot lab: starting in %s\n", dir)
 
 	w, err := startLab(ctx, o, dir, out)
