@@ -157,15 +157,7 @@ func (s *Store) Tx(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	tx := &Tx{tx: sqlTx, ctx: ctx, now: s.clock.Now().UTC(), stmts: s.stmts}
-	if err := fn(tx); err != nil {
-		_ = sqlTx.Rollback()
-		return err
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
+	return s.run(ctx, sqlTx, fn)
 }
 
 // txUnsynced is Tx for a write whose loss on a power failure is harmless:
@@ -197,6 +189,11 @@ func (s *Store) txUnsynced(ctx context.Context, fn func(*Tx) error) (err error) 
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
+	return s.run(ctx, sqlTx, fn)
+}
+
+// run runs fn in sqlTx, then commits it, or rolls it back when fn fails.
+func (s *Store) run(ctx context.Context, sqlTx *sql.Tx, fn func(*Tx) error) error {
 	tx := &Tx{tx: sqlTx, ctx: ctx, now: s.clock.Now().UTC(), stmts: s.stmts}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
