@@ -436,9 +436,10 @@ type fakeNode struct {
 	ModifiedIndex uint64     `json:"modifiedIndex"`
 }
 
-// query lists discovery objects matching the anchored selectors.
-func (s *fakeStore) query(selectors map[string]*regexp.Regexp) ([]fakeObject, error) {
-	out, status, err := s.call(http.MethodGet, s.base+"/discovery", url.Values{"recursive": {"true"}, "quorum": {"true"}}, nil)
+// tree reads the directory below the store's base recursively (with
+// quorum, as conftool reads); nil when it does not exist.
+func (s *fakeStore) tree(dir string) (*fakeNode, error) {
+	out, status, err := s.call(http.MethodGet, s.base+dir, url.Values{"recursive": {"true"}, "quorum": {"true"}}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -448,6 +449,15 @@ func (s *fakeStore) query(selectors map[string]*regexp.Regexp) ([]fakeObject, er
 	var root fakeNode
 	if err := json.Unmarshal(out["node"], &root); err != nil {
 		return nil, fmt.Errorf("etcd answered %d: %v", status, out)
+	}
+	return &root, nil
+}
+
+// query lists discovery objects matching the anchored selectors.
+func (s *fakeStore) query(selectors map[string]*regexp.Regexp) ([]fakeObject, error) {
+	root, err := s.tree("/discovery")
+	if err != nil || root == nil {
+		return nil, err
 	}
 	var objects []fakeObject
 	for _, svcDir := range root.Nodes {
@@ -495,16 +505,9 @@ func (s *fakeStore) update(o fakeObject, values map[string]json.RawMessage) erro
 // queryNodes lists node objects (pools/<dc>/<cluster>/<service>/<name>)
 // matching the anchored selectors.
 func (s *fakeStore) queryNodes(selectors map[string]*regexp.Regexp) ([]fakeObject, error) {
-	out, status, err := s.call(http.MethodGet, s.base+"/pools", url.Values{"recursive": {"true"}, "quorum": {"true"}}, nil)
-	if err != nil {
+	root, err := s.tree("/pools")
+	if err != nil || root == nil {
 		return nil, err
-	}
-	if status == http.StatusNotFound {
-		return nil, nil
-	}
-	var root fakeNode
-	if err := json.Unmarshal(out["node"], &root); err != nil {
-		return nil, fmt.Errorf("etcd answered %d: %v", status, out)
 	}
 	match := func(tag, v string) bool { re := selectors[tag]; return re == nil || re.MatchString(v) }
 	var objects []fakeObject
