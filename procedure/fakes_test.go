@@ -247,41 +247,13 @@ type unit struct {
 	notices *site.Notices
 	engine  *Engine
 	changes *requests.Changes
-	own     *ownLog
-}
-
-// ownLog records what the engine tells the drift watch's OwnWrites.
-type ownLog struct {
-	mu    sync.Mutex
-	calls []string
-}
-
-func (o *ownLog) add(format string, args ...any) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.calls = append(o.calls, fmt.Sprintf(format, args...))
-}
-
-func (o *ownLog) Intend(service, dc string, pooled bool) {
-	o.add("intend %s/%s %t", service, dc, pooled)
-}
-func (o *ownLog) Forget(service, dc string, pooled bool) {
-	o.add("forget %s/%s %t", service, dc, pooled)
-}
-func (o *ownLog) Record(service, dc string, st conftool.State) {
-	o.add("record %s/%s %t @%d", service, dc, st.Pooled, st.ModifiedIndex)
-}
-
-func (o *ownLog) all() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return slices.Clone(o.calls)
+	own     *ownRecorder
 }
 
 func newUnit(t *testing.T, nHosts int, cfg Config) *unit {
 	t.Helper()
 	u := &unit{t: t, clock: clockwork.NewFakeClockAt(t0), conf: newFakeConftool(), scap: &fakeScap{},
-		exec: &fakeExecutor{}, cal: &fakeCalendar{}, notices: &site.Notices{}, own: &ownLog{}}
+		exec: &fakeExecutor{}, cal: &fakeCalendar{}, notices: &site.Notices{}, own: &ownRecorder{}}
 	u.cal.set(calendar.NewSchedule(t0, t0.Add(30*24*time.Hour), nil), nil)
 	var err error
 	u.store, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "poolbot.db"), u.clock)

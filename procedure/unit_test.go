@@ -82,7 +82,8 @@ func TestUnitRevertedDepoolIsOwnWrite(t *testing.T) {
 	}
 	// The forget after the read-back (codfw is pooled) finds no open
 	// intent left: the records settled it.
-	want := []string{"intend apus/codfw false", "record apus/codfw false @41", "record apus/codfw true @42", "forget apus/codfw false"}
+	want := []string{"intend apus/codfw pooled=false", "record apus/codfw pooled=false index=41",
+		"record apus/codfw pooled=true index=42", "forget apus/codfw pooled=false"}
 	if got := u.own.all(); !slices.Equal(got, want) {
 		t.Fatalf("OwnWrites calls %q, want %q", got, want)
 	}
