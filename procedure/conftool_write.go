@@ -71,8 +71,10 @@ func (e *Engine) setPooled(ctx context.Context, r poolbot.Request, want bool) (c
 	case rerr != nil:
 		// Still unknown: the intent stays recorded (the write may yet
 		// show up in the watch, and it is poolbot's).
-		return conftool.State{}, "", fmt.Errorf("%w: %v; %s/%s could not be read back for %s (%v): CHECK it by hand",
-			errPooledUnknown, werr, r.Service, r.Datacenter, poolbot.FormatDuration(writeReadBackFor), rerr)
+		// The write's own error first, as in the other cases: it names
+		// conftool (the END line says "conftool: " once).
+		return conftool.State{}, "", fmt.Errorf("%v; %w: %s/%s could not be read back for %s (%v): CHECK it by hand",
+			werr, errPooledUnknown, r.Service, r.Datacenter, poolbot.FormatDuration(writeReadBackFor), rerr)
 	case st.Pooled != want:
 		if own != nil {
 			own.Forget(r.Service, r.Datacenter, want)

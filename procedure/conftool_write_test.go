@@ -155,6 +155,10 @@ func TestEtcdDownPastTheBoundEndsWithTheStateUnknown(t *testing.T) {
 		!strings.Contains(end, "apus/codfw could not be read back for 01m 00s") || !strings.Contains(end, "CHECK it by hand") {
 		t.Fatalf("END line %q", end)
 	}
+	// conftool is named once, by the write's own error, which comes first.
+	if !strings.Contains(end, "depool apus in codfw: conftool: set apus/codfw pooled=false: ") {
+		t.Fatalf("END line %q does not start its reason with the write's error", end)
+	}
 	if len(l.restarted()) != 0 {
 		t.Fatalf("restarted %v", l.restarted())
 	}
